@@ -1,0 +1,212 @@
+"""One exception hierarchy for mlc and its server.
+
+Every condition a user can hit is a subclass of :class:`LifecycleError` with a message that
+says what went wrong, where, and what to do. Each class maps once to a process exit code, a
+gRPC status code and an HTTP status; the CLI, the gRPC servicers and the REST handlers read
+these attributes and never decide codes themselves.
+
+This module must stay cheap to import: it does not import grpc or TensorFlow. gRPC codes are
+named by their ``grpc.StatusCode`` member name.
+"""
+
+from __future__ import annotations
+
+# TF Serving's own mapping from gRPC status to HTTP status for its REST API
+# (tensorflow_serving/model_servers/http_rest_api_handler.cc -> ToHTTPStatusCode).
+GRPC_TO_HTTP: dict[str, int] = {
+    "OK": 200,
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400,
+    "ABORTED": 409,
+    "OUT_OF_RANGE": 400,
+    "UNIMPLEMENTED": 501,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DATA_LOSS": 500,
+    "UNAUTHENTICATED": 401,
+}
+
+
+class LifecycleError(Exception):
+    """Base of every mlc error: a user-facing message plus exit, gRPC and HTTP codes."""
+
+    exit_code: int = 1
+    grpc_code: str = "UNKNOWN"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def http_status(self) -> int:
+        """HTTP status for this error, derived from its gRPC code as TF Serving does."""
+        return GRPC_TO_HTTP.get(self.grpc_code, 500)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- usage and configuration -------------------------------------------------------------
+
+
+class UsageError(LifecycleError):
+    """The command line asks for something that cannot be done as written."""
+
+    exit_code = 2
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class ConfigError(LifecycleError):
+    """A model definition or other file under configs/ is missing or malformed."""
+
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class RegistryError(LifecycleError):
+    """model_repo/registry.yaml is malformed or inconsistent."""
+
+    grpc_code = "DATA_LOSS"
+
+
+class LockTimeout(LifecycleError):
+    """Another mlc process holds the registry lock for too long."""
+
+    grpc_code = "ABORTED"
+
+
+# --- registry lookups ----------------------------------------------------------------------
+
+
+class ModelNotFound(LifecycleError):
+    """A model name is unknown to the registry, the definitions or a server."""
+
+    grpc_code = "NOT_FOUND"
+
+
+class VersionNotFound(LifecycleError):
+    """A version number is unknown for a model."""
+
+    grpc_code = "NOT_FOUND"
+
+
+# --- checkpoints, export and validation ----------------------------------------------------
+
+
+class CheckpointError(LifecycleError):
+    """A checkpoint path is missing, incomplete or unreadable."""
+
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class ArchitectureMismatch(CheckpointError):
+    """A checkpoint's variables do not match the network of the model definition."""
+
+
+class ExportError(LifecycleError):
+    """Writing the SavedModel failed."""
+
+    grpc_code = "INTERNAL"
+
+
+class ValidationFailed(LifecycleError):
+    """A staged export failed one of the validation checks; ``check`` names which."""
+
+    grpc_code = "FAILED_PRECONDITION"
+
+    def __init__(self, message: str, check: str = "validation") -> None:
+        super().__init__(message)
+        self.check = check
+
+
+class SignatureMismatch(ValidationFailed):
+    """The exported signature does not match the contract in the model definition."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, check="contract")
+
+
+class ImageError(LifecycleError):
+    """A file given as an image is missing or is not a readable image."""
+
+    grpc_code = "INVALID_ARGUMENT"
+
+
+# --- serving and rollout -------------------------------------------------------------------
+
+
+class ServerUnavailable(LifecycleError):
+    """A model server cannot be reached or did not answer in time."""
+
+    grpc_code = "UNAVAILABLE"
+
+
+class ServerError(LifecycleError):
+    """A model server answered with an error; carries the server's gRPC code."""
+
+    def __init__(self, message: str, grpc_code: str = "UNKNOWN") -> None:
+        super().__init__(message)
+        self.grpc_code = grpc_code
+
+
+class PromotionFailed(LifecycleError):
+    """A promotion or rollback failed and was reverted."""
+
+    grpc_code = "ABORTED"
+
+
+class PreconditionFailed(LifecycleError):
+    """A promote/rollback precondition does not hold (gate, compare-and-swap, nothing to roll back)."""
+
+    grpc_code = "FAILED_PRECONDITION"
+
+
+# --- model server (TF Serving's own conditions) --------------------------------------------
+
+
+class InvalidArgument(LifecycleError):
+    """A request to the model server is malformed (TF Serving INVALID_ARGUMENT)."""
+
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class FailedPrecondition(LifecycleError):
+    """A request to the model server cannot be served in the current state."""
+
+    grpc_code = "FAILED_PRECONDITION"
+
+
+class ServableNotFound(LifecycleError):
+    """No loaded servable answers a request (TF Serving NOT_FOUND)."""
+
+    grpc_code = "NOT_FOUND"
+
+
+class Unimplemented(LifecycleError):
+    """The model server does not implement a requested feature."""
+
+    grpc_code = "UNIMPLEMENTED"
+
+
+class DeadlineExceeded(LifecycleError):
+    """A request ran past its deadline."""
+
+    grpc_code = "DEADLINE_EXCEEDED"
+
+
+class ResourceExhausted(LifecycleError):
+    """A request exceeds a size bound or a queue is full."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class InternalError(LifecycleError):
+    """An unexpected failure inside the model server."""
+
+    grpc_code = "INTERNAL"

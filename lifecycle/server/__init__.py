@@ -1,0 +1,1 @@
+"""mlc-model-server: an embedded TensorFlow-Serving-compatible model server."""
