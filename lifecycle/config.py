@@ -1,0 +1,223 @@
+"""Paths of an mlc home and the model definitions under ``configs/``.
+
+An mlc home is a folder with ``configs/`` (model definitions, written by people, and
+``models.config``, written by mlc) and ``model_repo/`` (versions and ``registry.yaml``,
+written only by mlc). It is ``$MLC_HOME`` if set, else the current folder.
+
+This module must not import TensorFlow: ``status`` and ``history`` go through it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lifecycle.errors import ConfigError, ModelNotFound, UsageError
+
+# A model name becomes a folder name under model_repo/ and a TF Serving model name.
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_model_name(name: str) -> str:
+    """Return ``name`` if it is a safe model name, else raise UsageError."""
+    if not MODEL_NAME_RE.match(name) or name in {".", ".."}:
+        raise UsageError(
+            f"invalid model name {name!r}: use letters, digits, '_', '-' and '.', "
+            "starting with a letter or digit (no path characters)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where everything of one mlc home lives."""
+
+    home: Path
+
+    @classmethod
+    def from_env(cls, home: str | Path | None = None) -> Paths:
+        """The home named by ``home``, else ``$MLC_HOME``, else the current folder."""
+        chosen = home or os.environ.get("MLC_HOME") or os.getcwd()
+        return cls(Path(chosen).resolve())
+
+    @property
+    def configs(self) -> Path:
+        return self.home / "configs"
+
+    @property
+    def model_repo(self) -> Path:
+        return self.home / "model_repo"
+
+    @property
+    def registry_file(self) -> Path:
+        return self.model_repo / "registry.yaml"
+
+    @property
+    def lock_file(self) -> Path:
+        """The one lock that guards the registry, version allocation and models.config."""
+        return self.model_repo / ".mlc.lock"
+
+    @property
+    def serving_config(self) -> Path:
+        return self.configs / "models.config"
+
+    @property
+    def state_dir(self) -> Path:
+        """mlc's private runtime state: journals, server records, sandboxes."""
+        return self.home / ".mlc"
+
+    def model_dir(self, model: str) -> Path:
+        """model_repo/<model>: the TF Serving base_path of a model."""
+        return self.model_repo / check_model_name(model)
+
+    def version_dir(self, model: str, version: int) -> Path:
+        """model_repo/<model>/<version>."""
+        return self.model_dir(model) / str(int(version))
+
+    def definition_file(self, model: str) -> Path:
+        """configs/<model>.yaml."""
+        return self.configs / f"{check_model_name(model)}.yaml"
+
+
+# --- model definitions -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named input or output of a signature contract."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...] | None  # None: unknown rank; -1: unknown dimension
+
+
+@dataclass(frozen=True)
+class SignatureContract:
+    """The signature clients rely on: key, method name, inputs and outputs."""
+
+    key: str
+    method: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+@dataclass(frozen=True)
+class ModelDefinition:
+    """configs/<model>.yaml, parsed. ``raw`` keeps sections other modules interpret."""
+
+    name: str
+    path: Path
+    network: dict[str, Any]
+    signature: SignatureContract
+    validation: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def resolve(self, relative: str | Path) -> Path:
+        """A path from the definition, relative to the definition's folder."""
+        p = Path(relative)
+        return p if p.is_absolute() else (self.path.parent / p)
+
+
+def load_yaml_file(path: Path, what: str) -> Any:
+    """Parse a YAML file; a syntax error becomes ConfigError naming the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ConfigError(f"{what} not found: {path}") from e
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"malformed {what} {where}: {problem}") from e
+
+
+def _tensor_specs(section: Any, where: str) -> tuple[TensorSpec, ...]:
+    if not isinstance(section, dict) or not section:
+        raise ConfigError(f"{where}: expected a mapping of tensor name -> {{dtype, shape}}")
+    specs = []
+    for name, spec in section.items():
+        if not isinstance(spec, dict) or "dtype" not in spec:
+            raise ConfigError(f"{where}.{name}: expected {{dtype: ..., shape: [...]}}")
+        shape = spec.get("shape")
+        if shape is not None and (
+            not isinstance(shape, list) or not all(isinstance(d, int) for d in shape)
+        ):
+            raise ConfigError(f"{where}.{name}.shape: expected a list of integers (-1 = any)")
+        specs.append(TensorSpec(str(name), str(spec["dtype"]), None if shape is None else tuple(shape)))
+    return tuple(specs)
+
+
+def parse_definition(data: Any, path: Path) -> ModelDefinition:
+    """Build a ModelDefinition from parsed YAML; structural problems raise ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"malformed model definition {path}: expected a mapping at the top")
+    for key in ("name", "network", "signature"):
+        if key not in data:
+            raise ConfigError(f"model definition {path} lacks the required key '{key}'")
+    name = str(data["name"])
+    try:
+        check_model_name(name)
+    except UsageError as e:
+        raise ConfigError(f"model definition {path}: {e.message}") from e
+    sig = data["signature"]
+    if not isinstance(sig, dict):
+        raise ConfigError(f"model definition {path}: 'signature' must be a mapping")
+    contract = SignatureContract(
+        key=str(sig.get("key", "serving_default")),
+        method=str(sig.get("method", "tensorflow/serving/predict")),
+        inputs=_tensor_specs(sig.get("inputs"), f"{path}: signature.inputs"),
+        outputs=_tensor_specs(sig.get("outputs"), f"{path}: signature.outputs"),
+    )
+    network = data["network"]
+    if not isinstance(network, dict):
+        raise ConfigError(f"model definition {path}: 'network' must be a mapping")
+    return ModelDefinition(
+        name=name,
+        path=path,
+        network=network,
+        signature=contract,
+        validation=dict(data.get("validation") or {}),
+        thresholds=dict(data.get("thresholds") or {}),
+        raw=data,
+    )
+
+
+def load_definition(paths: Paths, model: str) -> ModelDefinition:
+    """Read configs/<model>.yaml; an unknown model raises ModelNotFound."""
+    file = paths.definition_file(model)
+    if not file.exists():
+        known = ", ".join(list_models(paths)) or "none"
+        raise ModelNotFound(
+            f"unknown model {model!r}: no {file} (known models: {known})"
+        )
+    definition = parse_definition(load_yaml_file(file, "model definition"), file)
+    if definition.name != model:
+        raise ConfigError(f"model definition {file} names model {definition.name!r}, expected {model!r}")
+    return definition
+
+
+def list_models(paths: Paths) -> list[str]:
+    """Names of the models defined under configs/ (files ``<name>.yaml``)."""
+    if not paths.configs.is_dir():
+        return []
+    return sorted(
+        p.stem for p in paths.configs.glob("*.yaml") if MODEL_NAME_RE.match(p.stem) and p.stem != "servers"
+    )
+
+
+def default_model(paths: Paths) -> str:
+    """The model to use when none is named: the only one defined, else an error."""
+    models = list_models(paths)
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        raise ConfigError(f"no model definitions in {paths.configs}; add configs/<model>.yaml")
+    raise UsageError(f"several models are defined ({', '.join(models)}); name one with --model")
