@@ -1,0 +1,219 @@
+"""The protocol-agnostic core: TF Serving's request semantics over the servable manager.
+
+Transports (gRPC, REST) convert their wire format to the calls here and map the
+``lifecycle.errors`` exceptions raised here to status codes, each in one place.
+:meth:`ServerCore.predict_arrays` is the single prediction entry point; batching (issue 4)
+wraps it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from lifecycle.errors import InvalidArgument, LifecycleError, ServableNotFound
+from lifecycle.server.loader import DEFAULT_SIGNATURE, Servable
+from lifecycle.server.manager import ManagerOptions, ServableManager
+from lifecycle.server.tensors import fill_tensor_proto, to_ndarray
+
+log = logging.getLogger("mlc-model-server")
+
+SIGNATURE_DEF_FIELD = "signature_def"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which servable a request names: a model and at most one of version or label."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Outputs of one predict call, with the version and signature that produced them."""
+
+    name: str
+    version: int
+    signature_name: str
+    outputs: dict[str, np.ndarray]
+
+
+def model_ref(model_spec: object) -> ModelRef:
+    """The ModelRef of a ModelSpec proto."""
+    choice = model_spec.WhichOneof("version_choice")
+    if choice == "version":
+        return ModelRef(model_spec.name, version=model_spec.version.value)
+    if choice == "version_label":
+        return ModelRef(model_spec.name, label=model_spec.version_label)
+    return ModelRef(model_spec.name)
+
+
+class ServerCore:
+    """Predict, metadata, status and reload with TF Serving's semantics and messages."""
+
+    def __init__(self, options: ManagerOptions) -> None:
+        self.manager = ServableManager(options, warmup=self._warmup)
+
+    # --- prediction ---------------------------------------------------------------------
+
+    def predict_arrays(
+        self,
+        ref: ModelRef,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: list[str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> Prediction:
+        """Run a signature of the servable ``ref`` names on named arrays."""
+        with self.manager.servable(ref.name, ref.version, ref.label) as servable:
+            return self._run(servable, signature_name, inputs, output_filter, timeout_ms)
+
+    def _run(
+        self,
+        servable: Servable,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: list[str] | None,
+        timeout_ms: int | None,
+    ) -> Prediction:
+        name = signature_name or DEFAULT_SIGNATURE
+        servable.signature(name)  # FAILED_PRECONDITION before looking at inputs, as TF Serving
+        outputs = servable.run(name, inputs, output_filter, timeout_ms)
+        return Prediction(servable.name, servable.version, name, outputs)
+
+    def predict(self, request: object, timeout_ms: int | None = None) -> object:
+        """PredictionService.Predict on protos."""
+        from tensorflow_serving.apis import predict_pb2
+
+        if not request.HasField("model_spec"):
+            raise InvalidArgument("Missing ModelSpec")
+        ref = model_ref(request.model_spec)
+        with self.manager.servable(ref.name, ref.version, ref.label) as servable:
+            prediction = self._predict_on(servable, request, timeout_ms)
+        response = predict_pb2.PredictResponse()
+        spec = response.model_spec
+        spec.name = request.model_spec.name
+        spec.version.value = prediction.version
+        spec.signature_name = prediction.signature_name
+        for alias, value in prediction.outputs.items():
+            fill_tensor_proto(response.outputs[alias], value)
+        return response
+
+    def _predict_on(self, servable: Servable, request: object, timeout_ms: int | None) -> Prediction:
+        signature_name = request.model_spec.signature_name
+        servable.signature(signature_name)
+        inputs = {alias: to_ndarray(tensor, alias) for alias, tensor in request.inputs.items()}
+        return self._run(servable, signature_name, inputs, list(request.output_filter), timeout_ms)
+
+    def _warmup(self, servable: Servable) -> None:
+        count = servable.warmup(lambda request: self._predict_on(servable, request, None))
+        if count:
+            log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d.",
+                     servable.path, count)
+
+    # --- metadata -----------------------------------------------------------------------
+
+    def signature_inputs(self, ref: ModelRef, signature_name: str) -> dict[str, object]:
+        """The TensorInfo map of a signature's inputs (for JSON -> tensor conversion)."""
+        name = signature_name or DEFAULT_SIGNATURE
+        with self.manager.servable(ref.name, ref.version, ref.label) as servable:
+            signature = servable.signatures.get(name)
+            if signature is None:
+                raise InvalidArgument(f'Serving signature name: "{name}" not found in signature def')
+            return dict(signature.inputs)
+
+    def get_model_metadata(self, request: object) -> object:
+        """PredictionService.GetModelMetadata: the signature_def map of one servable."""
+        from google.protobuf import any_pb2
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        if not request.HasField("model_spec"):
+            raise InvalidArgument("Missing ModelSpec")
+        if not request.metadata_field:
+            raise InvalidArgument("GetModelMetadataRequest must specify at least one metadata_field")
+        for metadata_field in request.metadata_field:
+            if metadata_field != SIGNATURE_DEF_FIELD:
+                raise InvalidArgument(f"Metadata field {metadata_field} is not supported")
+        ref = model_ref(request.model_spec)
+        with self.manager.servable(ref.name, ref.version, ref.label) as servable:
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            for key, signature in servable.signatures.items():
+                signature_map.signature_def[key].CopyFrom(signature)
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = servable.name
+            response.model_spec.version.value = servable.version
+        packed = any_pb2.Any()
+        packed.Pack(signature_map)
+        response.metadata[SIGNATURE_DEF_FIELD].CopyFrom(packed)
+        return response
+
+    # --- model service ------------------------------------------------------------------
+
+    def get_model_status(self, request: object) -> object:
+        """ModelService.GetModelStatus: every version's state, or one version's."""
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        if not request.HasField("model_spec"):
+            raise InvalidArgument("Missing ModelSpec")
+        ref = model_ref(request.model_spec)
+        statuses = self.manager.version_statuses(ref.name)
+        version = ref.version
+        if ref.label is not None:
+            version = self.manager.labels(ref.name).get(ref.label)
+            if version is None:
+                raise InvalidArgument(f"Unrecognized servable version label: {ref.label}")
+        if version is not None:
+            statuses = [s for s in statuses if s.version == version]
+            if not statuses:
+                raise ServableNotFound(f"Could not find version {version} of model {ref.name}")
+        elif not statuses:
+            raise ServableNotFound(f"Could not find any versions of model {ref.name}")
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for status in statuses:
+            entry = response.model_version_status.add()
+            entry.version = status.version
+            entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(status.state.value)
+            fill_status_proto(entry.status, status.error)
+        return response
+
+    def reload_config(self, request: object) -> object:
+        """ModelService.HandleReloadConfigRequest: replace the whole config."""
+        from tensorflow_serving.apis import model_management_pb2
+
+        if request.config.WhichOneof("config") != "model_config_list":
+            raise InvalidArgument(
+                "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+                "ModelConfigList is currently supported"
+            )
+        for index, config in enumerate(request.config.model_config_list.config):
+            log.info("Config entry index : %d path : %s name : %s platform : %s",
+                     index, config.base_path, config.name, config.model_platform)
+        try:
+            self.manager.apply_config(request.config)
+        except LifecycleError as e:
+            log.error("ReloadConfig failed: %s", e.message)
+            raise
+        response = model_management_pb2.ReloadConfigResponse()
+        fill_status_proto(response.status, None)
+        return response
+
+    def stop(self) -> None:
+        """Unload everything."""
+        self.manager.stop()
+
+
+def fill_status_proto(proto: object, error: LifecycleError | None) -> None:
+    """Write an error (None = OK) into a tensorflow.serving.StatusProto."""
+    from tensorflow.core.protobuf import error_codes_pb2
+
+    if error is None:
+        proto.error_code = error_codes_pb2.OK
+        proto.error_message = ""
+    else:
+        proto.error_code = error_codes_pb2.Code.Value(error.grpc_code)
+        proto.error_message = error.message

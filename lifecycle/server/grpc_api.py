@@ -1,0 +1,89 @@
+"""gRPC transport: the official PredictionService and ModelService servicers, thin over the core.
+
+Errors are mapped to gRPC status codes in exactly one place, :func:`_call`.
+Classify, Regress and MultiInference answer UNIMPLEMENTED until issue 4.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import grpc
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from lifecycle.errors import LifecycleError, Unimplemented
+from lifecycle.server.core import ServerCore
+
+log = logging.getLogger("mlc-model-server")
+
+T = TypeVar("T")
+
+
+def _call(context: grpc.ServicerContext, method: str, fn: Callable[[], T]) -> T:
+    """Run ``fn``; turn a LifecycleError into the gRPC status TF Serving would send."""
+    try:
+        return fn()
+    except LifecycleError as e:
+        log.debug("%s failed: %s", method, e.message)
+        context.abort(getattr(grpc.StatusCode, e.grpc_code, grpc.StatusCode.UNKNOWN), e.message)
+    except Exception as e:  # an unexpected bug: report it, don't kill the connection
+        log.exception("%s failed", method)
+        context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+    raise AssertionError("unreachable")  # context.abort always raises
+
+
+def _timeout_ms(context: grpc.ServicerContext) -> int | None:
+    remaining = context.time_remaining()
+    if remaining is None or remaining > 1e9:
+        return None
+    return max(1, int(remaining * 1000))
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """tensorflow.serving.PredictionService over a ServerCore."""
+
+    def __init__(self, core: ServerCore) -> None:
+        self.core = core
+
+    def Predict(self, request, context):  # noqa: N802, ANN001, ANN201 - gRPC's names
+        return _call(context, "Predict", lambda: self.core.predict(request, _timeout_ms(context)))
+
+    def GetModelMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
+        return _call(context, "GetModelMetadata", lambda: self.core.get_model_metadata(request))
+
+    def Classify(self, request, context):  # noqa: N802, ANN001, ANN201
+        return _call(context, "Classify", _unimplemented("Classify"))
+
+    def Regress(self, request, context):  # noqa: N802, ANN001, ANN201
+        return _call(context, "Regress", _unimplemented("Regress"))
+
+    def MultiInference(self, request, context):  # noqa: N802, ANN001, ANN201
+        return _call(context, "MultiInference", _unimplemented("MultiInference"))
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """tensorflow.serving.ModelService over a ServerCore."""
+
+    def __init__(self, core: ServerCore) -> None:
+        self.core = core
+
+    def GetModelStatus(self, request, context):  # noqa: N802, ANN001, ANN201
+        return _call(context, "GetModelStatus", lambda: self.core.get_model_status(request))
+
+    def HandleReloadConfigRequest(self, request, context):  # noqa: N802, ANN001, ANN201
+        return _call(context, "HandleReloadConfigRequest", lambda: self.core.reload_config(request))
+
+
+def _unimplemented(method: str) -> Callable[[], object]:
+    def fail() -> object:
+        raise Unimplemented(f"{method} is not implemented by mlc-model-server yet")
+
+    return fail
+
+
+def add_services(server: grpc.Server, core: ServerCore) -> None:
+    """Register both TF Serving services on a grpc server."""
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)

@@ -1,0 +1,255 @@
+"""Loading one SavedModel version and running its signatures, as TF Serving's C++ loader does.
+
+Every SavedModel (TF1 builder exports, ``saved_model.pbtxt``, TF2 ``tf.saved_model.save`` and
+Keras exports) is loaded the same way: a TF1 ``Session`` on a fresh graph and
+``tf.compat.v1.saved_model.loader.load``. Signatures are run through the session's C API, which
+like TF Serving's ``Session::Run`` feeds tensors as given: a ``[1]`` tensor fed into a
+``(None, 1)`` placeholder is not rejected up front, and a dtype mismatch is reported by the
+runtime as INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from lifecycle.errors import FailedPrecondition, InternalError, InvalidArgument, LifecycleError
+
+log = logging.getLogger("mlc-model-server")
+
+DEFAULT_SIGNATURE = "serving_default"
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+MAX_WARMUP_RECORDS = 1000  # TF Serving's WarmupConsts::kMaxNumRecords
+
+
+class TFServingStatus(LifecycleError):
+    """An error carrying any gRPC code, for TensorFlow runtime errors passed through verbatim."""
+
+    def __init__(self, message: str, grpc_code: str) -> None:
+        super().__init__(message)
+        self.grpc_code = grpc_code
+
+
+def translate_tf_error(error: Exception) -> LifecycleError:
+    """Turn a TensorFlow OpError into the LifecycleError with the same gRPC code and message."""
+    import tensorflow as tf
+
+    if isinstance(error, LifecycleError):
+        return error
+    if isinstance(error, tf.errors.OpError):
+        code = _CODE_NAMES.get(error.error_code, "UNKNOWN")
+        return TFServingStatus(error.message, code)
+    return InternalError(f"{type(error).__name__}: {error}")
+
+
+_CODE_NAMES = {
+    1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
+    6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION",
+    10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
+    15: "DATA_LOSS", 16: "UNAUTHENTICATED",
+}
+
+
+class Servable:
+    """One loaded SavedModel version: its MetaGraphDef's signatures and a session to run them.
+
+    Thread-safe. Requests hold it through :meth:`acquire` / :meth:`release`, so that unloading
+    waits for in-flight requests instead of closing the session under them.
+    """
+
+    def __init__(self, name: str, version: int, path: Path, tags: list[str]) -> None:
+        import tensorflow as tf
+        from tensorflow.python.client import pywrap_tf_session
+
+        self.name = name
+        self.version = version
+        self.path = Path(path)
+        self._tf_session_api = pywrap_tf_session
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph)
+        try:
+            with self._graph.as_default():
+                self.meta_graph = tf.compat.v1.saved_model.loader.load(
+                    self._session, tags, str(self.path)
+                )
+        except Exception as e:
+            self._session.close()
+            raise _load_error(e, self.path, tags) from e
+        self.signatures = dict(self.meta_graph.signature_def)
+        self._outputs_cache: dict[str, object] = {}
+        self._lock = threading.Condition()
+        self._refs = 0
+        self._closing = False
+
+    # --- request handles ----------------------------------------------------------------
+
+    def acquire(self) -> bool:
+        """Take a request handle; False once the servable is being unloaded."""
+        with self._lock:
+            if self._closing:
+                return False
+            self._refs += 1
+            return True
+
+    def release(self) -> None:
+        """Give back a handle taken with :meth:`acquire`."""
+        with self._lock:
+            self._refs -= 1
+            if self._refs == 0:
+                self._lock.notify_all()
+
+    def close(self) -> None:
+        """Refuse new handles, wait for the in-flight ones, then free the session."""
+        with self._lock:
+            self._closing = True
+            while self._refs:
+                self._lock.wait()
+        self._session.close()
+
+    # --- running ------------------------------------------------------------------------
+
+    def signature(self, signature_name: str) -> object:
+        """The SignatureDef for a name ('' means serving_default), or FAILED_PRECONDITION."""
+        name = signature_name or DEFAULT_SIGNATURE
+        try:
+            return self.signatures[name]
+        except KeyError:
+            raise FailedPrecondition(f'Serving signature key "{name}" not found.') from None
+
+    def run(
+        self,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: list[str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Run a signature on named arrays; returns the requested (or all) outputs by alias."""
+        signature = self.signature(signature_name)
+        feeds = _check_inputs(signature, inputs)
+        aliases = _select_outputs(signature, output_filter or [])
+        feed_dict = {self._tf_output(signature.inputs[alias].name): value for alias, value in feeds}
+        fetches = [self._tf_output(signature.outputs[alias].name) for alias in aliases]
+        options = None
+        if timeout_ms is not None and timeout_ms > 0:
+            from tensorflow.core.protobuf import config_pb2
+
+            run_options = config_pb2.RunOptions(timeout_in_ms=int(timeout_ms))
+            options = self._tf_session_api.TF_NewBufferFromString(run_options.SerializeToString())
+        try:
+            # The C entry point feeds tensors as given, like TF Serving's Session::Run; the
+            # Python Session.run would reject shapes that TF Serving accepts.
+            values = self._session._call_tf_sessionrun(options, feed_dict, fetches, [], None)
+        except Exception as e:
+            raise translate_tf_error(e) from e
+        finally:
+            if options is not None:
+                self._tf_session_api.TF_DeleteBuffer(options)
+        return dict(zip(aliases, values, strict=True))
+
+    def _tf_output(self, tensor_name: str) -> object:
+        cached = self._outputs_cache.get(tensor_name)
+        if cached is None:
+            try:
+                cached = self._graph.get_tensor_by_name(tensor_name)._as_tf_output()
+            except (KeyError, ValueError) as e:
+                raise InternalError(f"signature names tensor {tensor_name} missing from the graph") from e
+            self._outputs_cache[tensor_name] = cached
+        return cached
+
+    # --- warmup -------------------------------------------------------------------------
+
+    def warmup(self, run_predict: Callable[[object], object]) -> int:
+        """Replay assets.extra/tf_serving_warmup_requests through ``run_predict``; returns count."""
+        path = self.path / WARMUP_FILE
+        if not path.exists():
+            return 0
+        import tensorflow as tf
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        count = 0
+        try:
+            for record in tf.compat.v1.io.tf_record_iterator(str(path)):
+                log_entry = prediction_log_pb2.PredictionLog()
+                try:
+                    log_entry.ParseFromString(record)
+                except Exception as e:
+                    raise InvalidArgument(
+                        f"Failed to parse warmup record: {record!r} from {path}"
+                    ) from e
+                kind = log_entry.WhichOneof("log_type")
+                if kind == "predict_log":
+                    run_predict(log_entry.predict_log.request)
+                elif kind in ("classify_log", "regress_log", "multi_inference_log"):
+                    # Classify/Regress/MultiInference arrive with issue 4; skip, don't fail.
+                    log.warning("skipping %s warmup record for %s (not implemented yet)", kind, path)
+                else:
+                    raise InvalidArgument(f"Unsupported log_type for warmup: {kind}")
+                count += 1
+                if count > MAX_WARMUP_RECORDS:
+                    raise InvalidArgument(
+                        f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
+                    )
+        except LifecycleError:
+            raise
+        except Exception as e:
+            raise translate_tf_error(e) from e
+        return count
+
+
+def _load_error(error: Exception, path: Path, tags: list[str]) -> LifecycleError:
+    import tensorflow as tf
+
+    if isinstance(error, OSError) or (
+        isinstance(error, tf.errors.NotFoundError) or "SavedModel file does not exist" in str(error)
+    ):
+        return TFServingStatus(
+            "Could not find SavedModel .pb or .pbtxt at supplied export directory path: "
+            f"{path}. Check that the directory exists and that you have the right permissions "
+            "for accessing it.",
+            "NOT_FOUND",
+        )
+    if isinstance(error, RuntimeError) and "MetaGraphDef associated with tags" in str(error):
+        return TFServingStatus(str(error), "NOT_FOUND")
+    translated = translate_tf_error(error)
+    if isinstance(translated, InternalError) and not isinstance(error, LifecycleError):
+        return TFServingStatus(f"Failed to load SavedModel at {path}: {error}", "INVALID_ARGUMENT")
+    return translated
+
+
+def _check_inputs(signature: object, inputs: Mapping[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    expected = set(signature.inputs.keys())
+    sent = set(inputs.keys())
+    if sent != expected:
+        if len(sent) != len(expected):
+            raise InvalidArgument(
+                f"input size does not match signature: {len(sent)}!={len(expected)} "
+                f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
+                f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
+                f"Missing but required: {{{','.join(sorted(expected - sent))}}}."
+            )
+        alias = sorted(sent - expected)[0]
+        raise InvalidArgument(
+            f"input tensor alias not found in signature: {alias}. "
+            f"Inputs expected to be in the set {{{','.join(sorted(expected))}}}."
+        )
+    return list(inputs.items())
+
+
+def _select_outputs(signature: object, output_filter: list[str]) -> list[str]:
+    if not output_filter:
+        return list(signature.outputs.keys())
+    seen: set[str] = set()
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise InvalidArgument(
+                f"output tensor alias not found in signature: {alias} Outputs expected to be in "
+                f"the set {{{','.join(sorted(signature.outputs.keys()))}}}."
+            )
+        if alias in seen:
+            raise InvalidArgument(f"duplicate output tensor alias: {alias}")
+        seen.add(alias)
+    return list(output_filter)

@@ -1,0 +1,571 @@
+"""``mlc-model-server``: tensorflow_model_server's command line, and ``create_server`` for code.
+
+The command line takes TF Serving's flags with their names and defaults (``--flag=value`` or
+``--flag value``; booleans also as a bare ``--flag``). Known TF Serving flags that are not
+implemented yet are accepted with a one-line warning; unknown flags are refused.
+
+Unlike TF Serving, the server listens on 127.0.0.1 unless ``--mlc_bind_address`` says otherwise.
+
+Library use (a private sandbox server on free ports)::
+
+    from lifecycle.server.main import ServerOptions, create_server
+    server = create_server(ServerOptions(model_config=config, rest_api_port=0))
+    ... server.grpc_port, server.rest_port ...
+    server.stop()
+
+This module imports neither grpc nor TensorFlow until a server is started, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lifecycle.errors import InvalidArgument, LifecycleError
+
+log = logging.getLogger("mlc-model-server")
+
+LOOPBACK = "127.0.0.1"
+
+
+# --- options ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerOptions:
+    """Everything a server needs. Ports: 0 picks a free port, None turns the endpoint off.
+
+    Give the models as ``model_config`` (a ModelServerConfig proto), ``model_config_file``
+    (text format), or ``model_name`` + ``model_base_path``.
+    """
+
+    host: str = LOOPBACK
+    grpc_port: int | None = 0
+    rest_api_port: int | None = None
+    rest_api_timeout_in_ms: int = 30000
+    model_config: Any = None
+    model_config_file: str | None = None
+    model_config_file_poll_wait_seconds: float = 0
+    model_name: str = "default"
+    model_base_path: str | None = None
+    file_system_poll_wait_seconds: float = 1
+    allow_version_labels_for_unavailable_models: bool = False
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60_000_000
+    enable_model_warmup: bool = True
+    saved_model_tags: str = "serve"
+    grpc_channel_arguments: str = ""
+    grpc_max_threads: int = 0
+    num_load_threads: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag: its type, default, help, and whether we implement it."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    implemented: bool = True
+
+
+_FLAGS: list[Flag] = [
+    Flag("port", int, 8500, "TCP port to listen on for gRPC API. Disabled if port set to zero."),
+    Flag("grpc_socket_path", str, "", "If non-empty, listen to a UNIX socket for gRPC API on the given path.", False),
+    Flag("rest_api_port", int, 0, "Port to listen on for HTTP/REST API. If set to zero HTTP/REST API will not be exported. This port must be different than the one specified in --port."),
+    Flag("rest_api_num_threads", int, 0, "Number of threads for HTTP/REST API processing (a thread per connection here).", True),
+    Flag("rest_api_timeout_in_ms", int, 30000, "Timeout for HTTP/REST API calls."),
+    Flag("rest_api_enable_cors_support", bool, False, "Enable CORS headers in response", False),
+    Flag("enable_batching", bool, False, "enable batching", False),
+    Flag("allow_version_labels_for_unavailable_models", bool, False, "If true, allows assigning unused version labels to models that are not available yet."),
+    Flag("batching_parameters_file", str, "", "If non-empty, read an ascii BatchingParameters protobuf from the supplied file name.", False),
+    Flag("enable_per_model_batching_parameters", bool, False, "Enables model specific batching params.", False),
+    Flag("model_config_file", str, "", "If non-empty, read an ascii ModelServerConfig protobuf from the supplied file name, and serve the models in that file. (If used, --model_name, --model_base_path are ignored.)"),
+    Flag("model_config_file_poll_wait_seconds", int, 0, "Interval in seconds between each poll of the filesystem for model_config_file. If unset or set to zero, poll will be done exactly once and not periodically. When polling is on, a change to the file is also picked up at once (watchdog)."),
+    Flag("model_name", str, "default", "name of model (ignored if --model_config_file flag is set)"),
+    Flag("model_base_path", str, "", "path to export (ignored if --model_config_file flag is set, otherwise required)"),
+    Flag("num_load_threads", int, 0, "The number of threads used to load servables (0: a small default pool)."),
+    Flag("num_unload_threads", int, 0, "The number of threads used to unload servables (shared with loading here)."),
+    Flag("max_num_load_retries", int, 5, "maximum number of times it retries loading a model after the first failure, before giving up. If set to 0, a load is attempted only once. Default: 5"),
+    Flag("load_retry_interval_micros", int, 60_000_000, "The interval, in microseconds, between each servable load retry. If set negative, it doesn't wait. Default: 1 minute"),
+    Flag("file_system_poll_wait_seconds", int, 1, "Interval in seconds between each poll of the filesystem for new model version. If set to zero poll will be exactly done once and not periodically."),
+    Flag("flush_filesystem_caches", bool, True, "If true (the default), filesystem caches will be flushed after loads (no effect here)."),
+    Flag("tensorflow_session_parallelism", int, 0, "Number of threads to use for running a Tensorflow session.", False),
+    Flag("tensorflow_session_config_file", str, "", "If non-empty, read an ascii TensorFlow Session ConfigProto protobuf.", False),
+    Flag("tensorflow_intra_op_parallelism", int, 0, "Number of threads to use to parallelize the execution of an individual op.", False),
+    Flag("tensorflow_inter_op_parallelism", int, 0, "Controls the number of operators that can be executed simultaneously.", False),
+    Flag("use_alts_credentials", bool, False, "Use Google ALTS credentials", False),
+    Flag("ssl_config_file", str, "", "If non-empty, read an ascii SSLConfig protobuf and set up a secure gRPC channel", False),
+    Flag("platform_config_file", str, "", "If non-empty, read an ascii PlatformConfigMap protobuf.", False),
+    Flag("per_process_gpu_memory_fraction", float, 0.0, "Fraction that each process occupies of the GPU memory space.", False),
+    Flag("saved_model_tags", str, "serve", "Comma-separated set of tags corresponding to the meta graph def to load from SavedModel."),
+    Flag("grpc_channel_arguments", str, "", "A comma separated list of arguments to be passed to the grpc server. (e.g. grpc.max_connection_age_ms=2000)"),
+    Flag("grpc_max_threads", int, 0, "Max grpc server threads to handle grpc messages."),
+    Flag("enable_model_warmup", bool, True, "Enables model warmup, which triggers lazy initializations (such as TF optimizations) at load time, to reduce first request latency."),
+    Flag("num_request_iterations_for_warmup", int, 1, "Number of times a request is iterated during warmup replay.", False),
+    Flag("version", bool, False, "Display version"),
+    Flag("monitoring_config_file", str, "", "If non-empty, read an ascii MonitoringConfig protobuf from the supplied file name", False),
+    Flag("remove_unused_fields_from_bundle_metagraph", bool, True, "Removes unused fields from MetaGraphDef proto message to save memory.", False),
+    Flag("prefer_tflite_model", bool, False, "Prefer TensorFlow Lite model from `model.tflite` file in SavedModel directory.", False),
+    Flag("num_tflite_pools", int, 0, "Number of TFLite interpreter pools.", False),
+    Flag("num_tflite_interpreters_per_pool", int, 1, "Number of TFLite interpreters per pool.", False),
+    Flag("enable_signature_method_name_check", bool, False, "Enable method_name check for SignatureDef (never enforced here).", False),
+    Flag("xla_cpu_compilation_enabled", bool, False, "Enable XLA:CPU JIT.", False),
+    Flag("enable_profiler", bool, True, "Enable profiler service.", False),
+    Flag("thread_pool_factory_config_file", str, "", "If non-empty, read an ascii ThreadPoolConfig protobuf.", False),
+    Flag("enable_grpc_healthcheck_service", bool, False, "Enable the standard gRPC health checking service.", False),
+    Flag("mixed_precision", str, "", "Mixed precision mode.", False),
+    Flag("skip_initialize_tpu", bool, False, "Whether to skip auto initializing TPU.", False),
+    Flag("mlc_bind_address", str, LOOPBACK, "mlc-model-server only: the address both gRPC and REST listen on. Default 127.0.0.1 (loopback); use 0.0.0.0 to listen on every interface as tensorflow_model_server does."),
+]
+FLAGS: dict[str, Flag] = {f.name: f for f in _FLAGS}
+
+_TRUE = {"true", "1", "t", "yes"}
+_FALSE = {"false", "0", "f", "no"}
+
+
+class FlagError(LifecycleError):
+    """The command line is malformed: an unknown flag or a bad value."""
+
+    exit_code = 2
+    grpc_code = "INVALID_ARGUMENT"
+
+
+def usage() -> str:
+    """The --help text: every flag with its type, default and meaning."""
+    lines = [
+        "usage: mlc-model-server [--flag=value ...]",
+        "A TensorFlow-Serving-compatible model server (tensorflow_model_server's command line).",
+        "It listens on 127.0.0.1 unless --mlc_bind_address says otherwise.",
+        "Flags:",
+    ]
+    for f in _FLAGS:
+        note = "" if f.implemented else " [accepted, not implemented yet]"
+        default = str(f.default).lower() if f.kind is bool else repr(f.default) if f.kind is str else f.default
+        lines.append(f"\t--{f.name}={default}\t{f.kind.__name__}\t{f.help}{note}")
+    return "\n".join(lines) + "\n"
+
+
+def _convert(flag: Flag, raw: str) -> Any:
+    if flag.kind is bool:
+        lowered = raw.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise FlagError(f"Couldn't interpret value {raw} for flag {flag.name}.")
+    try:
+        return flag.kind(raw)
+    except ValueError:
+        raise FlagError(f"Couldn't interpret value {raw} for flag {flag.name}.") from None
+
+
+def parse_flags(argv: Sequence[str]) -> dict[str, Any]:
+    """Parse TF Serving-style flags; returns only the flags given, by name."""
+    values: dict[str, Any] = {}
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if not arg.startswith("-") or arg in ("-", "--"):
+            raise FlagError(f"unknown argument: {arg}")
+        body = arg.lstrip("-")
+        name, eq, raw = body.partition("=")
+        flag = FLAGS.get(name)
+        negated = FLAGS.get(name[2:]) if name.startswith("no") else None
+        if flag is None and not eq and negated is not None and negated.kind is bool:
+            values[name[2:]] = False
+            continue
+        if flag is None:
+            raise FlagError(f"unknown argument: {arg}")
+        if eq:
+            values[name] = _convert(flag, raw)
+        elif flag.kind is bool:
+            if i < len(args) and args[i].lower() in ("true", "false"):
+                values[name] = _convert(flag, args[i])
+                i += 1
+            else:
+                values[name] = True
+        else:
+            if i >= len(args):
+                raise FlagError(f"flag --{name} needs a value")
+            values[name] = _convert(flag, args[i])
+            i += 1
+    return values
+
+
+def options_from_flags(values: dict[str, Any]) -> ServerOptions:
+    """ServerOptions from parsed flags, with TF Serving's meanings of 0 for ports."""
+    merged = {f.name: f.default for f in _FLAGS}
+    merged.update(values)
+    for name in values:
+        flag = FLAGS[name]
+        if not flag.implemented and values[name] != flag.default:
+            print(f"warning: flag --{name} is accepted but not implemented by mlc-model-server yet; ignoring it",
+                  file=sys.stderr)
+    return ServerOptions(
+        host=merged["mlc_bind_address"],
+        grpc_port=merged["port"] or None,
+        rest_api_port=merged["rest_api_port"] or None,
+        rest_api_timeout_in_ms=merged["rest_api_timeout_in_ms"],
+        model_config_file=merged["model_config_file"] or None,
+        model_config_file_poll_wait_seconds=merged["model_config_file_poll_wait_seconds"],
+        model_name=merged["model_name"],
+        model_base_path=merged["model_base_path"] or None,
+        file_system_poll_wait_seconds=merged["file_system_poll_wait_seconds"],
+        allow_version_labels_for_unavailable_models=merged["allow_version_labels_for_unavailable_models"],
+        max_num_load_retries=merged["max_num_load_retries"],
+        load_retry_interval_micros=merged["load_retry_interval_micros"],
+        enable_model_warmup=merged["enable_model_warmup"],
+        saved_model_tags=merged["saved_model_tags"],
+        grpc_channel_arguments=merged["grpc_channel_arguments"],
+        grpc_max_threads=merged["grpc_max_threads"],
+        num_load_threads=merged["num_load_threads"],
+    )
+
+
+# --- model config files -----------------------------------------------------------------------
+
+
+def read_model_config_file(path: str | Path) -> Any:
+    """Parse a text-format ModelServerConfig; INVALID_ARGUMENT naming the file if malformed."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidArgument(f"Could not read model config file '{path}': {e}") from e
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as e:
+        raise InvalidArgument(
+            f"Invalid protobuf file: '{path}'. Error parsing text-format "
+            f"tensorflow.serving.ModelServerConfig: {e}"
+        ) from e
+    return config
+
+
+def single_model_config(name: str, base_path: str) -> Any:
+    """The config TF Serving builds from --model_name and --model_base_path."""
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add()
+    model.name = name
+    model.base_path = base_path
+    model.model_platform = "tensorflow"
+    return config
+
+
+class ConfigFileWatcher:
+    """Re-reads --model_config_file every poll interval, and at once when watchdog sees it change.
+
+    A config is applied again only when the file's content changed or its last apply failed,
+    so a config that was refused (e.g. a label on a version still loading) is retried.
+    """
+
+    def __init__(self, path: Path, interval_s: float, apply: Any, applied_digest: str) -> None:
+        self.path = path
+        self.interval_s = interval_s
+        self._apply = apply
+        self._digest = applied_digest
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mlc-config-poll", daemon=True)
+        self._observer: Any = None
+
+    def start(self) -> None:
+        """Start the poll thread and the watchdog observer."""
+        self._thread.start()
+        try:
+            from watchdog.events import FileSystemEventHandler
+            from watchdog.observers import Observer
+
+            target = str(self.path.resolve())
+            wake = self._wake
+
+            class _Handler(FileSystemEventHandler):
+                def on_any_event(self, event: Any) -> None:
+                    paths = {getattr(event, "src_path", ""), getattr(event, "dest_path", "")}
+                    if target in {str(Path(p).resolve()) for p in paths if p}:
+                        wake.set()
+
+            self._observer = Observer()
+            self._observer.schedule(_Handler(), str(self.path.resolve().parent), recursive=False)
+            self._observer.daemon = True
+            self._observer.start()
+        except Exception as e:  # watchdog is an accelerator; polling still works without it
+            log.warning("watchdog unavailable for %s (%s); relying on polling", self.path, e)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self.poll_once()
+
+    def poll_once(self) -> None:
+        """Read the file and apply it if it changed (or failed last time)."""
+        try:
+            data = self.path.read_bytes()
+        except OSError as e:
+            log.error("Failed to read ModelServerConfig file: %s", e)
+            return
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == self._digest:
+            return
+        try:
+            config = read_model_config_file(self.path)
+            self._apply(config)
+        except LifecycleError as e:
+            log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s: %s", e.grpc_code, e.message)
+            self._digest = ""
+            return
+        self._digest = digest
+        log.info("Reloaded model config file %s", self.path)
+
+    def stop(self) -> None:
+        """Stop polling and watching."""
+        self._stop.set()
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=2)
+        self._thread.join(timeout=2)
+
+
+# --- the server -------------------------------------------------------------------------------
+
+
+class StartupError(LifecycleError):
+    """The server could not start; the message follows TF Serving's ``CODE: message``."""
+
+
+class RunningServer:
+    """A started server: its bound ports, its core, and how to stop it."""
+
+    def __init__(self, core: Any, grpc_server: Any, grpc_port: int | None, rest: Any, host: str,
+                 watcher: ConfigFileWatcher | None) -> None:
+        self.core = core
+        self.host = host
+        self.grpc_port = grpc_port
+        self.rest_port: int | None = rest.port if rest is not None else None
+        self._grpc = grpc_server
+        self._rest = rest
+        self._watcher = watcher
+        self._stopped = threading.Event()
+
+    @property
+    def grpc_address(self) -> str:
+        """host:port for grpc.insecure_channel."""
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def rest_url(self) -> str:
+        """Base URL of the REST API, e.g. http://127.0.0.1:8501."""
+        return f"http://{self.host}:{self.rest_port}"
+
+    def reload(self, config: Any) -> None:
+        """Replace the whole model config, as HandleReloadConfigRequest does."""
+        self.core.manager.apply_config(config)
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        """Stop serving: refuse new RPCs, let in-flight ones finish for ``grace`` s, unload."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._rest is not None:
+            self._rest.stop()
+        if self._grpc is not None:
+            self._grpc.stop(grace).wait()
+        self.core.stop()
+
+    def wait(self) -> None:
+        """Block until :meth:`stop` is called."""
+        self._stopped.wait()
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _channel_arguments(text: str) -> list[tuple[str, Any]]:
+    result: list[tuple[str, Any]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise InvalidArgument(f"grpc_channel_arguments entry '{item}' is not key=value")
+        try:
+            result.append((key, int(value)))
+        except ValueError:
+            result.append((key, value))
+    return result
+
+
+def create_server(options: ServerOptions) -> RunningServer:
+    """Load the configured models and start gRPC (and REST if asked); returns once serving.
+
+    Raises StartupError (message ``CODE: ...`` as TF Serving prints after
+    ``Failed to start server. Error:``) if the config is bad or a model fails to load.
+    """
+    try:
+        return _create_server(options)
+    except StartupError:
+        raise
+    except LifecycleError as e:
+        raise StartupError(f"{e.grpc_code}: {e.message}") from e
+
+
+def _create_server(options: ServerOptions) -> RunningServer:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    from lifecycle.server.core import ServerCore
+    from lifecycle.server.grpc_api import add_services
+    from lifecycle.server.manager import ManagerOptions
+    from lifecycle.server.rest_api import RestServer
+
+    digest = ""
+    if options.model_config is not None:
+        config = options.model_config
+    elif options.model_config_file:
+        config = read_model_config_file(options.model_config_file)
+        digest = hashlib.sha256(Path(options.model_config_file).read_bytes()).hexdigest()
+    elif options.model_base_path:
+        config = single_model_config(options.model_name, options.model_base_path)
+    else:
+        raise InvalidArgument(
+            "Both server_options.model_base_path and server_options.model_config_file are empty!"
+        )
+    if options.grpc_port is None and options.rest_api_port is None:
+        raise InvalidArgument("At least one of --port or --rest_api_port must be set.")
+    if options.grpc_port and options.rest_api_port and options.grpc_port == options.rest_api_port:
+        raise InvalidArgument(
+            "server_options.http_port cannot be same as grpc_port. Please use a different port "
+            "for HTTP/REST API."
+        )
+
+    core = ServerCore(
+        ManagerOptions(
+            file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
+            max_num_load_retries=options.max_num_load_retries,
+            load_retry_interval_micros=options.load_retry_interval_micros,
+            allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
+            enable_model_warmup=options.enable_model_warmup,
+            saved_model_tags=tuple(t.strip() for t in options.saved_model_tags.split(",") if t.strip()),
+            num_load_threads=options.num_load_threads or 4,
+        )
+    )
+    grpc_server = None
+    rest = None
+    try:
+        core.manager.apply_config(config)
+        core.manager.start_polling()
+
+        grpc_port: int | None = None
+        if options.grpc_port is not None:
+            channel_options = [
+                ("grpc.max_send_message_length", 2**31 - 1),
+                ("grpc.max_receive_message_length", 2**31 - 1),
+                ("grpc.so_reuseport", 0),
+                *_channel_arguments(options.grpc_channel_arguments),
+            ]
+            grpc_server = grpc.server(
+                ThreadPoolExecutor(max_workers=options.grpc_max_threads or 32, thread_name_prefix="mlc-grpc"),
+                options=channel_options,
+            )
+            add_services(grpc_server, core)
+            address = f"{options.host}:{options.grpc_port}"
+            try:
+                grpc_port = grpc_server.add_insecure_port(address)
+            except RuntimeError as e:
+                raise StartupError(f"UNAVAILABLE: could not bind gRPC to {address}: {e}") from e
+            if not grpc_port:
+                raise StartupError(f"UNAVAILABLE: could not bind gRPC to {address}")
+            grpc_server.start()
+            log.info("Running gRPC ModelServer at %s:%d ...", options.host, grpc_port)
+        if options.rest_api_port is not None:
+            try:
+                rest = RestServer(core, options.host, options.rest_api_port, options.rest_api_timeout_in_ms)
+            except OSError as e:
+                raise StartupError(f"UNAVAILABLE: could not bind HTTP/REST to {options.host}:{options.rest_api_port}: {e}") from e
+            rest.start()
+            log.info("Exporting HTTP/REST API at:%s:%d ...", options.host, rest.port)
+
+        watcher = None
+        if options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
+            watcher = ConfigFileWatcher(
+                Path(options.model_config_file), options.model_config_file_poll_wait_seconds,
+                core.manager.apply_config, digest,
+            )
+            watcher.start()
+    except BaseException:
+        if grpc_server is not None:
+            grpc_server.stop(None)
+        if rest is not None:
+            rest.stop()
+        core.stop()
+        raise
+    return RunningServer(core, grpc_server, grpc_port, rest, options.host, watcher)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: ``mlc-model-server --model_config_file=... --port=8500``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "-help", "--helpfull") for a in args):
+        sys.stdout.write(usage())
+        return 0
+    try:
+        values = parse_flags(args)
+    except FlagError as e:
+        sys.stderr.write(f"{e.message}\n{usage()}")
+        return e.exit_code
+    if values.get("version"):
+        import lifecycle
+
+        print(f"TensorFlow ModelServer: mlc-model-server {lifecycle.__version__}")
+        return 0
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname).1s %(name)s] %(message)s"
+    )
+    options = options_from_flags(values)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("Received signal %d, shutting down", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server = create_server(options)
+    except LifecycleError as e:
+        print(f"Failed to start server. Error: {e.message}", file=sys.stderr, flush=True)
+        return 1
+    while not stop.wait(0.5):
+        pass
+    server.stop(grace=5.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Builders of small real SavedModels for tests and benchmarks.
+
+Each builder writes one complete version folder (``saved_model.pb`` or ``.pbtxt`` plus
+``variables/``) at ``path``, which must not exist yet, and returns ``path``. The models follow
+TF Serving's own test model ``half_plus_two``: ``y = a * x + b`` with ``a = 0.5`` and
+``b = 2.0`` held in variables, input ``x`` and output ``y`` of shape ``(None, 1)``, float32.
+``scale`` and ``offset`` let a test tell versions apart by their answers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _tf():  # imported lazily so that collecting tests stays cheap
+    import tensorflow as tf
+
+    return tf
+
+
+def build_half_plus_two_tf1(
+    path: str | Path,
+    as_text: bool = False,
+    scale: float = 0.5,
+    offset: float = 2.0,
+    signature_name: str = "serving_default",
+    method_name: str = "tensorflow/serving/predict",
+) -> Path:
+    """TF1 graph-mode export through SavedModelBuilder (binary or ``saved_model.pbtxt``)."""
+    tf = _tf()
+    v1 = tf.compat.v1
+    path = Path(path)
+    graph = tf.Graph()
+    with graph.as_default():
+        a = v1.Variable(np.float32(scale), name="a")
+        b = v1.Variable(np.float32(offset), name="b")
+        x = v1.placeholder(tf.float32, shape=(None, 1), name="x")
+        y = tf.add(tf.multiply(a, x), b, name="y")
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            builder = v1.saved_model.Builder(str(path))
+            signature = v1.saved_model.signature_def_utils.build_signature_def(
+                inputs={"x": v1.saved_model.utils.build_tensor_info(x)},
+                outputs={"y": v1.saved_model.utils.build_tensor_info(y)},
+                method_name=method_name,
+            )
+            builder.add_meta_graph_and_variables(
+                sess, ["serve"], signature_def_map={signature_name: signature}, strip_default_attrs=True
+            )
+            builder.save(as_text=as_text)
+    return path
+
+
+def build_half_plus_two_tf2(path: str | Path, scale: float = 0.5, offset: float = 2.0) -> Path:
+    """TF2 export of a tf.Module through ``tf.saved_model.save``."""
+    tf = _tf()
+    path = Path(path)
+
+    class HalfPlusTwo(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = tf.Variable(np.float32(scale), name="a")
+            self.b = tf.Variable(np.float32(offset), name="b")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+        def serve(self, x):  # noqa: ANN001
+            return {"y": self.a * x + self.b}
+
+    module = HalfPlusTwo()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+def build_keras(path: str | Path, scale: float = 0.5, offset: float = 2.0) -> Path:
+    """Keras 3 export (``model.export``) of a one-unit Dense layer computing scale*x+offset."""
+    import keras
+
+    path = Path(path)
+    inputs = keras.Input(shape=(1,), name="x", dtype="float32")
+    dense = keras.layers.Dense(1, name="y")
+    outputs = dense(inputs)
+    model = keras.Model(inputs, outputs)
+    dense.set_weights([np.array([[scale]], np.float32), np.array([offset], np.float32)])
+    model.export(str(path), verbose=False)
+    return path
+
+
+def build_segmenter(path: str | Path, num_classes: int = 21, width: int = 8) -> Path:
+    """A small DeepLab-shaped conv net: uint8 image (None, H, W, 3) -> per-pixel class logits.
+
+    Signature ``serving_default``: input ``images`` (uint8, NHWC), outputs ``logits`` (float32,
+    same H and W, ``num_classes`` channels) and ``classes`` (int64, argmax per pixel).
+    """
+    tf = _tf()
+    path = Path(path)
+    rng = np.random.default_rng(0)
+
+    class Segmenter(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w1 = tf.Variable(rng.normal(0, 0.2, (3, 3, 3, width)).astype(np.float32))
+            self.w2 = tf.Variable(rng.normal(0, 0.2, (3, 3, width, width)).astype(np.float32))
+            self.w3 = tf.Variable(rng.normal(0, 0.2, (1, 1, width, num_classes)).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+        def serve(self, images):  # noqa: ANN001
+            x = tf.cast(images, tf.float32) / 127.5 - 1.0
+            size = tf.shape(x)[1:3]
+            x = tf.nn.relu(tf.nn.conv2d(x, self.w1, strides=2, padding="SAME"))
+            x = tf.nn.relu(tf.nn.conv2d(x, self.w2, strides=2, padding="SAME", dilations=1))
+            x = tf.nn.conv2d(x, self.w3, strides=1, padding="SAME")
+            logits = tf.image.resize(x, size, method="bilinear")
+            return {"logits": logits, "classes": tf.argmax(logits, axis=-1)}
+
+    module = Segmenter()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+def write_warmup_requests(
+    version_dir: str | Path,
+    requests: list[object] | None = None,
+    model_name: str = "half_plus_two",
+    raw: bytes | None = None,
+) -> Path:
+    """Write ``assets.extra/tf_serving_warmup_requests`` as TFRecord of PredictionLog.
+
+    ``requests`` are PredictRequest protos (default: one half_plus_two request); ``raw`` writes
+    the given bytes instead, to make a malformed file.
+    """
+    tf = _tf()
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    target = Path(version_dir) / "assets.extra" / "tf_serving_warmup_requests"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if raw is not None:
+        target.write_bytes(raw)
+        return target
+    if requests is None:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model_name
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[1.0]], np.float32)))
+        requests = [request]
+    with tf.io.TFRecordWriter(str(target)) as writer:
+        for request in requests:
+            log = prediction_log_pb2.PredictionLog()
+            log.predict_log.request.CopyFrom(request)
+            writer.write(log.SerializeToString())
+    return target
