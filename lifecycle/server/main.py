@@ -435,15 +435,6 @@ def create_server(options: ServerOptions) -> RunningServer:
 
 
 def _create_server(options: ServerOptions) -> RunningServer:
-    from concurrent.futures import ThreadPoolExecutor
-
-    import grpc
-
-    from lifecycle.server.core import ServerCore
-    from lifecycle.server.grpc_api import add_services
-    from lifecycle.server.manager import ManagerOptions
-    from lifecycle.server.rest_api import RestServer
-
     digest = ""
     if options.model_config is not None:
         config = options.model_config
@@ -463,6 +454,16 @@ def _create_server(options: ServerOptions) -> RunningServer:
             "server_options.http_port cannot be same as grpc_port. Please use a different port "
             "for HTTP/REST API."
         )
+
+    # Heavy imports (grpc, TensorFlow) only once the command line and config are known good.
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    from lifecycle.server.core import ServerCore
+    from lifecycle.server.grpc_api import add_services
+    from lifecycle.server.manager import ManagerOptions
+    from lifecycle.server.rest_api import RestServer
 
     core = ServerCore(
         ManagerOptions(

@@ -163,32 +163,30 @@ class ServableManager:
         return new_map
 
     def _wait_until_available(self, names: list[str]) -> None:
+        """Wait until every aspired version of these models has loaded or failed.
+
+        (TF Serving waits for Latest(model) only; waiting for all of them makes a returned
+        reload or start-up mean "everything that could load has loaded".)
+        """
         failed: list[str] = []
         with self._lock:
             for name in names:
                 while True:
-                    states = self._harnesses.get(name, {})
-                    if any(h.state is State.AVAILABLE for h in states.values()):
-                        break
-                    pending = [h for h in states.values() if h.aspired and h.state in (State.START, State.LOADING)]
-                    if states and not pending:
-                        errored = [h for h in states.values() if h.error is not None]
-                        for h in errored:
-                            failed.append(
-                                f"{{name: {name} version: {h.version}}} due to error: "
-                                f"{h.error.grpc_code}: {h.error.message}"
-                            )
-                        if not errored:
-                            failed.append(f"{{name: {name}}}")
-                        break
-                    if not states:
+                    harnesses = self._harnesses.get(name, {})
+                    pending = [h for h in harnesses.values() if h.aspired and h.state in (State.START, State.LOADING)]
+                    if pending and not self._stopping.is_set():
+                        self._changed.wait(timeout=0.5)
+                        continue
+                    if not harnesses:
                         # No version folder yet: TF Serving would wait for one forever; we
                         # return and let the poller pick versions up when they appear.
                         log.warning("No versions of servable %s found under its base path", name)
-                        break
-                    if self._stopping.is_set():
-                        return
-                    self._changed.wait(timeout=0.5)
+                    elif not any(h.state is State.AVAILABLE for h in harnesses.values()):
+                        errored = [h for h in harnesses.values() if h.error is not None] or list(harnesses.values())
+                        for h in errored:
+                            reason = f" due to error: {h.error.grpc_code}: {h.error.message}" if h.error else ""
+                            failed.append(f"{{name: {name} version: {h.version}}}{reason}")
+                    break
         if failed:
             raise TFServingStatus(
                 f"{len(failed)} model(s) did not become available: {{{', '.join(failed)}, }}",
