@@ -71,7 +71,10 @@ class Client:
     """The official stubs on one channel, with a deadline on every call."""
 
     def __init__(self, address: str) -> None:
-        self.channel = grpc.insecure_channel(address)
+        # Short reconnect backoff: tests connect while a child server is still starting.
+        self.channel = grpc.insecure_channel(
+            address, options=[("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 300)]
+        )
         self.predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.model_stub = model_service_pb2_grpc.ModelServiceStub(self.channel)
 
