@@ -111,7 +111,9 @@ def test_all_and_specific_policies(tmp_path: Path, harness: Harness) -> None:
 # --- failed loads ---------------------------------------------------------------------------
 
 
-def test_failed_load_retries_then_ends_with_error_while_old_serves(tmp_path: Path, harness: Harness) -> None:
+def test_failed_load_retries_then_ends_with_error_while_old_serves(
+    tmp_path: Path, harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     base = tmp_path / "m"
     add_version(base, 1)
     server, client = harness.start(model_config=server_config(model_config("m", base)), max_num_load_retries=2)
@@ -123,6 +125,14 @@ def test_failed_load_retries_then_ends_with_error_while_old_serves(tmp_path: Pat
     assert code != 0 and message
     assert client.status("m")[1] == ("AVAILABLE", 0, "")
     assert answer(client, "m") == (1, 1.0)
+    attempts = [r for r in caplog.records if "{name: m version: 2} failed" in r.getMessage()]
+    assert len(attempts) == 3  # the first try and max_num_load_retries=2 retries
+
+
+def test_single_model_mode(tmp_path: Path, harness: Harness) -> None:
+    add_version(tmp_path / "hp", 5)
+    server, client = harness.start(model_name="half_plus_two", model_base_path=str(tmp_path / "hp"))
+    assert answer(client, "half_plus_two") == (5, 5.0)
 
 
 def test_startup_fails_when_every_version_fails(tmp_path: Path) -> None:
@@ -228,6 +238,8 @@ def test_config_file_is_polled_and_watched(tmp_path: Path, harness: Harness) -> 
     # A long poll interval: the change below can only be seen this fast through watchdog.
     server, client = harness.start(model_config_file=str(config_file), model_config_file_poll_wait_seconds=30)
     assert answer(client, "m") == (1, 1.0)
+    time.sleep(0.3)
+    assert server.config_watcher is not None and server.config_watcher.polls == 0  # no busy loop
     atomic_write_text(config_file, text_format.MessageToString(
         server_config(model_config("m", base, policy="specific", versions=[2]))))
     wait_state(client, "m", 2, "AVAILABLE", timeout=10)

@@ -286,6 +286,7 @@ class ConfigFileWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="mlc-config-poll", daemon=True)
         self._observer: Any = None
+        self.polls = 0  # reads of the file so far
 
     def start(self) -> None:
         """Start the poll thread and the watchdog observer."""
@@ -299,6 +300,9 @@ class ConfigFileWatcher:
 
             class _Handler(FileSystemEventHandler):
                 def on_any_event(self, event: Any) -> None:
+                    # Not "opened"/"closed_no_write": our own reads of the file raise those.
+                    if event.event_type not in ("created", "modified", "moved", "closed", "deleted"):
+                        return
                     paths = {getattr(event, "src_path", ""), getattr(event, "dest_path", "")}
                     if target in {str(Path(p).resolve()) for p in paths if p}:
                         wake.set()
@@ -320,6 +324,7 @@ class ConfigFileWatcher:
 
     def poll_once(self) -> None:
         """Read the file and apply it if it changed (or failed last time)."""
+        self.polls += 1
         try:
             data = self.path.read_bytes()
         except OSError as e:
@@ -366,7 +371,7 @@ class RunningServer:
         self.rest_port: int | None = rest.port if rest is not None else None
         self._grpc = grpc_server
         self._rest = rest
-        self._watcher = watcher
+        self.config_watcher = watcher
         self._stopped = threading.Event()
 
     @property
@@ -388,8 +393,8 @@ class RunningServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        if self._watcher is not None:
-            self._watcher.stop()
+        if self.config_watcher is not None:
+            self.config_watcher.stop()
         if self._rest is not None:
             self._rest.stop()
         if self._grpc is not None:

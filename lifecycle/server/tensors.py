@@ -35,58 +35,76 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-# TensorProto field numbers of the packed fixed-width value fields.
-_PACKED_FIELDS = {np.dtype(np.float32): 5, np.dtype(np.float64): 6}
+def _varints(values: np.ndarray) -> bytes:
+    """Protobuf varint encoding of uint64 values, vectorised (negative ints as 10 bytes)."""
+    u = values.astype(np.uint64, copy=False).ravel()
+    width = max(1, (int(u.max()).bit_length() + 6) // 7) if u.size else 1
+    if width == 1:  # every value < 128: one byte each (e.g. class maps)
+        return u.astype(np.uint8).tobytes()
+    shifted = [u >> np.uint64(7 * i) for i in range(width)]
+    groups = np.stack([(s & np.uint64(0x7F)).astype(np.uint8) for s in shifted], axis=1)
+    # (u >> 7i) != 0 holds for a prefix of i, so its count is the encoded length - 1.
+    length = 1 + np.sum(np.stack([s != 0 for s in shifted[1:]], axis=1), axis=1)
+    positions = np.arange(width)
+    groups[positions[None, :] < (length - 1)[:, None]] |= 0x80
+    return groups[positions[None, :] < length[:, None]].tobytes()
+
+
+# TensorProto field numbers of the typed value fields that AsProtoField writes.
+_FIXED_FIELDS = {np.dtype(np.float32): 5, np.dtype(np.float64): 6}
+_VARINT_FIELDS = {
+    np.dtype(np.int8): 7, np.dtype(np.int16): 7, np.dtype(np.int32): 7, np.dtype(np.uint8): 7,
+    np.dtype(np.uint16): 7, np.dtype(np.int64): 10, np.dtype(np.bool_): 11, np.dtype(np.float16): 13,
+    np.dtype(np.uint32): 16, np.dtype(np.uint64): 17,
+}
+
+
+def _packed_values(array: np.ndarray) -> tuple[int, bytes] | None:
+    field = _FIXED_FIELDS.get(array.dtype)
+    if field is not None:
+        return field, np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    field = _VARINT_FIELDS.get(array.dtype)
+    if field is None:
+        return None
+    if array.dtype == np.float16:
+        as_ints = array.view(np.uint16).astype(np.uint64)
+    elif array.dtype.kind == "i":
+        as_ints = array.astype(np.int64).view(np.uint64)  # sign-extended, as protobuf does
+    else:
+        as_ints = array.astype(np.uint64)
+    return field, _varints(as_ints)
 
 
 def fill_tensor_proto(proto: object, array: np.ndarray) -> None:
-    """Write ``array`` into ``proto`` (an empty TensorProto) as TF Serving's AsProtoField does."""
+    """Write ``array`` into ``proto`` (an empty TensorProto) as TF Serving's AsProtoField does.
+
+    Numeric values go into the typed repeated fields (``float_val``, ``int64_val`` ...). They
+    are encoded as one packed field and parsed, instead of appended one Python object at a time.
+    """
     from tensorflow.python.framework import dtypes, tensor_util
 
     array = np.asarray(array)
-    field = _PACKED_FIELDS.get(array.dtype)
-    if field is not None:
+    packed = _packed_values(array) if array.size else None
+    if packed is None and array.dtype.kind not in ("O", "S", "U", "c") and not array.size:
+        packed = (0, b"")
+    if packed is not None:
+        field, payload = packed
         header = type(proto)()
         header.dtype = dtypes.as_dtype(array.dtype).as_datatype_enum
         for dim in array.shape:
             header.tensor_shape.dim.add().size = dim
-        payload = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-        packed = b"" if not payload else bytes([(field << 3) | 2]) + _varint(len(payload)) + payload
-        proto.ParseFromString(header.SerializeToString() + packed)
+        body = _varint((field << 3) | 2) + _varint(len(payload)) + payload if payload else b""
+        proto.ParseFromString(header.SerializeToString() + body)
         return
     made = tensor_util.make_tensor_proto(array)
-    if made.tensor_content:
-        # Re-express the content as typed values, as AsProtoField does.
+    if made.tensor_content and array.dtype.kind == "c":
         flat = array.ravel()
         proto.dtype = made.dtype
         proto.tensor_shape.CopyFrom(made.tensor_shape)
-        _extend_typed(proto, flat)
+        target = proto.scomplex_val if array.dtype == np.complex64 else proto.dcomplex_val
+        target.extend(np.stack([flat.real, flat.imag], -1).ravel().tolist())
     else:
         proto.CopyFrom(made)
-
-
-def _extend_typed(proto: object, flat: np.ndarray) -> None:
-    kind = flat.dtype
-    if kind == np.bool_:
-        proto.bool_val.extend(flat.tolist())
-    elif kind in (np.int8, np.int16, np.int32, np.uint8, np.uint16):
-        proto.int_val.extend(flat.astype(np.int64).tolist())
-    elif kind == np.int64:
-        proto.int64_val.extend(flat.tolist())
-    elif kind == np.uint32:
-        proto.uint32_val.extend(flat.tolist())
-    elif kind == np.uint64:
-        proto.uint64_val.extend(flat.tolist())
-    elif kind == np.float16:
-        proto.half_val.extend(flat.view(np.uint16).astype(np.int64).tolist())
-    elif kind == np.complex64:
-        proto.scomplex_val.extend(np.stack([flat.real, flat.imag], -1).ravel().tolist())
-    elif kind == np.complex128:
-        proto.dcomplex_val.extend(np.stack([flat.real, flat.imag], -1).ravel().tolist())
-    else:
-        from tensorflow.python.framework import tensor_util
-
-        proto.CopyFrom(tensor_util.make_tensor_proto(flat.reshape(proto_shape(proto))))
 
 
 def proto_shape(proto: object) -> list[int]:

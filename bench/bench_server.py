@@ -1,0 +1,226 @@
+"""Benchmark mlc-model-server's Predict against two baselines measured in the same run.
+
+For (a) half_plus_two (one float in, one float out) and (b) a small DeepLab-shaped conv net
+on a 513x513 RGB image (class map out), at 1, 4 and 16 concurrent clients, it measures
+throughput and p50/p99 latency of:
+
+- ``in-process``: the same signature called directly (lifecycle.server.loader.Servable.run);
+- ``server``: Predict through the official stub against ``mlc-model-server`` in a child process;
+- ``echo``: a bare grpcio server in a child process answering bytes of the Predict response's
+  size to a request of the Predict request's size (the transport floor).
+
+and prints the server's figures as ratios to both baselines. Client threads share one
+process (and its GIL) for every target, so the ratios compare like with like.
+
+    TF_CPP_MIN_LOG_LEVEL=2 python bench/bench_server.py            # ~2 minutes
+    python bench/bench_server.py --seconds 1 --concurrency 1,4     # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ECHO_METHOD = "/bench.Echo/Call"
+
+
+# --- the echo server (child process) -----------------------------------------------------------
+
+
+def run_echo_server(port: int, threads: int) -> None:
+    """A bare grpcio server: the first 8 bytes of a request name the size of the reply."""
+    import grpc
+
+    replies: dict[int, bytes] = {}
+
+    def call(request: bytes, context: object) -> bytes:
+        size = int.from_bytes(request[:8], "little")
+        reply = replies.get(size)
+        if reply is None:
+            reply = replies.setdefault(size, bytes(size))
+        return reply
+
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Call": grpc.unary_unary_rpc_method_handler(call)}
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads),
+        options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
+    )
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+# --- measurement -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measure(make_call: Callable[[], Callable[[], object]], clients: int, seconds: float) -> dict[str, float]:
+    """Run ``clients`` threads calling for ``seconds``; throughput and latency percentiles."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    start_barrier = threading.Barrier(clients + 1)
+    stop_at = [0.0]
+
+    def worker(index: int) -> None:
+        call = make_call()
+        call()  # warm the connection / session
+        start_barrier.wait()
+        own = latencies[index]
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at[0]:
+                return
+            call()
+            own.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    stop_at[0] = float("inf")
+    start_barrier.wait()
+    began = time.perf_counter()
+    stop_at[0] = began + seconds
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    import numpy as np
+
+    flat = np.array([x for own in latencies for x in own])
+    return {
+        "rps": len(flat) / elapsed,
+        "p50": float(np.percentile(flat, 50) * 1000) if len(flat) else float("nan"),
+        "p99": float(np.percentile(flat, 99) * 1000) if len(flat) else float("nan"),
+        "n": float(len(flat)),
+    }
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"child exited with {process.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"port {port} did not open")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=2.0, help="measurement time per cell")
+    parser.add_argument("--concurrency", default="1,4,16", help="comma-separated client counts")
+    parser.add_argument("--echo-server", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.echo_server:
+        run_echo_server(args.echo_server, 32)
+        return
+
+    import grpc
+    import numpy as np
+    import tensorflow as tf
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from lifecycle.server.loader import Servable
+    from tests.savedmodels import build_half_plus_two_tf1, build_segmenter
+    from tests.server_support import model_config, server_config
+
+    concurrency = [int(c) for c in args.concurrency.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="mlc-bench-"))
+    build_half_plus_two_tf1(work / "half_plus_two" / "1")
+    build_segmenter(work / "segmenter" / "1", num_classes=21, width=16)
+    config_file = work / "models.config"
+    config_file.write_text(text_format.MessageToString(server_config(
+        model_config("half_plus_two", work / "half_plus_two"), model_config("segmenter", work / "segmenter"))))
+
+    grpc_port, echo_port = free_port(), free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "lifecycle.server.main", f"--port={grpc_port}",
+         f"--model_config_file={config_file}", "--file_system_poll_wait_seconds=0"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    echo = subprocess.Popen([sys.executable, __file__, f"--echo-server={echo_port}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    channel_options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    try:
+        wait_for_port(grpc_port, server)
+        wait_for_port(echo_port, echo)
+        rng = np.random.default_rng(0)
+        cases = {
+            "half_plus_two": ({"x": np.array([[1.0]], np.float32)}, []),
+            "segmenter 513x513": ({"images": rng.integers(0, 255, (1, 513, 513, 3)).astype(np.uint8)}, ["classes"]),
+        }
+        print(f"# mlc-model-server Predict benchmark, {args.seconds:.1f} s per cell, {os.cpu_count()} CPUs")
+        print(f"{'model':<18} {'clients':>7} {'target':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+              f"   {'server/in-proc':>14} {'server/echo':>11}")
+        for label, (inputs, output_filter) in cases.items():
+            name = label.split()[0]
+            servable = Servable(name, 1, work / name / "1", ["serve"])
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = name
+            request.output_filter.extend(output_filter)
+            for alias, value in inputs.items():
+                request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
+            probe = prediction_service_pb2_grpc.PredictionServiceStub(
+                grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=channel_options)).Predict(request, timeout=60)
+            request_size, response_size = request.ByteSize(), probe.ByteSize()
+            echo_payload = response_size.to_bytes(8, "little") + bytes(max(0, request_size - 8))
+
+            def in_process() -> Callable[[], object]:
+                return lambda: servable.run("serving_default", inputs, output_filter)
+
+            def via_server() -> Callable[[], object]:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(
+                    grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=channel_options))
+                return lambda: stub.Predict(request, timeout=60)
+
+            def via_echo() -> Callable[[], object]:
+                channel = grpc.insecure_channel(f"127.0.0.1:{echo_port}", options=channel_options)
+                call = channel.unary_unary(ECHO_METHOD)
+                return lambda: call(echo_payload, timeout=60)
+
+            for clients in concurrency:
+                results = {
+                    "in-proc": measure(in_process, clients, args.seconds),
+                    "server": measure(via_server, clients, args.seconds),
+                    "echo": measure(via_echo, clients, args.seconds),
+                }
+                for target, r in results.items():
+                    ratio = ""
+                    if target == "server":
+                        base, floor = results["in-proc"], results["echo"]
+                        ratio = (f"   thr {r['rps'] / base['rps']:5.2f}x p50 {r['p50'] / base['p50']:6.1f}x"
+                                 f"   thr {r['rps'] / floor['rps']:5.2f}x p50 {r['p50'] / floor['p50']:5.1f}x")
+                    print(f"{label:<18} {clients:>7} {target:<10} {r['rps']:>9.1f} {r['p50']:>8.2f} {r['p99']:>8.2f}{ratio}")
+            print(f"# {label}: request {request_size} B, response {response_size} B")
+            servable.close()
+    finally:
+        for child in (server, echo):
+            child.terminate()
+            child.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
