@@ -75,8 +75,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         path = urllib.parse.urlsplit(self.path).path
-        body = self._read_body()
         try:
+            body = self._read_body()
             if not re.match(r"(?i)/v1/", path):
                 self._respond(404, {"error": f"Not found: {method} {path}"})
                 return
@@ -91,7 +91,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond(200, result)
 
     def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise InvalidArgument("malformed Content-Length header") from None
         if length > MAX_BODY_BYTES:
             raise InvalidArgument("request body too large")
         return self.rfile.read(length) if length else b""
