@@ -40,7 +40,10 @@ class ModelStatus:
     stable: int | None
     canary: int | None
     versions: list[VersionStatus]
+    config: dict[str, Any] | None = None  # {"versions": [...], "labels": {...}} from models.config
+    drift: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    last_event: dict[str, Any] | None = None
 
 
 @dataclass
@@ -48,6 +51,9 @@ class StatusReport:
     """The result of ``mlc status``."""
 
     models: list[ModelStatus]
+    servers: dict[str, str] = field(default_factory=dict)  # address -> "ok" | "unreachable: ..."
+    servers_source: str = "none"
+    pending_rollout: str | None = None
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,18 +62,85 @@ class StatusReport:
 
 
 def status(model: str | None = None, paths: Paths | None = None) -> StatusReport:
-    """The registry (and, where servers are known, their live state) for one or all models."""
+    """The registry, configs/models.config and every server's live state, with drift flagged.
+
+    Live state is read over REST, in parallel, with short deadlines; TensorFlow is not imported.
+    """
+    from lifecycle import fleet, journal, tfs_config
+    from lifecycle.client import rest_model_status
+    from lifecycle.errors import LifecycleError, ModelNotFound
+
     paths = paths or Paths.from_env()
     reg = registry.load(paths)
-    names = [check_model_name(model)] if model else sorted(reg.models)
     if model:
+        check_model_name(model)
         reg.model(model)  # ModelNotFound for an unknown model
+    names = [model] if model else sorted(reg.models)
+    warnings: list[str] = []
+    try:
+        config = tfs_config.read(paths)
+    except LifecycleError as e:
+        config, warnings = None, [*warnings, e.message]
+    try:
+        servers = fleet.load(paths)
+    except LifecycleError as e:
+        servers, warnings = fleet.Fleet([], "none"), [*warnings, e.message]
+    try:
+        pending = journal.load(paths)
+    except LifecycleError as e:
+        pending, warnings = None, [*warnings, e.message]
+
+    # Live states, one REST call per (server, model), all at once.
+    live: dict[tuple[str, str], Any] = {}
+    reachable: dict[str, str] = {}
+
+    def fetch(job: tuple[Any, str]) -> None:
+        spec, name = job
+        if not spec.rest:
+            live[(spec.name, name)] = LifecycleError("no REST address configured; status reads servers over REST")
+            return
+        try:
+            live[(spec.name, name)] = rest_model_status(spec.rest, name, timeout=1.0)
+        except LifecycleError as e:
+            live[(spec.name, name)] = e
+
+    jobs = [(spec, name) for spec in servers.servers for name in names]
+    if jobs:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(16, len(jobs))) as pool:
+            list(pool.map(fetch, jobs))
+    for spec in servers.servers:
+        errors = [
+            e for n in names
+            if isinstance(e := live.get((spec.name, n)), LifecycleError) and not isinstance(e, ModelNotFound)
+        ]
+        reachable[spec.name] = f"unreachable: {errors[0].message}" if errors else "ok"
+
     models = []
     for name in names:
         rec = reg.models[name]
+        wanted = tfs_config.ModelServing.of(rec.stable, rec.canary)
+        in_config = (config or {}).get(name)
+        drift: list[str] = []
+        model_warnings: list[str] = []
+        if config is not None and (in_config or tfs_config.ModelServing(())) != wanted:
+            shown = f"versions {list(in_config.versions)} labels {dict(in_config.labels)}" if in_config else "nothing"
+            drift.append(
+                f"configs/models.config serves {shown}, the registry says {dict(wanted.labels) or 'nothing'}"
+            )
         versions = []
         for v in sorted(rec.versions, key=lambda v: v.version):
             labels = [label for label, n in (("stable", rec.stable), ("canary", rec.canary)) if n == v.version]
+            per_server: dict[str, str] = {}
+            for spec in servers.servers:
+                got = live.get((spec.name, name))
+                if isinstance(got, dict):
+                    per_server[spec.name] = got[v.version].describe() if v.version in got else "-"
+                elif isinstance(got, ModelNotFound):
+                    per_server[spec.name] = "-"
+                else:
+                    per_server[spec.name] = "unreachable"
             versions.append(
                 VersionStatus(
                     version=v.version,
@@ -78,7 +151,234 @@ def status(model: str | None = None, paths: Paths | None = None) -> StatusReport
                     golden_digest=(v.report.get("golden") or {}).get("digest"),
                     miou=(v.report.get("metrics") or {}).get("miou"),
                     labels=labels,
+                    in_config=bool(in_config and v.version in in_config.versions),
+                    servers=per_server,
                 )
             )
-        models.append(ModelStatus(name=name, stable=rec.stable, canary=rec.canary, versions=versions))
-    return StatusReport(models=models)
+        for spec in servers.servers:
+            got = live.get((spec.name, name))
+            if not isinstance(got, dict):
+                if isinstance(got, ModelNotFound):
+                    if wanted.versions:
+                        drift.append(f"server {spec.name} does not serve {name}")
+                else:
+                    drift.append(f"server {spec.name} is unreachable")
+                continue
+            for v in wanted.versions:
+                state = got.get(v)
+                if state is None or state.state != "AVAILABLE":
+                    drift.append(f"server {spec.name}: version {v} is {state.describe() if state else 'not loaded'}")
+            available = sorted(v for v, s in got.items() if s.state == "AVAILABLE")
+            extra = [v for v in available if v not in wanted.versions]
+            if extra:
+                drift.append(f"server {spec.name} serves version(s) {extra} the registry does not ask for")
+            if available and rec.stable is not None and available[-1] != rec.stable:
+                model_warnings.append(
+                    f"clients that name no version reach version {available[-1]} on {spec.name}, not stable "
+                    f"{rec.stable}; address requests with version_label \"stable\""
+                )
+        if rec.stable is None and rec.versions:
+            model_warnings.append(f"no stable version yet: promote one with `mlc promote {name} N`")
+        last = asdict(rec.history[-1]) if rec.history else None
+        if last and "by recovery" in str(last.get("detail", "")):
+            model_warnings.append(
+                f"the last rollout was interrupted and {last['result']} by recovery at {last['time']} "
+                f"(see `mlc history {name}`)"
+            )
+        models.append(
+            ModelStatus(
+                name=name, stable=rec.stable, canary=rec.canary, versions=versions,
+                config=None if in_config is None else {"versions": list(in_config.versions), "labels": dict(in_config.labels)},
+                drift=drift, warnings=model_warnings, last_event=last,
+            )
+        )
+    pending_text = None
+    if pending is not None:
+        pending_text = pending.describe()
+        warnings.append(
+            f"an interrupted rollout is pending ({pending_text}); the next mlc promote, rollback or serve recovers it"
+        )
+    return StatusReport(
+        models=models, servers=reachable, servers_source=servers.source, pending_rollout=pending_text, warnings=warnings
+    )
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+@dataclass
+class HistoryReport:
+    """The result of ``mlc history``."""
+
+    model: str
+    stable: int | None
+    canary: int | None
+    events: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return asdict(self)
+
+
+def history(model: str, paths: Paths | None = None) -> HistoryReport:
+    """Every promote and rollback of ``model``, oldest first."""
+    paths = paths or Paths.from_env()
+    rec = registry.load(paths).model(check_model_name(model))
+    return HistoryReport(rec.name, rec.stable, rec.canary, [asdict(e) for e in rec.history])
+
+
+# --- promote and rollback --------------------------------------------------------------------
+
+
+def promote(
+    model: str,
+    version: int,
+    canary: bool = False,
+    timeout: float = 120.0,
+    reason: str = "",
+    expect_current: int | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    paths: Paths | None = None,
+) -> Any:
+    """Promote a version to stable (or canary) on every server; returns a RolloutResult."""
+    from lifecycle import rollout
+
+    paths = paths or Paths.from_env()
+    return rollout.promote(
+        paths, check_model_name(model), version, canary=canary, timeout=timeout, reason=reason,
+        expect_current=expect_current, dry_run=dry_run, force=force,
+    )
+
+
+def rollback(
+    model: str, to: int | None = None, reason: str = "", timeout: float = 120.0, dry_run: bool = False,
+    paths: Paths | None = None,
+) -> Any:
+    """Roll back to the previous known-good stable (or ``to``); returns a RolloutResult."""
+    from lifecycle import rollout
+
+    paths = paths or Paths.from_env()
+    return rollout.rollback(paths, check_model_name(model), to=to, reason=reason, timeout=timeout, dry_run=dry_run)
+
+
+# --- serve and stop --------------------------------------------------------------------------
+
+
+@dataclass
+class ServeResult:
+    """The servers ``mlc serve`` started."""
+
+    engine: str
+    servers: list[dict[str, Any]]
+    config_file: str
+    detached: bool
+    recovered: str | None = None
+    exit_code: int | None = None
+
+
+def serve(
+    engine: str = "auto",
+    grpc_port: int | None = None,
+    rest_port: int | None = None,
+    detach: bool = False,
+    reload: str = "request",
+    timeout: float = 120.0,
+    on_ready: Any = None,
+    paths: Paths | None = None,
+) -> ServeResult:
+    """Start the servers to drive on configs/models.config (rewritten from the registry first).
+
+    Without ``detach`` it calls ``on_ready(result)`` once every server is up, then blocks until
+    the servers exit or the process is interrupted, and stops them.
+    """
+    import signal
+
+    from lifecycle import fleet, rollout, tfs_config
+    from lifecycle.errors import UsageError
+    from lifecycle.files import locked
+
+    paths = paths or Paths.from_env()
+    engine = fleet.resolve_engine(engine)
+    if reload not in fleet.RELOAD_MODES:
+        raise UsageError(f"--reload must be one of {', '.join(fleet.RELOAD_MODES)}")
+    file = fleet.servers_file(paths)
+    if file.exists():
+        if grpc_port is not None or rest_port is not None:
+            raise UsageError(f"ports come from {file} when it exists; edit it instead of passing --grpc-port/--rest-port")
+        specs = fleet.load(paths).servers
+    else:
+        g = fleet.DEFAULT_GRPC_PORT if grpc_port is None else grpc_port
+        r = fleet.DEFAULT_REST_PORT if rest_port is None else rest_port
+        specs = [fleet.ServerSpec(f"127.0.0.1:{g}", f"127.0.0.1:{r}" if r else None, reload)]
+    running = {rec.grpc: rec for rec in fleet.live_records(paths)}
+    for spec in specs:
+        if spec.grpc in running:
+            raise UsageError(
+                f"a server started by mlc already runs at {spec.grpc} (pid {running[spec.grpc].pid}); stop it with `mlc stop`"
+            )
+    with locked(paths.lock_file):
+        recovered = rollout.recover_pending(paths)
+        reg = registry.load(paths)
+        serving = tfs_config.served_from_registry(reg)
+        tfs_config.write(paths, tfs_config.build(paths, serving))
+    expect = {name: s.labels.get("stable", max(s.versions)) for name, s in serving.items()}
+    started: list[tuple[Any, Any]] = []
+    try:
+        for spec in specs:
+            started.append(fleet.start_process(paths, engine, spec, detach))
+        for proc, record in started:
+            fleet.wait_ready(proc, record, expect, timeout)
+    except BaseException:
+        for proc, record in started:
+            fleet.stop_record(paths, record, grace=5.0)
+        raise
+    result = ServeResult(
+        engine=engine, servers=[asdict(r) for _, r in started], config_file=str(paths.serving_config),
+        detached=detach, recovered=recovered,
+    )
+    if detach:
+        return result
+    if on_ready is not None:
+        on_ready(result)
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        while all(proc.poll() is None for proc, _ in started):
+            try:
+                started[0][0].wait(timeout=0.5)
+            except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired: keep waiting
+                pass
+        result.exit_code = next(proc.returncode for proc, _ in started if proc.poll() is not None)
+    except KeyboardInterrupt:
+        result.exit_code = 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for proc, record in started:
+            fleet.stop_record(paths, record, grace=10.0)
+            proc.wait()
+    return result
+
+
+@dataclass
+class StopResult:
+    """The servers ``mlc stop`` stopped."""
+
+    stopped: list[dict[str, Any]]
+
+
+def stop(grpc_port: int | None = None, paths: Paths | None = None) -> StopResult:
+    """Stop the servers ``mlc serve`` started (all, or the one on ``grpc_port``)."""
+    from lifecycle import fleet
+
+    paths = paths or Paths.from_env()
+    stopped = []
+    for record in fleet.read_records(paths):
+        if grpc_port is not None and record.grpc.rpartition(":")[2] != str(grpc_port):
+            continue
+        if fleet.stop_record(paths, record):
+            stopped.append(asdict(record))
+    return StopResult(stopped)

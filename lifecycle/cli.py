@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lifecycle import api
@@ -95,11 +96,15 @@ def render_status(report: api.StatusReport) -> None:
     """Print a status report as one rich table per model."""
     if not report.models:
         stdout.print("No models registered yet. Register a checkpoint with: mlc register RUN_DIR")
+    servers = list(report.servers)
     for m in report.models:
-        table = Table(title=f"{m.name}  (stable: {m.stable if m.stable is not None else '-'}"
-                      + (f", canary: {m.canary}" if m.canary is not None else "") + ")")
-        for col in ("version", "labels", "checkpoint", "step", "created", "validated", "mIoU", "golden digest"):
+        title = f"{m.name}  (stable: {m.stable if m.stable is not None else '-'}"
+        title += (f", canary: {m.canary}" if m.canary is not None else "") + ")"
+        table = Table(title=title)
+        for col in ("version", "labels", "checkpoint", "step", "created", "validated", "mIoU", "golden digest", "config"):
             table.add_column(col)
+        for addr in servers:
+            table.add_column(addr)
         for v in m.versions:
             table.add_row(
                 str(v.version),
@@ -110,12 +115,259 @@ def render_status(report: api.StatusReport) -> None:
                 "yes" if v.validated else "NO",
                 "" if v.miou is None else f"{v.miou:.3f}",
                 (v.golden_digest or "")[:19],
+                "yes" if v.in_config else "",
+                *[_state_markup(v.servers.get(addr, "")) for addr in servers],
             )
         stdout.print(table)
+        for d in m.drift:
+            stdout.print(f"[red]drift:[/red] {escape(d)}")
         for w in m.warnings:
-            stdout.print(f"[yellow]warning:[/yellow] {w}")
+            stdout.print(f"[yellow]warning:[/yellow] {escape(w)}")
+        if m.last_event:
+            e = m.last_event
+            stdout.print(
+                f"last rollout: {e['time']} {e['action']} {e['from_version']} -> {e['to_version']}: {e['result']}"
+            )
+    if report.servers:
+        for addr, state in report.servers.items():
+            stdout.print(f"server {addr}: {escape(state)}")
+    else:
+        stdout.print("servers: none running or listed in configs/servers.yaml (start one with: mlc serve --detach)")
     for w in report.warnings:
-        stdout.print(f"[yellow]warning:[/yellow] {w}")
+        stdout.print(f"[yellow]warning:[/yellow] {escape(w)}")
+
+
+def _state_markup(state: str) -> str:
+    if state == "AVAILABLE":
+        return "[green]AVAILABLE[/green]"
+    if state.startswith("END:") or state == "unreachable":
+        return f"[red]{escape(state)}[/red]"
+    return escape(state)
+
+
+# --- history -------------------------------------------------------------------------------
+
+
+@app.command()
+def history(model: ModelArg, as_json: JsonOption = False) -> None:
+    """List every promote and rollback of a model: time, user, action, from -> to, result, reason.
+
+    Examples:
+
+        mlc history deeplab
+
+        mlc history deeplab --json
+    """
+    report = run(lambda: api.history(model))
+    if as_json:
+        print_json(report.to_dict())
+        return
+    if not report.events:
+        stdout.print(f"{report.model}: no promotions or rollbacks yet")
+        return
+    table = Table(title=f"{report.model} rollout history (stable: {report.stable if report.stable is not None else '-'})")
+    for col in ("time", "user", "action", "from -> to", "result", "reason", "detail"):
+        table.add_column(col)
+    for e in report.events:
+        result = e["result"] + (" (forced)" if e["forced"] else "")
+        colour = "green" if e["result"] in ("ok", "recovered") else "red"
+        table.add_row(
+            e["time"], e["user"], e["action"], f"{_v(e['from_version'])} -> {_v(e['to_version'])}",
+            f"[{colour}]{escape(result)}[/{colour}]", escape(e["reason"]), escape(e["detail"]),
+        )
+    stdout.print(table)
+
+
+def _v(n: int | None) -> str:
+    return "-" if n is None else str(n)
+
+
+# --- promote and rollback ------------------------------------------------------------------
+
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", min=1, help="Seconds to wait for the servers at each rollout (load, label, unload).")
+]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why; recorded in the history.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the config diff and the plan; change nothing.")]
+
+
+@app.command()
+def promote(
+    model: ModelArg,
+    version: Annotated[int, typer.Argument(help="The version to promote.", show_default=False, min=1)],
+    canary: Annotated[
+        bool, typer.Option("--canary", help="Label the version 'canary' beside stable; a later promote finishes the move.")
+    ] = False,
+    timeout: TimeoutOption = 120.0,
+    reason: ReasonOption = "",
+    expect_current: Annotated[
+        int | None,
+        typer.Option("--expect-current", help="Refuse unless stable is this version now (compare-and-swap).", show_default=False),
+    ] = None,
+    dry_run: DryRunOption = False,
+    force: Annotated[bool, typer.Option("--force", help="Promote past a failed quality gate (recorded in the history).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Move traffic to a version: sandbox check, load beside stable, verify, move the label, drop the old one.
+
+    Every server must pass; any failure reverts all of them to the previous config and exits 1.
+
+    Examples:
+
+        mlc promote deeplab 4
+
+        mlc promote deeplab 4 --canary --reason "try the new checkpoint"
+
+        mlc promote deeplab 4 --expect-current 3 --dry-run
+    """
+    result = run(
+        lambda: api.promote(
+            model, version, canary=canary, timeout=timeout, reason=reason, expect_current=expect_current,
+            dry_run=dry_run, force=force,
+        )
+    )
+    render_rollout(result, as_json)
+
+
+@app.command()
+def rollback(
+    model: ModelArg,
+    to: Annotated[int | None, typer.Option("--to", help="Roll back to this version instead of the previous stable.", show_default=False)] = None,
+    reason: ReasonOption = "",
+    timeout: TimeoutOption = 120.0,
+    dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Go back to the previous known-good stable version, with the same safety as promote.
+
+    Repeated rollbacks walk further back through the history; a canary is withdrawn first.
+
+    Examples:
+
+        mlc rollback deeplab
+
+        mlc rollback deeplab --to 2 --reason "v4 mislabels cats"
+    """
+    result = run(lambda: api.rollback(model, to=to, reason=reason, timeout=timeout, dry_run=dry_run))
+    render_rollout(result, as_json)
+
+
+def render_rollout(result: Any, as_json: bool) -> None:
+    """Print a RolloutResult."""
+    from dataclasses import asdict
+
+    if as_json:
+        print_json(asdict(result))
+        return
+    plan = result.plan
+    for note in result.recovered:
+        stdout.print(f"[yellow]recovered:[/yellow] {escape(note)}")
+    if result.result == "dry-run":
+        stdout.print(f"Plan for {plan.action} of {plan.model} {plan.version} on {len(plan.servers)} server(s):")
+        for i, step in enumerate(plan.steps, 1):
+            stdout.print(f"  {i}. {escape(step)}")
+        for note in plan.notes:
+            stdout.print(f"[yellow]note:[/yellow] {escape(note)}")
+        if plan.config_diff:
+            sys.stdout.write(plan.config_diff)
+        else:
+            stdout.print("configs/models.config would not change")
+        return
+    if result.result == "noop":
+        stdout.print(escape(result.message))
+        return
+    after = plan.after
+    what = f"{plan.model}: stable {_v(plan.before['stable'])} -> {_v(after['stable'])}"
+    if after["canary"] != plan.before["canary"]:
+        what += f", canary {_v(plan.before['canary'])} -> {_v(after['canary'])}"
+    stdout.print(f"[green]{plan.action} ok[/green] {escape(what)} on {len(plan.servers)} server(s) in {result.seconds:.1f} s")
+    for note in plan.notes:
+        stdout.print(f"[yellow]note:[/yellow] {escape(note)}")
+
+
+# --- serve and stop ------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    engine: Annotated[
+        str, typer.Option("--engine", help="auto: tensorflow_model_server if on PATH, else embedded mlc-model-server.")
+    ] = "auto",
+    grpc_port: Annotated[
+        int | None, typer.Option("--grpc-port", help="gRPC port (default 8500; not with configs/servers.yaml).", show_default=False)
+    ] = None,
+    rest_port: Annotated[
+        int | None, typer.Option("--rest-port", help="REST port (default 8501; 0 = off; not with configs/servers.yaml).", show_default=False)
+    ] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Run in the background; stop it with `mlc stop`.")] = False,
+    reload: Annotated[
+        str, typer.Option("--reload", help="request: mlc sends HandleReloadConfigRequest; poll: servers poll the config file.")
+    ] = "request",
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds to wait for the server to be ready.")] = 120.0,
+) -> None:
+    """Run a TF-Serving-compatible server on configs/models.config (rewritten from the registry first).
+
+    It binds 127.0.0.1 and serves each model's stable (and canary) version. With
+    configs/servers.yaml it starts every server listed there. The addresses are recorded under
+    .mlc/servers/ so promote, rollback and status find them. Stop a detached server with
+    `mlc stop`; stop a foreground one with Ctrl-C.
+
+    Examples:
+
+        mlc serve --detach
+
+        mlc serve --grpc-port 9000 --rest-port 9001
+
+        mlc serve --engine embedded --reload poll
+    """
+
+    def ready(result: api.ServeResult) -> None:
+        render_serve(result)
+        stdout.print("Serving; press Ctrl-C to stop.")
+
+    result = run(
+        lambda: api.serve(
+            engine=engine, grpc_port=grpc_port, rest_port=rest_port, detach=detach, reload=reload, timeout=timeout,
+            on_ready=ready,
+        )
+    )
+    if detach:
+        render_serve(result)
+        stdout.print("Stop with: mlc stop")
+    elif result.exit_code:
+        stderr.print(f"[red]Error:[/red] the server exited with code {result.exit_code}", markup=True)
+        raise typer.Exit(1)
+
+
+def render_serve(result: api.ServeResult) -> None:
+    """Print the servers mlc serve started."""
+    if result.recovered:
+        stdout.print(f"[yellow]recovered:[/yellow] {escape(result.recovered)}")
+    for s in result.servers:
+        rest = f", REST http://{s['rest']}" if s["rest"] else ""
+        log = f", log {s['log']}" if s["log"] else ""
+        stdout.print(f"{result.engine} server pid {s['pid']}: gRPC {s['grpc']}{rest} on {result.config_file}{log}")
+
+
+@app.command()
+def stop(
+    grpc_port: Annotated[
+        int | None, typer.Option("--grpc-port", help="Only the server on this gRPC port (default: all).", show_default=False)
+    ] = None,
+) -> None:
+    """Stop the servers `mlc serve --detach` started (SIGTERM, then SIGKILL after 10 s).
+
+    Examples:
+
+        mlc stop
+
+        mlc stop --grpc-port 9000
+    """
+    result = run(lambda: api.stop(grpc_port))
+    if not result.stopped:
+        stdout.print("No running server started by mlc serve.")
+    for s in result.stopped:
+        stdout.print(f"stopped server pid {s['pid']} (gRPC {s['grpc']})")
 
 
 def main() -> None:
