@@ -317,11 +317,13 @@ def serve(
             raise UsageError(
                 f"a server started by mlc already runs at {spec.grpc} (pid {running[spec.grpc].pid}); stop it with `mlc stop`"
             )
+    # Labels may point only at AVAILABLE versions, and nothing is available before the server
+    # has started: start on the versions alone, then add the labels with a reload.
     with locked(paths.lock_file):
         recovered = rollout.recover_pending(paths)
-        reg = registry.load(paths)
-        serving = tfs_config.served_from_registry(reg)
-        tfs_config.write(paths, tfs_config.build(paths, serving))
+        serving = tfs_config.served_from_registry(registry.load(paths))
+        unlabelled = {name: tfs_config.ModelServing(s.versions, {}) for name, s in serving.items()}
+        tfs_config.write(paths, tfs_config.build(paths, unlabelled))
     expect = {name: s.labels.get("stable", max(s.versions)) for name, s in serving.items()}
     started: list[tuple[Any, Any]] = []
     try:
@@ -329,6 +331,8 @@ def serve(
             started.append(fleet.start_process(paths, engine, spec, detach))
         for proc, record in started:
             fleet.wait_ready(proc, record, expect, timeout)
+        with locked(paths.lock_file):
+            rollout.apply_registry_config(paths, [record.spec() for _, record in started], timeout)
     except BaseException:
         for proc, record in started:
             fleet.stop_record(paths, record, grace=5.0)

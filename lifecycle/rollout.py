@@ -682,10 +682,14 @@ def revert(
 
 def sandbox_check(paths: Paths, model: str, check: LiveCheck, timeout: float) -> None:
     """Load one version alone in a private server on 127.0.0.1:0 and check its golden digest."""
-    from lifecycle.server import create_server
+    from lifecycle.server.main import ServerOptions, create_server
 
     config = tfs_config.build(paths, {model: ModelServing((check.version,), {})})
-    server = create_server(config, grpc_address="127.0.0.1:0")
+    options = ServerOptions(model_config=config, grpc_port=0, rest_api_port=None, max_num_load_retries=0)
+    try:
+        server = create_server(options)  # returns once the version is AVAILABLE (or raises)
+    except LifecycleError as e:
+        raise StepFailed("sandbox", f"version {check.version} of {model} does not load: {e.message}") from e
     try:
         client = ServingClient(f"127.0.0.1:{server.grpc_port}", None, timeout=RPC_TIMEOUT_S)
         target = Target(fleet.ServerSpec(client.grpc_address), client)
@@ -698,7 +702,7 @@ def sandbox_check(paths: Paths, model: str, check: LiveCheck, timeout: float) ->
         finally:
             client.close()
     finally:
-        server.stop()
+        server.stop(grace=None)
 
 
 # --- recovery --------------------------------------------------------------------------------
@@ -851,6 +855,28 @@ def recover(paths: Paths) -> str | None:
         return None
     with locked(paths.lock_file):
         return recover_pending(paths)
+
+
+def apply_registry_config(paths: Paths, servers: list[fleet.ServerSpec], timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    """Write the registry's config (with labels) and make ``servers`` take it. Caller holds the lock."""
+    config = tfs_config.build(paths, tfs_config.served_from_registry(registry.load(paths)))
+    tfs_config.write(paths, config)
+    targets = [Target(s, ServingClient(s.grpc, s.rest, timeout=RPC_TIMEOUT_S)) for s in servers]
+    serving = tfs_config.serving_of(config)
+    try:
+        driver = Driver(paths, "", targets, time.monotonic() + timeout)
+        driver.push("label", serving)
+        if any(t.spec.reload == "poll" for t in targets):
+            for model, state in serving.items():
+                rec = registry.load(paths).model(model)
+                driver.model = model
+                checks = {v: LiveCheck.of(paths, rec, v) for v in set(state.labels.values())}
+                driver.confirm_labels("label", dict(state.labels), checks)
+    except StepFailed as e:
+        raise ServerUnavailable(f"the servers started but did not take the labels: {e.message}") from e
+    finally:
+        for t in targets:
+            t.client.close()
 
 
 def ensure_servers_reachable(servers: list[fleet.ServerSpec]) -> None:

@@ -1,0 +1,230 @@
+"""End to end: promote and roll back on real mlc-model-servers on 127.0.0.1, under client load."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lifecycle import api, fleet, journal, registry, tfs_config
+from lifecycle.cli import app
+from lifecycle.client import ServingClient
+from lifecycle.config import Paths
+from lifecycle.errors import PromotionFailed
+from tests.rollout_support import MODEL, Load, build_versions, make_home, start_server, wait_for
+
+pytestmark = pytest.mark.e2e
+runner = CliRunner()
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """half_plus_two versions 1..3 with warmup records, built once."""
+    return build_versions(tmp_path_factory.mktemp("hpt"), [1, 2, 3])
+
+
+def served(paths: Paths, address: str, rest: str) -> None:
+    fleet.write_servers_file(paths, [fleet.ServerSpec(address, rest)])
+
+
+def states(paths: Paths, address: str) -> dict[int, str]:
+    with ServingClient(address) as c:
+        return {v: s.state for v, s in c.model_status_grpc(MODEL).items()}
+
+
+def test_promote_and_rollback_cycles_under_load(tmp_path: Path, built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = make_home(tmp_path, built, [1, 2, 3], stable=1)
+    monkeypatch.setenv("MLC_HOME", str(paths.home))
+    server = start_server(paths)
+    try:
+        served(paths, server.grpc_address, f"127.0.0.1:{server.rest_port}")
+        with Load(server.grpc_address, threads=2, allowed={1}) as load:
+            wait_for(lambda: load.total() > 5, what="first answers")
+            steps = [
+                (["promote", MODEL, "2", "--reason", "better"], 1, 2),
+                (["promote", MODEL, "3", "--expect-current", "2"], 2, 3),
+                (["rollback", MODEL], 3, 2),
+                (["rollback", MODEL], 2, 1),
+                (["promote", MODEL, "3", "--canary"], 1, 1),
+                (["promote", MODEL, "3"], 1, 3),
+            ]
+            for args, before, after in steps:
+                load.allow({before, after})
+                seen = load.total()
+                result = runner.invoke(app, args)
+                assert result.exit_code == 0, result.output
+                load.allow({after})
+                wait_for(lambda seen=seen: load.total() > seen + 3, what="answers after the step")
+                rec = registry.load(paths).model(MODEL)
+                assert rec.stable == after
+            # nothing left to roll back to from 3? the chain is [1, 3]: rollback goes to 1
+            assert registry.load(paths).model(MODEL).canary is None
+        assert load.failures == []
+        assert load.wrong == []
+        assert set(load.answers) <= {1, 2, 3} and load.total() > 30
+        assert states(paths, server.grpc_address)[3] == "AVAILABLE"
+        assert tfs_config.read(paths) == {MODEL: tfs_config.ModelServing((3,), {"stable": 3})}
+
+        status = json.loads(runner.invoke(app, ["status", "--json"]).output)
+        m = status["models"][0]
+        by_version = {v["version"]: v for v in m["versions"]}
+        addr = server.grpc_address
+        assert by_version[3]["labels"] == ["stable"] and by_version[3]["servers"] == {addr: "AVAILABLE"}
+        assert by_version[1]["servers"][addr] in ("END", "-")
+        assert m["drift"] == [] and status["servers"] == {addr: "ok"}
+
+        hist = json.loads(runner.invoke(app, ["history", MODEL, "--json"]).output)["events"]
+        assert [(e["action"], e["from_version"], e["to_version"], e["result"]) for e in hist[1:]] == [
+            ("promote", 1, 2, "ok"), ("promote", 2, 3, "ok"), ("rollback", 3, 2, "ok"), ("rollback", 2, 1, "ok"),
+            ("canary", 1, 3, "ok"), ("promote", 1, 3, "ok"),
+        ]
+        assert hist[1]["reason"] == "better"
+    finally:
+        server.stop()
+
+
+def test_broken_candidate_fails_reverts_and_no_request_fails(tmp_path: Path, built: Path) -> None:
+    paths = make_home(tmp_path, built, [1, 2], stable=1)
+    for data in (paths.version_dir(MODEL, 2) / "variables").glob("variables.data-*"):
+        data.write_bytes(os.urandom(data.stat().st_size))
+    server = start_server(paths)
+    try:
+        served(paths, server.grpc_address, f"127.0.0.1:{server.rest_port}")
+        config = paths.serving_config.read_bytes()
+        with Load(server.grpc_address, allowed={1}) as load:
+            wait_for(lambda: load.total() > 3)
+            with pytest.raises(PromotionFailed, match="failed its sandbox check, production untouched"):
+                api.promote(MODEL, 2, paths=paths)
+            seen = load.total()
+            wait_for(lambda: load.total() > seen + 3)
+        assert load.failures == [] and load.wrong == []
+        assert paths.serving_config.read_bytes() == config
+        rec = registry.load(paths).model(MODEL)
+        assert rec.stable == 1
+        assert rec.history[-1].result == "failed" and "sandbox" in rec.history[-1].detail
+        assert states(paths, server.grpc_address) == {1: "AVAILABLE"}
+        assert not journal.path(paths).exists()
+    finally:
+        server.stop()
+
+
+def _mlc(python: str, env: dict[str, str], *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(env)
+    if fault:
+        env[journal.FAULT_ENV] = fault
+    return subprocess.run([python, "-m", "lifecycle", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+KILL_POINTS = [
+    "intent:done", "sandbox:done", "load:done", "available:done", "verify:done",
+    "label:begin", "label:done", "drop:done", "unloaded:done", "commit:begin",
+]
+
+
+def _kill_and_recover(point: str, home: Path, built: Path, python: str, env: dict[str, str]) -> None:
+    """Kill `mlc promote hpt 2` with SIGKILL right after ``point``; the next command recovers."""
+    paths = make_home(home, built, [1, 2], stable=1)
+    server = start_server(paths)
+    try:
+        served(paths, server.grpc_address, f"127.0.0.1:{server.rest_port}")
+        with Load(server.grpc_address, threads=1, pause=0.01, allowed={1, 2}) as load:
+            out = _mlc(python, dict(env, MLC_HOME=str(paths.home)), "promote", MODEL, "2", fault=point)
+            assert out.returncode == -signal.SIGKILL, (point, out.stderr[-2000:])
+            pending = journal.load(paths)
+            assert pending is not None and pending.last() == point
+            assert api.status(paths=paths).pending_rollout is not None
+            # the next mutating command recovers first, then does its own work
+            forward = KILL_POINTS.index(point) >= KILL_POINTS.index("label:done")
+            stable = 2 if forward else 1
+            result = api.promote(MODEL, 2, paths=paths, timeout=30)
+            assert len(result.recovered) == 1
+            assert ("completed it" if forward else "reverted it") in result.recovered[0], (point, result.recovered)
+            assert result.result == ("noop" if forward else "ok"), point
+            events = registry.load(paths).model(MODEL).history
+            assert events[1].result == ("recovered" if forward else "reverted"), point
+            assert "by recovery" in events[1].detail
+            load.allow({2})
+            wait_for(lambda: states(paths, server.grpc_address).get(1) in (None, "END"), what="1 unloaded")
+            status = api.status(paths=paths)
+            assert status.pending_rollout is None
+            assert status.models[0].drift == [] and status.models[0].stable == 2
+            if forward:  # the status shows the recovery as the last rollout
+                assert any("by recovery" in w for w in status.models[0].warnings)
+            assert stable in (1, 2)
+        assert load.failures == [] and load.wrong == [], point
+    finally:
+        server.stop()
+
+
+def test_sigkill_after_each_journal_step_is_recovered(
+    tmp_path: Path, built: Path, python: str, subprocess_env: dict[str, str]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {
+            point: pool.submit(_kill_and_recover, point, tmp_path / point.replace(":", "-"), built, python, subprocess_env)
+            for point in KILL_POINTS
+        }
+    errors = {point: f.exception() for point, f in futures.items() if f.exception() is not None}
+    assert not errors, errors
+
+
+def test_fleet_of_three_with_one_killed_mid_promote_reverts_all(
+    tmp_path: Path, built: Path, python: str, subprocess_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = make_home(tmp_path, built, [1, 2], stable=1)
+    ports = [_free_port() for _ in range(6)]
+    specs = [fleet.ServerSpec(f"127.0.0.1:{ports[i]}", f"127.0.0.1:{ports[i + 3]}") for i in range(3)]
+    fleet.write_servers_file(paths, specs)
+    for k, v in subprocess_env.items():
+        monkeypatch.setenv(k, v)
+    result = api.serve(engine="embedded", detach=True, paths=paths, timeout=120)
+    try:
+        assert [s["grpc"] for s in result.servers] == [s.grpc for s in specs]
+        config = paths.serving_config.read_bytes()
+        victim = result.servers[1]
+        killed = threading.Event()
+
+        def killer() -> None:
+            def at_load() -> bool:
+                j = journal.load(paths)
+                return j is not None and j.reached("sandbox", "done")
+            wait_for(at_load, timeout=60)
+            os.kill(victim["pid"], signal.SIGKILL)
+            killed.set()
+
+        t = threading.Thread(target=killer, daemon=True)
+        t.start()
+        with Load(specs[0].grpc, allowed={1}) as load:
+            with pytest.raises(PromotionFailed, match="reverted, stable 1 serves again"):
+                api.promote(MODEL, 2, paths=paths, timeout=30)
+        t.join()
+        assert killed.is_set()
+        assert load.failures == [] and load.wrong == []
+        assert paths.serving_config.read_bytes() == config
+        for spec in (specs[0], specs[2]):
+            wait_for(lambda spec=spec: states(paths, spec.grpc).get(2) in (None, "END"), what="candidate unloaded")
+            assert states(paths, spec.grpc)[1] == "AVAILABLE"
+        rec = registry.load(paths).model(MODEL)
+        assert rec.stable == 1 and rec.history[-1].result == "reverted"
+        st = json.loads(runner.invoke(app, ["status", "--json"], env={"MLC_HOME": str(paths.home)}).output)
+        assert st["servers"][specs[1].grpc].startswith("unreachable")
+    finally:
+        stopped = api.stop(paths=paths)
+    assert len(stopped.stopped) == 2  # the killed one was not running any more
+    assert fleet.read_records(paths) == []
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
