@@ -11,6 +11,8 @@ paths); commands that need it import it inside ``api``.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -372,6 +374,10 @@ def stop(
 
 def main() -> None:
     """Console-script entry point."""
+    # Commands that load models (promote's sandbox, register) import TensorFlow; keep its
+    # start-up chatter and deprecation warnings out of the one-line-per-outcome output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     app()
 
 

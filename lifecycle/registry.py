@@ -97,6 +97,7 @@ class HistoryEvent:
     detail: str = ""
     time: str = field(default_factory=now_iso)
     user: str = field(default_factory=current_user)
+    journal: str = ""  # id of the rollout journal that wrote this event (crash recovery)
 
 
 @dataclass

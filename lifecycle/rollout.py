@@ -592,12 +592,11 @@ class Rollout:
                 driver.push("label", self.serving(b.union(a, a.labels)))
                 moved = {k: v for k, v in a.labels.items() if b.labels.get(k) != v}
                 driver.confirm_labels("label", moved, checks)
-        complete_forward(self, driver, a)
+        complete_forward(self, driver, a, "ok", "; ".join(plan.notes))
 
     def finish(self, result: str, detail: str) -> None:
         """Record the event in the registry history and clear the journal."""
-        with_journal = f"{detail} [journal {self.journal.id}]" if detail else f"[journal {self.journal.id}]"
-        record_event(self.paths, self.journal, result, with_journal)
+        record_event(self.paths, self.journal, result, detail)
         journal.clear(self.paths)
 
 
@@ -616,7 +615,7 @@ def complete_forward(rollout: Rollout, driver: Driver, a: ModelServing, result: 
         rec = reg.model(rollout.model)
         rec.stable = plan.after["stable"]
         rec.canary = plan.after["canary"]
-        rec.history.append(_event(rollout.journal, result, f"{detail} [journal {rollout.journal.id}]".strip()))
+        rec.history.append(_event(rollout.journal, result, detail))
         registry.save(rollout.paths, reg)
     journal.clear(rollout.paths)
 
@@ -625,7 +624,7 @@ def _event(j: journal.Journal, result: str, detail: str) -> HistoryEvent:
     return HistoryEvent(
         action=j.action, from_version=j.before.get("stable"),
         to_version=j.version if j.version is not None else j.after.get("stable"),
-        result=result, reason=j.reason, forced=j.forced, detail=detail, user=j.user,
+        result=result, reason=j.reason, forced=j.forced, detail=detail, user=j.user, journal=j.id,
     )
 
 
@@ -719,7 +718,7 @@ def recover_pending(paths: Paths) -> str | None:
     except LifecycleError:
         journal.clear(paths)
         return f"discarded a rollout journal for unknown model {j.model!r}"
-    if any(j.id in e.detail for e in rec.history):
+    if any(e.journal == j.id for e in rec.history):
         journal.clear(paths)  # committed; only the journal deletion was lost
         return f"found a finished rollout journal ({j.describe()}); removed it"
     who = f"mlc pid {j.pid} stopped after step {j.last()}"
@@ -743,7 +742,7 @@ def recover_pending(paths: Paths) -> str | None:
             detail += f" after completing it failed: {forward_error}"
         if problems:
             detail += f" ({'; '.join(problems)})"
-        record_event(paths, j, "reverted", f"{detail} [journal {j.id}]")
+        record_event(paths, j, "reverted", detail)
         journal.clear(paths)
         return f"recovered an interrupted {j.describe()}: reverted it" + (f" ({'; '.join(problems)})" if problems else "")
     finally:
