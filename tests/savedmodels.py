@@ -87,6 +87,32 @@ def build_keras(path: str | Path, scale: float = 0.5, offset: float = 2.0) -> Pa
     return path
 
 
+def build_string_model(path: str | Path) -> Path:
+    """TF1 export with a string input ``text`` (None,) and outputs ``length`` and ``echo_bytes``.
+
+    The ``_bytes`` suffix makes TF Serving's REST API answer that output base64-encoded.
+    """
+    tf = _tf()
+    v1 = tf.compat.v1
+    path = Path(path)
+    graph = tf.Graph()
+    with graph.as_default():
+        text = v1.placeholder(tf.string, shape=(None,), name="text")
+        length = tf.strings.length(text, name="length")
+        echo = tf.identity(text, name="echo")
+        with v1.Session(graph=graph) as sess:
+            builder = v1.saved_model.Builder(str(path))
+            info = v1.saved_model.utils.build_tensor_info
+            signature = v1.saved_model.signature_def_utils.build_signature_def(
+                inputs={"text": info(text)},
+                outputs={"length": info(length), "echo_bytes": info(echo)},
+                method_name="tensorflow/serving/predict",
+            )
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={"serving_default": signature})
+            builder.save()
+    return path
+
+
 def build_segmenter(path: str | Path, num_classes: int = 21, width: int = 8) -> Path:
     """A small DeepLab-shaped conv net: uint8 image (None, H, W, 3) -> per-pixel class logits.
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from lifecycle.server.main import RunningServer, ServerOptions, create_server
-from tests.savedmodels import build_segmenter
+from tests.savedmodels import build_segmenter, build_string_model
 from tests.server_support import add_version, model_config, server_config
 
 pytestmark = pytest.mark.e2e
@@ -26,10 +26,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, half_plus_two_exports: dict
         add_version(root / "hp", v)
     shutil.copytree(half_plus_two_exports["tf2"], root / "tf2" / "1")
     build_segmenter(root / "seg" / "1", num_classes=3, width=4)
+    build_string_model(root / "text" / "1")
     config = server_config(
         model_config("hp", root / "hp", policy="all", labels={"stable": 1}),
         model_config("tf2", root / "tf2"),
         model_config("seg", root / "seg"),
+        model_config("text", root / "text"),
     )
     running = create_server(ServerOptions(
         model_config=config, rest_api_port=0, file_system_poll_wait_seconds=0,
@@ -111,3 +113,14 @@ def test_predict_errors(server: RunningServer) -> None:
     assert status == 501
     status, text = call(server, "/v2/health/ready")
     assert status == 404
+
+
+def test_predict_strings_and_base64(server: RunningServer) -> None:
+    status, text = call(server, "/v1/models/text:predict", {"instances": ["ab", {"b64": "/wA="}]})
+    assert status == 200, text
+    assert json.loads(text) == {"predictions": [
+        {"length": 2, "echo_bytes": {"b64": "YWI="}},
+        {"length": 2, "echo_bytes": {"b64": "/wA="}},
+    ]}
+    status, text = call(server, "/v1/models/text:predict", {"inputs": {"text": ["xyz"]}})
+    assert json.loads(text) == {"outputs": {"length": [3], "echo_bytes": [{"b64": "eHl6"}]}}

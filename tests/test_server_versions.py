@@ -227,6 +227,14 @@ def test_reload_replaces_whole_config_and_waits_for_new_models(tmp_path: Path, h
     assert info.value.details() == "Illegal to list model b multiple times in config list"
     assert answer(client, "b") == (4, 4.0)
 
+    # Only a ModelConfigList can be reloaded.
+    custom = server_config()
+    custom.custom_model_config.Pack(custom.model_config_list)
+    with pytest.raises(grpc.RpcError) as info:
+        client.reload(custom)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith("ServerModelConfig type not supported by HandleReloadConfigRequest.")
+
 
 def test_config_file_is_polled_and_watched(tmp_path: Path, harness: Harness) -> None:
     base = tmp_path / "m"

@@ -225,7 +225,9 @@ class ServableManager:
         harnesses = self._harnesses.setdefault(name, {})
         for version, harness in list(harnesses.items()):
             harness.aspired = version in versions
-            if not harness.aspired:
+            if harness.aspired:
+                harness.cancel.clear()  # wanted again: let a load in progress keep retrying
+            else:
                 harness.cancel.set()
                 if harness.state is State.END or (harness.state is State.START):
                     if harness.state is State.START:
