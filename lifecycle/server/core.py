@@ -1,9 +1,9 @@
 """The protocol-agnostic core: TF Serving's request semantics over the servable manager.
 
 Transports (gRPC, REST) convert their wire format to the calls here and map the
-``lifecycle.errors`` exceptions raised here to status codes, each in one place.
-:meth:`ServerCore.predict_arrays` is the single prediction entry point; batching (issue 4)
-wraps it.
+``lifecycle.errors`` exceptions raised here to status codes, each in one place. Every
+prediction (gRPC, REST, warmup) ends in :meth:`ServerCore._run` -> ``Servable.run``; batching
+(issue 4) wraps ``Servable.run`` per servable, as TF Serving's BatchingSession wraps a session.
 """
 
 from __future__ import annotations
