@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from lifecycle.server.main import RunningServer, ServerOptions, create_server
+from lifecycle.server.rest_api import tensor_json
 from tests.savedmodels import build_segmenter, build_string_model
 from tests.server_support import add_version, model_config, server_config
 
@@ -124,3 +126,13 @@ def test_predict_strings_and_base64(server: RunningServer) -> None:
     ]}
     status, text = call(server, "/v1/models/text:predict", {"inputs": {"text": ["xyz"]}})
     assert json.loads(text) == {"outputs": {"length": [3], "echo_bytes": [{"b64": "eHl6"}]}}
+
+
+def test_floats_are_written_as_tf_serving_writes_them(server: RunningServer) -> None:
+    # 0.5 * -1.8f + 1 is 0.100000024f: nine digits because six do not round-trip (Python's
+    # json would print 0.10000002384185791); whole numbers get ".0".
+    status, text = call(server, "/v1/models/hp/versions/1:predict", {"instances": [[-1.8], [2.0]]})
+    assert (status, text) == (200, '{"predictions": [[0.100000024], [2.0]]}')
+    values = np.array([0.1, 1e-05, 9000000, 3, np.nan, -np.inf], np.float32)
+    assert tensor_json("y", values) == "[0.1, 1e-05, 9e+06, 3.0, NaN, -Infinity]"
+    assert tensor_json("n", np.array([[1, -2]], np.int64)) == "[[1, -2]]"

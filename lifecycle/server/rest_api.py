@@ -185,7 +185,7 @@ def metadata_json(core: ServerCore, ref: ModelRef) -> str:
 # --- predict: JSON <-> tensors (TF Serving's json_tensor) ---------------------------------
 
 
-def predict_json(core: ServerCore, ref: ModelRef, body: bytes, timeout_ms: int) -> dict[str, Any]:
+def predict_json(core: ServerCore, ref: ModelRef, body: bytes, timeout_ms: int) -> str:
     """POST :predict with a row or columnar body; returns predictions or outputs."""
     try:
         document = json.loads(body or b"null")
@@ -209,11 +209,12 @@ def predict_json(core: ServerCore, ref: ModelRef, body: bytes, timeout_ms: int) 
     prediction = core.predict_arrays(ref, signature_name, inputs, timeout_ms=timeout_ms or None)
     outputs = prediction.outputs
     if has_instances:
-        return {"predictions": _arrays_to_rows(outputs)}
+        return '{"predictions": ' + _rows_json(outputs) + "}"
     if len(outputs) == 1:
         (alias, value), = outputs.items()
-        return {"outputs": _jsonable(alias, value)}
-    return {"outputs": {alias: _jsonable(alias, value) for alias, value in outputs.items()}}
+        return '{"outputs": ' + tensor_json(alias, value) + "}"
+    members = ", ".join(f"{json.dumps(alias)}: {tensor_json(alias, value)}" for alias, value in outputs.items())
+    return '{"outputs": {' + members + "}}"
 
 
 def _is_b64(value: Any) -> bool:
@@ -282,32 +283,76 @@ def _decode_strings(value: Any) -> Any:
     raise InvalidArgument(f"expected a string or {{\"b64\": ...}} but got {json.dumps(value)[:100]}")
 
 
-def _jsonable(alias: str, value: np.ndarray) -> Any:
-    if value.dtype == object or value.dtype.kind == "S":
-        binary = alias.endswith("_bytes")
+def _decimal_tokens(value: np.ndarray) -> np.ndarray:
+    """JSON number tokens for floats as TF Serving writes them (json_tensor.cc WriteDecimal).
 
-        def convert(item: Any) -> Any:
-            if isinstance(item, list):
-                return [convert(i) for i in item]
-            if binary:
-                return {"b64": base64.b64encode(item).decode("ascii")}
-            return item.decode("utf-8", errors="replace")
+    Six significant digits unless that does not round-trip, then max_digits10; whole numbers
+    get a trailing ".0"; NaN and infinities are written as NaN, Infinity, -Infinity.
+    """
+    digits = 9 if value.dtype in (np.float32, np.float16) else 17
+    flat = value.astype(np.float32 if digits == 9 else np.float64).ravel()
+    tokens = np.char.mod("%g", flat).astype(object)
+    finite = np.isfinite(flat)
+    with np.errstate(all="ignore"):
+        lossy = finite & (tokens.astype(flat.dtype) != flat)
+    if lossy.any():
+        tokens[lossy] = np.char.mod(f"%.{digits}g", flat[lossy])
+    for i in np.flatnonzero(finite):
+        token = tokens[i]
+        if "." not in token and "e" not in token:
+            tokens[i] = token + ".0"
+    for i in np.flatnonzero(~finite):
+        tokens[i] = "NaN" if np.isnan(flat[i]) else ("-Infinity" if flat[i] < 0 else "Infinity")
+    return tokens.reshape(value.shape)
 
-        return convert(value.tolist())
-    return value.tolist()
+
+def _tokens(alias: str, value: np.ndarray) -> np.ndarray:
+    if value.dtype.kind == "f":
+        return _decimal_tokens(value)
+    if value.dtype == np.bool_:
+        return np.where(value, "true", "false").astype(object)
+    if value.dtype.kind in ("i", "u"):
+        return value.astype(object).astype(str).astype(object)
+    binary = alias.endswith("_bytes")
+    flat = [
+        ('{"b64": ' + json.dumps(base64.b64encode(item).decode("ascii")) + "}") if binary
+        else json.dumps(item.decode("utf-8", errors="replace") if isinstance(item, bytes) else str(item))
+        for item in value.ravel().tolist()
+    ]
+    return np.array(flat, dtype=object).reshape(value.shape)
 
 
-def _arrays_to_rows(outputs: dict[str, np.ndarray]) -> list[Any]:
-    if len(outputs) == 1:
-        (alias, value), = outputs.items()
+def _nest(tokens: np.ndarray | str) -> str:
+    if isinstance(tokens, str):  # one element of an object array
+        return tokens
+    if tokens.ndim == 0:
+        return str(tokens.item())
+    if tokens.ndim == 1:
+        return "[" + ", ".join(tokens.tolist()) + "]"
+    return "[" + ", ".join(_nest(part) for part in tokens) + "]"
+
+
+def tensor_json(alias: str, value: np.ndarray) -> str:
+    """One output tensor as JSON text, numbers formatted as TF Serving formats them."""
+    return _nest(_tokens(alias, np.asarray(value)))
+
+
+def _rows_json(outputs: dict[str, np.ndarray]) -> str:
+    batch = -1
+    for alias, value in outputs.items():
         if value.ndim == 0:
-            return [_jsonable(alias, value)]
-        return _jsonable(alias, value)
-    sizes = {value.shape[0] if value.ndim else None for value in outputs.values()}
-    if len(sizes) != 1 or None in sizes:
-        raise InvalidArgument(
-            "Tensors in response have different batch sizes; use the columnar ('inputs') format"
-        )
-    columns = {alias: _jsonable(alias, value) for alias, value in outputs.items()}
-    return [{alias: column[i] for alias, column in columns.items()} for i in range(sizes.pop())]
-
+            raise InvalidArgument(f"Tensor name: {alias} has no shape information ")
+        if batch >= 0 and value.shape[0] != batch:
+            raise InvalidArgument(
+                f"Tensor name: {alias} has inconsistent batch size: {value.shape[0]} expecting: {batch}"
+            )
+        batch = value.shape[0]
+    tokens = {alias: _tokens(alias, value) for alias, value in outputs.items()}
+    if len(tokens) == 1:
+        (only,) = tokens.values()
+        return "[" + ", ".join(_nest(row) for row in only) + "]"
+    rows = []
+    for i in range(batch):
+        members = ", ".join(f"{json.dumps(alias)}: {_nest(t[i])}" for alias, t in tokens.items())
+        rows.append("{" + members + "}")
+    return "[" + ", ".join(rows) + "]"
