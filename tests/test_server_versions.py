@@ -6,8 +6,11 @@ exports answering y = 0.5 * x + version, so every answer names the version that 
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,7 +119,9 @@ def test_failed_load_retries_then_ends_with_error_while_old_serves(
 ) -> None:
     base = tmp_path / "m"
     add_version(base, 1)
-    server, client = harness.start(model_config=server_config(model_config("m", base)), max_num_load_retries=2)
+    server, client = harness.start(
+        model_config=server_config(model_config("m", base)), max_num_load_retries=2, rest_api_port=0
+    )
     broken = base / "2"
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"this is not a SavedModel")
@@ -125,6 +130,11 @@ def test_failed_load_retries_then_ends_with_error_while_old_serves(
     assert code != 0 and message
     assert client.status("m")[1] == ("AVAILABLE", 0, "")
     assert answer(client, "m") == (1, 1.0)
+    # mlc status reads the same over REST: END with the error's code name and message.
+    with urllib.request.urlopen(f"{server.rest_url}/v1/models/m/versions/2", timeout=10) as response:
+        rest_status = json.loads(response.read())["model_version_status"][0]
+    assert rest_status["state"] == "END"
+    assert rest_status["status"]["error_code"] not in ("OK", "") and rest_status["status"]["error_message"] == message
     attempts = [r for r in caplog.records if "{name: m version: 2} failed" in r.getMessage()]
     assert len(attempts) == 3  # the first try and max_num_load_retries=2 retries
 
@@ -133,6 +143,18 @@ def test_single_model_mode(tmp_path: Path, harness: Harness) -> None:
     add_version(tmp_path / "hp", 5)
     server, client = harness.start(model_name="half_plus_two", model_base_path=str(tmp_path / "hp"))
     assert answer(client, "half_plus_two") == (5, 5.0)
+
+
+def test_startup_fails_when_the_port_is_taken(tmp_path: Path) -> None:
+    add_version(tmp_path / "m", 1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(StartupError, match="UNAVAILABLE"):
+            create_server(ServerOptions(
+                model_config=server_config(model_config("m", tmp_path / "m")),
+                grpc_port=taken.getsockname()[1], file_system_poll_wait_seconds=0,
+            ))
 
 
 def test_startup_fails_when_every_version_fails(tmp_path: Path) -> None:

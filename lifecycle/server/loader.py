@@ -203,17 +203,18 @@ class Servable:
 def _load_error(error: Exception, path: Path, tags: list[str]) -> LifecycleError:
     import tensorflow as tf
 
-    if isinstance(error, OSError) or (
-        isinstance(error, tf.errors.NotFoundError) or "SavedModel file does not exist" in str(error)
-    ):
+    text = str(error)
+    if "Cannot parse file" in text:  # saved_model.pb(txt) exists but is not a SavedModel
+        return TFServingStatus(text, "DATA_LOSS")
+    if isinstance(error, (OSError, tf.errors.NotFoundError)) or "SavedModel file does not exist" in text:
         return TFServingStatus(
             "Could not find SavedModel .pb or .pbtxt at supplied export directory path: "
             f"{path}. Check that the directory exists and that you have the right permissions "
             "for accessing it.",
             "NOT_FOUND",
         )
-    if isinstance(error, RuntimeError) and "MetaGraphDef associated with tags" in str(error):
-        return TFServingStatus(str(error), "NOT_FOUND")
+    if isinstance(error, RuntimeError) and "MetaGraphDef associated with tags" in text:
+        return TFServingStatus(text, "NOT_FOUND")
     translated = translate_tf_error(error)
     if isinstance(translated, InternalError) and not isinstance(error, LifecycleError):
         return TFServingStatus(f"Failed to load SavedModel at {path}: {error}", "INVALID_ARGUMENT")
