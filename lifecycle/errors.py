@@ -210,3 +210,15 @@ class InternalError(LifecycleError):
     """An unexpected failure inside the model server."""
 
     grpc_code = "INTERNAL"
+
+
+class ServingError(LifecycleError):
+    """A model-server condition reported with TF Serving's own gRPC code.
+
+    For statuses that pass through unchanged, e.g. a TensorFlow runtime error raised while
+    loading or running a SavedModel, or a load that left a version at END.
+    """
+
+    def __init__(self, message: str, grpc_code: str = "UNKNOWN") -> None:
+        super().__init__(message)
+        self.grpc_code = grpc_code

@@ -17,21 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lifecycle.errors import FailedPrecondition, InternalError, InvalidArgument, LifecycleError
+from lifecycle.errors import FailedPrecondition, InternalError, InvalidArgument, LifecycleError, ServingError
 
 log = logging.getLogger("mlc-model-server")
 
 DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving's WarmupConsts::kMaxNumRecords
-
-
-class TFServingStatus(LifecycleError):
-    """An error carrying any gRPC code, for TensorFlow runtime errors passed through verbatim."""
-
-    def __init__(self, message: str, grpc_code: str) -> None:
-        super().__init__(message)
-        self.grpc_code = grpc_code
 
 
 def translate_tf_error(error: Exception) -> LifecycleError:
@@ -42,7 +34,7 @@ def translate_tf_error(error: Exception) -> LifecycleError:
         return error
     if isinstance(error, tf.errors.OpError):
         code = _CODE_NAMES.get(error.error_code, "UNKNOWN")
-        return TFServingStatus(error.message, code)
+        return ServingError(error.message, code)
     return InternalError(f"{type(error).__name__}: {error}")
 
 
@@ -205,19 +197,19 @@ def _load_error(error: Exception, path: Path, tags: list[str]) -> LifecycleError
 
     text = str(error)
     if "Cannot parse file" in text:  # saved_model.pb(txt) exists but is not a SavedModel
-        return TFServingStatus(text, "DATA_LOSS")
+        return ServingError(text, "DATA_LOSS")
     if isinstance(error, (OSError, tf.errors.NotFoundError)) or "SavedModel file does not exist" in text:
-        return TFServingStatus(
+        return ServingError(
             "Could not find SavedModel .pb or .pbtxt at supplied export directory path: "
             f"{path}. Check that the directory exists and that you have the right permissions "
             "for accessing it.",
             "NOT_FOUND",
         )
     if isinstance(error, RuntimeError) and "MetaGraphDef associated with tags" in text:
-        return TFServingStatus(text, "NOT_FOUND")
+        return ServingError(text, "NOT_FOUND")
     translated = translate_tf_error(error)
     if isinstance(translated, InternalError) and not isinstance(error, LifecycleError):
-        return TFServingStatus(f"Failed to load SavedModel at {path}: {error}", "INVALID_ARGUMENT")
+        return ServingError(f"Failed to load SavedModel at {path}: {error}", "INVALID_ARGUMENT")
     return translated
 
 

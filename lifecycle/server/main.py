@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifecycle.errors import InvalidArgument, LifecycleError
+from lifecycle.errors import InvalidArgument, LifecycleError, UsageError
 
 log = logging.getLogger("mlc-model-server")
 
@@ -133,11 +133,8 @@ _TRUE = {"true", "1", "t", "yes"}
 _FALSE = {"false", "0", "f", "no"}
 
 
-class FlagError(LifecycleError):
-    """The command line is malformed: an unknown flag or a bad value."""
-
-    exit_code = 2
-    grpc_code = "INVALID_ARGUMENT"
+class FlagError(UsageError):
+    """The command line is malformed: an unknown flag or a bad value (exit code 2)."""
 
 
 def usage() -> str:

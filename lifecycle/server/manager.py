@@ -32,8 +32,9 @@ from lifecycle.errors import (
     InvalidArgument,
     LifecycleError,
     ServableNotFound,
+    ServingError,
 )
-from lifecycle.server.loader import Servable, TFServingStatus
+from lifecycle.server.loader import Servable
 
 log = logging.getLogger("mlc-model-server")
 
@@ -188,7 +189,7 @@ class ServableManager:
                             failed.append(f"{{name: {name} version: {h.version}}}{reason}")
                     break
         if failed:
-            raise TFServingStatus(
+            raise ServingError(
                 f"{len(failed)} model(s) did not become available: {{{', '.join(failed)}, }}",
                 "UNKNOWN",
             )
@@ -284,7 +285,7 @@ class ServableManager:
                 error = e
             except Exception as e:  # a loader bug must still end the version with an error
                 log.exception("loading %s version %s failed", harness.model, harness.version)
-                error = TFServingStatus(f"{type(e).__name__}: {e}", "UNKNOWN")
+                error = ServingError(f"{type(e).__name__}: {e}", "UNKNOWN")
             log.error(
                 "Loading servable: {name: %s version: %s} failed: %s: %s",
                 harness.model, harness.version, error.grpc_code, error.message,
