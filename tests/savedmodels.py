@@ -175,3 +175,49 @@ def write_warmup_requests(
             log.predict_log.request.CopyFrom(request)
             writer.write(log.SerializeToString())
     return target
+
+
+def build_half_plus_two_examples(path: str | Path, scale: float = 0.5, offset: float = 2.0) -> Path:
+    """TF1 export in the pattern of TF Serving's own test model, with tf.Example signatures.
+
+    Serialized ``tf.Example`` protos (features ``x`` and ``x2``, float, one value each) go in
+    through input alias ``inputs``:
+
+    - ``regress_x_to_y``: regress, ``outputs`` = scale * x + offset (shape [N, 1]);
+    - ``regress_x2_to_y3``: regress, ``outputs`` = scale * x2 + 3 (shape [N]);
+    - ``classify_x_to_y``: classify, ``scores`` only = scale * x + offset (shape [N, 1]);
+    - ``classify_labels``: classify, ``classes`` ["neg", "pos"] and ``scores`` [-y, y];
+    - ``serving_default``: predict, input ``x`` (float placeholder) to ``y``.
+    """
+    tf = _tf()
+    v1 = tf.compat.v1
+    path = Path(path)
+    graph = tf.Graph()
+    with graph.as_default():
+        a = v1.Variable(np.float32(scale), name="a")
+        b = v1.Variable(np.float32(offset), name="b")
+        serialized = v1.placeholder(tf.string, shape=(None,), name="tf_example")
+        features = v1.io.parse_example(serialized, {
+            "x": v1.io.FixedLenFeature([1], tf.float32),
+            "x2": v1.io.FixedLenFeature([1], tf.float32, default_value=[0.0]),
+        })
+        y = tf.add(tf.multiply(a, features["x"]), b, name="y_from_examples")
+        y3 = tf.reshape(tf.multiply(a, features["x2"]) + 3.0, [-1], name="y3")
+        scores = tf.concat([-y, y], axis=1, name="scores")
+        classes = tf.tile(tf.constant([["neg", "pos"]]), tf.stack([tf.shape(y)[0], 1]), name="classes")
+        x = v1.placeholder(tf.float32, shape=(None, 1), name="x")
+        y_predict = tf.add(tf.multiply(a, x), b, name="y")
+        info = v1.saved_model.utils.build_tensor_info
+        sig = v1.saved_model.signature_def_utils
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            builder = v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(sess, ["serve"], strip_default_attrs=True, signature_def_map={
+                "regress_x_to_y": sig.regression_signature_def(serialized, y),
+                "regress_x2_to_y3": sig.regression_signature_def(serialized, y3),
+                "classify_x_to_y": sig.classification_signature_def(serialized, None, y),
+                "classify_labels": sig.classification_signature_def(serialized, classes, scores),
+                "serving_default": sig.predict_signature_def({"x": x}, {"y": y_predict}),
+            })
+            builder.save()
+    return path

@@ -158,11 +158,13 @@ def test_status_errors(client: Client) -> None:
     assert info.value.details() == "Could not find version 3 of model tf1"
 
 
-def test_classify_is_unimplemented_for_now(client: Client) -> None:
+def test_classify_on_a_predict_signature_is_refused(client: Client) -> None:
     from tensorflow_serving.apis import classification_pb2
 
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name = "tf1"
+    request.input.example_list.examples.add()
     with pytest.raises(grpc.RpcError) as info:
         client.predict_stub.Classify(request, timeout=10)
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert info.value.details().startswith("No classification inputs found in SignatureDef")

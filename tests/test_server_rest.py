@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lifecycle.server.main import RunningServer, ServerOptions, create_server
-from lifecycle.server.rest_api import tensor_json
+from lifecycle.server.rest_json import tensor_json
 from tests.savedmodels import build_segmenter, build_string_model
 from tests.server_support import add_version, model_config, server_config
 
@@ -66,9 +66,14 @@ def test_status_json_is_exactly_tf_servings(server: RunningServer) -> None:
     assert json.loads(text)["model_version_status"][0]["version"] == "1"
 
 
+def error(message: str) -> str:
+    """TF Serving's error body for a message."""
+    return '{\n    "error": "' + message + '"\n}'
+
+
 def test_status_errors_map_through_grpc_to_http(server: RunningServer) -> None:
-    assert call(server, "/v1/models/nope") == (404, json.dumps({"error": "Could not find any versions of model nope"}))
-    assert call(server, "/v1/models/hp/labels/nope") == (400, json.dumps({"error": "Unrecognized servable version label: nope"}))
+    assert call(server, "/v1/models/nope") == (404, error("Could not find any versions of model nope"))
+    assert call(server, "/v1/models/hp/labels/nope") == (400, error("Unrecognized servable version label: nope"))
     status, text = call(server, "/v1/models")
     assert status == 400 and json.loads(text) == {"error": "Missing model name in request."}
 
@@ -84,7 +89,8 @@ def test_metadata(server: RunningServer) -> None:
 
 
 def test_predict_row_and_columnar(server: RunningServer) -> None:
-    assert call(server, "/v1/models/hp:predict", {"instances": [[1.0], [3.0]]}) == (200, json.dumps({"predictions": [[2.5], [3.5]]}))
+    # Byte for byte what TF Serving's rapidjson writer prints.
+    assert call(server, "/v1/models/hp:predict", {"instances": [[1.0], [3.0]]}) == (200, '{\n    "predictions": [[2.5], [3.5]\n    ]\n}')
     assert json.loads(call(server, "/v1/models/hp/versions/1:predict", {"instances": [{"x": [1.0]}]})[1]) == {"predictions": [[1.5]]}
     assert json.loads(call(server, "/v1/models/hp/labels/stable:predict", {"inputs": {"x": [[2.0]]}})[1]) == {"outputs": [[2.0]]}
     assert json.loads(call(server, "/v1/models/tf2:predict", {"signature_name": "serving_default", "inputs": [[2.0]]})[1]) == {"outputs": [[3.0]]}
@@ -102,17 +108,17 @@ def test_predict_several_outputs(server: RunningServer) -> None:
 
 
 def test_predict_errors(server: RunningServer) -> None:
-    assert call(server, "/v1/models/hp:predict", {"x": 1}) == (400, json.dumps({"error": "Missing 'inputs' or 'instances' key"}))
+    assert call(server, "/v1/models/hp:predict", {"x": 1}) == (400, error("Missing 'inputs' or 'instances' key"))
     status, text = call(server, "/v1/models/hp:predict", raw=b"{not json")
     assert status == 400 and "error" in json.loads(text)
     assert call(server, "/v1/models/nope:predict", {"instances": [[1.0]]}) == (
-        404, json.dumps({"error": "Servable not found for request: Latest(nope)"}))
+        404, error("Servable not found for request: Latest(nope)"))
     assert call(server, "/v1/models/hp/versions/9:predict", {"instances": [[1.0]]}) == (
-        404, json.dumps({"error": "Servable not found for request: Specific(hp, 9)"}))
+        404, error("Servable not found for request: Specific(hp, 9)"))
     status, text = call(server, "/v1/models/hp:predict", {"signature_name": "nope", "instances": [[1.0]]})
     assert status == 400 and json.loads(text) == {"error": 'Serving signature name: "nope" not found in signature def'}
-    status, _ = call(server, "/v1/models/hp:classify", {"examples": []})
-    assert status == 501
+    status, text = call(server, "/v1/models/hp:classify", {"examples": []})
+    assert status == 400 and json.loads(text)["error"].endswith("'examples' value is an empty array")
     status, text = call(server, "/v2/health/ready")
     assert status == 404
 
@@ -132,7 +138,7 @@ def test_floats_are_written_as_tf_serving_writes_them(server: RunningServer) -> 
     # 0.5 * -1.8f + 1 is 0.100000024f: nine digits because six do not round-trip (Python's
     # json would print 0.10000002384185791); whole numbers get ".0".
     status, text = call(server, "/v1/models/hp/versions/1:predict", {"instances": [[-1.8], [2.0]]})
-    assert (status, text) == (200, '{"predictions": [[0.100000024], [2.0]]}')
+    assert (status, text) == (200, '{\n    "predictions": [[0.100000024], [2.0]\n    ]\n}')
     values = np.array([0.1, 1e-05, 9000000, 3, np.nan, -np.inf], np.float32)
     assert tensor_json("y", values) == "[0.1, 1e-05, 9e+06, 3.0, NaN, -Infinity]"
     assert tensor_json("n", np.array([[1, -2]], np.int64)) == "[[1, -2]]"

@@ -110,8 +110,45 @@ class ServerCore:
         inputs = {alias: to_ndarray(tensor, alias) for alias, tensor in request.inputs.items()}
         return self._run(servable, signature_name, inputs, list(request.output_filter), timeout_ms)
 
+    # --- classify, regress, multi-inference (tf.Example inputs; see examples.py) -----------
+
+    def classify(self, request: object, timeout_ms: int | None = None) -> object:
+        """PredictionService.Classify on protos."""
+        from lifecycle.server import examples
+
+        ref = _request_ref(request)
+        with self.manager.servable(ref.name, ref.version, ref.label) as servable:
+            return examples.classify(servable, request, timeout_ms)
+
+    def regress(self, request: object, timeout_ms: int | None = None) -> object:
+        """PredictionService.Regress on protos."""
+        from lifecycle.server import examples
+
+        ref = _request_ref(request)
+        with self.manager.servable(ref.name, ref.version, ref.label) as servable:
+            return examples.regress(servable, request, timeout_ms)
+
+    def multi_inference(self, request: object, timeout_ms: int | None = None) -> object:
+        """PredictionService.MultiInference on protos: the first task's ModelSpec picks the servable."""
+        from lifecycle.server import examples
+
+        ref = model_ref(examples.first_task_spec(request))
+        with self.manager.servable(ref.name, ref.version, ref.label) as servable:
+            return examples.multi_inference(servable, request, timeout_ms)
+
     def _warmup(self, servable: Servable) -> None:
-        count = servable.warmup(lambda request: self._predict_on(servable, request, None))
+        from lifecycle.server import examples
+
+        def run(kind: str, request: object) -> object:
+            if kind == "predict_log":
+                return self._predict_on(servable, request, None)
+            if kind == "classify_log":
+                return examples.classify(servable, request)
+            if kind == "regress_log":
+                return examples.regress(servable, request)
+            return examples.multi_inference(servable, request)
+
+        count = servable.warmup(run)
         if count:
             log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d.",
                      servable.path, count)
@@ -205,6 +242,12 @@ class ServerCore:
     def stop(self) -> None:
         """Unload everything."""
         self.manager.stop()
+
+
+def _request_ref(request: object) -> ModelRef:
+    if not request.HasField("model_spec"):
+        raise InvalidArgument("Missing ModelSpec")
+    return model_ref(request.model_spec)
 
 
 def fill_status_proto(proto: object, error: LifecycleError | None) -> None:

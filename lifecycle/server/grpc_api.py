@@ -1,7 +1,6 @@
 """gRPC transport: the official PredictionService and ModelService servicers, thin over the core.
 
 Errors are mapped to gRPC status codes in exactly one place, :func:`_call`.
-Classify, Regress and MultiInference answer UNIMPLEMENTED until issue 4.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import TypeVar
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from lifecycle.errors import LifecycleError, Unimplemented
+from lifecycle.errors import LifecycleError
 from lifecycle.server.core import ServerCore
 
 log = logging.getLogger("mlc-model-server")
@@ -54,13 +53,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return _call(context, "GetModelMetadata", lambda: self.core.get_model_metadata(request))
 
     def Classify(self, request, context):  # noqa: N802, ANN001, ANN201
-        return _call(context, "Classify", _unimplemented("Classify"))
+        return _call(context, "Classify", lambda: self.core.classify(request, _timeout_ms(context)))
 
     def Regress(self, request, context):  # noqa: N802, ANN001, ANN201
-        return _call(context, "Regress", _unimplemented("Regress"))
+        return _call(context, "Regress", lambda: self.core.regress(request, _timeout_ms(context)))
 
     def MultiInference(self, request, context):  # noqa: N802, ANN001, ANN201
-        return _call(context, "MultiInference", _unimplemented("MultiInference"))
+        return _call(context, "MultiInference", lambda: self.core.multi_inference(request, _timeout_ms(context)))
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -74,13 +73,6 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802, ANN001, ANN201
         return _call(context, "HandleReloadConfigRequest", lambda: self.core.reload_config(request))
-
-
-def _unimplemented(method: str) -> Callable[[], object]:
-    def fail() -> object:
-        raise Unimplemented(f"{method} is not implemented by mlc-model-server yet")
-
-    return fail
 
 
 def add_services(server: grpc.Server, core: ServerCore) -> None:

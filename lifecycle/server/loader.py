@@ -123,8 +123,17 @@ class Servable:
         signature = self.signature(signature_name)
         feeds = _check_inputs(signature, inputs)
         aliases = _select_outputs(signature, output_filter or [])
-        feed_dict = {self._tf_output(signature.inputs[alias].name): value for alias, value in feeds}
-        fetches = [self._tf_output(signature.outputs[alias].name) for alias in aliases]
+        feeds_by_name = {signature.inputs[alias].name: value for alias, value in feeds}
+        values = self.run_tensors(feeds_by_name, [signature.outputs[alias].name for alias in aliases], timeout_ms)
+        return dict(zip(aliases, values, strict=True))
+
+    def run_tensors(
+        self, feeds: Mapping[str, np.ndarray], fetches: list[str], timeout_ms: int | None = None
+    ) -> list[np.ndarray]:
+        """Run the session on graph tensor names (Classify/Regress/MultiInference feed one
+        serialized-Example tensor to several signatures' outputs in one run)."""
+        feed_dict = {self._tf_output(name): value for name, value in feeds.items()}
+        fetch_outputs = [self._tf_output(name) for name in fetches]
         options = None
         if timeout_ms is not None and timeout_ms > 0:
             from tensorflow.core.protobuf import config_pb2
@@ -134,13 +143,12 @@ class Servable:
         try:
             # The C entry point feeds tensors as given, like TF Serving's Session::Run; the
             # Python Session.run would reject shapes that TF Serving accepts.
-            values = self._session._call_tf_sessionrun(options, feed_dict, fetches, [], None)
+            return self._session._call_tf_sessionrun(options, feed_dict, fetch_outputs, [], None)
         except Exception as e:
             raise translate_tf_error(e) from e
         finally:
             if options is not None:
                 self._tf_session_api.TF_DeleteBuffer(options)
-        return dict(zip(aliases, values, strict=True))
 
     def _tf_output(self, tensor_name: str) -> object:
         cached = self._outputs_cache.get(tensor_name)
@@ -154,8 +162,12 @@ class Servable:
 
     # --- warmup -------------------------------------------------------------------------
 
-    def warmup(self, run_predict: Callable[[object], object]) -> int:
-        """Replay assets.extra/tf_serving_warmup_requests through ``run_predict``; returns count."""
+    def warmup(self, run_request: Callable[[str, object], object]) -> int:
+        """Replay assets.extra/tf_serving_warmup_requests; returns the count.
+
+        ``run_request(kind, request)`` runs one logged request, ``kind`` being the PredictionLog
+        field: predict_log, classify_log, regress_log or multi_inference_log.
+        """
         path = self.path / WARMUP_FILE
         if not path.exists():
             return 0
@@ -173,11 +185,8 @@ class Servable:
                         f"Failed to parse warmup record: {record!r} from {path}"
                     ) from e
                 kind = log_entry.WhichOneof("log_type")
-                if kind == "predict_log":
-                    run_predict(log_entry.predict_log.request)
-                elif kind in ("classify_log", "regress_log", "multi_inference_log"):
-                    # Classify/Regress/MultiInference arrive with issue 4; skip, don't fail.
-                    log.warning("skipping %s warmup record for %s (not implemented yet)", kind, path)
+                if kind in ("predict_log", "classify_log", "regress_log", "multi_inference_log"):
+                    run_request(kind, getattr(log_entry, kind).request)
                 else:
                     raise InvalidArgument(f"Unsupported log_type for warmup: {kind}")
                 count += 1

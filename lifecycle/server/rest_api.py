@@ -11,7 +11,6 @@ Errors are ``{"error": "<message>"}`` with the HTTP status of the error's gRPC c
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import re
@@ -22,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle.errors import InvalidArgument, LifecycleError, Unimplemented
+from lifecycle.errors import InvalidArgument, LifecycleError
+from lifecycle.server import rest_json
 from lifecycle.server.core import ModelRef, ServerCore
+from lifecycle.server.examples import input_from_json, is_b64
 
 log = logging.getLogger("mlc-model-server")
 
@@ -99,15 +100,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise InvalidArgument("request body too large")
         return self.rfile.read(length) if length else b""
 
-    def _route(self, method: str, path: str, body: bytes) -> str | dict[str, Any]:
+    def _route(self, method: str, path: str, body: bytes) -> bytes | str | dict[str, Any]:
         if method == "POST":
             match = _PREDICT_PATH.fullmatch(path)
             if match:
                 ref = _ref(match.group(1), match.group(2), match.group(3))
                 verb = match.group(4).lower()
-                if verb != "predict":
-                    raise Unimplemented(f"{verb} is not implemented by mlc-model-server yet")
-                return predict_json(self.core, ref, body, self.timeout_ms)
+                handler = {"predict": predict_json, "classify": classify_json, "regress": regress_json}[verb]
+                return handler(self.core, ref, body, self.timeout_ms)
         elif method == "GET":
             match = _STATUS_PATH.fullmatch(path)
             if match:
@@ -120,10 +120,12 @@ class _Handler(BaseHTTPRequestHandler):
         raise InvalidArgument(f"Malformed request: {method} {path}")
 
     def _respond_error(self, error: LifecycleError) -> None:
-        self._respond(error.http_status, {"error": error.message})
+        self._respond(error.http_status, rest_json.error_json(error.message))
 
-    def _respond(self, status: int, payload: str | dict[str, Any]) -> None:
-        data = (payload if isinstance(payload, str) else json.dumps(payload)).encode("utf-8")
+    def _respond(self, status: int, payload: bytes | str | dict[str, Any]) -> None:
+        if isinstance(payload, dict):
+            payload = json.dumps(payload)
+        data = payload if isinstance(payload, bytes) else payload.encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -182,177 +184,164 @@ def metadata_json(core: ServerCore, ref: ModelRef) -> str:
     )
 
 
-# --- predict: JSON <-> tensors (TF Serving's json_tensor) ---------------------------------
+# --- predict, classify, regress: JSON <-> tensors and Examples (see rest_json.py) ----------
 
 
-def predict_json(core: ServerCore, ref: ModelRef, body: bytes, timeout_ms: int) -> str:
-    """POST :predict with a row or columnar body; returns predictions or outputs."""
+def _parse(body: bytes) -> dict[str, Any]:
+    """ParseJson: the body as a JSON object, or TF Serving's parse error."""
+    if not body:
+        raise InvalidArgument("JSON Parse error: The document is empty")
     try:
-        document = json.loads(body or b"null")
+        document = json.loads(body)
+    except RecursionError:
+        raise InvalidArgument("JSON Parse error: Nesting too deep") from None
     except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidArgument(f"JSON Parse error: {e}") from e
+        position = getattr(e, "pos", 0)
+        reason = getattr(e, "msg", str(e))
+        raise InvalidArgument(f"JSON Parse error: {reason} at offset: {position}") from None
     if not isinstance(document, dict):
-        raise InvalidArgument("JSON Value: not an object. Expecting a JSON object at the top level")
+        raise InvalidArgument(f"JSON Value: {rest_json.value_text(document)} Is not object")
+    return document
+
+
+def _signature_name(document: dict[str, Any]) -> str:
     signature_name = document.get("signature_name", "")
     if not isinstance(signature_name, str):
-        raise InvalidArgument("'signature_name' key must be a string value.")
+        raise InvalidArgument(
+            f"JSON Value: {rest_json.value_text(document)} not formatted correctly. "
+            "'signature_name' key must be a string value."
+        )
+    return signature_name
+
+
+def predict_json(core: ServerCore, ref: ModelRef, body: bytes, timeout_ms: int) -> bytes:
+    """POST :predict with a row or columnar body; returns TF Serving's predictions/outputs JSON."""
+    document = _parse(body)
+    signature_name = _signature_name(document)
+    infos = core.signature_inputs(ref, signature_name)
+    if not infos:
+        raise InvalidArgument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
     has_instances, has_inputs = "instances" in document, "inputs" in document
     if has_instances and has_inputs:
-        raise InvalidArgument("Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist ")
-    if not has_instances and not has_inputs:
-        raise InvalidArgument("Missing 'inputs' or 'instances' key")
-    infos = core.signature_inputs(ref, signature_name)
+        raise InvalidArgument(
+            f"JSON Value: {rest_json.value_text(document)} Not formatted correctly expecting only one of "
+            "'inputs' or 'instances' keys to exist "
+        )
     if has_instances:
-        inputs = _rows_to_arrays(document["instances"], infos)
-    else:
-        inputs = _columns_to_arrays(document["inputs"], infos)
-    prediction = core.predict_arrays(ref, signature_name, inputs, timeout_ms=timeout_ms or None)
-    outputs = prediction.outputs
-    if has_instances:
-        return '{"predictions": ' + _rows_json(outputs) + "}"
-    if len(outputs) == 1:
-        (alias, value), = outputs.items()
-        return '{"outputs": ' + tensor_json(alias, value) + "}"
-    members = ", ".join(f"{json.dumps(alias)}: {tensor_json(alias, value)}" for alias, value in outputs.items())
-    return '{"outputs": {' + members + "}}"
-
-
-def _is_b64(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and "b64" in value
-
-
-def _rows_to_arrays(instances: Any, infos: dict[str, object]) -> dict[str, np.ndarray]:
-    if not isinstance(instances, list):
-        raise InvalidArgument("Excepting 'instances' to be an list/array")
-    if not instances:
-        raise InvalidArgument("No instances found in 'instances' list")
-    named = isinstance(instances[0], dict) and not _is_b64(instances[0])
-    if not named:
-        if len(infos) != 1:
+        instances = document["instances"]
+        if not isinstance(instances, list):
             raise InvalidArgument(
-                f"Expecting object with named inputs, as the signature has {len(infos)} inputs"
+                f"JSON Value: {rest_json.value_text(document)} Excepting 'instances' to be an list/array"
             )
+        if not instances:
+            raise InvalidArgument(f"JSON Value: {rest_json.value_text(document)} No values in 'instances' array")
+        inputs = _rows_to_arrays(instances, infos)
+    elif has_inputs:
+        inputs = _columns_to_arrays(document["inputs"], infos)
+    else:
+        raise InvalidArgument("Missing 'inputs' or 'instances' key")
+    prediction = core.predict_arrays(ref, signature_name, inputs, timeout_ms=timeout_ms or None)
+    if has_instances:
+        return rest_json.rows_json(prediction.outputs)
+    return rest_json.columns_json(prediction.outputs)
+
+
+def _dtype(info: object) -> str:
+    return rest_json.tf_dtype_name(info.dtype)
+
+
+def _rows_to_arrays(instances: list[Any], infos: dict[str, object]) -> dict[str, np.ndarray]:
+    """FillTensorMapFromInstancesList: every element adds one row to each named input."""
+    first = instances[0]
+    if not isinstance(first, dict) and len(infos) > 1:
+        raise InvalidArgument(
+            "instances is a plain list, but expecting list of objects as multiple input tensors "
+            "required as per tensorinfo_map"
+        )
+
+    def is_object(value: Any) -> bool:
+        return isinstance(value, dict) and not is_b64(value)
+
+    objects = is_object(first)
+    names = sorted(infos)
+    if not objects:
         (alias, info), = infos.items()
-        return {alias: _array(instances, info, alias)}
+        for index, element in enumerate(instances):
+            if is_object(element):
+                raise InvalidArgument(f"Expecting value/list but got object at item {index} of input list")
+        # The rows stacked: one array whose first dimension is the number of instances.
+        try:
+            return {alias: rest_json.json_to_array(instances, _dtype(info))}
+        except InvalidArgument as e:
+            raise InvalidArgument(f"Failed to process 'instances' list. Error: {e.grpc_code}: {e.message}") from None
     columns: dict[str, list[Any]] = {alias: [] for alias in infos}
-    for index, instance in enumerate(instances):
-        if not isinstance(instance, dict) or set(instance) != set(infos):
+    for index, element in enumerate(instances):
+        if not is_object(element):
+            raise InvalidArgument(f"Expecting object but got list at item {index} of input list")
+        for key in element:
+            if key not in infos:
+                raise InvalidArgument(
+                    f"Failed to process element: {index} key: {key} of 'instances' list. Error: "
+                    f"INVALID_ARGUMENT: JSON object: does not have named input: {key}"
+                )
+        if set(element) != set(infos):
             raise InvalidArgument(
                 f"Failed to process element: {index} of 'instances' list. JSON object: "
-                f"{json.dumps(instance)[:200]} keys must be equal to: {','.join(sorted(infos))}"
+                f"{rest_json.value_text(element)} keys must be equal to: {','.join(names)}"
             )
-        for alias, value in instance.items():
+        for alias, value in element.items():
             columns[alias].append(value)
-    return {alias: _array(values, infos[alias], alias) for alias, values in columns.items()}
+    arrays = {}
+    for alias, values in columns.items():
+        try:
+            arrays[alias] = rest_json.json_to_array(values, _dtype(infos[alias]))
+        except InvalidArgument as e:
+            raise InvalidArgument(
+                f"Failed to process 'instances' list key: {alias}. Error: {e.grpc_code}: {e.message}"
+            ) from None
+    return arrays
 
 
 def _columns_to_arrays(inputs: Any, infos: dict[str, object]) -> dict[str, np.ndarray]:
-    if isinstance(inputs, dict) and not _is_b64(inputs):
-        unknown = set(inputs) - set(infos)
-        if unknown:
+    """FillTensorMapFromInputsMap: one value per named input (or a bare value for one input)."""
+    if not isinstance(inputs, dict) or is_b64(inputs):
+        if len(infos) > 1:
             raise InvalidArgument(
-                f"input tensor alias not found in signature: {sorted(unknown)[0]}. "
-                f"Inputs expected to be in the set {{{','.join(sorted(infos))}}}."
+                "inputs is a plain value/list, but expecting an object as multiple input tensors "
+                "required as per tensorinfo_map"
             )
-        return {alias: _array(value, infos[alias], alias) for alias, value in inputs.items()}
-    if len(infos) != 1:
-        raise InvalidArgument(f"Expecting 'inputs' to be an object with {len(infos)} named inputs")
-    (alias, info), = infos.items()
-    return {alias: _array(inputs, info, alias)}
+        (alias, info), = infos.items()
+        return {alias: rest_json.json_to_array(inputs, _dtype(info))}
+    arrays = {}
+    for alias in sorted(infos):
+        if alias not in inputs:
+            raise InvalidArgument(f"Missing named input: {alias} in 'inputs' object.")
+        arrays[alias] = rest_json.json_to_array(inputs[alias], _dtype(infos[alias]))
+    return arrays
 
 
-def _array(value: Any, info: object, alias: str) -> np.ndarray:
-    from tensorflow.python.framework import dtypes
+def classify_json(core: ServerCore, ref: ModelRef, body: bytes, timeout_ms: int) -> bytes:
+    """POST :classify with ``examples`` (and optional ``context``); returns ``{"results": ...}``."""
+    from tensorflow_serving.apis import classification_pb2
 
-    dtype = dtypes.as_dtype(info.dtype)
-    try:
-        if dtype == dtypes.string:
-            return np.array(_decode_strings(value), dtype=object)
-        return np.array(value, dtype=dtype.as_numpy_dtype)
-    except (TypeError, ValueError) as e:
-        raise InvalidArgument(f"Failed to convert JSON value for input {alias} to {dtype.name}: {e}") from e
+    request = classification_pb2.ClassificationRequest()
+    _fill_examples_request(request, ref, body)
+    response = core.classify(request, timeout_ms or None)
+    return rest_json.classification_json(response.result)
 
 
-def _decode_strings(value: Any) -> Any:
-    if _is_b64(value):
-        return base64.b64decode(value["b64"])
-    if isinstance(value, list):
-        return [_decode_strings(v) for v in value]
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    raise InvalidArgument(f"expected a string or {{\"b64\": ...}} but got {json.dumps(value)[:100]}")
+def regress_json(core: ServerCore, ref: ModelRef, body: bytes, timeout_ms: int) -> bytes:
+    """POST :regress with ``examples`` (and optional ``context``); returns ``{"results": ...}``."""
+    from tensorflow_serving.apis import regression_pb2
+
+    request = regression_pb2.RegressionRequest()
+    _fill_examples_request(request, ref, body)
+    response = core.regress(request, timeout_ms or None)
+    return rest_json.regression_json(response.result)
 
 
-def _decimal_tokens(value: np.ndarray) -> np.ndarray:
-    """JSON number tokens for floats as TF Serving writes them (json_tensor.cc WriteDecimal).
-
-    Six significant digits unless that does not round-trip, then max_digits10; whole numbers
-    get a trailing ".0"; NaN and infinities are written as NaN, Infinity, -Infinity.
-    """
-    digits = 9 if value.dtype in (np.float32, np.float16) else 17
-    flat = value.astype(np.float32 if digits == 9 else np.float64).ravel()
-    tokens = np.char.mod("%g", flat).astype(object)
-    finite = np.isfinite(flat)
-    with np.errstate(all="ignore"):
-        lossy = finite & (tokens.astype(flat.dtype) != flat)
-    if lossy.any():
-        tokens[lossy] = np.char.mod(f"%.{digits}g", flat[lossy])
-    for i in np.flatnonzero(finite):
-        token = tokens[i]
-        if "." not in token and "e" not in token:
-            tokens[i] = token + ".0"
-    for i in np.flatnonzero(~finite):
-        tokens[i] = "NaN" if np.isnan(flat[i]) else ("-Infinity" if flat[i] < 0 else "Infinity")
-    return tokens.reshape(value.shape)
-
-
-def _tokens(alias: str, value: np.ndarray) -> np.ndarray:
-    if value.dtype.kind == "f":
-        return _decimal_tokens(value)
-    if value.dtype == np.bool_:
-        return np.where(value, "true", "false").astype(object)
-    if value.dtype.kind in ("i", "u"):
-        return value.astype(object).astype(str).astype(object)
-    binary = alias.endswith("_bytes")
-    flat = [
-        ('{"b64": ' + json.dumps(base64.b64encode(item).decode("ascii")) + "}") if binary
-        else json.dumps(item.decode("utf-8", errors="replace") if isinstance(item, bytes) else str(item))
-        for item in value.ravel().tolist()
-    ]
-    return np.array(flat, dtype=object).reshape(value.shape)
-
-
-def _nest(tokens: np.ndarray | str) -> str:
-    if isinstance(tokens, str):  # one element of an object array
-        return tokens
-    if tokens.ndim == 0:
-        return str(tokens.item())
-    if tokens.ndim == 1:
-        return "[" + ", ".join(tokens.tolist()) + "]"
-    return "[" + ", ".join(_nest(part) for part in tokens) + "]"
-
-
-def tensor_json(alias: str, value: np.ndarray) -> str:
-    """One output tensor as JSON text, numbers formatted as TF Serving formats them."""
-    return _nest(_tokens(alias, np.asarray(value)))
-
-
-def _rows_json(outputs: dict[str, np.ndarray]) -> str:
-    batch = -1
-    for alias, value in outputs.items():
-        if value.ndim == 0:
-            raise InvalidArgument(f"Tensor name: {alias} has no shape information ")
-        if batch >= 0 and value.shape[0] != batch:
-            raise InvalidArgument(
-                f"Tensor name: {alias} has inconsistent batch size: {value.shape[0]} expecting: {batch}"
-            )
-        batch = value.shape[0]
-    tokens = {alias: _tokens(alias, value) for alias, value in outputs.items()}
-    if len(tokens) == 1:
-        (only,) = tokens.values()
-        return "[" + ", ".join(_nest(row) for row in only) + "]"
-    rows = []
-    for i in range(batch):
-        members = ", ".join(f"{json.dumps(alias)}: {_nest(t[i])}" for alias, t in tokens.items())
-        rows.append("{" + members + "}")
-    return "[" + ", ".join(rows) + "]"
+def _fill_examples_request(request: object, ref: ModelRef, body: bytes) -> None:
+    document = _parse(body)
+    request.model_spec.CopyFrom(_spec(ref))
+    request.model_spec.signature_name = _signature_name(document)
+    input_from_json(document, request.input, lambda: rest_json.value_text(document))

@@ -1,0 +1,371 @@
+"""Classify, Regress and MultiInference: tf.Example inputs in, TF Serving's result shapes out.
+
+TF Serving runs these APIs on SavedModel signatures whose single input (alias ``inputs``) takes
+a 1-D string tensor of serialized ``tf.Example`` protos:
+
+- an ``Input`` proto becomes that tensor; with ``example_list_with_context`` each element is
+  the serialized context followed by the serialized example (protobuf's concatenation is a
+  merge, so an example's own features win over the context's);
+- a classify signature has outputs ``classes`` (DT_STRING) and/or ``scores`` (DT_FLOAT), each
+  ``[batch_size, num_classes]``, and gives one ``Classifications`` per example;
+- a regress signature has the output ``outputs`` (DT_FLOAT) of shape ``[batch_size]`` or
+  ``[batch_size, 1]``, and gives one ``Regression`` per example;
+- MultiInference runs several classify/regress signatures of one model on one input in a
+  single session run.
+
+The messages are TF Serving's (classifier.cc, regressor.cc, multi_inference.cc), so clients
+that match on them keep working. Like ``tensorflow_model_server`` without
+``--enable_signature_method_name_check``, a signature's method_name is not enforced.
+
+This module also turns the REST ``{"examples": [...], "context": {...}}`` body into an
+``Input`` proto, following TF Serving's json_tensor rules for feature kinds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lifecycle.errors import FailedPrecondition, InvalidArgument, Unimplemented
+from lifecycle.server.loader import DEFAULT_SIGNATURE, Servable
+
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+CLASSIFY_INPUTS = "inputs"
+CLASSIFY_CLASSES = "classes"
+CLASSIFY_SCORES = "scores"
+REGRESS_INPUTS = "inputs"
+REGRESS_OUTPUTS = "outputs"
+
+
+# --- Input proto -> serialized Example tensor --------------------------------------------
+
+
+def serialized_examples(input_proto: object) -> np.ndarray:
+    """The 1-D string tensor TF Serving feeds for an ``Input`` (InputToSerializedExampleTensor)."""
+    kind = input_proto.WhichOneof("kind")
+    if kind == "example_list":
+        examples = [e.SerializeToString() for e in input_proto.example_list.examples]
+    elif kind == "example_list_with_context":
+        listed = input_proto.example_list_with_context
+        context = listed.context.SerializeToString()
+        examples = [context + e.SerializeToString() for e in listed.examples]
+    else:
+        examples = []
+    if not examples:
+        raise InvalidArgument("Input is empty.")
+    array = np.empty(len(examples), dtype=object)
+    array[:] = examples
+    return array
+
+
+# --- signatures ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What to feed and fetch for one classify or regress signature."""
+
+    input_name: str
+    output_names: list[str]
+
+
+def _signature(servable: Servable, model_spec: object) -> tuple[str, object]:
+    name = model_spec.signature_name or DEFAULT_SIGNATURE
+    signature = servable.signatures.get(name)
+    if signature is None:
+        raise InvalidArgument(f"No signature was found with the name: {name}")
+    return name, signature
+
+
+def _plan_classification(signature: object) -> _Plan:
+    if len(signature.inputs) != 1:
+        raise InvalidArgument("Expected one input Tensor.")
+    if len(signature.outputs) not in (1, 2):
+        raise InvalidArgument(f"Expected one or two output Tensors, found {len(signature.outputs)}")
+    if CLASSIFY_INPUTS not in signature.inputs:
+        raise FailedPrecondition(f"No classification inputs found in SignatureDef: {signature}")
+    outputs = [signature.outputs[k].name for k in (CLASSIFY_CLASSES, CLASSIFY_SCORES) if k in signature.outputs]
+    if not outputs:
+        raise FailedPrecondition(
+            'Expected classification signature outputs to contain at least one of "classes" or '
+            f'"scores". Signature was: {signature}'
+        )
+    return _Plan(signature.inputs[CLASSIFY_INPUTS].name, outputs)
+
+
+def _plan_regression(signature: object) -> _Plan:
+    if len(signature.inputs) != 1:
+        raise InvalidArgument("Expected one input Tensor.")
+    if len(signature.outputs) != 1:
+        raise InvalidArgument("Expected one output Tensor.")
+    if REGRESS_INPUTS not in signature.inputs:
+        raise FailedPrecondition(f"No regression inputs found in SignatureDef: {signature}")
+    if REGRESS_OUTPUTS not in signature.outputs:
+        raise FailedPrecondition(f"No regression outputs found in SignatureDef: {signature}")
+    return _Plan(signature.inputs[REGRESS_INPUTS].name, [signature.outputs[REGRESS_OUTPUTS].name])
+
+
+def _shape(value: np.ndarray) -> str:
+    return "[" + ",".join(str(d) for d in value.shape) + "]"
+
+
+def _dtype_name(value: np.ndarray) -> str:
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.python.framework import dtypes
+
+    if value.dtype == object or value.dtype.kind == "S":
+        return "DT_STRING"
+    try:
+        return types_pb2.DataType.Name(dtypes.as_dtype(value.dtype).as_datatype_enum)
+    except TypeError:
+        return str(value.dtype)
+
+
+def _fill_classification(signature: object, count: int, fetched: dict[str, np.ndarray], result: object) -> None:
+    """PostProcessClassificationResult: check classes/scores and write one entry per example."""
+    classes = fetched.get(signature.outputs[CLASSIFY_CLASSES].name) if CLASSIFY_CLASSES in signature.outputs else None
+    scores = fetched.get(signature.outputs[CLASSIFY_SCORES].name) if CLASSIFY_SCORES in signature.outputs else None
+    for value, what, want in ((classes, "classes", "DT_STRING"), (scores, "scores", "DT_FLOAT")):
+        if value is None:
+            continue
+        if value.ndim != 2:
+            raise InvalidArgument(f"Expected Tensor shape: [batch_size num_classes] but got {_shape(value)}")
+        if _dtype_name(value) != want:
+            raise InvalidArgument(f"Expected {what} Tensor of {want}. Got: {_dtype_name(value)}")
+        if value.shape[0] != count:
+            raise InvalidArgument(f"Expected {what} output batch size of {count}. Got: {value.shape[0]}")
+    if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+        raise InvalidArgument(
+            f"Tensors class and score should match in dim_size(1). Got {classes.shape[1]} vs. {scores.shape[1]}"
+        )
+    num_classes = (classes if classes is not None else scores).shape[1]
+    for i in range(count):
+        classifications = result.classifications.add()
+        for c in range(num_classes):
+            entry = classifications.classes.add()
+            if classes is not None:
+                entry.label = bytes(classes[i, c]).decode("utf-8", errors="replace")
+            if scores is not None:
+                entry.score = float(scores[i, c])
+
+
+def _fill_regression(signature: object, count: int, fetched: dict[str, np.ndarray], result: object) -> None:
+    """PostProcessRegressionResult: check the output and write one value per example."""
+    value = fetched[signature.outputs[REGRESS_OUTPUTS].name]
+    if not (value.ndim == 1 or (value.ndim == 2 and value.shape[1] == 1)):
+        raise InvalidArgument(
+            f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got {_shape(value)}"
+        )
+    if value.shape[0] != count:
+        raise InvalidArgument(f"Input batch size did not match output batch size: {count} vs. {value.shape[0]}")
+    if _dtype_name(value) != "DT_FLOAT":
+        raise InvalidArgument(f"Expected output Tensor of DT_FLOAT.  Got: {_dtype_name(value)}")
+    for v in value.reshape(-1):
+        result.regressions.add().value = float(v)
+
+
+def _run(servable: Servable, plan_input: str, outputs: list[str], examples: np.ndarray,
+         timeout_ms: int | None) -> dict[str, np.ndarray]:
+    values = servable.run_tensors({plan_input: examples}, outputs, timeout_ms)
+    return dict(zip(outputs, values, strict=True))
+
+
+def _response_spec(spec: object, name: str, signature_name: str, version: int) -> None:
+    spec.name = name
+    spec.signature_name = signature_name
+    spec.version.value = version
+
+
+def classify(servable: Servable, request: object, timeout_ms: int | None = None) -> object:
+    """PredictionService.Classify on one held servable."""
+    from tensorflow_serving.apis import classification_pb2
+
+    name, signature = _signature(servable, request.model_spec)
+    plan = _plan_classification(signature)
+    examples = serialized_examples(request.input)
+    fetched = _run(servable, plan.input_name, plan.output_names, examples, timeout_ms)
+    response = classification_pb2.ClassificationResponse()
+    _fill_classification(signature, len(examples), fetched, response.result)
+    _response_spec(response.model_spec, request.model_spec.name, name, servable.version)
+    return response
+
+
+def regress(servable: Servable, request: object, timeout_ms: int | None = None) -> object:
+    """PredictionService.Regress on one held servable."""
+    from tensorflow_serving.apis import regression_pb2
+
+    name, signature = _signature(servable, request.model_spec)
+    plan = _plan_regression(signature)
+    examples = serialized_examples(request.input)
+    fetched = _run(servable, plan.input_name, plan.output_names, examples, timeout_ms)
+    response = regression_pb2.RegressionResponse()
+    _fill_regression(signature, len(examples), fetched, response.result)
+    _response_spec(response.model_spec, request.model_spec.name, name, servable.version)
+    return response
+
+
+def multi_inference(servable: Servable, request: object, timeout_ms: int | None = None) -> object:
+    """PredictionService.MultiInference: several classify/regress tasks, one session run."""
+    from tensorflow_serving.apis import inference_pb2
+
+    model_name = ""
+    input_name = ""
+    seen: set[str] = set()
+    outputs: set[str] = set()
+    planned: list[tuple[object, str, object]] = []
+    for task in request.tasks:
+        if not task.model_spec.name:
+            raise InvalidArgument("Found ModelSpec with an empty model name.")
+        if not model_name:
+            model_name = task.model_spec.name
+        elif model_name != task.model_spec.name:
+            raise InvalidArgument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+        signature_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+        if signature_name in seen:
+            raise InvalidArgument(f"Duplicate evaluation of signature: {signature_name}")
+        seen.add(signature_name)
+        signature = servable.signatures.get(signature_name)
+        if signature is None:
+            raise InvalidArgument(f"Requested signature not found in model graph: {signature_name}")
+        if task.method_name == CLASSIFY_METHOD:
+            plan = _plan_classification(signature)
+        elif task.method_name == REGRESS_METHOD:
+            plan = _plan_regression(signature)
+        else:
+            raise Unimplemented(f"Unsupported signature method_name: {task.method_name}")
+        if not input_name:
+            input_name = plan.input_name
+        elif input_name != plan.input_name:
+            raise InvalidArgument("Input tensor must be the same for all Signatures.")
+        outputs.update(plan.output_names)
+        planned.append((task, signature_name, signature))
+    examples = serialized_examples(request.input)
+    fetched = _run(servable, input_name, sorted(outputs), examples, timeout_ms)
+    response = inference_pb2.MultiInferenceResponse()
+    for task, signature_name, signature in planned:
+        result = response.results.add()
+        if task.method_name == CLASSIFY_METHOD:
+            _fill_classification(signature, len(examples), fetched, result.classification_result)
+        else:
+            _fill_regression(signature, len(examples), fetched, result.regression_result)
+        _response_spec(result.model_spec, task.model_spec.name, signature_name, servable.version)
+    return response
+
+
+def first_task_spec(request: object) -> object:
+    """The ModelSpec that picks the servable of a MultiInferenceRequest: the first task's."""
+    from tensorflow_serving.apis import model_pb2
+
+    if request.tasks and request.tasks[0].HasField("model_spec"):
+        return request.tasks[0].model_spec
+    return model_pb2.ModelSpec()
+
+
+# --- REST: JSON examples -> Input proto ---------------------------------------------------
+
+
+def _feature_kind_error(name: str, kind: str | None) -> InvalidArgument:
+    label = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}.get(kind or "", "UNKNOWN")
+    return InvalidArgument(f"Unexpected element type in feature: {name} expecting type: {label}")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+_FLOAT_MAX = float(np.finfo(np.float32).max)
+
+
+def _add_feature_value(value: Any, name: str, feature: object) -> None:
+    kind = feature.WhichOneof("kind")
+
+    def want(target: str) -> None:
+        if kind not in (None, target):
+            raise _feature_kind_error(name, kind)
+
+    if isinstance(value, bool):
+        want("int64_list")
+        feature.int64_list.value.append(1 if value else 0)
+    elif isinstance(value, dict):
+        if not is_b64(value):
+            raise InvalidArgument(f"Feature: {name} has element with unexpected JSON type: Object")
+        want("bytes_list")
+        feature.bytes_list.value.append(decode_b64(value))
+    elif isinstance(value, str):
+        want("bytes_list")
+        feature.bytes_list.value.append(value.encode("utf-8", errors="surrogatepass"))
+    elif isinstance(value, float):
+        want("float_list")
+        if math.isfinite(value) and abs(value) > _FLOAT_MAX:
+            raise InvalidArgument(f"Cannot convert JSON value: {value} to float without loss of precision.")
+        feature.float_list.value.append(value)
+    elif isinstance(value, int):
+        want("int64_list")
+        if not -(2**63) <= value < 2**63:
+            raise InvalidArgument(f"Feature: {name} has uint64 element. Only int64 is supported.")
+        feature.int64_list.value.append(value)
+    else:
+        raise InvalidArgument(f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}")
+
+
+def example_from_json(value: Any, example: object) -> None:
+    """Fill a tf.Example from a JSON object of feature name -> value or list of values."""
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"Example must be JSON object but got JSON {_json_type(value)}")
+    for name, content in value.items():
+        feature = example.features.feature[name]
+        feature.Clear()
+        for item in content if isinstance(content, list) else [content]:
+            _add_feature_value(item, name, feature)
+
+
+def input_from_json(document: dict[str, Any], input_proto: object, describe: Callable[[], str]) -> None:
+    """Fill an ``Input`` from a classify/regress body (``examples`` and optional ``context``)."""
+    has_context = "context" in document
+    if has_context:
+        example_from_json(document["context"], input_proto.example_list_with_context.context)
+    if "examples" not in document:
+        raise InvalidArgument(f"JSON Value: {describe()} When method is classify, key 'examples' is expected and was not found")
+    examples = document["examples"]
+    if not isinstance(examples, list):
+        raise InvalidArgument(f"JSON Value: {describe()} Expecting 'examples' value to be an list/array")
+    if not examples:
+        raise InvalidArgument(f"JSON Value: {describe()} 'examples' value is an empty array")
+    target = input_proto.example_list_with_context.examples if has_context else input_proto.example_list.examples
+    for value in examples:
+        example_from_json(value, target.add())
+
+
+def is_b64(value: Any) -> bool:
+    """Whether a JSON value is TF Serving's binary form ``{"b64": "<base64>"}``."""
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
+
+
+def decode_b64(value: dict[str, str]) -> bytes:
+    """Decode ``{"b64": ...}``; INVALID_ARGUMENT if it is not base64."""
+    text = value["b64"].strip()
+    if len(text) % 4 in (2, 3):  # absl's Base64Unescape accepts unpadded input
+        text += "=" * (4 - len(text) % 4)
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise InvalidArgument("Unable to base64 decode") from None

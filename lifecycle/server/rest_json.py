@@ -1,0 +1,489 @@
+"""TF Serving's REST JSON: tensors and results out as its rapidjson writer prints them, tensors in.
+
+Output follows tensorflow_serving/util/json_tensor.cc byte for byte:
+
+- rapidjson's ``PrettyWriter`` (4-space indent) with ``kFormatSingleLineArray`` switched on for
+  each row, so ``{"instances": [1.0, 2.0]}`` on half_plus_two answers
+  ``{\\n    "predictions": [2.5, 3.0\\n    ]\\n}``;
+- floats printed like ``absl::StrCat`` (``%g``), at full precision (``%.9g``/``%.17g``) only
+  when six digits do not round-trip, with ``.0`` added to whole numbers, and ``NaN``,
+  ``Infinity``, ``-Infinity`` for non-finite values;
+- string outputs whose alias ends in ``_bytes`` as ``{"b64": "..."}``.
+
+Input follows the same file's rules: a JSON array's shape is read from its first elements, every
+value must have the signature's dtype (a float is not an int, a bool is not a number), strings
+may be ``{"b64": ...}``, and a float that does not fit a float32 is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from lifecycle.errors import InvalidArgument, Unimplemented
+from lifecycle.server.examples import decode_b64, is_b64
+
+_INDENT = b"    "
+_ESCAPES = {i: f"\\u{i:04X}".encode() for i in range(0x20)}
+_ESCAPES.update({0x08: b"\\b", 0x09: b"\\t", 0x0A: b"\\n", 0x0C: b"\\f", 0x0D: b"\\r",
+                 0x22: b'\\"', 0x5C: b"\\\\"})
+_ESCAPE_TABLE = {k: v.decode() for k, v in _ESCAPES.items()}
+
+
+class PrettyWriter:
+    """rapidjson::PrettyWriter: the same separators, indents and single-line-array mode."""
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self._levels: list[list[Any]] = []  # [in_array, value_count]
+        self.single_line = False
+
+    def _prefix(self) -> None:
+        if not self._levels:
+            return
+        level = self._levels[-1]
+        out = self.out
+        if level[0]:
+            if level[1] > 0:
+                out.append(b", " if self.single_line else b",")
+            if not self.single_line:
+                out.append(b"\n" + _INDENT * len(self._levels))
+        else:
+            if level[1] > 0:
+                out.append(b",\n" if level[1] % 2 == 0 else b": ")
+            else:
+                out.append(b"\n")
+            if level[1] % 2 == 0:
+                out.append(_INDENT * len(self._levels))
+        level[1] += 1
+
+    def start_array(self) -> None:
+        """``[``"""
+        self._prefix()
+        self._levels.append([True, 0])
+        self.out.append(b"[")
+
+    def end_array(self) -> None:
+        """``]``"""
+        count = self._levels.pop()[1]
+        if count and not self.single_line:
+            self.out.append(b"\n" + _INDENT * len(self._levels))
+        self.out.append(b"]")
+
+    def start_object(self) -> None:
+        """``{``"""
+        self._prefix()
+        self._levels.append([False, 0])
+        self.out.append(b"{")
+
+    def end_object(self) -> None:
+        """``}``"""
+        count = self._levels.pop()[1]
+        if count:
+            self.out.append(b"\n" + _INDENT * len(self._levels))
+        self.out.append(b"}")
+
+    def string(self, value: str | bytes) -> None:
+        """A JSON string; bytes are written as they are (rapidjson does not validate UTF-8)."""
+        self._prefix()
+        self.out.append(quote(value))
+
+    key = string
+
+    def raw(self, text: str) -> None:
+        """A number or literal already formatted."""
+        self._prefix()
+        self.out.append(text.encode("ascii"))
+
+    def getvalue(self) -> bytes:
+        """Everything written so far."""
+        return b"".join(self.out)
+
+
+def quote(value: str | bytes) -> bytes:
+    """A JSON string literal escaped as rapidjson escapes it."""
+    if isinstance(value, bytes):
+        data = value
+        if any(b < 0x20 or b in (0x22, 0x5C) for b in data):
+            data = b"".join(_ESCAPES.get(b, bytes((b,))) for b in data)
+        return b'"' + data + b'"'
+    return b'"' + value.translate(_ESCAPE_TABLE).encode("utf-8", errors="surrogateescape") + b'"'
+
+
+def format_decimal(value: float, double: bool) -> str:
+    """WriteDecimal: ``%g`` if it round-trips, else full precision; ``.0`` on whole numbers."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "-Infinity" if value < 0 else "Infinity"
+    text = "%g" % value
+    roundtrip = float(text) if double else float(np.float32(float(text)))
+    if roundtrip != value:
+        text = ("%.17g" if double else "%.9g") % value
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return text
+
+
+def _scalar_writer(array: np.ndarray, as_bytes: bool) -> Any:
+    kind = array.dtype
+    if kind == np.float32 or kind == np.float16:
+        return lambda w, v: w.raw(format_decimal(float(v), double=False))
+    if kind == np.float64:
+        return lambda w, v: w.raw(format_decimal(float(v), double=True))
+    if kind == np.bool_:
+        return lambda w, v: w.raw("true" if v else "false")
+    if kind.kind in "iu":
+        return lambda w, v: w.raw(str(int(v)))
+    if kind == object or kind.kind in "SU":
+        if as_bytes:
+            return _b64
+        return lambda w, v: w.string(_as_bytes(v))
+    raise InvalidArgument(f"Failed to write JSON value for tensor type: {kind}")
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return bytes(value)
+
+
+def _b64(writer: PrettyWriter, value: Any) -> None:
+    writer.start_object()
+    writer.key("b64")
+    writer.string(base64.b64encode(_as_bytes(value)).decode("ascii"))
+    writer.end_object()
+
+
+def _write_values(writer: PrettyWriter, value: np.ndarray, put: Any) -> None:
+    """AddTensorValues: nested arrays for the dims, the scalar writer at the leaves."""
+    if value.ndim == 0:
+        put(writer, value[()])
+        return
+    writer.start_array()
+    if value.ndim == 1:
+        for item in value.tolist() if value.dtype != object else value:
+            put(writer, item)
+    else:
+        for item in value:
+            _write_values(writer, item, put)
+    writer.end_array()
+
+
+def _is_bytes_alias(alias: str, value: np.ndarray) -> bool:
+    return alias.endswith("_bytes") and (value.dtype == object or value.dtype.kind == "S")
+
+
+def rows_json(outputs: Mapping[str, np.ndarray]) -> bytes:
+    """MakeRowFormatJsonFromTensors: ``{"predictions": [...]}``, one entry per batch row."""
+    if not outputs:
+        raise InvalidArgument("Cannot convert empty tensor map to JSON")
+    batch = -1
+    for alias, value in outputs.items():
+        if value.ndim == 0:
+            raise InvalidArgument(f"Tensor name: {alias} has no shape information ")
+        if batch >= 0 and value.shape[0] != batch:
+            raise InvalidArgument(
+                f"Tensor name: {alias} has inconsistent batch size: {value.shape[0]} expecting: {batch}"
+            )
+        batch = value.shape[0]
+    puts = {alias: _scalar_writer(value, _is_bytes_alias(alias, value)) for alias, value in outputs.items()}
+    writer = PrettyWriter()
+    writer.start_object()
+    writer.key("predictions")
+    writer.start_array()
+    objects = len(outputs) > 1
+    for row in range(batch):
+        if objects:
+            writer.start_object()
+        writer.single_line = True
+        for alias, value in outputs.items():
+            if objects:
+                writer.key(alias)
+            _write_values(writer, value[row, ...], puts[alias])
+        writer.single_line = False
+        if objects:
+            writer.end_object()
+    writer.end_array()
+    writer.end_object()
+    return writer.getvalue()
+
+
+def columns_json(outputs: Mapping[str, np.ndarray]) -> bytes:
+    """MakeColumnarFormatJsonFromTensors: ``{"outputs": ...}`` (an object if several outputs)."""
+    if not outputs:
+        raise InvalidArgument("Cannot convert empty tensor map to JSON")
+    writer = PrettyWriter()
+    writer.start_object()
+    writer.key("outputs")
+    objects = len(outputs) > 1
+    if objects:
+        writer.start_object()
+    for alias, value in outputs.items():
+        if objects:
+            writer.key(alias)
+        _write_values(writer, value, _scalar_writer(value, _is_bytes_alias(alias, value)))
+    if objects:
+        writer.end_object()
+    writer.end_object()
+    return writer.getvalue()
+
+
+def classification_json(result: object) -> bytes:
+    """MakeJsonFromClassificationResult: ``{"results": [[[label, score], ...], ...]}``."""
+    if not result.classifications:
+        raise InvalidArgument("Cannot convert empty ClassificationResults to JSON")
+    writer = PrettyWriter()
+    writer.start_object()
+    writer.key("results")
+    writer.start_array()
+    for classifications in result.classifications:
+        writer.single_line = True
+        writer.start_array()
+        for entry in classifications.classes:
+            writer.start_array()
+            writer.string(entry.label)
+            writer.raw(format_decimal(entry.score, double=False))
+            writer.end_array()
+        writer.end_array()
+        writer.single_line = False
+    writer.end_array()
+    writer.end_object()
+    return writer.getvalue()
+
+
+def regression_json(result: object) -> bytes:
+    """MakeJsonFromRegressionResult: ``{"results": [v, ...]}``."""
+    if not result.regressions:
+        raise InvalidArgument("Cannot convert empty RegressionResults to JSON")
+    writer = PrettyWriter()
+    writer.start_object()
+    writer.key("results")
+    writer.single_line = True
+    writer.start_array()
+    for regression in result.regressions:
+        writer.raw(format_decimal(regression.value, double=False))
+    writer.end_array()
+    writer.end_object()
+    return writer.getvalue()
+
+
+def error_json(message: str) -> bytes:
+    """MakeJsonFromStatus: ``{"error": "..."}`` as the pretty writer prints it."""
+    writer = PrettyWriter()
+    writer.start_object()
+    writer.key("error")
+    writer.string(message)
+    writer.end_object()
+    return writer.getvalue()
+
+
+# --- JSON -> arrays (FillPredictRequestFromJson) ------------------------------------------
+
+
+def value_text(value: Any) -> str:
+    """A JSON value for an error message (shortened: requests can be megabytes)."""
+    writer = PrettyWriter()
+    _write_plain(writer, value, 0)
+    text = writer.getvalue().decode("utf-8", errors="replace")
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _write_plain(writer: PrettyWriter, value: Any, depth: int) -> None:
+    if depth > 20:
+        writer.raw("...")
+    elif isinstance(value, bool):
+        writer.raw("true" if value else "false")
+    elif value is None:
+        writer.raw("null")
+    elif isinstance(value, float):
+        writer.raw(format_decimal(value, double=True))
+    elif isinstance(value, int):
+        writer.raw(str(value))
+    elif isinstance(value, str):
+        writer.string(value)
+    elif isinstance(value, list):
+        writer.start_array()
+        for item in value[:20]:
+            _write_plain(writer, item, depth + 1)
+        writer.end_array()
+    elif isinstance(value, dict):
+        writer.start_object()
+        for key, item in list(value.items())[:20]:
+            writer.key(str(key))
+            _write_plain(writer, item, depth + 1)
+        writer.end_object()
+
+
+def json_type(value: Any) -> str:
+    """rapidjson's name for a value's type."""
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+_INT_RANGES = {
+    "int8": (-(2**31), 2**31 - 1), "int16": (-(2**31), 2**31 - 1), "int32": (-(2**31), 2**31 - 1),
+    "uint8": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1), "uint32": (0, 2**32 - 1),
+    "uint64": (0, 2**64 - 1),
+}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT_MAX_INT = {"float": 2**24 - 1, "double": 2**53 - 1}
+
+
+def dense_shape(value: Any) -> list[int]:
+    """GetDenseTensorShape: the sizes along the first element of each nested list."""
+    shape: list[int] = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
+def _type_error(value: Any, dtype_name: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"JSON Value: {value_text(value)} Type: {json_type(value)} is not of expected type: {dtype_name}"
+    )
+
+
+def _check_scalar(value: Any, dtype_name: str) -> Any:
+    """AddValueToTensor for one leaf: the value converted, or TF Serving's error."""
+    if dtype_name in ("float", "double"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(value, dtype_name)
+        if isinstance(value, int):
+            if abs(value) > _FLOAT_MAX_INT[dtype_name]:
+                raise InvalidArgument(
+                    f"Cannot convert JSON value: {value} to {dtype_name} without loss of precision."
+                )
+        elif dtype_name == "float" and math.isfinite(value) and abs(value) > _FLOAT32_MAX:
+            raise InvalidArgument(
+                f"Cannot convert JSON value: {value_text(value)} to float without loss of precision."
+            )
+        return value
+    if dtype_name == "string":
+        if isinstance(value, str):
+            return value.encode("utf-8", errors="surrogatepass")
+        if isinstance(value, dict):
+            if not is_b64(value):
+                raise InvalidArgument(f"JSON Value: {value_text(value)} not formatted correctly for base64 data")
+            return decode_b64(value)
+        raise _type_error(value, dtype_name)
+    if dtype_name == "bool":
+        if not isinstance(value, bool):
+            raise _type_error(value, dtype_name)
+        return value
+    limits = _INT_RANGES.get(dtype_name)
+    if limits is None:
+        raise Unimplemented(f"Conversion of JSON Value: {value_text(value)} to type: {dtype_name}")
+    if isinstance(value, bool) or not isinstance(value, int) or not limits[0] <= value <= limits[1]:
+        raise _type_error(value, dtype_name)
+    return value
+
+
+def _flatten(value: Any, level: int, shape: list[int], dtype_name: str, out: list[Any]) -> None:
+    """FillTensorProto: walk the nested lists, checking every size and leaf."""
+    rank = len(shape)
+    if not isinstance(value, list):
+        if level != rank:
+            raise InvalidArgument(
+                f"JSON Value: {value_text(value)} found at incorrect level: {level + 1} in the JSON DOM. "
+                f"Expected at level: {rank}"
+            )
+        if isinstance(value, dict) and dtype_name != "string":
+            raise _type_error(value, dtype_name)
+        out.append(_check_scalar(value, dtype_name))
+        return
+    if level >= rank:
+        raise InvalidArgument(f"Encountered list at unexpected level: {level} expected < {rank}")
+    if len(value) != shape[level]:
+        raise InvalidArgument(
+            f"Encountered list at unexpected size: {len(value)} at level: {level} expected size: {shape[level]}"
+        )
+    for item in value:
+        _flatten(item, level + 1, shape, dtype_name, out)
+
+
+_TF_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
+
+
+def tf_dtype_name(enum: int) -> str:
+    """TensorFlow's DataTypeString for a DataType enum (``float``, ``int32``, ``string``...)."""
+    from tensorflow.python.framework import dtypes
+
+    name = dtypes.as_dtype(enum).name
+    return _TF_NAMES.get(name, name)
+
+
+def _numpy_dtype(dtype_name: str) -> Any:
+    return object if dtype_name == "string" else np.dtype(dtype_name if dtype_name != "float" else "float32")
+
+
+def json_to_array(value: Any, dtype_name: str) -> np.ndarray:
+    """One JSON value (scalar or nested lists) as an array of a signature dtype, checked as TF Serving does.
+
+    ``dtype_name`` is TensorFlow's name (``float``, ``int32``, ``string``...). Well-formed
+    numeric data takes a numpy fast path; anything else is walked leaf by leaf for the error.
+    """
+    shape = dense_shape(value)
+    if dtype_name not in ("string", "bool") and shape:
+        fast = _fast_numeric(value, dtype_name, shape)
+        if fast is not None:
+            return fast
+    out: list[Any] = []
+    _flatten(value, 0, shape, dtype_name, out)
+    if dtype_name == "string":
+        array = np.empty(len(out), dtype=object)
+        array[:] = out
+        return array.reshape(shape)
+    return np.array(out, dtype=_numpy_dtype(dtype_name)).reshape(shape)
+
+
+def _fast_numeric(value: Any, dtype_name: str, shape: list[int]) -> np.ndarray | None:
+    try:
+        probe = np.array(value)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        return None
+    if probe.dtype.kind not in "iuf" or list(probe.shape) != shape:
+        return None
+    if dtype_name in ("float", "double"):
+        if probe.dtype.kind == "f":
+            if dtype_name == "float":
+                finite = probe[np.isfinite(probe)]
+                if finite.size and np.abs(finite).max() > _FLOAT32_MAX:
+                    return None
+        elif probe.size and np.abs(probe).max() > _FLOAT_MAX_INT[dtype_name]:
+            return None
+        return probe.astype(_numpy_dtype(dtype_name))
+    limits = _INT_RANGES.get(dtype_name)
+    if limits is None or probe.dtype.kind == "f":
+        return None
+    if probe.size and (probe.min() < limits[0] or probe.max() > limits[1]):
+        return None
+    return probe.astype(_numpy_dtype(dtype_name))
+
+
+def tensor_json(alias: str, value: np.ndarray) -> str:
+    """One tensor as a single-line JSON value (a row of the row format), e.g. ``[0.1, 2.0]``."""
+    writer = PrettyWriter()
+    writer.single_line = True
+    _write_values(writer, np.asarray(value), _scalar_writer(np.asarray(value), _is_bytes_alias(alias, np.asarray(value))))
+    return writer.getvalue().decode("utf-8", errors="replace")
