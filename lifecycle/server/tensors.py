@@ -2,8 +2,9 @@
 
 Requests may carry ``tensor_content`` or the typed ``*_val`` fields (TF Serving accepts both).
 Responses are written like TF Serving's default ``AsProtoField``: values in the typed repeated
-fields (``float_val`` ...). For float and double the packed field is built from the raw bytes
-and parsed, which costs a memcpy instead of a Python loop per element.
+fields (``float_val``, ``int64_val`` ...). For every numeric dtype the packed field is encoded
+with numpy (raw bytes, or vectorised varints) and parsed, instead of appending one Python object
+per element.
 """
 
 from __future__ import annotations
