@@ -863,14 +863,8 @@ def apply_registry_config(paths: Paths, servers: list[fleet.ServerSpec], timeout
     targets = [Target(s, ServingClient(s.grpc, s.rest, timeout=RPC_TIMEOUT_S)) for s in servers]
     serving = tfs_config.serving_of(config)
     try:
-        driver = Driver(paths, "", targets, time.monotonic() + timeout)
-        driver.push("label", serving)
-        if any(t.spec.reload == "poll" for t in targets):
-            for model, state in serving.items():
-                rec = registry.load(paths).model(model)
-                driver.model = model
-                checks = {v: LiveCheck.of(paths, rec, v) for v in set(state.labels.values())}
-                driver.confirm_labels("label", dict(state.labels), checks)
+        # Servers in poll mode read the file on their own; the others get it by a reload.
+        Driver(paths, "", targets, time.monotonic() + timeout).push("label", serving)
     except StepFailed as e:
         raise ServerUnavailable(f"the servers started but did not take the labels: {e.message}") from e
     finally:

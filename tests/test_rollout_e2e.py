@@ -228,3 +228,46 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_foreground_serve_in_poll_mode_promotes_through_the_file(
+    tmp_path: Path, built: Path, python: str, subprocess_env: dict[str, str]
+) -> None:
+    """`mlc serve --reload poll` in the foreground: promote writes the file, the server polls it; Ctrl-C stops."""
+    paths = make_home(tmp_path, built, [1, 2], stable=1)
+    grpc_port, rest_port = _free_port(), _free_port()
+    env = dict(subprocess_env, MLC_HOME=str(paths.home))
+    proc = subprocess.Popen(
+        [python, "-m", "lifecycle", "serve", "--engine", "embedded", "--reload", "poll",
+         "--grpc-port", str(grpc_port), "--rest-port", str(rest_port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_for(lambda: proc.poll() is not None or any(
+            "press Ctrl-C" in line for line in [_peek(proc)]), timeout=120, what="mlc serve ready")
+        assert proc.poll() is None
+        f = fleet.load(paths)
+        assert f.source == "mlc serve records" and f.servers[0].reload == "poll"
+        address = f.servers[0].grpc
+        with Load(address, allowed={1, 2}) as load:
+            result = api.promote(MODEL, 2, paths=paths, timeout=60)
+            assert result.result == "ok"
+            load.allow({2})
+            seen = load.total()
+            wait_for(lambda: load.total() > seen + 3)
+        assert load.failures == [] and load.wrong == []
+        assert states(paths, address) == {1: "END", 2: "AVAILABLE"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert fleet.read_records(paths) == []
+
+
+_output: dict[int, str] = {}
+
+
+def _peek(proc: subprocess.Popen[str]) -> str:
+    """The next line of a child's output (blocking until one comes)."""
+    line = proc.stdout.readline() if proc.stdout else ""
+    _output[proc.pid] = _output.get(proc.pid, "") + line
+    return line
