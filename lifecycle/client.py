@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import socket
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,18 +63,27 @@ def tcp_ready(address: str, timeout: float = 0.5) -> bool:
 
 def rest_model_status(rest: str, model: str, timeout: float = DEFAULT_TIMEOUT_S) -> dict[int, VersionState]:
     """``GET /v1/models/<model>`` on ``rest`` (host:port): each version's state."""
-    url = f"http://{rest}/v1/models/{model}"
+    import http.client  # the standard library's client; urllib.request costs more to import
+
+    host, _, port = rest.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            body = json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        message = _http_error_message(e)
-        if e.code == 404:
-            raise ModelNotFound(f"server {rest}: {message}") from e
-        raise ServerError(f"server {rest}: {message}", _grpc_code_for_http(e.code)) from e
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", e)
-        raise ServerUnavailable(f"server {rest} (REST) is unreachable: {reason}") from e
+        conn.request("GET", f"/v1/models/{model}")
+        resp = conn.getresponse()
+        raw = resp.read()
+    except (OSError, http.client.HTTPException) as e:
+        raise ServerUnavailable(f"server {rest} (REST) is unreachable: {e}") from e
+    finally:
+        conn.close()
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError as e:
+        raise ServerError(f"server {rest}: GET /v1/models/{model} answered with invalid JSON: {e}", "INTERNAL") from e
+    if resp.status != 200:
+        message = str(body.get("error") or resp.reason) if isinstance(body, dict) else resp.reason
+        if resp.status == 404:
+            raise ModelNotFound(f"server {rest}: {message}")
+        raise ServerError(f"server {rest}: {message}", _grpc_code_for_http(resp.status))
     states = {}
     for entry in body.get("model_version_status", []):
         status = entry.get("status") or {}
@@ -85,13 +92,6 @@ def rest_model_status(rest: str, model: str, timeout: float = DEFAULT_TIMEOUT_S)
             v, str(entry.get("state", "UNKNOWN")), str(status.get("error_code", "OK")), str(status.get("error_message", ""))
         )
     return states
-
-
-def _http_error_message(e: urllib.error.HTTPError) -> str:
-    try:
-        return str(json.loads(e.read() or b"{}").get("error") or e.reason)
-    except ValueError:
-        return str(e.reason)
 
 
 def _grpc_code_for_http(status: int) -> str:

@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from lifecycle.errors import LockTimeout
 
 DEFAULT_LOCK_TIMEOUT_S = 120.0
@@ -57,6 +55,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 @contextmanager
 def locked(lock_path: Path, timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
     """Hold the cross-process lock at ``lock_path``; raise LockTimeout after ``timeout`` s."""
+    from filelock import FileLock, Timeout  # imported here: read-only commands never lock
+
     lock_path = Path(lock_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(lock_path))
