@@ -130,7 +130,7 @@ def _definition_thresholds(paths: Paths, model: str) -> dict[str, Any]:
 def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force: bool) -> str | None:
     """Refuse a candidate whose mIoU is below stable's by more than the definition's tolerance.
 
-    The tolerance is ``thresholds.miou_tolerance`` in configs/<model>.yaml (default 0). The gate
+    The tolerance is ``thresholds.max_miou_drop`` in configs/<model>.yaml (default 0). The gate
     is skipped when either version has no mIoU. With ``force`` the refusal becomes a note that
     the history records. Returns that note, or None when the gate passed.
     """
@@ -144,7 +144,8 @@ def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force
     old = (stable.report.get("metrics") or {}).get("miou")
     if new is None or old is None:
         return None
-    tolerance = float(_definition_thresholds(paths, rec.name).get("miou_tolerance", DEFAULT_MIOU_TOLERANCE))
+    thresholds = _definition_thresholds(paths, rec.name)
+    tolerance = float(thresholds.get("max_miou_drop", thresholds.get("miou_tolerance", DEFAULT_MIOU_TOLERANCE)))
     if float(new) >= float(old) - tolerance:
         return None
     why = (
@@ -540,9 +541,12 @@ class Rollout:
         plan = self.plan
         b, a = _serving(plan.before), _serving(plan.after)
         rec = registry.load(self.paths).model(self.model)
+        try:
+            checks = {v: LiveCheck.of(self.paths, rec, v) for v in sorted(set(a.versions))}
+        except LifecycleError as e:
+            raise PreconditionFailed(f"cannot check {self.model} live: {e.message}") from e
         journal.write(self.paths, self.journal)
         journal.step(self.paths, self.journal, "intent", "done")
-        checks = {v: LiveCheck.of(self.paths, rec, v) for v in sorted(set(a.versions))}
         if plan.load:
             try:
                 with self.step("sandbox"):

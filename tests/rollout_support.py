@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -112,13 +113,21 @@ def start_server(paths: Paths, poll_seconds: float = 0):  # noqa: ANN201 - a Run
 
 @dataclass
 class Load:
-    """Client threads sending label-addressed Predicts, checking who answered."""
+    """Client threads sending label-addressed Predicts, checking who answered and what.
+
+    By default it sends hpt's warmup request and checks that the output was computed by the
+    version that says it answered. Give ``request`` and ``digests`` (version -> golden digest of
+    output ``output``) for any other model: every answer must match its version's golden digest.
+    """
 
     address: str
     label: str = "stable"
     threads: int = 2
     pause: float = 0.0
     allowed: set[int] = field(default_factory=set)
+    request: Any = None
+    digests: dict[int, str] = field(default_factory=dict)
+    output: str = "y"
     failures: list[str] = field(default_factory=list)
     answers: dict[int, int] = field(default_factory=dict)
     wrong: list[str] = field(default_factory=list)
@@ -133,15 +142,27 @@ class Load:
         with self._lock:
             self.allowed = set(versions)
 
-    def _run(self) -> None:
+    def _check(self, version: int, response: Any) -> str | None:
         import tensorflow as tf
 
+        y = tf.make_ndarray(response.outputs[self.output])
+        if self.digests:
+            if output_digest(y) != self.digests.get(version):
+                return f"version {version} answered with a digest that is not its golden one"
+            return None
+        implied = int(round(float(y[0][0]) - 0.5))
+        return None if implied == version else f"answered by {version} but the output says {implied}"
+
+    def _run(self) -> None:
         from lifecycle.client import ServingClient
         from lifecycle.errors import LifecycleError
 
-        request = warmup_request()
+        request = type(self.request)() if self.request is not None else warmup_request()
+        if self.request is not None:
+            request.CopyFrom(self.request)
+        request.model_spec.ClearField("version")
         request.model_spec.version_label = self.label
-        with ServingClient(self.address, timeout=10.0) as client:
+        with ServingClient(self.address, timeout=30.0) as client:
             while not self._stop.wait(self.pause):
                 with self._lock:
                     before = set(self.allowed)
@@ -153,12 +174,11 @@ class Load:
                 with self._lock:
                     after = set(self.allowed)
                 version = response.model_spec.version.value
-                y = tf.make_ndarray(response.outputs["y"])
-                implied = int(round(float(y[0][0]) - 0.5))
+                problem = self._check(version, response)
                 with self._lock:
                     self.answers[version] = self.answers.get(version, 0) + 1
-                    if implied != version or version not in (before | after):
-                        self.wrong.append(f"answered by {version} (output says {implied}), allowed {before | after}")
+                    if problem or version not in (before | after):
+                        self.wrong.append(f"{problem or 'answered by ' + str(version)}; allowed {before | after}")
 
     def __enter__(self) -> Load:
         for _ in range(self.threads):
@@ -170,7 +190,7 @@ class Load:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         for t in self._workers:
-            t.join(timeout=15)
+            t.join(timeout=30)
 
     def total(self) -> int:
         return sum(self.answers.values())

@@ -201,7 +201,7 @@ def test_quality_gate(home: Paths) -> None:
     assert "forced past the quality gate" in (rollout.quality_gate(home, rec, rec.version(2), force=True) or "")
     (home.configs / "m.yaml").write_text(
         "name: m\nnetwork: {}\nsignature: {inputs: {x: {dtype: float32}}, outputs: {y: {dtype: float32}}}\n"
-        "thresholds: {miou_tolerance: 0.1}\n"
+        "thresholds: {max_miou_drop: 0.1}\n"
     )
     assert rollout.quality_gate(home, rec, rec.version(2), force=False) is None
 
