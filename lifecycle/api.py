@@ -6,11 +6,14 @@ TensorFlow is imported lazily inside the functions that need it, so that ``statu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lifecycle import registry
-from lifecycle.config import Paths, check_model_name
+from lifecycle.config import Paths, check_model_name, default_model, load_definition
+from lifecycle.errors import UsageError
 
 
 # --- status --------------------------------------------------------------------------------
@@ -386,3 +389,154 @@ def stop(grpc_port: int | None = None, paths: Paths | None = None) -> StopResult
         if fleet.stop_record(paths, record):
             stopped.append(asdict(record))
     return StopResult(stopped)
+
+
+# --- train ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainedCheckpoint:
+    """One checkpoint ``mlc train`` wrote."""
+
+    step: int
+    prefix: str
+    loss: float
+
+
+@dataclass
+class TrainResult:
+    """The result of ``mlc train``."""
+
+    run_dir: str
+    model: str
+    network: dict[str, Any]
+    start_step: int
+    steps: int
+    checkpoints: list[TrainedCheckpoint]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return asdict(self)
+
+
+def train(
+    run_dir: str | Path,
+    steps: int = 300,
+    save_every: int = 100,
+    backbone: str | None = None,
+    model: str | None = None,
+    paths: Paths | None = None,
+    on_checkpoint: Callable[[TrainedCheckpoint], None] | None = None,
+) -> TrainResult:
+    """Train the model's network on the synthetic set, writing a checkpoint every ``save_every`` steps.
+
+    A run folder that already holds checkpoints is resumed from its latest one.
+    """
+    paths = paths or Paths.from_env()
+    if steps < 1 or save_every < 1:
+        raise UsageError("--steps and --save-every must be at least 1")
+    name = check_model_name(model) if model else default_model(paths)
+    definition = load_definition(paths, name)
+    from lifecycle import deeplab  # TensorFlow: only here
+
+    spec = deeplab.NetworkSpec.from_definition(definition.network, f"{definition.path}: network", backbone)
+    settings = deeplab.TrainSettings.from_definition(
+        dict(definition.raw.get("training") or {}), f"{definition.path}: training"
+    )
+    run = Path(run_dir)
+    if run.exists() and not run.is_dir():
+        raise UsageError(f"{run_dir} exists and is not a folder")
+
+    def saved(c: Any) -> None:
+        if on_checkpoint is not None:
+            on_checkpoint(TrainedCheckpoint(c.step, c.prefix, c.loss))
+
+    report = deeplab.train(run, spec, settings, steps, save_every, saved)
+    return TrainResult(
+        run_dir=str(run),
+        model=name,
+        network=report.network,
+        start_step=report.start_step,
+        steps=report.steps,
+        checkpoints=[TrainedCheckpoint(c.step, c.prefix, c.loss) for c in report.checkpoints],
+    )
+
+
+# --- register ------------------------------------------------------------------------------
+
+
+@dataclass
+class RegisterResult:
+    """The result of ``mlc register``."""
+
+    model: str
+    version: int
+    reused: bool
+    checkpoint: str
+    step: int | None
+    checkpoint_digest: str
+    validated: bool
+    path: str
+    golden_digest: str | None
+    miou: float | None
+    report: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return asdict(self)
+
+
+def _register_result(paths: Paths, model: str, v: registry.VersionRecord, reused: bool) -> RegisterResult:
+    return RegisterResult(
+        model=model,
+        version=v.version,
+        reused=reused,
+        checkpoint=v.checkpoint,
+        step=v.step,
+        checkpoint_digest=v.checkpoint_digest,
+        validated=v.validated,
+        path=str(paths.version_dir(model, v.version)),
+        golden_digest=(v.report.get("golden") or {}).get("digest"),
+        miou=(v.report.get("metrics") or {}).get("miou"),
+        report=v.report,
+    )
+
+
+def register(path: str | Path, model: str | None = None, paths: Paths | None = None) -> RegisterResult:
+    """Export a checkpoint, validate the export, and publish it as the model's next version.
+
+    ``path`` is a run folder (its latest checkpoint) or a checkpoint prefix. The same
+    checkpoint content registered again returns its existing version. Refused input (a missing
+    or corrupt checkpoint, a bad name, a malformed file) changes nothing on disk; a checkpoint
+    that fails validation publishes nothing and is recorded as a failed attempt.
+    """
+    from lifecycle import checkpoints, validate
+    from lifecycle.config import validation_settings
+    from lifecycle.errors import ConfigError, SignatureMismatch
+
+    paths = paths or Paths.from_env()
+    name = check_model_name(model) if model else default_model(paths)
+    definition = load_definition(paths, name)
+    settings = validation_settings(definition)
+    contract = validate.contract_to_dict(definition.signature)
+    try:
+        validate.check_contract_kind(contract)
+    except SignatureMismatch as e:
+        raise ConfigError(f"model definition {definition.path}: {e.message}") from e
+    if contract["method"] != validate.PREDICT or set(contract["inputs"]) != {"images", "height", "width"}:
+        raise ConfigError(
+            f"model definition {definition.path}: register exports the images/height/width predict "
+            f"signature; signature {contract['key']!r} is not one"
+        )
+    current = registry.load(paths)  # a malformed registry is refused before any work
+    ref = checkpoints.resolve(path)
+    validate.load_image(settings.test_image)
+    known = current.models.get(name)
+    existing = known.version_for_digest(ref.digest) if known else None
+    if existing is not None:
+        return _register_result(paths, name, existing, True)
+
+    from lifecycle import export  # TensorFlow from here on
+
+    outcome = export.register_checkpoint(paths, definition, settings, ref)
+    return _register_result(paths, name, outcome.version, outcome.reused)

@@ -372,6 +372,78 @@ def stop(
         stdout.print(f"stopped server pid {s['pid']} (gRPC {s['grpc']})")
 
 
+# --- register ------------------------------------------------------------------------------
+
+
+@app.command()
+def register(
+    path: Annotated[str, typer.Argument(help="Run folder (its latest checkpoint) or checkpoint prefix.", show_default=False)],
+    model: Annotated[str | None, typer.Option("--model", help="Model to register into (configs/<model>.yaml); default: the only one.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Export a checkpoint to the next integer version, validated by round-tripping the test image.
+
+    Prints the version. Registering the same checkpoint content again prints its existing version.
+
+    Examples:
+
+        mlc register ckpt/16645
+
+        mlc register ckpt/16645/ckpt-200 --model deeplab --json
+    """
+    result = run(lambda: api.register(path, model))
+    if as_json:
+        print_json(result.to_dict())
+        return
+    step = "" if result.step is None else f" (step {result.step})"
+    if result.reused:
+        stdout.print(f"{result.checkpoint}{step} is already {result.model} version {result.version}")
+    else:
+        miou = "" if result.miou is None else f", eval mIoU {result.miou:.3f}"
+        stdout.print(f"Registered {result.checkpoint}{step} as {result.model} version {result.version}{miou}")
+    stdout.print(str(result.version))
+
+
+# --- train ---------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    run_dir: Annotated[str, typer.Argument(help="Run folder to write checkpoints into (created if missing).", show_default=False)],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Train until this global step.")] = 300,
+    save_every: Annotated[int, typer.Option("--save-every", min=1, help="Write a checkpoint every this many steps.")] = 100,
+    backbone: Annotated[
+        str | None, typer.Option("--backbone", help="Backbone (small or resnet50); default: the model definition's.")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model definition to train (configs/<model>.yaml).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train the demo network on procedural scenes and write TF checkpoints into RUN_DIR.
+
+    Later checkpoints score better on the evaluation set. A RUN_DIR that already holds
+    checkpoints is resumed from its latest one.
+
+    Examples:
+
+        mlc train ckpt/16645
+
+        mlc train ckpt/16645 --steps 600 --save-every 200
+    """
+
+    def progress(c: api.TrainedCheckpoint) -> None:
+        if not as_json:
+            stdout.print(f"step {c.step}: loss {c.loss:.4f} -> {c.prefix}")
+
+    result = run(lambda: api.train(run_dir, steps, save_every, backbone, model, on_checkpoint=progress))
+    if as_json:
+        print_json(result.to_dict())
+    elif not result.checkpoints:
+        stdout.print(f"{result.run_dir} is already at step {result.start_step}; nothing to do (raise --steps)")
+    else:
+        stdout.print(f"Wrote {len(result.checkpoints)} checkpoints to {result.run_dir}. "
+                     f"Register the latest with: mlc register {result.run_dir}")
+
+
 def main() -> None:
     """Console-script entry point."""
     # Commands that load models (promote's sandbox, register) import TensorFlow; keep its

@@ -124,6 +124,51 @@ class ModelDefinition:
         return p if p.is_absolute() else (self.path.parent / p)
 
 
+@dataclass(frozen=True)
+class EvalSetSpec:
+    """The evaluation set for mIoU (``validation.eval``): procedural scenes fixed by a seed."""
+
+    source: str = "synthetic"
+    seed: int = 0
+    count: int = 8
+    size: int = 64
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    """The ``validation`` section of a model definition, typed and checked."""
+
+    test_image: Path
+    eval: EvalSetSpec
+    min_miou: float = 0.0
+
+
+def validation_settings(definition: ModelDefinition) -> ValidationSettings:
+    """Typed view of ``definition.validation``; ConfigError names the file and key."""
+    where = f"{definition.path}: validation"
+    section = definition.validation
+    if "test_image" not in section:
+        raise ConfigError(f"{where} lacks 'test_image' (an image file, relative to {definition.path.parent})")
+    ev = section.get("eval") or {}
+    if not isinstance(ev, dict):
+        raise ConfigError(f"{where}.eval: expected a mapping")
+    try:
+        eval_spec = EvalSetSpec(
+            source=str(ev.get("source", "synthetic")),
+            seed=int(ev.get("seed", 0)),
+            count=int(ev.get("count", 8)),
+            size=int(ev.get("size", 64)),
+        )
+        min_miou = float(section.get("min_miou", 0.0))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from e
+    if eval_spec.source != "synthetic":
+        raise ConfigError(f"{where}.eval.source: unknown source {eval_spec.source!r} (known: synthetic)")
+    if eval_spec.count < 1 or eval_spec.size < 16:
+        raise ConfigError(f"{where}.eval: need count >= 1 and size >= 16")
+    return ValidationSettings(definition.resolve(str(section["test_image"])), eval_spec, min_miou)
+
+
 def load_yaml_file(path: Path, what: str) -> Any:
     """Parse a YAML file; a syntax error becomes ConfigError naming the file and line."""
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -234,6 +235,7 @@ def transaction(paths: Paths, timeout: float | None = None) -> Iterator[Registry
     with locked(paths.lock_file, **kwargs):
         registry = load(paths)
         before = registry.dump()
+        adopt_orphans(paths, registry)
         yield registry
         after = registry.dump()
         if after != before:
@@ -252,3 +254,53 @@ def allocate_version(paths: Paths, record: ModelRecord) -> int:
     """The next free version number. Call under the lock (inside :func:`transaction`)."""
     taken = set(versions_on_disk(paths, record.name)) | {v.version for v in record.versions}
     return max(taken, default=0) + 1
+
+
+# Published versions carry their own record here (TF Serving ignores assets.extra/ files other
+# than the warmup records), so a version renamed into place just before a crash is not lost.
+VERSION_RECORD_FILE = Path("assets.extra") / "mlc_report.json"
+
+
+def version_record_file(version_dir: Path) -> Path:
+    """Where a published version keeps the record mlc adopts it from after a crash."""
+    return Path(version_dir) / VERSION_RECORD_FILE
+
+
+def adopt_orphans(paths: Paths, registry: Registry) -> list[tuple[str, int]]:
+    """Record published versions that are on disk but not in the registry. Call under the lock.
+
+    A register killed between renaming its staging folder to N and saving the registry leaves
+    N on disk with its record in ``assets.extra/mlc_report.json``; this puts that record into
+    the registry. Integer folders without such a record are not mlc's and are left alone
+    (:func:`allocate_version` never reuses their numbers).
+    """
+    adopted: list[tuple[str, int]] = []
+    if not paths.model_repo.is_dir():
+        return adopted
+    for model_dir in sorted(paths.model_repo.iterdir()):
+        if not model_dir.is_dir() or model_dir.name.startswith("."):
+            continue
+        try:
+            check_model_name(model_dir.name)
+        except Exception:
+            continue
+        record = registry.models.get(model_dir.name)
+        known = {v.version for v in record.versions} if record else set()
+        for number in versions_on_disk(paths, model_dir.name):
+            if number in known:
+                continue
+            try:
+                data = json.loads(version_record_file(model_dir / str(number)).read_text(encoding="utf-8"))
+                checkpoint = CheckpointRecord(**data["checkpoint"])
+                version = VersionRecord(version=number, **data["version"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            record = registry.model(model_dir.name, create=True)
+            if version.checkpoint_digest and record.version_for_digest(version.checkpoint_digest) is not None:
+                continue  # same content already published under another number; leave it unrecorded
+            if record.checkpoint_for_digest(checkpoint.digest) is None:
+                record.checkpoints.append(checkpoint)
+            record.versions.append(version)
+            record.versions.sort(key=lambda v: v.version)
+            adopted.append((model_dir.name, number))
+    return adopted
