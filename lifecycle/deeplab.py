@@ -177,8 +177,10 @@ class _Strider:
     def __call__(self, stride: int) -> tuple[int, int]:
         """(stride, rate) for a layer that would have ``stride``."""
         if self.current >= self.output_stride:
-            rate, self.rate = self.rate, self.rate * stride
-            return 1, rate
+            # As in the paper (block4 at rate 2 for output stride 16): the layer that gives up
+            # its stride already uses the larger rate, and so do the layers after it.
+            self.rate *= stride
+            return 1, self.rate
         self.current *= stride
         return stride, 1
 

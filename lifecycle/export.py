@@ -161,7 +161,7 @@ def restore_strict(net: Any, prefix: Path, root: str = DEFAULT_CHECKPOINT_ROOT, 
     try:
         reader = tf.train.load_checkpoint(str(prefix))
         shapes = reader.get_variable_to_shape_map()
-    except (tf.errors.OpError, ValueError) as e:
+    except Exception as e:  # OpError, ValueError, ...: an unreadable index
         raise CheckpointError(f"checkpoint {prefix} is corrupt or truncated: {_first_line(e)}") from e
     expected = variable_keys(net, root)
     found = {k: tuple(s) for k, s in shapes.items() if k.startswith(root + "/") and k.endswith(_VALUE_SUFFIX)}
@@ -187,7 +187,7 @@ def restore_strict(net: Any, prefix: Path, root: str = DEFAULT_CHECKPOINT_ROOT, 
     try:
         for key in sorted(shapes):
             reader.get_tensor(key)
-    except (tf.errors.OpError, ValueError) as e:
+    except Exception as e:  # OpError (checksum), IndexError (short read), ...: all mean bad data
         raise CheckpointError(f"checkpoint {prefix} is corrupt or truncated: {_first_line(e)}") from e
     try:
         tf.train.Checkpoint(**{root: net}).read(str(prefix)).assert_existing_objects_matched()

@@ -1,0 +1,126 @@
+"""Unit tests of validation pieces that need no SavedModel: contracts, metrics, images, digests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lifecycle import validate
+from lifecycle.config import SignatureContract, TensorSpec
+from lifecycle.errors import ImageError, SignatureMismatch, ValidationFailed
+from tests.conftest import CONFIGS
+
+DEEPLAB = SignatureContract(
+    key="predict_images",
+    method=validate.PREDICT,
+    inputs=(
+        TensorSpec("images", "float32", (-1, -1, -1, 3)),
+        TensorSpec("height", "int32", (1,)),
+        TensorSpec("width", "int32", (1,)),
+    ),
+    outputs=(TensorSpec("segmentation_map", "int32", (-1, -1, -1)),),
+)
+
+
+def exported_like(contract: SignatureContract) -> dict:
+    d = validate.contract_to_dict(contract)
+    return {d["key"]: d}
+
+
+def test_contract_matches_itself() -> None:
+    validate.check_contract(DEEPLAB, exported_like(DEEPLAB))
+
+
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (lambda s: s.pop("predict_images"), "no signature 'predict_images'"),
+        (lambda s: s["predict_images"].update(method=validate.CLASSIFY), "method"),
+        (lambda s: s["predict_images"]["inputs"].pop("height"), "input 'height': the export has absent"),
+        (lambda s: s["predict_images"]["inputs"]["images"].update(dtype="uint8"), "uint8"),
+        (lambda s: s["predict_images"]["inputs"]["images"].update(shape=[1, -1, -1, 3]), "[1, -1, -1, 3]"),
+        (lambda s: s["predict_images"]["outputs"]["segmentation_map"].update(shape=None), "unknown rank"),
+        (lambda s: s["predict_images"]["outputs"].update(extra={"dtype": "float32", "shape": [1]}), "'extra'"),
+    ],
+)
+def test_contract_mismatches_are_named(mutate, words: str) -> None:
+    exported = exported_like(DEEPLAB)
+    mutate(exported)
+    with pytest.raises(SignatureMismatch, match=None) as e:
+        validate.check_contract(DEEPLAB, exported)
+    assert words in e.value.message
+    assert e.value.check == "contract"
+
+
+def classify(outputs: dict) -> dict:
+    return {"key": "c", "method": validate.CLASSIFY, "inputs": {"inputs": {"dtype": "string", "shape": [-1]}},
+            "outputs": outputs}
+
+
+def test_classify_and_regress_contracts() -> None:
+    scores = {"dtype": "float32", "shape": [-1, 3]}
+    classes = {"dtype": "string", "shape": [-1, 3]}
+    for outs in ({"scores": scores}, {"classes": classes}, {"scores": scores, "classes": classes}):
+        c = classify(outs)
+        validate.check_contract(c, {"c": c})
+    with pytest.raises(SignatureMismatch, match="classes.*scores"):
+        validate.check_contract_kind(classify({}))
+    with pytest.raises(SignatureMismatch, match="classes.*scores"):
+        validate.check_contract_kind(classify({"probabilities": scores}))
+    regress = {"key": "r", "method": validate.REGRESS, "inputs": {"inputs": {"dtype": "string", "shape": [-1]}},
+               "outputs": {"outputs": {"dtype": "float32", "shape": [-1, 1]}}}
+    validate.check_contract(regress, {"r": regress})
+    two = dict(regress, outputs={**regress["outputs"], "more": {"dtype": "float32", "shape": [-1]}})
+    with pytest.raises(SignatureMismatch, match="exactly one float32 output"):
+        validate.check_contract_kind(two)
+    with pytest.raises(SignatureMismatch, match="unknown method"):
+        validate.check_contract_kind(dict(regress, method="tensorflow/serving/nope"))
+
+
+def test_output_digest_covers_dtype_shape_and_bytes() -> None:
+    a = np.arange(6, dtype=np.int32).reshape(1, 2, 3)
+    assert validate.output_digest(a) == validate.output_digest(a.copy())
+    assert validate.output_digest(a) != validate.output_digest(a.reshape(1, 3, 2))
+    assert validate.output_digest(a) != validate.output_digest(a.astype(np.int64))
+    b = a.copy()
+    b[0, 0, 0] = 9
+    assert validate.output_digest(a) != validate.output_digest(b)
+    assert validate.output_digest(a).startswith("sha256:")
+
+
+def test_metrics_from_confusion() -> None:
+    names = ["background", "aeroplane", "bicycle"]
+    truth = np.array([[0, 0, 1, 1]])
+    pred = np.array([[0, 1, 1, 1]])
+    m = validate.segmentation_metrics(validate.confusion_matrix(truth, pred, 3), names)
+    assert m["per_class_iou"] == {"background": 0.5, "aeroplane": pytest.approx(2 / 3, abs=1e-6)}
+    assert m["miou"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert m["pixel_accuracy"] == 0.75
+    assert validate.class_histogram(pred, names) == {"background": 1, "aeroplane": 3}
+
+
+def test_mask_and_parity_checks() -> None:
+    mask = np.zeros((1, 4, 5), np.int32)
+    validate.check_mask(mask, 4, 5, 21)
+    with pytest.raises(ValidationFailed, match=r"expected int32 \[1, 5, 4\]") as e:
+        validate.check_mask(mask, 5, 4, 21)
+    assert e.value.check == "round_trip"
+    with pytest.raises(ValidationFailed, match="outside the 21 classes"):
+        validate.check_mask(mask + 21, 4, 5, 21)
+    other = mask.copy()
+    other[0, 1, 1] = 3
+    with pytest.raises(ValidationFailed, match="differs .* in 1 of 20 pixels") as e:
+        validate.check_parity(other, mask)
+    assert e.value.check == "parity"
+
+
+def test_load_image(tmp_path: Path) -> None:
+    img = validate.load_image(CONFIGS / "test_image.png")
+    assert img.shape == (48, 64, 3) and img.dtype == np.float32
+    with pytest.raises(ImageError, match="not found"):
+        validate.load_image(tmp_path / "nope.png")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ImageError, match="not a readable image"):
+        validate.load_image(tmp_path / "text.png")
