@@ -216,7 +216,7 @@ def export_saved_model(serving: Any, target: Path) -> None:
     import tensorflow as tf
 
     try:
-        tf.saved_model.save(serving, str(target), signatures=serving.signatures())
+        tf.saved_model.save(serving.root, str(target), signatures=serving.signatures())
     except (tf.errors.OpError, ValueError, TypeError, OSError) as e:
         raise ExportError(f"exporting the SavedModel to {target} failed: {_first_line(e)}") from e
 

@@ -58,7 +58,7 @@ def test_output_stride_and_upsampled_map(backbone: str, stride: int) -> None:
                                             aspp_depth=deeplab.DEFAULT_ASPP_DEPTH[backbone]))
     images = tf.zeros([2, 64, 96, 3])
     assert net.logits(images).shape == (2, 64 // stride, 96 // stride, 21)
-    serving = deeplab.ServingModel(net)  # keep a reference: tf.function methods hold self weakly
+    serving = deeplab.ServingModel(net)
     mask = serving.predict_images(images, tf.constant([50]), tf.constant([70]))["segmentation_map"]
     assert mask.shape == (2, 50, 70) and mask.dtype == tf.int32
 
