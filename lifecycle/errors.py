@@ -206,6 +206,18 @@ class ResourceExhausted(LifecycleError):
     grpc_code = "RESOURCE_EXHAUSTED"
 
 
+class RequestTooLarge(LifecycleError):
+    """A REST request body is larger than the server's bound (mlc's own limit; raise it with
+    --mlc_max_request_bytes). HTTP 413 rather than RESOURCE_EXHAUSTED's 429: nothing is busy."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+    @property
+    def http_status(self) -> int:
+        """413 Payload Too Large."""
+        return 413
+
+
 class InternalError(LifecycleError):
     """An unexpected failure inside the model server."""
 

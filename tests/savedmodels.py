@@ -221,3 +221,28 @@ def build_half_plus_two_examples(path: str | Path, scale: float = 0.5, offset: f
             })
             builder.save()
     return path
+
+
+def build_spinner(path: str | Path) -> Path:
+    """TF1 model whose signature ``serving_default`` spins ``n`` loop iterations, then echoes n.
+
+    Input ``n`` (int64, shape [None]); output ``n`` (int64). With a large ``n`` a request runs
+    for seconds, which is how tests see deadlines cut a run short.
+    """
+    tf = _tf()
+    v1 = tf.compat.v1
+    path = Path(path)
+    graph = tf.Graph()
+    with graph.as_default():
+        n = v1.placeholder(tf.int64, shape=(None,), name="n")
+        loop = tf.while_loop(lambda i: i < tf.reduce_max(n), lambda i: i + 1, [tf.constant(0, tf.int64)])
+        count = tf.nest.flatten(loop)[0]
+        out = tf.identity(n + 0 * count, name="out")
+        info = v1.saved_model.utils.build_tensor_info
+        with v1.Session(graph=graph) as sess:
+            builder = v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={
+                "serving_default": v1.saved_model.signature_def_utils.predict_signature_def({"n": n}, {"n": out}),
+            })
+            builder.save()
+    return path

@@ -50,6 +50,7 @@ class ServerOptions:
     grpc_port: int | None = 0
     rest_api_port: int | None = None
     rest_api_timeout_in_ms: int = 30000
+    max_request_bytes: int = 256 << 20
     model_config: Any = None
     model_config_file: str | None = None
     model_config_file_poll_wait_seconds: float = 0
@@ -124,6 +125,7 @@ _FLAGS: list[Flag] = [
     Flag("enable_grpc_healthcheck_service", bool, False, "Enable the standard gRPC health checking service.", False),
     Flag("mixed_precision", str, "", "Mixed precision mode.", False),
     Flag("skip_initialize_tpu", bool, False, "Whether to skip auto initializing TPU.", False),
+    Flag("mlc_max_request_bytes", int, 256 << 20, "mlc-model-server only: the largest HTTP/REST request body accepted, in bytes; larger bodies get 413 without being read (TF Serving has no bound; gRPC messages stay unlimited as in TF Serving)."),
     Flag("mlc_bind_address", str, LOOPBACK, "mlc-model-server only: the address both gRPC and REST listen on. Default 127.0.0.1 (loopback); use 0.0.0.0 to listen on every interface as tensorflow_model_server does."),
 ]
 FLAGS: dict[str, Flag] = {f.name: f for f in _FLAGS}
@@ -214,6 +216,7 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         grpc_port=merged["port"] or None,
         rest_api_port=merged["rest_api_port"] or None,
         rest_api_timeout_in_ms=merged["rest_api_timeout_in_ms"],
+        max_request_bytes=merged["mlc_max_request_bytes"],
         model_config_file=merged["model_config_file"] or None,
         model_config_file_poll_wait_seconds=merged["model_config_file_poll_wait_seconds"],
         model_name=merged["model_name"],
@@ -507,7 +510,8 @@ def _create_server(options: ServerOptions) -> RunningServer:
             log.info("Running gRPC ModelServer at %s:%d ...", options.host, grpc_port)
         if options.rest_api_port is not None:
             try:
-                rest = RestServer(core, options.host, options.rest_api_port, options.rest_api_timeout_in_ms)
+                rest = RestServer(core, options.host, options.rest_api_port, options.rest_api_timeout_in_ms,
+                                  max_request_bytes=options.max_request_bytes)
             except OSError as e:
                 raise StartupError(f"UNAVAILABLE: could not bind HTTP/REST to {options.host}:{options.rest_api_port}: {e}") from e
             rest.start()

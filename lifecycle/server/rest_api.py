@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle.errors import InvalidArgument, LifecycleError
+from lifecycle.errors import InvalidArgument, LifecycleError, RequestTooLarge, ResourceExhausted
 from lifecycle.server import rest_json
 from lifecycle.server.core import ModelRef, ServerCore
 from lifecycle.server.examples import input_from_json, is_b64
@@ -34,14 +34,21 @@ _PREDICT_PATH = re.compile(
 _STATUS_PATH = re.compile(
     r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?"
 )
-MAX_BODY_BYTES = 1 << 31
+# Default bound on a REST request body (mlc's own; TF Serving has none). A 513x513 RGB image
+# as JSON integers is about 3 MB; --mlc_max_request_bytes raises the bound.
+DEFAULT_MAX_REQUEST_BYTES = 256 << 20
+# Idle seconds before a connection that stops sending (mid-body or between requests) is closed.
+SOCKET_TIMEOUT_S = 60
 
 
 class RestServer:
     """A threaded HTTP server answering TF Serving's REST API from a ServerCore."""
 
-    def __init__(self, core: ServerCore, host: str, port: int, timeout_ms: int = 30000) -> None:
-        handler = type("BoundHandler", (_Handler,), {"core": core, "timeout_ms": timeout_ms})
+    def __init__(self, core: ServerCore, host: str, port: int, timeout_ms: int = 30000,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
+        handler = type("BoundHandler", (_Handler,), {
+            "core": core, "timeout_ms": timeout_ms, "max_request_bytes": max_request_bytes,
+        })
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
         self.port: int = self._httpd.server_address[1]
@@ -62,8 +69,10 @@ class RestServer:
 class _Handler(BaseHTTPRequestHandler):
     core: ServerCore
     timeout_ms: int
+    max_request_bytes: int
     protocol_version = "HTTP/1.1"
     server_version = "mlc-model-server"
+    timeout = SOCKET_TIMEOUT_S
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
         log.debug("rest: " + format, *args)
@@ -74,16 +83,43 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self._dispatch("POST")
 
+    # TF Serving answers any other method with INVALID_ARGUMENT "Malformed request" (400).
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._dispatch("PATCH")
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        self._dispatch("OPTIONS")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._dispatch("HEAD")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's own errors (bad request line, headers too long) as JSON too."""
+        self.close_connection = True
+        self._respond(code, rest_json.error_json(message or self.responses.get(code, ("Error",))[0]))
+
     def _dispatch(self, method: str) -> None:
         path = urllib.parse.urlsplit(self.path).path
         try:
             body = self._read_body()
             if not re.match(r"(?i)/v1/", path):
-                self._respond(404, {"error": f"Not found: {method} {path}"})
+                self._respond(404, rest_json.error_json(f"Not found: {method} {path}"))
                 return
             result = self._route(method, path, body)
         except LifecycleError as e:
             self._respond_error(e)
+            return
+        except RecursionError:
+            self._respond_error(InvalidArgument("JSON Value: nested too deeply"))
+            return
+        except MemoryError:
+            self._respond_error(ResourceExhausted("Request too large to process in memory"))
             return
         except Exception as e:  # a bug: answer 500 rather than drop the connection
             log.exception("REST %s %s failed", method, path)
@@ -92,13 +128,48 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond(200, result)
 
     def _read_body(self) -> bytes:
+        """The request body: Content-Length or chunked, at most max_request_bytes."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked()
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
+            self.close_connection = True
             raise InvalidArgument("malformed Content-Length header") from None
-        if length > MAX_BODY_BYTES:
-            raise InvalidArgument("request body too large")
+        if length < 0:
+            self.close_connection = True
+            raise InvalidArgument("malformed Content-Length header")
+        if length > self.max_request_bytes:
+            self.close_connection = True  # the unread body must not be taken for the next request
+            raise self._too_large(length)
         return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";")[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                raise InvalidArgument("malformed chunked request body") from None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            total += size
+            if size < 0 or total > self.max_request_bytes:
+                self.close_connection = True
+                raise self._too_large(total)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(1024)
+
+    def _too_large(self, size: int) -> RequestTooLarge:
+        return RequestTooLarge(
+            f"Request body of {size} bytes exceeds the limit of {self.max_request_bytes} bytes "
+            "(raise it with --mlc_max_request_bytes)"
+        )
 
     def _route(self, method: str, path: str, body: bytes) -> bytes | str | dict[str, Any]:
         if method == "POST":
@@ -126,11 +197,17 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(payload, dict):
             payload = json.dumps(payload)
         data = payload if isinstance(payload, bytes) else payload.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except OSError:  # the client went away; nothing left to tell it
+            self.close_connection = True
 
 
 def _ref(name: str, version: str | None, label: str | None) -> ModelRef:
