@@ -6,14 +6,18 @@ TensorFlow is imported lazily inside the functions that need it, so that ``statu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lifecycle import registry
 from lifecycle.config import Paths, check_model_name, default_model, load_definition
 from lifecycle.errors import UsageError
+
+if TYPE_CHECKING:
+    from lifecycle.watch import WatchEvent, WatchSummary
 
 
 # --- status --------------------------------------------------------------------------------
@@ -540,3 +544,69 @@ def register(path: str | Path, model: str | None = None, paths: Paths | None = N
 
     outcome = export.register_checkpoint(paths, definition, settings, ref)
     return _register_result(paths, name, outcome.version, outcome.reused)
+
+
+# --- watch ---------------------------------------------------------------------------------
+
+
+def watch(
+    run_dirs: Sequence[str | Path],
+    model: str | None = None,
+    promote_if_better: bool = False,
+    settle: float = 2.0,
+    max_events: int | None = None,
+    exit_after: float | None = None,
+    once: bool = False,
+    stop: threading.Event | None = None,
+    on_event: Callable[[WatchEvent], None] | None = None,
+    paths: Paths | None = None,
+) -> WatchSummary:
+    """Register each new checkpoint of the run folders once it has settled; report what happened.
+
+    Registration goes through :func:`register` (idempotent by content digest), so a restarted
+    watch registers nothing twice. A checkpoint whose exact content already failed validation
+    is skipped (``mlc register`` retries it). With ``promote_if_better`` a new version is
+    promoted through :func:`promote` unless the quality gate refuses it. Stops when ``stop``
+    is set, after ``max_events`` settled checkpoints, after ``exit_after`` seconds, or with
+    ``once`` as soon as nothing is left to wait for.
+    """
+    from lifecycle import checkpoints
+    from lifecycle import watch as watching
+
+    paths = paths or Paths.from_env()
+    if not run_dirs:
+        raise UsageError("name at least one run folder to watch")
+    for d in run_dirs:
+        if Path(d).exists() and not Path(d).is_dir():
+            raise UsageError(f"{d} is not a folder: mlc watch takes run folders (where a trainer writes checkpoints)")
+    if settle < 0:
+        raise UsageError("--settle must be 0 or more seconds")
+    if max_events is not None and max_events < 1:
+        raise UsageError("--max-events must be at least 1")
+    if exit_after is not None and exit_after <= 0:
+        raise UsageError("--exit-after must be a positive number of seconds")
+    name = check_model_name(model) if model else default_model(paths)
+    load_definition(paths, name)  # a missing or malformed definition is refused before watching
+    registry.load(paths)  # so is a malformed registry
+
+    def register_one(prefix: Path) -> watching.Registered:
+        ref = checkpoints.resolve(prefix)
+        rec = registry.load(paths).models.get(name)
+        if rec is not None and rec.version_for_digest(ref.digest) is None:
+            for a in reversed(rec.attempts):
+                if a.checkpoint_digest == ref.digest:
+                    raise watching.PreviouslyFailed(
+                        f"{prefix.name} failed validation check '{a.check}' before ({a.time}): {a.error}; "
+                        f"not retried (retry with: mlc register {prefix})"
+                    )
+        r = register(prefix, name, paths)
+        return watching.Registered(r.version, r.reused, r.step, r.miou)
+
+    def promote_one(version: int) -> str:
+        result = promote(name, version, reason="mlc watch --promote-if-better", paths=paths)
+        return str(getattr(result, "message", "") or f"{name}: version {version} is now stable")
+
+    watcher = watching.Watcher(
+        run_dirs, register_one, promote_one if promote_if_better else None, settle=settle, on_event=on_event,
+    )
+    return watcher.run(stop, max_events=max_events, exit_after=exit_after, once=once)

@@ -141,3 +141,33 @@ def resolve(path: Path | str) -> CheckpointRef:
     prefix = resolve_prefix(path).resolve()
     files = checkpoint_files(prefix)
     return CheckpointRef(prefix=prefix, step=step_of(prefix), files=files, digest=digest_files(prefix, files))
+
+
+_STATE_ALL_RE = re.compile(
+    r'^(?:all_)?model_checkpoint_paths?:\s*"((?:[^"\\]|\\.)*)"\s*$', re.MULTILINE
+)
+
+
+def state_prefixes(folder: Path | str) -> list[Path]:
+    """Every checkpoint prefix the ``checkpoint`` state file of ``folder`` names, as ``folder/<name>``.
+
+    Both ``model_checkpoint_path`` and ``all_model_checkpoint_paths`` count, in file order,
+    without duplicates. Names are taken by their last component inside ``folder`` (a copied
+    run's state file may hold stale absolute paths). No state file gives an empty list; an
+    unreadable one (e.g. caught mid-write by a non-atomic writer) is a CheckpointError.
+    """
+    folder = Path(folder)
+    state = folder / STATE_FILE
+    try:
+        text = state.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"cannot read checkpoint state file {state}: {e}") from e
+    found: dict[str, None] = {}
+    for m in _STATE_ALL_RE.finditer(text):
+        name = m.group(1).replace('\\"', '"').replace("\\\\", "\\").rstrip("/\\")
+        base = name.replace("\\", "/").rsplit("/", 1)[-1]
+        if base:
+            found.setdefault(base)
+    return [folder / name for name in found]

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -443,6 +445,112 @@ def train(
         stdout.print(f"Wrote {len(result.checkpoints)} checkpoints to {result.run_dir}. "
                      f"Register the latest with: mlc register {result.run_dir}")
 
+
+
+# --- watch ---------------------------------------------------------------------------------
+
+_EVENT_STYLES = {
+    "watching": "cyan", "waiting": "yellow", "gone": "yellow", "seen": "dim", "incomplete": "dim",
+    "registered": "green", "known": "dim", "failed": "red", "skipped": "yellow",
+    "promoted": "bold green", "kept": "yellow", "promote-failed": "red", "stopped": "cyan",
+}
+
+
+@app.command()
+def watch(
+    run_dirs: Annotated[
+        list[str], typer.Argument(help="Run folders to watch (they may not exist yet).", show_default=False, metavar="RUN_DIR...")
+    ],
+    model: Annotated[str | None, typer.Option("--model", help="Model to register into (configs/<model>.yaml); default: the only one.")] = None,
+    promote_if_better: Annotated[
+        bool, typer.Option("--promote-if-better", help="Promote each new version that passes the quality gate (safe rollout).")
+    ] = False,
+    settle: Annotated[
+        float, typer.Option("--settle", min=0, help="Seconds a checkpoint's files must stay unchanged before it is read.")
+    ] = 2.0,
+    max_events: Annotated[
+        int | None, typer.Option("--max-events", min=1, help="Stop after this many checkpoints were handled (registered, known, failed or skipped).")
+    ] = None,
+    exit_after: Annotated[
+        float | None, typer.Option("--exit-after", min=0.001, help="Stop after this many seconds.")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Register what the folders hold now (waiting for it to settle), then stop.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per event, then the summary, instead of text.")
+    ] = False,
+) -> None:
+    """Register every new checkpoint written into run folders, as soon as it is complete.
+
+    A checkpoint is read once the run folder's `checkpoint` state file names it and its
+    .index and .data-* files exist and have not changed for --settle seconds. Registration is
+    idempotent by content, so restarting the watch registers nothing twice. A checkpoint that
+    fails validation is logged and the watch goes on. With --promote-if-better, each new
+    version that passes the quality gate (thresholds in configs/<model>.yaml) is promoted
+    through the normal safe rollout; in a burst, only the newest. Ctrl-C (or SIGTERM) stops
+    after the current checkpoint; a second Ctrl-C aborts.
+
+    Examples:
+
+        mlc watch ckpt/16645
+
+        mlc watch ckpt/16645 ckpt/16646 --promote-if-better
+
+        mlc watch ckpt/16645 --once --json
+
+        mlc watch ckpt/16645 --max-events 3 --exit-after 600
+    """
+    stop = threading.Event()
+    counts = {"registered": 0, "failed": 0, "promoted": 0}
+    spinner = None if as_json else stdout.status("watching ...", spinner="dots")
+
+    def on_event(e: Any) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(e.to_dict(), default=str) + "\n")
+            sys.stdout.flush()
+            return
+        kind = "failed" if e.kind == "skipped" else e.kind
+        if kind in counts:
+            counts[kind] += 1
+        style = _EVENT_STYLES.get(e.kind, "")
+        stdout.print(f"{e.time[11:19]}  [{style}]{e.kind:<14}[/{style}] {escape(e.message)}" if style
+                     else f"{e.time[11:19]}  {e.kind:<14} {escape(e.message)}", markup=True, highlight=False)
+        if spinner is not None:
+            spinner.update(f"watching {len(run_dirs)} folder{'s' if len(run_dirs) != 1 else ''}: "
+                           f"{counts['registered']} registered, {counts['failed']} failed, "
+                           f"{counts['promoted']} promoted (Ctrl-C to stop)")
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        stderr.print("stopping after the current checkpoint (Ctrl-C again to abort)")
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if spinner is not None:
+            spinner.start()
+        summary = run(lambda: api.watch(run_dirs, model, promote_if_better, settle, max_events, exit_after, once,
+                                        stop=stop, on_event=on_event))
+    except KeyboardInterrupt:
+        stderr.print("aborted")
+        raise typer.Exit(130) from None
+    finally:
+        if spinner is not None:
+            spinner.stop()
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+    if as_json:
+        sys.stdout.write(json.dumps({"kind": "summary", **summary.to_dict()}, default=str) + "\n")
+        return
+    stdout.print(
+        f"Watched {len(summary.run_dirs)} folder{'s' if len(summary.run_dirs) != 1 else ''}: "
+        f"{len(summary.registered)} registered, {len(summary.known)} already known, {len(summary.failed)} failed, "
+        f"{len(summary.promoted)} promoted, {len(summary.kept)} kept back by the gate."
+    )
 
 def main() -> None:
     """Console-script entry point."""
