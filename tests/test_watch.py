@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from lifecycle import checkpoints
 from lifecycle.cli import app
-from lifecycle.errors import PreconditionFailed, ValidationFailed
+from lifecycle.errors import CheckpointError, PreconditionFailed, ValidationFailed
 from lifecycle.watch import Registered, Watcher, WatchEvent, WatchSummary
-from tests.trainer_sim import SimTrainer, synthetic_files
+from tests.trainer_sim import SimTrainer, digest_of, synthetic_files
 
 SETTLE = 0.4
 POLL = 0.05
@@ -178,6 +178,31 @@ def test_a_failing_checkpoint_is_logged_with_its_reason_and_watching_goes_on(tmp
     assert failed["ckpt-3"] == "unexpected RuntimeError: a bug in a register hook"
     assert [e.step for e in w.kinds("registered")] == [1, 4]
     assert [n for n, _ in register.reads].count("ckpt-2") == 1, "a failed checkpoint is not retried unchanged"
+
+
+def test_a_write_that_stalls_past_the_settle_time_fails_and_is_retried_once_the_file_changes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    trainer = SimTrainer(run)
+    files = synthetic_files(7)
+    data = files[".data-00000-of-00001"]
+
+    class RefusesTruncated(FakeRegister):
+        def __call__(self, prefix: Path) -> Registered:
+            if checkpoints.resolve(prefix).digest != trainer.digests[prefix.name]:
+                self.reads.append((prefix.name, "truncated"))
+                raise CheckpointError(f"checkpoint {prefix} is corrupt or truncated")  # as TF's reader says
+            return super().__call__(prefix)
+
+    register = RefusesTruncated()
+    with watching([run], register) as w:
+        trainer.write(7, files={**files, ".data-00000-of-00001": data[: len(data) // 2]})
+        trainer.digests["ckpt-7"] = digest_of("ckpt-7", files)  # the final content is what counts
+        wait_until(lambda: bool(w.kinds("failed")), what="the stalled checkpoint to fail")
+        assert "corrupt or truncated" in w.kinds("failed")[0].message
+        trainer.write_file(7, ".data-00000-of-00001", data)  # the trainer finishes after all
+        wait_until(lambda: bool(w.kinds("registered")), what="the retry")
+    assert [name for name, _ in register.reads] == ["ckpt-7", "ckpt-7"]
+    assert register.reads[-1][1] == trainer.digests["ckpt-7"]
 
 
 def test_a_restart_registers_nothing_twice(tmp_path: Path) -> None:
