@@ -215,6 +215,7 @@ class Watcher:
         self.armed: dict[Path, _Armed] = {d: _Armed() for d in self.run_dirs}
         self.summary = WatchSummary(run_dirs=[_display(d) for d in self.run_dirs])
         self._observer: BaseObserver | None = None
+        self._once = False
 
     # -- events --
 
@@ -234,6 +235,7 @@ class Watcher:
     ) -> WatchSummary:
         """Watch until told to stop; returns what happened."""
         stop = stop or threading.Event()
+        self._once = once
         deadline = None if exit_after is None else time.monotonic() + exit_after
         self._observer = Observer()
         self._observer.daemon = True
@@ -354,6 +356,7 @@ class Watcher:
     def _settle(self, stop: threading.Event, max_events: int | None) -> None:
         now = time.monotonic()
         ready: list[_Candidate] = []
+        gone: list[Path] = []
         for c in self.pending.values():
             snap = snapshot(c.prefix)
             if snap != c.snapshot:
@@ -366,11 +369,16 @@ class Watcher:
             except (CheckpointError, OSError) as e:
                 if c.incomplete_reported != snap:
                     c.incomplete_reported = snap
-                    self.emit("incomplete", f"{getattr(e, 'message', e)}; waiting for the rest",
+                    then = "left alone (--once)" if self._once else "waiting for the rest"
+                    self.emit("incomplete", f"{getattr(e, 'message', e)}; {then}",
                               run_dir=_display(c.run_dir), checkpoint=_display(c.prefix),
                               step=checkpoints.step_of(c.prefix))
+                if self._once:
+                    gone.append(c.prefix)  # nothing will complete it while we wait
                 continue
             ready.append(c)
+        for prefix in gone:
+            del self.pending[prefix]
         newest: tuple[int, Registered, _Candidate] | None = None
         for c in sorted(ready, key=lambda c: (checkpoints.step_of(c.prefix) or -1, str(c.prefix))):
             if stop.is_set() or (max_events is not None and self.summary.outcomes >= max_events):
@@ -434,8 +442,3 @@ class Watcher:
             self.summary.promoted.append(result.version)
             self.emit("promoted", message, **where)
 
-
-def describe_dirs(dirs: Iterable[Path | str]) -> str:
-    """``a, b and c`` for messages."""
-    names = [_display(Path(d)) for d in dirs]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -160,6 +160,15 @@ def test_a_checkpoint_missing_a_shard_waits_until_it_is_complete(tmp_path: Path)
     assert register.reads == [("ckpt-5", trainer.digests["ckpt-5"])]
 
 
+def test_once_leaves_an_incomplete_checkpoint_alone_instead_of_waiting_forever(tmp_path: Path) -> None:
+    trainer = SimTrainer(tmp_path / "run")
+    trainer.write(1)
+    trainer.write(2, files=synthetic_files(2, shards=2), skip=(".data-00001-of-00002",))
+    summary, events = run_once([trainer.run_dir], FakeRegister())
+    assert summary.registered == [1] and summary.stopped_by == "once"
+    assert [e.message.rsplit("; ", 1)[-1] for e in events if e.kind == "incomplete"] == ["left alone (--once)"]
+
+
 def test_a_failing_checkpoint_is_logged_with_its_reason_and_watching_goes_on(tmp_path: Path) -> None:
     run = tmp_path / "run"
     trainer = SimTrainer(run)
