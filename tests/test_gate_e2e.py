@@ -36,7 +36,7 @@ def miou(paths: Paths, version: int) -> float:
 def set_tolerance(paths: Paths, tolerance: float) -> None:
     path = paths.definition_file(MODEL)
     data = yaml.safe_load(path.read_text())
-    data.setdefault("thresholds", {})["miou_tolerance"] = tolerance
+    data.setdefault("thresholds", {})["max_miou_drop"] = tolerance
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
