@@ -209,7 +209,7 @@ def promote(
         typer.Option("--expect-current", help="Refuse unless stable is this version now (compare-and-swap).", show_default=False),
     ] = None,
     dry_run: DryRunOption = False,
-    force: Annotated[bool, typer.Option("--force", help="Promote past a failed quality gate (recorded in the history).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Promote past a failed quality gate (needs --reason; both are recorded in the history).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Move traffic to a version: sandbox check, load beside stable, verify, move the label, drop the old one.

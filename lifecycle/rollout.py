@@ -44,6 +44,7 @@ from lifecycle.errors import (
     PreconditionFailed,
     PromotionFailed,
     ServerUnavailable,
+    UsageError,
 )
 from lifecycle.files import locked
 from lifecycle.registry import HistoryEvent, ModelRecord, Registry, VersionRecord
@@ -153,7 +154,7 @@ def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force
         f"{float(old):.4f} by more than the tolerance {tolerance:g}"
     )
     if not force:
-        raise PreconditionFailed(f"{why}; promote with --force (and a --reason) to override")
+        raise PreconditionFailed(f"{why}; promote with --force --reason TEXT to override")
     return f"forced past the {why}"
 
 
@@ -792,6 +793,10 @@ def promote(
             action = "promote"
         gate = quality_gate(paths, rec, vrec, force)
         if gate:
+            if not reason.strip():
+                # A forced promotion is an audit-trail event: the history must say why.
+                raise UsageError(f"--force overrides the {gate.removeprefix('forced past the ')}; "
+                                 "say why with --reason TEXT (recorded in the history)")
             notes.append(gate)
         return _execute(paths, reg, action, model, version, after, timeout, reason, force and bool(gate), notes, dry_run, recovered)
 
