@@ -610,3 +610,259 @@ def watch(
         run_dirs, register_one, promote_one if promote_if_better else None, settle=settle, on_event=on_event,
     )
     return watcher.run(stop, max_events=max_events, exit_after=exit_after, once=once)
+
+
+# --- predict -------------------------------------------------------------------------------
+
+
+@dataclass
+class ImagePrediction:
+    """One photo's answer as ``mlc predict`` reports it."""
+
+    image: str
+    width: int
+    height: int
+    version: int | None
+    mask: str
+    overlay: str
+    classes: dict[str, float]
+
+
+@dataclass
+class PredictResult:
+    """The result of ``mlc predict``."""
+
+    model: str
+    server: str
+    transport: str  # grpc | rest
+    call: str  # sync | async
+    asked: str  # "version 3", "label stable" or "latest"
+    images: list[ImagePrediction]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return asdict(self)
+
+
+def _serving_target(paths: Paths, model: str, version: int | None, label: str | None) -> Any:
+    """The request target: signature and output from configs/<model>.yaml, else the classic contract."""
+    from lifecycle.config import load_definition
+    from lifecycle.predict import Target
+
+    if not paths.definition_file(model).exists():
+        return Target(model, version, label)
+    definition = load_definition(paths, model)
+    output = definition.signature.outputs[0].name
+    num_classes = int(definition.network.get("num_classes", 21))
+    return Target(model, version, label, definition.signature.key, output, num_classes)
+
+
+def _server_addresses(paths: Paths, server: str | None, rest: bool) -> tuple[str | None, str | None]:
+    """(gRPC address, REST address): ``--server`` names the one the transport uses."""
+    from lifecycle import fleet
+    from lifecycle.errors import ServerUnavailable
+
+    if server is not None:
+        return (None, server) if rest else (server, None)
+    known = fleet.load(paths)
+    for spec in known.servers:
+        if not rest or spec.rest:
+            return spec.grpc, spec.rest
+    if known.servers:
+        raise ServerUnavailable(
+            f"no server in {known.source} has a REST address; pass --server HOST:PORT with --rest"
+        )
+    raise ServerUnavailable(
+        "no server is known: start one with `mlc serve`, list yours in configs/servers.yaml, "
+        "or pass --server HOST:PORT"
+    )
+
+
+def predict(
+    model: str,
+    images: list[str | Path],
+    version: int | None = None,
+    label: str | None = None,
+    server: str | None = None,
+    rest: bool = False,
+    use_async: bool = False,
+    timeout: float = 30.0,
+    out: str | Path = ".",
+    paths: Paths | None = None,
+) -> PredictResult:
+    """Send photos to the served model; write ``<name>.mask.png`` and ``<name>.overlay.png`` for each.
+
+    Every photo is read before anything is sent, so a file that is not an image sends nothing.
+    """
+    from lifecycle.errors import UsageError
+
+    paths = paths or Paths.from_env()
+    check_model_name(model)
+    if version is not None and label is not None:
+        raise UsageError("give --version or --label, not both")
+    if use_async and rest:
+        raise UsageError("--async is a gRPC call (Predict.future); it does not combine with --rest")
+    if timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    if not images:
+        raise UsageError("name at least one image")
+    stems = [Path(p).name.rsplit(".", 1)[0] for p in images]
+    clash = sorted({s for s in stems if stems.count(s) > 1})
+    if clash:
+        raise UsageError(f"several images would write {clash[0]}.mask.png; predict them into different --out folders")
+
+    from lifecycle import images as pictures  # TensorFlow from here on
+    from lifecycle import predict as predicting
+    from lifecycle.client import ServingClient
+
+    photos = [pictures.read_photo(p) for p in images]
+    target = _serving_target(paths, model, version, label)
+    grpc_address, rest_address = _server_addresses(paths, server, rest)
+    with ServingClient(grpc_address or "", rest_address, timeout=timeout) as client:
+        if rest:
+            answers = predicting.predict_rest(client, target, photos, timeout)
+        else:
+            answers = predicting.predict_grpc(client, target, photos, timeout, use_async)
+
+    folder = Path(out)
+    results = []
+    for path, stem, photo, answer in zip(images, stems, photos, answers, strict=True):
+        mask_file = pictures.write_png(folder / f"{stem}.mask.png", pictures.mask_image(answer.mask))
+        overlay_file = pictures.write_png(folder / f"{stem}.overlay.png", pictures.overlay(photo, answer.mask))
+        results.append(
+            ImagePrediction(
+                image=str(path), width=int(photo.shape[1]), height=int(photo.shape[0]), version=answer.version,
+                mask=str(mask_file), overlay=str(overlay_file),
+                classes=pictures.class_shares(answer.mask, target.num_classes),
+            )
+        )
+    return PredictResult(
+        model=model,
+        server=(rest_address if rest else grpc_address) or "",
+        transport="rest" if rest else "grpc",
+        call="async" if use_async else "sync",
+        asked=target.describe(),
+        images=results,
+    )
+
+
+# --- diff ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageDiff:
+    """How B's mask of one image compares with A's."""
+
+    image: str
+    width: int
+    height: int
+    agreement: float
+    miou: float
+    differing_pixels: int
+    picture: str
+
+
+@dataclass
+class EvalDiff:
+    """How B compares with A on the evaluation set, and each against the ground truth."""
+
+    images: int
+    size: int
+    agreement: float
+    miou: float
+    differing_pixels: int
+    miou_a: float
+    miou_b: float
+
+
+@dataclass
+class DiffResult:
+    """The result of ``mlc diff``."""
+
+    model: str
+    a: int
+    b: int
+    signature_changes: list[dict[str, Any]]
+    images: list[ImageDiff]
+    eval: EvalDiff | None
+
+    @property
+    def identical(self) -> bool:
+        """Same signatures and the same mask in every pixel compared."""
+        return not self.signature_changes and all(i.differing_pixels == 0 for i in self.images) and (
+            self.eval is None or self.eval.differing_pixels == 0
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {**asdict(self), "identical": self.identical}
+
+
+def diff(
+    model: str,
+    a: int,
+    b: int,
+    images: list[str | Path] | None = None,
+    out: str | Path = ".",
+    paths: Paths | None = None,
+) -> DiffResult:
+    """Compare versions A and B: signatures, and masks on the test image, ``images`` and the eval set.
+
+    Both versions are loaded in-process from model_repo with the embedded server's loader (see
+    :mod:`lifecycle.diff`). Writes ``<model>-<A>-vs-<B>.<image>.png`` (photo | mask A | mask B
+    | disagreement) into ``out`` for each image.
+    """
+    from lifecycle.config import load_definition, validation_settings
+
+    paths = paths or Paths.from_env()
+    definition = load_definition(paths, model)
+    record = registry.load(paths).model(model)
+    record.version(a)  # VersionNotFound names the registered versions
+    record.version(b)
+    settings = validation_settings(definition)
+    photo_paths = [settings.test_image, *(Path(p) for p in images or [])]
+    stems = [p.name.rsplit(".", 1)[0] for p in photo_paths]
+    clash = sorted({s for s in stems if stems.count(s) > 1})
+    if clash:
+        from lifecycle.errors import UsageError
+
+        raise UsageError(f"several images are named {clash[0]}; their pictures would overwrite each other")
+
+    import numpy as np
+
+    from lifecycle import deeplab  # TensorFlow from here on
+    from lifecycle import diff as diffing
+    from lifecycle import images as pictures
+    from lifecycle.validate import read_signatures
+
+    photos = [pictures.read_photo(p) for p in photo_paths]
+    dir_a, dir_b = paths.version_dir(model, a), paths.version_dir(model, b)
+    changes = diffing.signature_changes(read_signatures(dir_a), read_signatures(dir_b))
+    num_classes = int(definition.network.get("num_classes", 21))
+    names = [deeplab.class_name(i, num_classes) for i in range(num_classes)]
+    key, output = definition.signature.key, definition.signature.outputs[0].name
+    ev = settings.eval
+    eval_images, eval_labels = deeplab.SyntheticSet(ev.seed, ev.count, ev.size).arrays()
+
+    folder = Path(out)
+    image_diffs = []
+    with diffing.loaded(model, a, dir_a, key, output) as va, diffing.loaded(model, b, dir_b, key, output) as vb:
+        for path, stem, photo in zip(photo_paths, stems, photos, strict=True):
+            batch = photo[None].astype(np.float32)
+            mask_a, mask_b = va.segment(batch)[0], vb.segment(batch)[0]
+            agree = diffing.agreement(mask_a, mask_b, num_classes, names)
+            picture = pictures.write_png(folder / f"{model}-{a}-vs-{b}.{stem}.png",
+                                         pictures.diff_strip(photo, mask_a, mask_b))
+            image_diffs.append(
+                ImageDiff(str(path), int(photo.shape[1]), int(photo.shape[0]), agree.agreement, agree.miou,
+                          agree.differing, str(picture))
+            )
+        masks_a, masks_b = va.segment(eval_images), vb.segment(eval_images)
+    agree = diffing.agreement(masks_a, masks_b, num_classes, names)
+    eval_diff = EvalDiff(
+        images=len(eval_images), size=ev.size, agreement=agree.agreement, miou=agree.miou,
+        differing_pixels=agree.differing,
+        miou_a=diffing.miou_against_truth(eval_labels, masks_a, num_classes, names),
+        miou_b=diffing.miou_against_truth(eval_labels, masks_b, num_classes, names),
+    )
+    return DiffResult(model, a, b, [asdict(c) | {"description": c.describe()} for c in changes], image_diffs, eval_diff)

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -551,6 +552,157 @@ def watch(
         f"{len(summary.registered)} registered, {len(summary.known)} already known, {len(summary.failed)} failed, "
         f"{len(summary.promoted)} promoted, {len(summary.kept)} kept back by the gate."
     )
+
+# --- predict -------------------------------------------------------------------------------
+
+
+@app.command()
+def predict(
+    model: ModelArg,
+    images: Annotated[
+        list[Path], typer.Argument(help="Photos to segment: JPEG, PNG or any image pillow reads, any size.",
+                                   show_default=False)
+    ],
+    version: Annotated[
+        int | None, typer.Option("--version", min=1, help="Ask for this version number (model_spec.version).")
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="Ask for the version this label points at, e.g. stable or canary.")
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="HOST:PORT of the server (its REST port with --rest). Default: the first server of "
+            "configs/servers.yaml, else the one `mlc serve` started.",
+        ),
+    ] = None,
+    rest: Annotated[bool, typer.Option("--rest", help="Send TF Serving REST JSON instead of gRPC.")] = False,
+    use_async: Annotated[
+        bool, typer.Option("--async", help="Send all photos at once through Predict.future, then collect.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.001, help="Deadline of each request, in seconds.")
+    ] = 30.0,
+    out: Annotated[
+        Path, typer.Option("--out", file_okay=False, help="Folder for <name>.mask.png and <name>.overlay.png.")
+    ] = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Segment photos with the served model: a VOC-coloured mask and an overlay per photo.
+
+    Prints each photo's share of every class by name, and which version answered.
+
+    Examples:
+
+        mlc predict deeplab photo.jpg
+
+        mlc predict deeplab a.jpg b.png --label canary --out masks/
+
+        mlc predict deeplab photo.jpg --version 3 --async --timeout 5
+
+        mlc predict deeplab photo.jpg --rest --server 127.0.0.1:8501
+    """
+    if version is not None and label is not None:
+        raise typer.BadParameter("give --version or --label, not both", param_hint="--version/--label")
+    result = run(
+        lambda: api.predict(
+            model, list(images), version=version, label=label, server=server, rest=rest,
+            use_async=use_async, timeout=timeout, out=out,
+        )
+    )
+    if as_json:
+        print_json(result.to_dict())
+        return
+    render_predict(result)
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f}%" if share >= 0.001 else "<0.1%"
+
+
+def render_predict(result: api.PredictResult) -> None:
+    """Print each photo's answering version, class shares and picture paths."""
+    stdout.print(
+        f"{result.model}: asked for {result.asked} over {result.transport} ({result.call}) at {result.server}"
+    )
+    for p in result.images:
+        answered = f"version {p.version}" if p.version is not None else "an unreported version"
+        stdout.print(f"\n{p.image}  {p.width}x{p.height}  answered by {answered}")
+        stdout.print("  " + "  ".join(f"{name} {_percent(share)}" for name, share in p.classes.items()))
+        stdout.print(f"  mask     {p.mask}")
+        stdout.print(f"  overlay  {p.overlay}")
+
+
+# --- diff ----------------------------------------------------------------------------------
+
+
+@app.command()
+def diff(
+    model: ModelArg,
+    a: Annotated[int, typer.Argument(help="Version A, the reference.", show_default=False, min=1)],
+    b: Annotated[int, typer.Argument(help="Version B, compared with A.", show_default=False, min=1)],
+    image: Annotated[
+        list[Path] | None,
+        typer.Option("--image", help="Also compare on this photo (repeatable); the test image is always used."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", file_okay=False, help="Folder for the side-by-side pictures.")
+    ] = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Tell two versions apart: signatures, pixel agreement and mIoU of B against A, and pictures.
+
+    Both versions are loaded from model_repo in this process (no server needed). Compares the
+    masks on the test image, on each --image and on the evaluation set, and writes
+    <model>-<A>-vs-<B>.<image>.png: photo | mask A | mask B | disagreement (white).
+
+    Examples:
+
+        mlc diff deeplab 2 3
+
+        mlc diff deeplab 2 3 --image photo.jpg --out diffs/
+
+        mlc diff deeplab 2 3 --json
+    """
+    result = run(lambda: api.diff(model, a, b, images=list(image or []), out=out))
+    if as_json:
+        print_json(result.to_dict())
+        return
+    render_diff(result)
+
+
+def render_diff(result: api.DiffResult) -> None:
+    """Print signature changes, then agreement per image and on the evaluation set."""
+    stdout.print(f"{result.model}: version {result.a} (A) vs version {result.b} (B)")
+    if result.signature_changes:
+        stdout.print("Signatures:")
+        for change in result.signature_changes:
+            stdout.print(f"  {change['description']}")
+    else:
+        stdout.print("Signatures: identical")
+    table = Table(title="Masks of B against A")
+    for col in ("image", "size", "agreement", "mIoU", "differing px"):
+        table.add_column(col)
+    for d in result.images:
+        table.add_row(Path(d.image).name, f"{d.width}x{d.height}", f"{100 * d.agreement:.2f}%", f"{d.miou:.3f}",
+                      str(d.differing_pixels))
+    if result.eval is not None:
+        e = result.eval
+        table.add_row(f"eval set ({e.images} scenes)", f"{e.size}x{e.size}", f"{100 * e.agreement:.2f}%",
+                      f"{e.miou:.3f}", str(e.differing_pixels))
+    stdout.print(table)
+    if result.eval is not None:
+        stdout.print(
+            f"Eval mIoU against ground truth: version {result.a} {result.eval.miou_a:.3f}, "
+            f"version {result.b} {result.eval.miou_b:.3f}"
+        )
+    stdout.print("Pictures (photo | mask A | mask B | disagreement in white):")
+    for d in result.images:
+        stdout.print(f"  {d.picture}")
+    if result.identical:
+        stdout.print("The two versions give the same masks.")
+
 
 def main() -> None:
     """Console-script entry point."""

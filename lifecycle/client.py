@@ -61,14 +61,19 @@ def tcp_ready(address: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def rest_model_status(rest: str, model: str, timeout: float = DEFAULT_TIMEOUT_S) -> dict[int, VersionState]:
-    """``GET /v1/models/<model>`` on ``rest`` (host:port): each version's state."""
+def rest_request(
+    rest: str, method: str, path: str, timeout: float = DEFAULT_TIMEOUT_S, body: Any = None
+) -> Any:
+    """One JSON request to ``rest`` (host:port); HTTP and socket errors become mlc's errors."""
     import http.client  # the standard library's client; urllib.request costs more to import
 
     host, _, port = rest.rpartition(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
-        conn.request("GET", f"/v1/models/{model}")
+        if body is None:
+            conn.request(method, path)
+        else:
+            conn.request(method, path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
         raw = resp.read()
     except (OSError, http.client.HTTPException) as e:
@@ -76,16 +81,24 @@ def rest_model_status(rest: str, model: str, timeout: float = DEFAULT_TIMEOUT_S)
     finally:
         conn.close()
     try:
-        body = json.loads(raw or b"{}")
+        answer = json.loads(raw or b"{}")
     except ValueError as e:
-        raise ServerError(f"server {rest}: GET /v1/models/{model} answered with invalid JSON: {e}", "INTERNAL") from e
+        raise ServerError(f"server {rest}: {method} {path} answered with invalid JSON: {e}", "INTERNAL") from e
     if resp.status != 200:
-        message = str(body.get("error") or resp.reason) if isinstance(body, dict) else resp.reason
+        message = str(answer.get("error") or resp.reason) if isinstance(answer, dict) else resp.reason
         if resp.status == 404:
             raise ModelNotFound(f"server {rest}: {message}")
         raise ServerError(f"server {rest}: {message}", _grpc_code_for_http(resp.status))
+    return answer
+
+
+def rest_model_status(
+    rest: str, model: str, timeout: float = DEFAULT_TIMEOUT_S, label: str | None = None
+) -> dict[int, VersionState]:
+    """``GET /v1/models/<model>[/labels/<label>]`` on ``rest`` (host:port): each version's state."""
+    body = rest_request(rest, "GET", f"/v1/models/{model}" + (f"/labels/{label}" if label else ""), timeout)
     states = {}
-    for entry in body.get("model_version_status", []):
+    for entry in body.get("model_version_status", []) if isinstance(body, dict) else []:
         status = entry.get("status") or {}
         v = int(entry.get("version", 0))
         states[v] = VersionState(
@@ -226,3 +239,31 @@ class ServingClient:
             return future.result()
         except grpc.RpcError as e:
             raise self._translate(e, what) from e
+
+    # --- REST predict -----------------------------------------------------------------------
+
+    def predict_rest(
+        self,
+        model: str,
+        body: dict[str, Any],
+        version: int | None = None,
+        label: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """``POST /v1/models/<m>[/versions/<n>|/labels/<l>]:predict`` with a JSON body."""
+        if not self.rest_address:
+            raise ServerUnavailable(f"server {self.grpc_address} has no known REST address")
+        where = f"/versions/{version}" if version is not None else f"/labels/{label}" if label else ""
+        answer = rest_request(
+            self.rest_address, "POST", f"/v1/models/{model}{where}:predict", timeout or self.timeout, body
+        )
+        if not isinstance(answer, dict):
+            raise ServerError(f"server {self.rest_address} answered Predict({model}) with {type(answer).__name__}")
+        return answer
+
+    def serving_version(self, model: str, label: str | None = None, timeout: float | None = None) -> int | None:
+        """The version a request naming no version (or naming ``label``) reaches: the highest AVAILABLE."""
+        if not self.rest_address:
+            raise ServerUnavailable(f"server {self.grpc_address} has no known REST address")
+        states = rest_model_status(self.rest_address, model, timeout or self.timeout, label=label)
+        return max((v for v, s in states.items() if s.state == "AVAILABLE"), default=None)

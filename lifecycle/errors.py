@@ -155,6 +155,12 @@ class ServerError(LifecycleError):
         self.grpc_code = grpc_code
 
 
+class ResponseMismatch(LifecycleError):
+    """A model server answered, but not with the outputs the signature contract promises."""
+
+    grpc_code = "DATA_LOSS"
+
+
 class PromotionFailed(LifecycleError):
     """A promotion or rollback failed and was reverted."""
 

@@ -175,3 +175,58 @@ def variant_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_run: Tiny
         tf.train.Checkpoint(model=net).write(str(prefix))
         prefixes.append(prefix)
     return prefixes
+
+
+# --- a served DeepLab for client tests (mlc predict, examples/deeplab_client.py) ------------
+
+from collections.abc import Iterator  # noqa: E402
+
+
+@dataclass(frozen=True)
+class ServedDeeplab:
+    """A home with deeplab versions 1, 2, 3 and an in-process mlc-model-server serving them.
+
+    Labels: ``stable`` -> 2, ``canary`` -> 3. The server is listed in ``configs/servers.yaml``,
+    so commands find it by default. Shared by the session: do not change the home or the server.
+    """
+
+    paths: Paths
+    grpc: str
+    rest: str
+
+
+@pytest.fixture(scope="session")
+def served_deeplab(tmp_path_factory: pytest.TempPathFactory, _registered_template: Path) -> Iterator[ServedDeeplab]:
+    """Session fixture: :class:`ServedDeeplab`, the server started with ``create_server``."""
+    from lifecycle import fleet
+    from lifecycle.server.main import ServerOptions, create_server
+    from tests.server_support import Client, model_config, server_config, wait_state
+
+    home = tmp_path_factory.mktemp("served") / "home"
+    shutil.copytree(_registered_template, home, symlinks=True)
+    paths = Paths.from_env(home)
+    base = paths.model_dir("deeplab")
+    versions = [1, 2, 3]
+    server = create_server(
+        ServerOptions(
+            model_config=server_config(model_config("deeplab", base, policy="specific", versions=versions)),
+            rest_api_port=0,
+            file_system_poll_wait_seconds=0,
+        )
+    )
+    client = Client(server.grpc_address)
+    try:
+        for v in versions:
+            wait_state(client, "deeplab", v, "AVAILABLE", timeout=60)
+        # Labels only on AVAILABLE versions, as TF Serving requires.
+        server.reload(
+            server_config(
+                model_config("deeplab", base, policy="specific", versions=versions, labels={"stable": 2, "canary": 3})
+            )
+        )
+        rest = f"127.0.0.1:{server.rest_port}"
+        fleet.write_servers_file(paths, [fleet.ServerSpec(server.grpc_address, rest)])
+        yield ServedDeeplab(paths, server.grpc_address, rest)
+    finally:
+        client.close()
+        server.stop()
