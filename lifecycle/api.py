@@ -117,7 +117,12 @@ def status(model: str | None = None, paths: Paths | None = None) -> StatusReport
 
         with ThreadPoolExecutor(max_workers=min(16, len(jobs))) as pool:
             list(pool.map(fetch, jobs))
+    from lifecycle.client import tcp_ready
+
     for spec in servers.servers:
+        if not names:  # no model to ask about: is anything listening?
+            reachable[spec.name] = "ok" if tcp_ready(spec.rest or spec.grpc) else "unreachable: connection refused"
+            continue
         errors = [
             e for n in names
             if isinstance(e := live.get((spec.name, n)), LifecycleError) and not isinstance(e, ModelNotFound)
