@@ -324,31 +324,43 @@ def serve(
         r = fleet.DEFAULT_REST_PORT if rest_port is None else rest_port
         specs = [fleet.ServerSpec(f"127.0.0.1:{g}", f"127.0.0.1:{r}" if r else None, reload)]
     running = {rec.grpc: rec for rec in fleet.live_records(paths)}
+    if file.exists():  # (re)start the listed servers that do not run
+        specs = [spec for spec in specs if spec.grpc not in running]
+        if not specs:
+            raise UsageError(f"every server listed in {file} already runs; stop them with `mlc stop`")
     for spec in specs:
         if spec.grpc in running:
             raise UsageError(
                 f"a server started by mlc already runs at {spec.grpc} (pid {running[spec.grpc].pid}); stop it with `mlc stop`"
             )
-    # Labels may point only at AVAILABLE versions, and nothing is available before the server
-    # has started: start on the versions alone, then add the labels with a reload.
+    started: list[tuple[Any, Any]] = []
+    # Under the lock from the first config write to the last, so no rollout interleaves.
     with locked(paths.lock_file):
         recovered = rollout.recover_pending(paths)
         serving = tfs_config.served_from_registry(registry.load(paths))
-        unlabelled = {name: tfs_config.ModelServing(s.versions, {}) for name, s in serving.items()}
-        tfs_config.write(paths, tfs_config.build(paths, unlabelled))
-    expect = {name: s.labels.get("stable", max(s.versions)) for name, s in serving.items()}
-    started: list[tuple[Any, Any]] = []
-    try:
-        for spec in specs:
-            started.append(fleet.start_process(paths, engine, spec, detach))
-        for proc, record in started:
-            fleet.wait_ready(proc, record, expect, timeout)
-        with locked(paths.lock_file):
-            rollout.apply_registry_config(paths, [record.spec() for _, record in started], timeout)
-    except BaseException:
-        for proc, record in started:
-            fleet.stop_record(paths, record, grace=5.0)
-        raise
+        expect = {name: s.labels.get("stable", max(s.versions)) for name, s in serving.items()}
+        poll = all(spec.reload == "poll" for spec in specs)
+        if poll:
+            # Polling servers read the labelled file on their own; they start with
+            # --allow_version_labels_for_unavailable_models (TF Serving's rule at start-up).
+            tfs_config.write(paths, tfs_config.build(paths, serving))
+        else:
+            # Labels may point only at AVAILABLE versions, and nothing is available before the
+            # server has started: start on the versions alone, then add the labels by a reload.
+            unlabelled = {name: tfs_config.ModelServing(s.versions, {}) for name, s in serving.items()}
+            tfs_config.write(paths, tfs_config.build(paths, unlabelled))
+        try:
+            for spec in specs:
+                started.append(fleet.start_process(paths, engine, spec, detach))
+            for proc, record in started:
+                fleet.wait_ready(proc, record, expect, timeout)
+            if not poll:
+                rollout.apply_registry_config(paths, [record.spec() for _, record in started], timeout)
+        except BaseException:
+            for proc, record in started:
+                fleet.stop_record(paths, record, grace=5.0)
+            tfs_config.write(paths, tfs_config.build(paths, serving))
+            raise
     result = ServeResult(
         engine=engine, servers=[asdict(r) for _, r in started], config_file=str(paths.serving_config),
         detached=detach, recovered=recovered,

@@ -132,8 +132,8 @@ def parse_servers(data: Any, source: Path) -> list[ServerSpec]:
             ServerSpec(
                 grpc=_address(entry["grpc"], f"{where}.grpc"),
                 rest=None if rest is None else _address(rest, f"{where}.rest"),
-                reload=str(entry.get("reload", reload)),
-                poll_seconds=int(entry.get("poll_seconds", poll)),
+                reload=reload,
+                poll_seconds=poll,
             )
         )
     if len({s.grpc for s in specs}) != len(specs):
@@ -259,7 +259,9 @@ def server_command(engine: str, spec: ServerSpec, config_file: Path) -> list[str
     if spec.rest:
         flags.append(f"--rest_api_port={spec.rest.rpartition(':')[2]}")
     if spec.reload == "poll":
+        # The server reads the labelled file at start-up, before any version is AVAILABLE.
         flags.append(f"--model_config_file_poll_wait_seconds={spec.poll_seconds}")
+        flags.append("--allow_version_labels_for_unavailable_models=true")
     if engine == "tfserving":
         return [shutil.which(TFSERVING_BINARY) or TFSERVING_BINARY, *flags]
     return [sys.executable, "-m", "lifecycle.server.main", *flags]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -34,8 +35,11 @@ from lifecycle.registry import current_user, now_iso
 STEPS = ("intent", "sandbox", "load", "available", "verify", "label", "drop", "unloaded", "commit")
 
 # Fault injection for tests: "step:state" (e.g. "label:done") makes mlc SIGKILL itself right
-# after writing that journal entry, to prove that the next command recovers.
+# after writing that journal entry, to prove that the next command recovers; "step:state=S"
+# in the pause variable makes it sleep S seconds there, so a test can kill a server at a
+# known step.
 FAULT_ENV = "MLC_FAULT_KILL_AFTER"
+PAUSE_ENV = "MLC_FAULT_PAUSE_AFTER"
 
 
 @dataclass
@@ -105,6 +109,9 @@ def step(paths: Paths, journal: Journal, name: str, state: str, detail: str = ""
     write(paths, journal)
     if os.environ.get(FAULT_ENV) == f"{name}:{state}":
         os.kill(os.getpid(), signal.SIGKILL)
+    point, _, seconds = os.environ.get(PAUSE_ENV, "").partition("=")
+    if point == f"{name}:{state}":
+        time.sleep(float(seconds or 1))
 
 
 def clear(paths: Paths) -> None:

@@ -565,7 +565,9 @@ class Rollout:
         except BaseException as e:
             cause = e.message if isinstance(e, LifecycleError) else f"{type(e).__name__}: {e}"
             step = getattr(e, "step", self.journal.steps[-1]["step"] if self.journal.steps else "?")
-            problems = revert(self.paths, self.model, targets, plan.before, checks_before(self.paths, rec, plan.before))
+            moved = self.journal.reached("label", "begin")
+            problems = revert(self.paths, self.model, targets, plan.before, checks_before(self.paths, rec, plan.before),
+                              after=plan.after if moved else None)
             detail = f"failed at step {step}: {cause}; reverted" + (f" ({'; '.join(problems)})" if problems else "")
             self.finish("reverted", detail)
             if not isinstance(e, Exception):
@@ -653,31 +655,52 @@ def checks_before(paths: Paths, rec: ModelRecord, before: dict[str, int | None])
 
 def revert(
     paths: Paths, model: str, targets: list[Target], before: dict[str, int | None], checks: dict[int, LiveCheck],
-    timeout: float = DEFAULT_TIMEOUT_S,
+    after: dict[str, int | None] | None = None, timeout: float = DEFAULT_TIMEOUT_S,
 ) -> list[str]:
-    """Write the previous config on every server and confirm the previous stable; return problems."""
+    """Put the previous config back on every server and confirm the previous stable; return problems.
+
+    With ``after`` (the labels may already have moved and old versions may be unloading), it goes
+    back the way a promote goes forward, since labels may point only at AVAILABLE versions:
+    first both states' versions with the ``after`` labels, wait for the old versions, then the
+    previous config. Unreachable servers are reported, not retried: they read the file when
+    they start again.
+    """
     b = _serving(before)
-    serving = tfs_config.served_from_registry(registry.load(paths))
-    serving.pop(model, None)
-    if b.versions:
-        serving[model] = b
-    driver = Driver(paths, model, targets, time.monotonic() + timeout)
-    config = tfs_config.build(paths, serving)
-    tfs_config.write(paths, config)
+
+    def config_with(state: ModelServing) -> Any:
+        serving = tfs_config.served_from_registry(registry.load(paths))
+        serving.pop(model, None)
+        if state.versions:
+            serving[model] = state
+        return tfs_config.build(paths, serving)
+
     problems: list[str] = []
-    alive = []
-    for t, e in _parallel(targets, lambda t: t.client.reload(config, timeout=RPC_TIMEOUT_S) if t.spec.reload == "request" else None):
-        if e is None:
-            alive.append(t)
-        else:
-            problems.append(e.message if isinstance(e, LifecycleError) else str(e))
-    driver.targets = alive
+    alive = list(targets)
+    driver = Driver(paths, model, alive, time.monotonic() + timeout)
+
+    def push(config: Any) -> None:
+        tfs_config.write(paths, config)
+        results = _parallel(
+            list(driver.targets),
+            lambda t: t.client.reload(config, timeout=RPC_TIMEOUT_S) if t.spec.reload == "request" else None,
+        )
+        for t, e in results:
+            if e is not None:
+                problems.append(e.message if isinstance(e, LifecycleError) else f"server {t.name}: {e}")
+                driver.targets.remove(t)
+
     try:
+        if after is not None and b.versions:
+            a = _serving(after)
+            push(config_with(b.union(a, a.labels)))
+            driver.wait_available("revert", list(b.versions), {})
+        push(config_with(b))
         if b.versions:
             driver.wait_available("revert", list(b.versions), {})
             driver.confirm_labels("revert", dict(b.labels), checks)
     except LifecycleError as e:
         problems.append(e.message)
+        tfs_config.write(paths, config_with(b))  # the file says the previous state in any case
     return problems
 
 
@@ -741,7 +764,8 @@ def recover_pending(paths: Paths) -> str | None:
                 return f"recovered an interrupted {j.describe()}: completed it"
             except LifecycleError as e:
                 forward_error = e.message
-        problems = revert(paths, j.model, targets, j.before, checks_before(paths, rec, j.before))
+        problems = revert(paths, j.model, targets, j.before, checks_before(paths, rec, j.before),
+                          after=j.after if j.reached("label", "begin") else None)
         detail = f"interrupted ({who}); reverted by recovery"
         if forward_error:
             detail += f" after completing it failed: {forward_error}"

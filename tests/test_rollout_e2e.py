@@ -176,6 +176,25 @@ def test_sigkill_after_each_journal_step_is_recovered(
     assert not errors, errors
 
 
+def _kill_when(paths: Paths, pid: int, step: str) -> threading.Thread:
+    """A thread that SIGKILLs ``pid`` as soon as the rollout journal records ``step``."""
+
+    def run() -> None:
+        def reached() -> bool:
+            try:
+                j = journal.load(paths)
+            except Exception:  # noqa: BLE001 - read between writes: try again
+                return False
+            return j is not None and j.last() == step
+
+        wait_for(reached, timeout=120, what=step)
+        os.kill(pid, signal.SIGKILL)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
 def test_fleet_of_three_with_one_killed_mid_promote_reverts_all(
     tmp_path: Path, built: Path, python: str, subprocess_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -189,24 +208,14 @@ def test_fleet_of_three_with_one_killed_mid_promote_reverts_all(
     try:
         assert [s["grpc"] for s in result.servers] == [s.grpc for s in specs]
         config = paths.serving_config.read_bytes()
-        victim = result.servers[1]
-        killed = threading.Event()
 
-        def killer() -> None:
-            def at_load() -> bool:
-                j = journal.load(paths)
-                return j is not None and j.reached("sandbox", "done")
-            wait_for(at_load, timeout=60)
-            os.kill(victim["pid"], signal.SIGKILL)
-            killed.set()
-
-        t = threading.Thread(target=killer, daemon=True)
-        t.start()
+        # 1. A replica dies while the candidate loads: the other two go back to stable 1.
+        monkeypatch.setenv(journal.PAUSE_ENV, "sandbox:done=1")  # mlc waits there while the test kills
+        killer = _kill_when(paths, result.servers[1]["pid"], "sandbox:done")
         with Load(specs[0].grpc, allowed={1}) as load:
             with pytest.raises(PromotionFailed, match="reverted, stable 1 serves again"):
                 api.promote(MODEL, 2, paths=paths, timeout=30)
-        t.join()
-        assert killed.is_set()
+        killer.join()
         assert load.failures == [] and load.wrong == []
         assert paths.serving_config.read_bytes() == config
         for spec in (specs[0], specs[2]):
@@ -216,9 +225,28 @@ def test_fleet_of_three_with_one_killed_mid_promote_reverts_all(
         assert rec.stable == 1 and rec.history[-1].result == "reverted"
         st = json.loads(runner.invoke(app, ["status", "--json"], env={"MLC_HOME": str(paths.home)}).output)
         assert st["servers"][specs[1].grpc].startswith("unreachable")
+        assert "server 127.0.0.1:%d is unreachable" % ports[1] in st["models"][0]["drift"]
+
+        # 2. `mlc serve` restarts the missing replica; then one dies after the label moved
+        #    everywhere: the others go back through {1, 2} to stable 1 (labels stay on AVAILABLE versions).
+        restarted = api.serve(engine="embedded", detach=True, paths=paths, timeout=120)
+        assert [s["grpc"] for s in restarted.servers] == [specs[1].grpc]
+        assert states(paths, specs[1].grpc) == {1: "AVAILABLE"}
+        monkeypatch.setenv(journal.PAUSE_ENV, "label:done=1")
+        killer = _kill_when(paths, result.servers[2]["pid"], "label:done")
+        with Load(specs[0].grpc, allowed={1, 2}) as load:
+            with pytest.raises(PromotionFailed, match="failed at step 'drop'"):
+                api.promote(MODEL, 2, paths=paths, timeout=30)
+        killer.join()
+        assert load.failures == [] and load.wrong == []
+        assert paths.serving_config.read_bytes() == config
+        for spec in specs[:2]:
+            wait_for(lambda spec=spec: states(paths, spec.grpc).get(2) in (None, "END"), what="candidate unloaded")
+            assert states(paths, spec.grpc)[1] == "AVAILABLE"
+        assert registry.load(paths).model(MODEL).stable == 1
     finally:
         stopped = api.stop(paths=paths)
-    assert len(stopped.stopped) == 2  # the killed one was not running any more
+    assert len(stopped.stopped) == 2  # the killed ones were not running any more
     assert fleet.read_records(paths) == []
 
 

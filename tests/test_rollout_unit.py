@@ -131,7 +131,7 @@ def test_server_command_uses_tf_serving_flags(home: Paths) -> None:
     cmd = fleet.server_command("embedded", spec, home.serving_config)
     assert cmd[1:3] == ["-m", "lifecycle.server.main"]
     assert cmd[3:] == ["--port=8500", f"--model_config_file={home.serving_config}", "--rest_api_port=8501",
-                       "--model_config_file_poll_wait_seconds=2"]
+                       "--model_config_file_poll_wait_seconds=2", "--allow_version_labels_for_unavailable_models=true"]
 
 
 # --- journal ------------------------------------------------------------------------------
