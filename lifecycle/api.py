@@ -208,7 +208,7 @@ def status(model: str | None = None, paths: Paths | None = None) -> StatusReport
     if pending is not None:
         pending_text = pending.describe()
         warnings.append(
-            f"an interrupted rollout is pending ({pending_text}); the next mlc promote, rollback or serve recovers it"
+            f"an interrupted rollout is pending ({pending_text}); the next mlc promote, rollback, serve or register recovers it"
         )
     return StatusReport(
         models=models, servers=reachable, servers_source=servers.source, pending_rollout=pending_text, warnings=warnings
@@ -556,6 +556,10 @@ def register(path: str | Path, model: str | None = None, paths: Paths | None = N
     existing = known.version_for_digest(ref.digest) if known else None
     if existing is not None:
         return _register_result(paths, name, existing, True)
+
+    from lifecycle import rollout
+
+    rollout.recover(paths)  # a promote or rollback left by an mlc that died is finished first
 
     from lifecycle import export  # TensorFlow from here on
 

@@ -322,14 +322,15 @@ def wait_ready(
                 + (f" (log: {record.log})" if record.log else "")
             )
         try:
-            if record.rest:
+            up = tcp_ready(record.grpc) and (record.rest is None or tcp_ready(record.rest))
+            if up and record.rest:
                 for model, version in list(pending.items()):
                     states = rest_model_status(record.rest, model, timeout=1.0)
                     if states.get(version) is not None and states[version].state == "AVAILABLE":
                         del pending[model]
                 if not pending:
                     return
-            elif tcp_ready(record.grpc):
+            elif up:
                 return
         except Exception:  # noqa: BLE001 - not up yet; the deadline decides
             pass
