@@ -261,7 +261,11 @@ def register_checkpoint(
     model_dir = paths.model_dir(model)
     clean_stale_staging(model_dir)
     with Staging(model_dir) as staging:
-        export_saved_model(serving, staging.dir)
+        try:
+            export_saved_model(serving, staging.dir)
+        except ExportError as e:
+            _record_failure(paths, model, checkpoint, "export", e.message)
+            raise
         exported = time.perf_counter()
         eval_set = deeplab.SyntheticSet(settings.eval.seed, settings.eval.count, settings.eval.size)
         images, labels = eval_set.arrays()
@@ -273,7 +277,7 @@ def register_checkpoint(
                 settings.min_miou,
             )
         except ValidationFailed as e:
-            _record_failure(paths, model, checkpoint, e)
+            _record_failure(paths, model, checkpoint, e.check, e.message)
             e.message = f"validation check '{e.check}' failed: {e.message}; nothing was published"
             e.args = (e.message,)
             raise
@@ -284,6 +288,7 @@ def register_checkpoint(
             "restore_s": round(restored - started, 3),
             "export_s": round(exported - restored, 3),
             "validate_s": round(time.perf_counter() - exported, 3),
+            **report.get("timings", {}),
         }
         version_fields = registry.VersionRecord(
             version=0, checkpoint_digest=ref.digest, checkpoint=checkpoint.path, step=ref.step,
@@ -319,11 +324,12 @@ def _publish(
     return Registered(version, False, target)
 
 
-def _record_failure(paths: Paths, model: str, checkpoint: registry.CheckpointRecord, e: ValidationFailed) -> None:
+def _record_failure(paths: Paths, model: str, checkpoint: registry.CheckpointRecord, check: str, error: str) -> None:
+    """Record a registration that got as far as exporting but published nothing."""
     with registry.transaction(paths) as reg:
         rec = reg.model(model, create=True)
         if rec.checkpoint_for_digest(checkpoint.digest) is None:
             rec.checkpoints.append(checkpoint)
         rec.attempts.append(
-            registry.Attempt(checkpoint=checkpoint.path, checkpoint_digest=checkpoint.digest, check=e.check, error=e.message)
+            registry.Attempt(checkpoint=checkpoint.path, checkpoint_digest=checkpoint.digest, check=check, error=error)
         )

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -218,8 +217,6 @@ def test_stale_staging_is_removed_but_a_live_one_is_kept(registered_home: Paths,
 
 
 def test_train_writes_checkpoints_and_resumes(make_home, tmp_path: Path) -> None:
-    import tensorflow as tf
-
     paths = make_home()
     run_dir = tmp_path / "run"
     r = mlc(paths, "train", str(run_dir), "--steps", "4", "--save-every", "2")
@@ -232,17 +229,14 @@ def test_train_writes_checkpoints_and_resumes(make_home, tmp_path: Path) -> None
     assert data["start_step"] == 4 and [c["step"] for c in data["checkpoints"]] == [6]
     done = mlc(paths, "train", str(run_dir), "--steps", "6")
     assert done.exit_code == 0 and "already at step 6" in done.stdout
-    wrong = mlc(paths, "train", str(run_dir), "--steps", "8", "--backbone", "resnet50")
+    definition = paths.definition_file("deeplab")
+    original = definition.read_text()
+    definition.write_text(original.replace("output_stride: 16", "output_stride: 16\n  aspp_depth: 32"))
+    wrong = mlc(paths, "train", str(run_dir), "--steps", "8")
     assert wrong.exit_code == 1 and "cannot resume" in wrong.stderr
+    definition.write_text(original)
     bad = mlc(paths, "train", str(run_dir), "--backbone", "vgg")
     assert bad.exit_code == 1 and "unknown backbone 'vgg'" in bad.stderr
-    # Deterministic: the same arguments give the same weights.
-    twin = tmp_path / "twin"
-    assert mlc(paths, "train", str(twin), "--steps", "4", "--save-every", "2").exit_code == 0
-    key = "model/classifier/kernel/.ATTRIBUTES/VARIABLE_VALUE"
-    a = tf.train.load_checkpoint(str(run_dir / "ckpt-4")).get_tensor(key)
-    b = tf.train.load_checkpoint(str(twin / "ckpt-4")).get_tensor(key)
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_definition_yaml_is_what_the_code_expects() -> None:

@@ -1,0 +1,97 @@
+"""Benchmark ``mlc register`` (export + validate) of the resnet50 DeepLab-v3 at 513x513.
+
+It builds a resnet50 DeepLab-v3 (random weights), writes it as a training checkpoint, and makes
+a temporary mlc home whose definition uses that backbone and a 513x513 test image. Then, in one
+process (TensorFlow imported once, before any timing):
+
+- ``baseline``: a bare ``tf.saved_model.save`` of the same network with the same signature,
+  plus one inference of the test image through the in-memory signature function;
+- ``register``: ``lifecycle.api.register`` on the checkpoint: digest, strict restore (reading
+  every tensor), export, load from disk, contract, TensorProto round trip, parity, golden
+  record, metrics on the evaluation set, warmup records, publish;
+
+and prints both times and their ratio, with register's own phase timings.
+
+    TF_CPP_MIN_LOG_LEVEL=2 python bench/bench_register.py
+    python bench/bench_register.py --size 513 --eval-count 16 --eval-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--size", type=int, default=513, help="test image height and width")
+    parser.add_argument("--eval-count", type=int, default=16, help="evaluation images (the definition's default)")
+    parser.add_argument("--eval-size", type=int, default=64, help="evaluation image size (the definition's default)")
+    args = parser.parse_args()
+
+    import numpy as np
+    import tensorflow as tf
+    import yaml
+    from PIL import Image
+
+    from lifecycle import api, deeplab
+    from lifecycle.config import Paths
+
+    work = Path(tempfile.mkdtemp(prefix="mlc-bench-register-"))
+    try:
+        home = work / "home"
+        (home / "configs").mkdir(parents=True)
+        definition = yaml.safe_load((REPO / "configs" / "deeplab.yaml").read_text())
+        definition["network"]["backbone"] = args.backbone
+        definition["validation"]["eval"].update(count=args.eval_count, size=args.eval_size)
+        (home / "configs" / "deeplab.yaml").write_text(yaml.safe_dump(definition, sort_keys=False))
+        image, _ = deeplab.synthetic_scene(seed=2017, index=0, size=args.size)
+        Image.fromarray(np.round(image).astype(np.uint8)).save(home / "configs" / "test_image.png")
+        paths = Paths.from_env(home)
+
+        spec = deeplab.NetworkSpec.from_definition(definition["network"])
+        t0 = time.perf_counter()
+        net = deeplab.build(spec)
+        prefix = work / "run" / "ckpt-1"
+        tf.train.Checkpoint(model=net).write(str(prefix))
+        print(f"built {args.backbone} DeepLab-v3 ({sum(int(np.prod(v.shape)) for v in net.variables):,} "
+              f"weights) and its checkpoint in {time.perf_counter() - t0:.1f} s")
+
+        # Baseline: the same network, saved bare, plus one inference.
+        serving = deeplab.ServingModel(net)
+        t0 = time.perf_counter()
+        tf.saved_model.save(serving.root, str(work / "bare"), signatures=serving.signatures())
+        t_save = time.perf_counter() - t0
+        x = tf.constant(np.round(image)[None].astype(np.float32))
+        t1 = time.perf_counter()
+        serving.predict_images(x, tf.constant([args.size]), tf.constant([args.size]))["segmentation_map"].numpy()
+        t_infer = time.perf_counter() - t1
+        baseline = time.perf_counter() - t0
+        shutil.rmtree(work / "bare")
+
+        t0 = time.perf_counter()
+        result = api.register(prefix, paths=paths)
+        register = time.perf_counter() - t0
+
+        print(f"image {args.size}x{args.size}, evaluation set {args.eval_count} x {args.eval_size}x{args.eval_size}")
+        print(f"baseline (tf.saved_model.save {t_save:.2f} s + one inference {t_infer:.2f} s): {baseline:.2f} s")
+        print(f"mlc register (export + validate + publish):                 {register:.2f} s  -> version {result.version}")
+        print(f"  phases: {result.report['timings']}")
+        print(f"ratio register / baseline: {register / baseline:.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
