@@ -503,7 +503,8 @@ def watch(
         mlc watch ckpt/16645 --max-events 3 --exit-after 600
     """
     stop = threading.Event()
-    counts = {"registered": 0, "failed": 0, "promoted": 0}
+    counts = {"registered": 0, "known": 0, "failed": 0, "promoted": 0}
+    quiet = {"registering", "promoting"}  # shown in the progress line only
     spinner = None if as_json else stdout.status("watching ...", spinner="dots")
 
     def on_event(e: Any) -> None:
@@ -514,12 +515,14 @@ def watch(
         kind = "failed" if e.kind == "skipped" else e.kind
         if kind in counts:
             counts[kind] += 1
-        style = _EVENT_STYLES.get(e.kind, "")
-        stdout.print(f"{e.time[11:19]}  [{style}]{e.kind:<14}[/{style}] {escape(e.message)}" if style
-                     else f"{e.time[11:19]}  {e.kind:<14} {escape(e.message)}", markup=True, highlight=False)
+        if e.kind not in quiet:
+            style = _EVENT_STYLES.get(e.kind, "")
+            stdout.print(f"{e.time[11:19]}  [{style}]{e.kind:<14}[/{style}] {escape(e.message)}" if style
+                         else f"{e.time[11:19]}  {e.kind:<14} {escape(e.message)}", markup=True, highlight=False)
         if spinner is not None:
-            spinner.update(f"watching {len(run_dirs)} folder{'s' if len(run_dirs) != 1 else ''}: "
-                           f"{counts['registered']} registered, {counts['failed']} failed, "
+            doing = f"{e.message} ... " if e.kind in quiet else ""
+            spinner.update(f"{doing}{len(run_dirs)} folder{'s' if len(run_dirs) != 1 else ''}, {e.pending} pending, "
+                           f"{counts['registered']} registered, {counts['known']} known, {counts['failed']} failed, "
                            f"{counts['promoted']} promoted (Ctrl-C to stop)")
 
     def on_signal(signum: int, frame: Any) -> None:

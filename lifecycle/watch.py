@@ -52,14 +52,15 @@ OUTCOMES = frozenset({"registered", "known", "failed", "skipped"})
 class WatchEvent:
     """Something the watcher did or saw, for the progress display and ``--json``."""
 
-    kind: str  # watching | waiting | gone | seen | incomplete | registered | known | failed | skipped
-    #            | promoted | kept | promote-failed | error | stopped
+    kind: str  # watching | waiting | gone | seen | incomplete | registering | registered | known | failed
+    #            | skipped | promoting | promoted | kept | promote-failed | stopped
     message: str
     run_dir: str | None = None
     checkpoint: str | None = None
     step: int | None = None
     version: int | None = None
     miou: float | None = None
+    pending: int = 0  # checkpoints seen and not yet handled (settling, incomplete, queued)
     time: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -222,7 +223,7 @@ class Watcher:
     def emit(self, kind: str, message: str, **fields: Any) -> None:
         """Report one event to ``on_event``."""
         if self.on_event is not None:
-            self.on_event(WatchEvent(kind, message, **fields))
+            self.on_event(WatchEvent(kind, message, pending=len(self.pending), **fields))
 
     # -- the loop --
 
@@ -399,6 +400,7 @@ class Watcher:
                  "step": checkpoints.step_of(c.prefix)}
         self.done[c.prefix] = c.snapshot
         self.summary.outcomes += 1
+        self.emit("registering", f"{_display(c.prefix)}: exporting and validating", **where)
         try:
             result = self.register(c.prefix)
         except PreviouslyFailed as e:
@@ -428,6 +430,7 @@ class Watcher:
         assert self.promote is not None
         where = {"run_dir": _display(c.run_dir), "checkpoint": _display(c.prefix), "step": result.step,
                  "version": result.version, "miou": result.miou}
+        self.emit("promoting", f"offering version {result.version} to the quality gate and the safe rollout", **where)
         try:
             message = self.promote(result.version)
         except PreconditionFailed as e:

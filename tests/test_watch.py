@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -350,3 +353,32 @@ def test_cli_watch_refuses_bad_input(home_env: Path, tmp_path: Path, args: list[
     result = CliRunner().invoke(app, argv)
     assert result.exit_code != 0
     assert message in result.output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_cli_watch_stops_cleanly_on_ctrl_c_and_sigterm(
+    python: str, subprocess_env: dict[str, str], make_home: Callable[..., Any], tmp_path: Path, sig: int,
+) -> None:
+    paths = make_home()
+    run = tmp_path / "run"
+    run.mkdir()
+    proc = subprocess.Popen(
+        [python, "-m", "lifecycle", "watch", str(run), "--json", "--exit-after", "60"],
+        env=dict(subprocess_env, MLC_HOME=str(paths.home)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert first["kind"] == "watching"
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["kind"] for line in lines] == ["stopped", "summary"]
+    assert lines[-1]["stopped_by"] == "signal"
+    assert "stopping after the current checkpoint" in err
