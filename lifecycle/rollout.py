@@ -132,8 +132,9 @@ def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force
     """Refuse a candidate whose mIoU is below stable's by more than the definition's tolerance.
 
     The tolerance is ``thresholds.max_miou_drop`` in configs/<model>.yaml (default 0). The gate
-    is skipped when either version has no mIoU. With ``force`` the refusal becomes a note that
-    the history records. Returns that note, or None when the gate passed.
+    is skipped when either version has no mIoU, and refuses when the two were scored on
+    different evaluation sets. With ``force`` the refusal becomes a note that the history
+    records (``promote`` then insists on a reason). Returns that note, or None when it passed.
     """
     if rec.stable is None or rec.stable == candidate.version:
         return None
@@ -141,10 +142,22 @@ def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force
         stable = rec.version(rec.stable)
     except LifecycleError:
         return None
-    new = (candidate.report.get("metrics") or {}).get("miou")
-    old = (stable.report.get("metrics") or {}).get("miou")
+    new_metrics, old_metrics = candidate.report.get("metrics") or {}, stable.report.get("metrics") or {}
+    new, old = new_metrics.get("miou"), old_metrics.get("miou")
     if new is None or old is None:
         return None
+    new_eval, old_eval = new_metrics.get("eval"), old_metrics.get("eval")
+    if new_eval and old_eval and new_eval != old_eval:
+        # mIoU on another evaluation set (the definition's changed in between) says nothing
+        # about which version is better.
+        why = (
+            f"quality gate: version {candidate.version} and stable {rec.stable} were scored on different "
+            f"evaluation sets ({_describe_eval(new_eval)} vs {_describe_eval(old_eval)}), so their mIoU "
+            f"cannot be compared"
+        )
+        if not force:
+            raise PreconditionFailed(f"{why}; promote with --force --reason TEXT to override")
+        return f"forced past the {why}"
     thresholds = _definition_thresholds(paths, rec.name)
     tolerance = float(thresholds.get("max_miou_drop", thresholds.get("miou_tolerance", DEFAULT_MIOU_TOLERANCE)))
     if float(new) >= float(old) - tolerance:
@@ -156,6 +169,12 @@ def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force
     if not force:
         raise PreconditionFailed(f"{why}; promote with --force --reason TEXT to override")
     return f"forced past the {why}"
+
+
+def _describe_eval(spec: Any) -> str:
+    if not isinstance(spec, dict):
+        return str(spec)
+    return ", ".join(f"{k} {v}" for k, v in spec.items() if k != "classes")
 
 
 def stable_chain(rec: ModelRecord) -> list[int]:
