@@ -106,20 +106,23 @@ def render_status(report: api.StatusReport) -> None:
         title = f"{m.name}  (stable: {m.stable if m.stable is not None else '-'}"
         title += (f", canary: {m.canary}" if m.canary is not None else "") + ")"
         table = Table(title=title)
-        for col in ("version", "labels", "checkpoint", "step", "created", "validated", "mIoU", "golden digest", "config"):
-            table.add_column(col)
+        # Short, unwrapped columns first; the checkpoint path gives way when the terminal is narrow.
+        for col in ("ver", "labels", "step", "created", "valid", "mIoU", "golden", "in config"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("checkpoint", overflow="ellipsis", no_wrap=True, ratio=1)
         for addr in servers:
-            table.add_column(addr)
+            table.add_column(addr, overflow="fold")
         for v in m.versions:
             table.add_row(
                 str(v.version),
                 ",".join(v.labels),
-                v.checkpoint,
                 "" if v.step is None else str(v.step),
-                v.created,
+                v.created[5:16].replace("T", " "),
                 "yes" if v.validated else "NO",
                 "" if v.miou is None else f"{v.miou:.3f}",
-                (v.golden_digest or "")[:19],
+                (v.golden_digest or "").removeprefix("sha256:")[:8],
+                "yes" if v.in_config else "",
+                v.checkpoint,
                 "yes" if v.in_config else "",
                 *[_state_markup(v.servers.get(addr, "")) for addr in servers],
             )
