@@ -123,7 +123,6 @@ def render_status(report: api.StatusReport) -> None:
                 (v.golden_digest or "").removeprefix("sha256:")[:8],
                 "yes" if v.in_config else "",
                 v.checkpoint,
-                "yes" if v.in_config else "",
                 *[_state_markup(v.servers.get(addr, "")) for addr in servers],
             )
         stdout.print(table)
