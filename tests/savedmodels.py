@@ -246,3 +246,57 @@ def build_spinner(path: str | Path) -> Path:
             })
             builder.save()
     return path
+
+
+def build_batch_reporter(path: str | Path) -> Path:
+    """TF1 half_plus_two that also reports the batch it ran in.
+
+    Input ``x`` (float, [None, 1]); outputs ``y`` = 0.5 * x + 2 and ``batch`` (int32, [None]):
+    every row gets the 0th dimension of the tensor the session actually ran on, so a test can
+    see requests being merged (and padded) by server-side batching.
+    """
+    tf = _tf()
+    v1 = tf.compat.v1
+    path = Path(path)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, shape=(None, 1), name="x")
+        y = tf.add(tf.multiply(0.5, x), 2.0, name="y")
+        rows = tf.shape(x)[0:1]
+        batch = tf.fill(rows, rows[0], name="batch")
+        with v1.Session(graph=graph) as sess:
+            builder = v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={
+                "serving_default": v1.saved_model.signature_def_utils.predict_signature_def(
+                    {"x": x}, {"y": y, "batch": batch}),
+            })
+            builder.save()
+    return path
+
+
+def build_mlp(path: str | Path, width: int = 1024, depth: int = 4) -> Path:
+    """TF1 multi-layer perceptron ``x`` (float, [None, width]) -> ``y`` (float, [None, width]).
+
+    ``depth`` dense layers of ``width`` x ``width`` weights: a single row costs a pass over
+    every weight, so merging rows into one run (server-side batching) pays off.
+    """
+    tf = _tf()
+    v1 = tf.compat.v1
+    path = Path(path)
+    rng = np.random.default_rng(0)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, shape=(None, width), name="x")
+        h = x
+        for i in range(depth):
+            w = v1.Variable(rng.normal(0, 1 / np.sqrt(width), (width, width)).astype(np.float32), name=f"w{i}")
+            h = tf.nn.relu(tf.matmul(h, w))
+        y = tf.identity(h, name="y")
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            builder = v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={
+                "serving_default": v1.saved_model.signature_def_utils.predict_signature_def({"x": x}, {"y": y}),
+            })
+            builder.save()
+    return path

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lifecycle.errors import InvalidArgument, LifecycleError, ServableNotFound
+from lifecycle.server.batching import BatchingOptions, BatchScheduler
 from lifecycle.server.loader import DEFAULT_SIGNATURE, Servable
 from lifecycle.server.manager import ManagerOptions, ServableManager
 from lifecycle.server.tensors import fill_tensor_proto, to_ndarray
@@ -56,8 +57,18 @@ def model_ref(model_spec: object) -> ModelRef:
 class ServerCore:
     """Predict, metadata, status and reload with TF Serving's semantics and messages."""
 
-    def __init__(self, options: ManagerOptions) -> None:
-        self.manager = ServableManager(options, warmup=self._warmup)
+    def __init__(self, options: ManagerOptions, batching: BatchingOptions | None = None) -> None:
+        self.batch_scheduler = BatchScheduler(batching) if batching is not None else None
+        self.manager = ServableManager(options, warmup=self._warmup, prepare=self._prepare)
+
+    def _prepare(self, servable: Servable) -> None:
+        """Route the servable's session runs through the shared batch scheduler, if batching."""
+        scheduler = self.batch_scheduler
+        if scheduler is None:
+            return
+        servable.batch_runner = lambda feeds, fetches, timeout_ms: scheduler.run(
+            servable, servable.run_session, feeds, fetches, timeout_ms)
+        servable.on_close.append(lambda: scheduler.forget(servable))
 
     # --- prediction ---------------------------------------------------------------------
 
@@ -242,6 +253,8 @@ class ServerCore:
     def stop(self) -> None:
         """Unload everything."""
         self.manager.stop()
+        if self.batch_scheduler is not None:
+            self.batch_scheduler.stop()
 
 
 def _request_ref(request: object) -> ModelRef:

@@ -76,6 +76,9 @@ class Servable:
         self._lock = threading.Condition()
         self._refs = 0
         self._closing = False
+        # Set by the server when batching is on: run_tensors goes through it instead.
+        self.batch_runner: Callable[[Mapping[str, np.ndarray], list[str], int | None], list[np.ndarray]] | None = None
+        self.on_close: list[Callable[[], None]] = []
 
     # --- request handles ----------------------------------------------------------------
 
@@ -100,6 +103,8 @@ class Servable:
             self._closing = True
             while self._refs:
                 self._lock.wait()
+        for callback in self.on_close:
+            callback()
         self._session.close()
 
     # --- running ------------------------------------------------------------------------
@@ -132,6 +137,14 @@ class Servable:
     ) -> list[np.ndarray]:
         """Run the session on graph tensor names (Classify/Regress/MultiInference feed one
         serialized-Example tensor to several signatures' outputs in one run)."""
+        if self.batch_runner is not None:
+            return self.batch_runner(feeds, fetches, timeout_ms)
+        return self.run_session(feeds, fetches, timeout_ms)
+
+    def run_session(
+        self, feeds: Mapping[str, np.ndarray], fetches: list[str], timeout_ms: int | None = None
+    ) -> list[np.ndarray]:
+        """One Session::Run on graph tensor names, never batched."""
         feed_dict = {self._tf_output(name): value for name, value in feeds.items()}
         fetch_outputs = [self._tf_output(name) for name in fetches]
         options = None

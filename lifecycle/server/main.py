@@ -51,6 +51,8 @@ class ServerOptions:
     rest_api_port: int | None = None
     rest_api_timeout_in_ms: int = 30000
     max_request_bytes: int = 256 << 20
+    enable_batching: bool = False
+    batching_parameters_file: str = ""
     model_config: Any = None
     model_config_file: str | None = None
     model_config_file_poll_wait_seconds: float = 0
@@ -85,9 +87,9 @@ _FLAGS: list[Flag] = [
     Flag("rest_api_num_threads", int, 0, "Number of threads for HTTP/REST API processing (a thread per connection here).", True),
     Flag("rest_api_timeout_in_ms", int, 30000, "Timeout for HTTP/REST API calls."),
     Flag("rest_api_enable_cors_support", bool, False, "Enable CORS headers in response", False),
-    Flag("enable_batching", bool, False, "enable batching", False),
+    Flag("enable_batching", bool, False, "enable batching: concurrent requests to a servable are merged along dimension 0"),
     Flag("allow_version_labels_for_unavailable_models", bool, False, "If true, allows assigning unused version labels to models that are not available yet."),
-    Flag("batching_parameters_file", str, "", "If non-empty, read an ascii BatchingParameters protobuf from the supplied file name.", False),
+    Flag("batching_parameters_file", str, "", "If non-empty, read an ascii BatchingParameters protobuf from the supplied file name (max_batch_size, batch_timeout_micros, num_batch_threads, max_enqueued_batches, allowed_batch_sizes, pad_variable_length_inputs) and use it when --enable_batching is set."),
     Flag("enable_per_model_batching_parameters", bool, False, "Enables model specific batching params.", False),
     Flag("model_config_file", str, "", "If non-empty, read an ascii ModelServerConfig protobuf from the supplied file name, and serve the models in that file. (If used, --model_name, --model_base_path are ignored.)"),
     Flag("model_config_file_poll_wait_seconds", int, 0, "Interval in seconds between each poll of the filesystem for model_config_file. If unset or set to zero, poll will be done exactly once and not periodically. When polling is on, a change to the file is also picked up at once (watchdog)."),
@@ -230,6 +232,8 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         grpc_channel_arguments=merged["grpc_channel_arguments"],
         grpc_max_threads=merged["grpc_max_threads"],
         num_load_threads=merged["num_load_threads"],
+        enable_batching=merged["enable_batching"],
+        batching_parameters_file=merged["batching_parameters_file"],
     )
 
 
@@ -469,6 +473,12 @@ def _create_server(options: ServerOptions) -> RunningServer:
     from lifecycle.server.manager import ManagerOptions
     from lifecycle.server.rest_api import RestServer
 
+    batching = None
+    if options.enable_batching:
+        from lifecycle.server.batching import BatchingOptions, read_batching_parameters
+
+        batching = (read_batching_parameters(options.batching_parameters_file) if options.batching_parameters_file
+                    else BatchingOptions(thread_pool_name="model_server_batch_threads"))
     core = ServerCore(
         ManagerOptions(
             file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
@@ -478,8 +488,10 @@ def _create_server(options: ServerOptions) -> RunningServer:
             enable_model_warmup=options.enable_model_warmup,
             saved_model_tags=tuple(t.strip() for t in options.saved_model_tags.split(",") if t.strip()),
             num_load_threads=options.num_load_threads or 4,
-        )
+        ),
+        batching=batching,
     )
+
     grpc_server = None
     rest = None
     try:

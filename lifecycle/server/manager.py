@@ -91,9 +91,11 @@ Warmup = Callable[[Servable], None]
 class ServableManager:
     """Owns every model's versions: what is aspired, loaded, serving, and what each label means."""
 
-    def __init__(self, options: ManagerOptions, warmup: Warmup | None = None) -> None:
+    def __init__(self, options: ManagerOptions, warmup: Warmup | None = None,
+                 prepare: Warmup | None = None) -> None:
         self.options = options
         self._warmup = warmup
+        self._prepare = prepare  # runs on every loaded servable before warmup (e.g. batching)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._configs: dict[str, object] = {}  # model name -> ModelConfig proto
@@ -274,6 +276,8 @@ class ServableManager:
             try:
                 servable = Servable(harness.model, harness.version, harness.path, list(self.options.saved_model_tags))
                 try:
+                    if self._prepare is not None:
+                        self._prepare(servable)
                     if self.options.enable_model_warmup and self._warmup is not None:
                         self._warmup(servable)
                 except BaseException:
