@@ -324,10 +324,10 @@ def serve(
         r = fleet.DEFAULT_REST_PORT if rest_port is None else rest_port
         specs = [fleet.ServerSpec(f"127.0.0.1:{g}", f"127.0.0.1:{r}" if r else None, reload)]
     running = {rec.grpc: rec for rec in fleet.live_records(paths)}
-    if file.exists():  # (re)start the listed servers that do not run
-        specs = [spec for spec in specs if spec.grpc not in running]
+    if file.exists():  # (re)start the listed servers of this machine that do not run
+        specs = [spec for spec in specs if spec.grpc not in running and fleet.is_local(spec)]
         if not specs:
-            raise UsageError(f"every server listed in {file} already runs; stop them with `mlc stop`")
+            raise UsageError(f"every server of this machine listed in {file} already runs; stop them with `mlc stop`")
     for spec in specs:
         if spec.grpc in running:
             raise UsageError(

@@ -152,6 +152,14 @@ def write_servers_file(paths: Paths, servers: list[ServerSpec], reload: str = "r
     atomic_write_text(servers_file(paths), yaml.safe_dump(data, sort_keys=False))
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+def is_local(spec: ServerSpec) -> bool:
+    """Whether ``mlc serve`` can start this server here (a loopback address)."""
+    return spec.grpc.rpartition(":")[0] in LOCAL_HOSTS
+
+
 # --- records of started servers -------------------------------------------------------------
 
 

@@ -299,3 +299,37 @@ def _peek(proc: subprocess.Popen[str]) -> str:
     line = proc.stdout.readline() if proc.stdout else ""
     _output[proc.pid] = _output.get(proc.pid, "") + line
     return line
+
+
+def test_concurrent_promotes_compare_and_swap(tmp_path: Path, built: Path, python: str, subprocess_env: dict[str, str]) -> None:
+    """Two promotes at once, both expecting stable 1: the lock serialises them, exactly one wins."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lifecycle.errors import PreconditionFailed
+
+    paths = make_home(tmp_path, built, [1, 2, 3], stable=1)
+    server = start_server(paths)
+    try:
+        served(paths, server.grpc_address, f"127.0.0.1:{server.rest_port}")
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(api.promote, MODEL, v, expect_current=1, paths=paths) for v in (2, 3)]
+        outcomes = [f.exception() for f in futures]
+        assert sum(e is None for e in outcomes) == 1
+        loser = next(e for e in outcomes if e is not None)
+        assert isinstance(loser, PreconditionFailed) and "(--expect-current)" in loser.message
+        winner = 2 if outcomes[0] is None else 3
+        assert registry.load(paths).model(MODEL).stable == winner
+        assert states(paths, server.grpc_address) == {1: "END", winner: "AVAILABLE"}
+
+        # status with a live server reads it over REST without importing TensorFlow
+        code = (
+            "import sys\nfrom typer.testing import CliRunner\nfrom lifecycle.cli import app\n"
+            "r = CliRunner().invoke(app, ['status', '--json'])\nassert r.exit_code == 0, r.output\n"
+            "assert '\"AVAILABLE\"' in r.output, r.output\n"
+            "print(sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.'))[:3])\n"
+        )
+        out = subprocess.run([python, "-c", code], env=dict(subprocess_env, MLC_HOME=str(paths.home)),
+                             capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "[]"
+    finally:
+        server.stop()
