@@ -614,12 +614,12 @@ def watch(
         ref = checkpoints.resolve(prefix)
         rec = registry.load(paths).models.get(name)
         if rec is not None and rec.version_for_digest(ref.digest) is None:
-            for a in reversed(rec.attempts):
-                if a.checkpoint_digest == ref.digest:
-                    raise watching.PreviouslyFailed(
-                        f"{prefix.name} failed validation check '{a.check}' before ({a.time}): {a.error}; "
-                        f"not retried (retry with: mlc register {prefix})"
-                    )
+            failed = _failed_validation(rec, ref.digest, paths.definition_file(name))
+            if failed is not None:
+                raise watching.PreviouslyFailed(
+                    f"{prefix.name} failed validation check '{failed.check}' before ({failed.time}): {failed.error}; "
+                    f"not retried until configs/{name}.yaml changes (or retry now with: mlc register {prefix})"
+                )
         r = register(prefix, name, paths)
         return watching.Registered(r.version, r.reused, r.step, r.miou)
 
@@ -887,3 +887,25 @@ def diff(
         miou_b=diffing.miou_against_truth(eval_labels, masks_b, num_classes, names),
     )
     return DiffResult(model, a, b, [asdict(c) | {"description": c.describe()} for c in changes], image_diffs, eval_diff)
+
+
+def _failed_validation(rec: registry.ModelRecord, digest: str, definition: Path) -> registry.Attempt | None:
+    """The latest attempt at ``digest`` that failed a validation check since the definition last changed.
+
+    Export failures (a full disk, a killed process) are not remembered: they may pass next time.
+    """
+    from datetime import datetime
+
+    try:
+        changed = definition.stat().st_mtime
+    except OSError:
+        changed = 0.0
+    for a in reversed(rec.attempts):
+        if a.checkpoint_digest != digest or a.check == "export":
+            continue
+        try:
+            when = datetime.fromisoformat(a.time).timestamp()
+        except ValueError:
+            continue
+        return a if when >= int(changed) else None
+    return None

@@ -382,3 +382,24 @@ def test_cli_watch_stops_cleanly_on_ctrl_c_and_sigterm(
     assert [line["kind"] for line in lines] == ["stopped", "summary"]
     assert lines[-1]["stopped_by"] == "signal"
     assert "stopping after the current checkpoint" in err
+
+
+def test_a_failed_validation_is_remembered_until_the_definition_changes(tmp_path: Path) -> None:
+    import os
+
+    from lifecycle.api import _failed_validation
+    from lifecycle.registry import Attempt, ModelRecord
+
+    definition = tmp_path / "deeplab.yaml"
+    definition.write_text("name: deeplab\n")
+    os.utime(definition, (1_700_000_000, 1_700_000_000))  # 2023-11-14T22:13:20Z
+    rec = ModelRecord(name="deeplab", attempts=[
+        Attempt("ckpt/a", "sha256:a", "metrics", "eval mIoU too low", time="2023-11-15T00:00:00+00:00"),
+        Attempt("ckpt/b", "sha256:b", "export", "No space left on device", time="2023-11-15T00:00:00+00:00"),
+        Attempt("ckpt/c", "sha256:c", "parity", "outputs differ", time="2023-11-14T00:00:00+00:00"),
+    ])
+    failed = _failed_validation(rec, "sha256:a", definition)
+    assert failed is not None and failed.error == "eval mIoU too low"
+    assert _failed_validation(rec, "sha256:b", definition) is None, "an export failure may pass next time"
+    assert _failed_validation(rec, "sha256:c", definition) is None, "the definition changed since"
+    assert _failed_validation(rec, "sha256:new", definition) is None
