@@ -111,7 +111,13 @@ def test_a_forced_dry_run_shows_the_gate_note_in_the_plan(home: Paths) -> None:
     assert any(n.startswith("forced past the quality gate: version 1") for n in result.plan.notes)
 
 
-def test_mlc_status_shows_each_versions_miou(home: Paths) -> None:
+def test_mlc_status_shows_each_versions_miou(home: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from lifecycle import cli
+
+    # A terminal wide enough for every column (at 80 columns rich shortens them all).
+    monkeypatch.setattr(cli, "stdout", Console(width=160, highlight=False, soft_wrap=True))
     result = runner.invoke(app, ["status", MODEL])
     assert result.exit_code == 0, result.output
     for value in ("0.300", "0.490", "0.500", "0.700"):

@@ -100,6 +100,6 @@ def test_watch_registers_each_real_checkpoint_once_and_a_restart_adds_nothing(
     assert len(after.versions) == 1 and len(after.attempts) == 1
 
     # mlc status shows the eval mIoU stored with the version.
-    status = runner.invoke(app, ["status"])
+    status = runner.invoke(app, ["status", "--json"])
     assert status.exit_code == 0, status.output
-    assert f"{registered.miou:.3f}" in status.stdout
+    assert json.loads(status.stdout)["models"][0]["versions"][0]["miou"] == pytest.approx(registered.miou)
