@@ -106,12 +106,17 @@ def render_status(report: api.StatusReport) -> None:
         title = f"{m.name}  (stable: {m.stable if m.stable is not None else '-'}"
         title += (f", canary: {m.canary}" if m.canary is not None else "") + ")"
         table = Table(title=title)
-        # Short, unwrapped columns first; the checkpoint path gives way when the terminal is narrow.
-        for col in ("ver", "labels", "step", "created", "valid", "mIoU", "golden", "in config"):
-            table.add_column(col, no_wrap=True)
-        table.add_column("checkpoint", overflow="ellipsis", no_wrap=True, ratio=1)
+        # On a narrow terminal the created time, digest and checkpoint wrap; the rest stays whole.
+        for col in ("ver", "labels", "step"):
+            table.add_column(col, no_wrap=True, min_width=len(col))
+        table.add_column("created", overflow="fold")
+        for col in ("valid", "mIoU"):
+            table.add_column(col, no_wrap=True, min_width=5)
+        table.add_column("golden", overflow="fold")
+        table.add_column("in config", no_wrap=True, min_width=3)
+        table.add_column("checkpoint", overflow="fold")
         for addr in servers:
-            table.add_column(addr, overflow="fold")
+            table.add_column(addr, overflow="fold", min_width=9)
         for v in m.versions:
             table.add_row(
                 str(v.version),
