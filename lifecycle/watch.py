@@ -18,6 +18,7 @@ This module does not import TensorFlow; the register callable does (see :func:`a
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import stat
@@ -43,6 +44,16 @@ RESCAN_S = 30.0
 # Event types that mean a file changed. Opens and read-only closes are left out: reading the
 # state file and hashing checkpoints would otherwise wake the watcher in an endless loop.
 _CHANGE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
+
+
+class _BenignStopRace(logging.Filter):
+    """Drops watchdog's error about an emitter read racing its own stop (harmless on shutdown)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_BenignStopRace())
 
 # Event kinds that settle one checkpoint; --max-events counts these.
 OUTCOMES = frozenset({"registered", "known", "failed", "skipped"})
@@ -145,7 +156,8 @@ class _Candidate:
     run_dir: Path
     snapshot: Snapshot | None
     since: float
-    incomplete_reported: Snapshot | None = None
+    # the snapshot last reported incomplete, wrapped so that "no files" (None) is reportable too
+    incomplete_reported: tuple[Snapshot | None] | None = None
 
 
 @dataclass
@@ -363,13 +375,15 @@ class Watcher:
             if snap != c.snapshot:
                 c.snapshot, c.since = snap, now
                 continue
-            if snap is None or now - c.since < self.settle:
+            if now - c.since < self.settle:
                 continue
             try:
+                if snap is None:
+                    raise CheckpointError(f"checkpoint {c.prefix} has no index file ({c.prefix.name}.index) yet")
                 checkpoints.checkpoint_files(c.prefix)
             except (CheckpointError, OSError) as e:
-                if c.incomplete_reported != snap:
-                    c.incomplete_reported = snap
+                if c.incomplete_reported != (snap,):
+                    c.incomplete_reported = (snap,)
                     then = "left alone (--once)" if self._once else "waiting for the rest"
                     self.emit("incomplete", f"{getattr(e, 'message', e)}; {then}",
                               run_dir=_display(c.run_dir), checkpoint=_display(c.prefix),

@@ -167,9 +167,12 @@ def test_once_leaves_an_incomplete_checkpoint_alone_instead_of_waiting_forever(t
     trainer = SimTrainer(tmp_path / "run")
     trainer.write(1)
     trainer.write(2, files=synthetic_files(2, shards=2), skip=(".data-00001-of-00002",))
+    trainer.write(3, skip=(".index", ".data-00000-of-00001"))  # named in the state file, no files at all
     summary, events = run_once([trainer.run_dir], FakeRegister())
     assert summary.registered == [1] and summary.stopped_by == "once"
-    assert [e.message.rsplit("; ", 1)[-1] for e in events if e.kind == "incomplete"] == ["left alone (--once)"]
+    incomplete = {e.step: e.message for e in events if e.kind == "incomplete"}
+    assert incomplete[2].endswith("missing ckpt-2.data-00001-of-00002; left alone (--once)")
+    assert incomplete[3].endswith("has no index file (ckpt-3.index) yet; left alone (--once)")
 
 
 def test_a_failing_checkpoint_is_logged_with_its_reason_and_watching_goes_on(tmp_path: Path) -> None:
