@@ -151,10 +151,15 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
-def restore_strict(net: Any, prefix: Path, root: str = DEFAULT_CHECKPOINT_ROOT, what: str = "the network") -> None:
+# Where trainers keep the global step: ours (tf.train.Checkpoint(step=...)) and TF1's.
+STEP_KEYS = ("step/.ATTRIBUTES/VARIABLE_VALUE", "global_step/.ATTRIBUTES/VARIABLE_VALUE", "global_step")
+
+
+def restore_strict(net: Any, prefix: Path, root: str = DEFAULT_CHECKPOINT_ROOT, what: str = "the network") -> int | None:
     """Restore every variable of ``net`` from ``prefix``; any mismatch is ArchitectureMismatch.
 
     Also reads every tensor of the checkpoint, so corrupt or truncated data is a CheckpointError.
+    Returns the global step stored in the checkpoint, if it has one.
     """
     import tensorflow as tf
 
@@ -184,15 +189,21 @@ def restore_strict(net: Any, prefix: Path, root: str = DEFAULT_CHECKPOINT_ROOT, 
             f"checkpoint {prefix} does not match {what}: {len(found)} network variables in the checkpoint, "
             f"{len(expected)} in the network; " + "; ".join(parts)
         )
+    step = None
     try:
         for key in sorted(shapes):
-            reader.get_tensor(key)
+            value = reader.get_tensor(key)
+            if key in STEP_KEYS and getattr(value, "size", 0) == 1:
+                step = int(value)
     except Exception as e:  # OpError (checksum), IndexError (short read), ...: all mean bad data
         raise CheckpointError(f"checkpoint {prefix} is corrupt or truncated: {_first_line(e)}") from e
     try:
-        tf.train.Checkpoint(**{root: net}).read(str(prefix)).assert_existing_objects_matched()
+        status = tf.train.Checkpoint(**{root: net}).read(str(prefix))
+        status.assert_existing_objects_matched()
+        status.expect_partial()  # the optimizer, step and so on are not the network's business
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         raise ArchitectureMismatch(f"checkpoint {prefix} does not match {what}: {_first_line(e)}") from e
+    return step
 
 
 def checkpoint_root(definition: ModelDefinition) -> str:
@@ -200,15 +211,15 @@ def checkpoint_root(definition: ModelDefinition) -> str:
     return str(definition.network.get("checkpoint_root", DEFAULT_CHECKPOINT_ROOT))
 
 
-def load_network(definition: ModelDefinition, ref: CheckpointRef) -> DeepLabV3:
-    """Build the definition's network and restore ``ref`` into it strictly."""
+def load_network(definition: ModelDefinition, ref: CheckpointRef) -> tuple[DeepLabV3, int | None]:
+    """Build the definition's network and restore ``ref`` into it strictly; also its stored step."""
     from lifecycle import deeplab
 
     spec = deeplab.NetworkSpec.from_definition(definition.network, f"{definition.path}: network")
     net = deeplab.build(spec)
-    restore_strict(net, ref.prefix, checkpoint_root(definition),
-                   f"the {spec.backbone} DeepLab-v3 of {definition.path.name}")
-    return net
+    step = restore_strict(net, ref.prefix, checkpoint_root(definition),
+                          f"the {spec.backbone} DeepLab-v3 of {definition.path.name}")
+    return net, step
 
 
 def export_saved_model(serving: Any, target: Path) -> None:
@@ -250,12 +261,14 @@ def register_checkpoint(
     from lifecycle import deeplab, validate
 
     model = definition.name
-    checkpoint = registry.CheckpointRecord(
-        digest=ref.digest, path=display_path(paths, ref.prefix), step=ref.step, tf_version=tf.__version__,
-    )
     started = time.perf_counter()
-    net = load_network(definition, ref)
+    net, stored_step = load_network(definition, ref)
     restored = time.perf_counter()
+    # The prefix's -N names the step; a checkpoint named otherwise may still store it.
+    step = ref.step if ref.step is not None else stored_step
+    checkpoint = registry.CheckpointRecord(
+        digest=ref.digest, path=display_path(paths, ref.prefix), step=step, tf_version=tf.__version__,
+    )
     serving = deeplab.ServingModel(net)
 
     model_dir = paths.model_dir(model)
@@ -291,7 +304,7 @@ def register_checkpoint(
             **report.get("timings", {}),
         }
         version_fields = registry.VersionRecord(
-            version=0, checkpoint_digest=ref.digest, checkpoint=checkpoint.path, step=ref.step,
+            version=0, checkpoint_digest=ref.digest, checkpoint=checkpoint.path, step=step,
             validated=True, report=report,
         )
         own_record = {

@@ -136,7 +136,7 @@ def read_signatures(saved_model_dir: Path) -> dict[str, dict[str, Any]]:
     sm = saved_model_pb2.SavedModel()
     try:
         sm.ParseFromString(pb.read_bytes())
-    except (OSError, Exception) as e:  # DecodeError is not an OSError
+    except Exception as e:  # OSError, or protobuf's DecodeError: either way not a SavedModel
         raise ValidationFailed(f"cannot read {pb}: {e}", check="contract") from e
     graphs = [mg for mg in sm.meta_graphs if "serve" in mg.meta_info_def.tags]
     if not graphs:
@@ -313,7 +313,7 @@ def read_warmup_requests(version_dir: Path) -> list[PredictRequest]:
             log = prediction_log_pb2.PredictionLog.FromString(record)
             if log.WhichOneof("log_type") == "predict_log":
                 requests.append(log.predict_log.request)
-    except (tf.errors.OpError, Exception) as e:  # DecodeError: a record that is not a PredictionLog
+    except Exception as e:  # OpError (a torn record) or DecodeError (not a PredictionLog)
         raise ValidationFailed(f"{path} is unreadable: {str(e).splitlines()[0]}", check="warmup") from e
     return requests
 

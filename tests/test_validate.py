@@ -124,3 +124,20 @@ def test_load_image(tmp_path: Path) -> None:
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(ImageError, match="not a readable image"):
         validate.load_image(tmp_path / "text.png")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.int32, (3, 5), elements=st.integers(0, 4)), arrays(np.int32, (3, 5), elements=st.integers(0, 4)))
+def test_metrics_properties(truth: np.ndarray, pred: np.ndarray) -> None:
+    names = [f"c{i}" for i in range(5)]
+    m = validate.segmentation_metrics(validate.confusion_matrix(truth, pred, 5), names)
+    assert 0.0 <= m["miou"] <= 1.0 and 0.0 <= m["pixel_accuracy"] <= 1.0
+    assert set(m["per_class_iou"]) == {names[c] for c in set(truth.ravel()) | set(pred.ravel())}
+    perfect = validate.segmentation_metrics(validate.confusion_matrix(truth, truth, 5), names)
+    assert perfect["miou"] == 1.0 and perfect["pixel_accuracy"] == 1.0
+    assert (m["miou"] == 1.0) == bool(np.array_equal(truth, pred))
