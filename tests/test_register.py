@@ -246,3 +246,11 @@ def test_definition_yaml_is_what_the_code_expects() -> None:
     assert data["signature"]["key"] == "predict_images"
     assert data["network"]["atrous_rates"] == [6, 12, 18] and data["network"]["output_stride"] == 16
     assert isinstance(data["thresholds"]["max_miou_drop"], float)
+
+
+def test_strict_restore_returns_the_stored_step(tiny_run: TinyRun, variant_checkpoints: list[Path]) -> None:
+    from lifecycle import deeplab
+
+    net = deeplab.build(deeplab.NetworkSpec())
+    assert export.restore_strict(net, tiny_run.prefixes[0]) == tiny_run.steps[0]
+    assert export.restore_strict(net, variant_checkpoints[0]) is None  # written without a step variable
