@@ -9,6 +9,7 @@ prediction (gRPC, REST, warmup) ends in :meth:`ServerCore._run` -> ``Servable.ru
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from lifecycle.errors import InvalidArgument, LifecycleError, ServableNotFound
 from lifecycle.server.batching import BatchingOptions, BatchScheduler
 from lifecycle.server.loader import DEFAULT_SIGNATURE, Servable
 from lifecycle.server.manager import ManagerOptions, ServableManager
+from lifecycle.server.monitoring import Metrics
 from lifecycle.server.tensors import fill_tensor_proto, to_ndarray
 
 log = logging.getLogger("mlc-model-server")
@@ -60,9 +62,20 @@ class ServerCore:
     def __init__(self, options: ManagerOptions, batching: BatchingOptions | None = None) -> None:
         self.batch_scheduler = BatchScheduler(batching) if batching is not None else None
         self.manager = ServableManager(options, warmup=self._warmup, prepare=self._prepare)
+        self.metrics = Metrics()
+        self.metrics.add_gauges(self._version_states)
+
+    def _version_states(self) -> list[tuple[str, tuple[tuple[str, str], ...], float]]:
+        rows = []
+        for name in self.manager.model_names():
+            for status in self.manager.version_statuses(name):
+                labels = (("model_name", name), ("model_version", str(status.version)), ("state", status.state.value))
+                rows.append((":mlc:serving:model_version_state", labels, 1.0))
+        return rows
 
     def _prepare(self, servable: Servable) -> None:
         """Route the servable's session runs through the shared batch scheduler, if batching."""
+        self.metrics.record_load(servable.name, servable.version, str(servable.path), servable.load_seconds * 1e6)
         scheduler = self.batch_scheduler
         if scheduler is None:
             return
@@ -159,8 +172,10 @@ class ServerCore:
                 return examples.regress(servable, request)
             return examples.multi_inference(servable, request)
 
+        started = time.monotonic()
         count = servable.warmup(run)
         if count:
+            self.metrics.record_warmup(str(servable.path), (time.monotonic() - started) * 1e6)
             log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d.",
                      servable.path, count)
 

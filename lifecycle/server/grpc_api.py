@@ -14,22 +14,33 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from lifecycle.errors import LifecycleError
 from lifecycle.server.core import ServerCore
+from lifecycle.server.monitoring import request_observer
 
 log = logging.getLogger("mlc-model-server")
 
 T = TypeVar("T")
 
 
-def _call(context: grpc.ServicerContext, method: str, fn: Callable[[], T]) -> T:
-    """Run ``fn``; turn a LifecycleError into the gRPC status TF Serving would send."""
+def _call(context: grpc.ServicerContext, method: str, fn: Callable[[], T],
+          observe: Callable[[str], None] | None = None) -> T:
+    """Run ``fn``; turn a LifecycleError into the gRPC status TF Serving would send.
+
+    ``observe`` (request metrics) is told the status code name the call ended with.
+    """
+    status = "OK"
     try:
         return fn()
     except LifecycleError as e:
+        status = e.grpc_code
         log.debug("%s failed: %s", method, e.message)
         context.abort(getattr(grpc.StatusCode, e.grpc_code, grpc.StatusCode.UNKNOWN), e.message)
     except Exception as e:  # an unexpected bug: report it, don't kill the connection
+        status = "INTERNAL"
         log.exception("%s failed", method)
         context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+    finally:
+        if observe is not None:
+            observe(status)
     raise AssertionError("unreachable")  # context.abort always raises
 
 
@@ -46,20 +57,28 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, core: ServerCore) -> None:
         self.core = core
 
+    def _observe(self, model: str, api: str) -> Callable[[str], None]:
+        return request_observer(self.core.metrics, model, api, "GRPC")
+
     def Predict(self, request, context):  # noqa: N802, ANN001, ANN201 - gRPC's names
-        return _call(context, "Predict", lambda: self.core.predict(request, _timeout_ms(context)))
+        return _call(context, "Predict", lambda: self.core.predict(request, _timeout_ms(context)),
+                     self._observe(request.model_spec.name, "Predict"))
 
     def GetModelMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
         return _call(context, "GetModelMetadata", lambda: self.core.get_model_metadata(request))
 
     def Classify(self, request, context):  # noqa: N802, ANN001, ANN201
-        return _call(context, "Classify", lambda: self.core.classify(request, _timeout_ms(context)))
+        return _call(context, "Classify", lambda: self.core.classify(request, _timeout_ms(context)),
+                     self._observe(request.model_spec.name, "Classify"))
 
     def Regress(self, request, context):  # noqa: N802, ANN001, ANN201
-        return _call(context, "Regress", lambda: self.core.regress(request, _timeout_ms(context)))
+        return _call(context, "Regress", lambda: self.core.regress(request, _timeout_ms(context)),
+                     self._observe(request.model_spec.name, "Regress"))
 
     def MultiInference(self, request, context):  # noqa: N802, ANN001, ANN201
-        return _call(context, "MultiInference", lambda: self.core.multi_inference(request, _timeout_ms(context)))
+        model = request.tasks[0].model_spec.name if request.tasks else ""
+        return _call(context, "MultiInference", lambda: self.core.multi_inference(request, _timeout_ms(context)),
+                     self._observe(model, "MultiInference"))
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -57,6 +58,7 @@ class Servable:
         import tensorflow as tf
         from tensorflow.python.client import pywrap_tf_session
 
+        started = time.monotonic()
         self.name = name
         self.version = version
         self.path = Path(path)
@@ -72,6 +74,7 @@ class Servable:
             self._session.close()
             raise _load_error(e, self.path, tags) from e
         self.signatures = dict(self.meta_graph.signature_def)
+        self.load_seconds = time.monotonic() - started
         self._outputs_cache: dict[str, object] = {}
         self._lock = threading.Condition()
         self._refs = 0

@@ -52,6 +52,7 @@ class ServerOptions:
     rest_api_timeout_in_ms: int = 30000
     max_request_bytes: int = 256 << 20
     enable_batching: bool = False
+    monitoring_config_file: str = ""
     batching_parameters_file: str = ""
     model_config: Any = None
     model_config_file: str | None = None
@@ -115,7 +116,7 @@ _FLAGS: list[Flag] = [
     Flag("enable_model_warmup", bool, True, "Enables model warmup, which triggers lazy initializations (such as TF optimizations) at load time, to reduce first request latency."),
     Flag("num_request_iterations_for_warmup", int, 1, "Number of times a request is iterated during warmup replay.", False),
     Flag("version", bool, False, "Display version"),
-    Flag("monitoring_config_file", str, "", "If non-empty, read an ascii MonitoringConfig protobuf from the supplied file name", False),
+    Flag("monitoring_config_file", str, "", "If non-empty, read an ascii MonitoringConfig protobuf from the supplied file name. With prometheus_config { enable: true } the REST port serves Prometheus metrics on prometheus_config.path (default /monitoring/prometheus/metrics)."),
     Flag("remove_unused_fields_from_bundle_metagraph", bool, True, "Removes unused fields from MetaGraphDef proto message to save memory.", False),
     Flag("prefer_tflite_model", bool, False, "Prefer TensorFlow Lite model from `model.tflite` file in SavedModel directory.", False),
     Flag("num_tflite_pools", int, 0, "Number of TFLite interpreter pools.", False),
@@ -233,6 +234,7 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         grpc_max_threads=merged["grpc_max_threads"],
         num_load_threads=merged["num_load_threads"],
         enable_batching=merged["enable_batching"],
+        monitoring_config_file=merged["monitoring_config_file"],
         batching_parameters_file=merged["batching_parameters_file"],
     )
 
@@ -473,6 +475,15 @@ def _create_server(options: ServerOptions) -> RunningServer:
     from lifecycle.server.manager import ManagerOptions
     from lifecycle.server.rest_api import RestServer
 
+    metrics_path = None
+    if options.monitoring_config_file:
+        from lifecycle.server.monitoring import read_monitoring_config
+
+        prometheus = read_monitoring_config(options.monitoring_config_file)
+        if prometheus.enable:
+            if options.rest_api_port is None:
+                log.warning("Prometheus metrics need --rest_api_port; they are not exported")
+            metrics_path = prometheus.path
     batching = None
     if options.enable_batching:
         from lifecycle.server.batching import BatchingOptions, read_batching_parameters
@@ -523,7 +534,7 @@ def _create_server(options: ServerOptions) -> RunningServer:
         if options.rest_api_port is not None:
             try:
                 rest = RestServer(core, options.host, options.rest_api_port, options.rest_api_timeout_in_ms,
-                                  max_request_bytes=options.max_request_bytes)
+                                  max_request_bytes=options.max_request_bytes, metrics_path=metrics_path)
             except OSError as e:
                 raise StartupError(f"UNAVAILABLE: could not bind HTTP/REST to {options.host}:{options.rest_api_port}: {e}") from e
             rest.start()

@@ -35,6 +35,7 @@ from lifecycle.errors import (
     ServingError,
 )
 from lifecycle.server.loader import Servable
+from lifecycle.server.monitoring import note_served
 
 log = logging.getLogger("mlc-model-server")
 
@@ -351,6 +352,7 @@ class ServableManager:
         if not name:
             raise InvalidArgument("ModelSpec has no name specified.")
         servable = self._acquire(name, version, label)
+        note_served(servable.version)  # for the request metrics of this thread's request
         try:
             yield servable
         finally:

@@ -25,6 +25,7 @@ from lifecycle.errors import InvalidArgument, LifecycleError, RequestTooLarge, R
 from lifecycle.server import rest_json
 from lifecycle.server.core import ModelRef, ServerCore
 from lifecycle.server.examples import input_from_json, is_b64
+from lifecycle.server.monitoring import request_observer
 
 log = logging.getLogger("mlc-model-server")
 
@@ -45,9 +46,10 @@ class RestServer:
     """A threaded HTTP server answering TF Serving's REST API from a ServerCore."""
 
     def __init__(self, core: ServerCore, host: str, port: int, timeout_ms: int = 30000,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, metrics_path: str | None = None) -> None:
         handler = type("BoundHandler", (_Handler,), {
             "core": core, "timeout_ms": timeout_ms, "max_request_bytes": max_request_bytes,
+            "metrics_path": metrics_path,
         })
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
@@ -70,6 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
     core: ServerCore
     timeout_ms: int
     max_request_bytes: int
+    metrics_path: str | None  # Prometheus exposition on this GET path, if enabled
     protocol_version = "HTTP/1.1"
     server_version = "mlc-model-server"
     timeout = SOCKET_TIMEOUT_S
@@ -108,6 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         try:
             body = self._read_body()
+            if method == "GET" and self.metrics_path is not None and path == self.metrics_path:
+                self._respond(200, self.core.metrics.render(), content_type="text/plain; version=0.0.4")
+                return
             if not re.match(r"(?i)/v1/", path):
                 self._respond(404, rest_json.error_json(f"Not found: {method} {path}"))
                 return
@@ -178,7 +184,20 @@ class _Handler(BaseHTTPRequestHandler):
                 ref = _ref(match.group(1), match.group(2), match.group(3))
                 verb = match.group(4).lower()
                 handler = {"predict": predict_json, "classify": classify_json, "regress": regress_json}[verb]
-                return handler(self.core, ref, body, self.timeout_ms)
+                observe = request_observer(self.core.metrics, ref.name, verb.capitalize(), "REST")
+                status = "INTERNAL"
+                try:
+                    result = handler(self.core, ref, body, self.timeout_ms)
+                    status = "OK"
+                    return result
+                except LifecycleError as e:
+                    status = e.grpc_code
+                    raise
+                except RecursionError:
+                    status = "INVALID_ARGUMENT"
+                    raise
+                finally:
+                    observe(status)
         elif method == "GET":
             match = _STATUS_PATH.fullmatch(path)
             if match:
@@ -193,13 +212,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _respond_error(self, error: LifecycleError) -> None:
         self._respond(error.http_status, rest_json.error_json(error.message))
 
-    def _respond(self, status: int, payload: bytes | str | dict[str, Any]) -> None:
+    def _respond(self, status: int, payload: bytes | str | dict[str, Any],
+                 content_type: str = "application/json") -> None:
         if isinstance(payload, dict):
             payload = json.dumps(payload)
         data = payload if isinstance(payload, bytes) else payload.encode("utf-8")
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             if self.close_connection:
                 self.send_header("Connection", "close")
