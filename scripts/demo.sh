@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on the embedded defaults, in a fresh mlc home (./out/demo):
 # train DeepLab (small backbone) -> register three checkpoints -> serve -> promote -> canary
-# -> promote -> rollback -> status and history -> stop the server.
+# -> promote -> rollback -> status and history -> predict the test image (mask + overlay)
+# -> stop the server.
 # MLC_DEMO_HOME picks another folder; MLC_DEMO_GRPC_PORT / MLC_DEMO_REST_PORT other ports.
 source "$(dirname "$0")/_venv.sh"
 REPO="$PWD"
@@ -33,4 +34,8 @@ step mlc promote deeplab 3 --reason "canary looks good"
 step mlc rollback deeplab --reason "demo: back to the previous stable"
 step mlc status
 step mlc history deeplab
+step mlc predict deeplab configs/test_image.png --label stable --out out
 step mlc stop
+trap - EXIT
+printf '\nDone. The mlc home is %s\n' "$DEMO"
+printf 'Mask and overlay of the test image from the stable version:\n  %s/out/test_image.mask.png\n  %s/out/test_image.overlay.png\n' "$DEMO" "$DEMO"
