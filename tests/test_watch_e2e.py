@@ -103,3 +103,27 @@ def test_watch_registers_each_real_checkpoint_once_and_a_restart_adds_nothing(
     status = runner.invoke(app, ["status", "--json"])
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout)["models"][0]["versions"][0]["miou"] == pytest.approx(registered.miou)
+
+
+def test_the_watcher_follows_tensorflows_own_checkpoint_writer(tmp_path: Path) -> None:
+    """tf.train.CheckpointManager's real write pattern (temp folders, renames, max_to_keep deletes)."""
+    import tensorflow as tf
+
+    from lifecycle import checkpoints
+    from tests.watch_support import FakeRegister, wait_until, watching
+
+    run = tmp_path / "run"
+    weights = tf.Variable(tf.zeros([128, 128]))
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(w=weights), str(run), max_to_keep=3)
+    register = FakeRegister()
+    with watching([run], register) as w:
+        for step in range(1, 7):  # a burst: the first ones are deleted again by max_to_keep
+            weights.assign_add(tf.ones([128, 128]))
+            manager.save(checkpoint_number=step)
+        wait_until(lambda: {"ckpt-4", "ckpt-5", "ckpt-6"} <= {n for n, _ in register.reads}, what="the kept checkpoints")
+    names = [n for n, _ in register.reads]
+    assert len(names) == len(set(names)), f"a checkpoint was read twice: {names}"
+    for name, digest in register.reads:
+        if (run / f"{name}.index").exists():
+            assert digest == checkpoints.resolve(run / name).digest, f"{name} was read before TF finished it"
+    assert [e.step for e in w.kinds("registered")] == sorted(e.step for e in w.kinds("registered"))
