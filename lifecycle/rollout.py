@@ -585,7 +585,7 @@ class Rollout:
             cause = e.message if isinstance(e, LifecycleError) else f"{type(e).__name__}: {e}"
             step = getattr(e, "step", self.journal.steps[-1]["step"] if self.journal.steps else "?")
             moved = self.journal.reached("label", "begin")
-            problems = revert(self.paths, self.model, targets, plan.before, checks_before(self.paths, rec, plan.before),
+            problems = revert(self.paths, self.model, targets, plan.before, checks_before(self.paths, rec, plan.before, targets),
                               after=plan.after if moved else None)
             detail = f"failed at step {step}: {cause}; reverted" + (f" ({'; '.join(problems)})" if problems else "")
             self.finish("reverted", detail)
@@ -661,9 +661,11 @@ def record_event(paths: Paths, j: journal.Journal, result: str, detail: str) -> 
     registry.save(paths, reg)
 
 
-def checks_before(paths: Paths, rec: ModelRecord, before: dict[str, int | None]) -> dict[int, LiveCheck]:
-    """Live checks of the versions of the previous state (to confirm a revert)."""
-    out = {}
+def checks_before(paths: Paths, rec: ModelRecord, before: dict[str, int | None], targets: list[Target]) -> dict[int, LiveCheck]:
+    """Live checks of the versions of the previous state (to confirm a revert on ``targets``)."""
+    out: dict[int, LiveCheck] = {}
+    if not targets:
+        return out  # nothing to confirm on, and no reason to import TensorFlow
     for v in _serving(before).versions:
         try:
             out[v] = LiveCheck.of(paths, rec, v)
@@ -783,7 +785,7 @@ def recover_pending(paths: Paths) -> str | None:
                 return f"recovered an interrupted {j.describe()}: completed it"
             except LifecycleError as e:
                 forward_error = e.message
-        problems = revert(paths, j.model, targets, j.before, checks_before(paths, rec, j.before),
+        problems = revert(paths, j.model, targets, j.before, checks_before(paths, rec, j.before, targets),
                           after=j.after if j.reached("label", "begin") else None)
         detail = f"interrupted ({who}); reverted by recovery"
         if forward_error:
