@@ -66,6 +66,8 @@ class ServerOptions:
     enable_model_warmup: bool = True
     saved_model_tags: str = "serve"
     grpc_channel_arguments: str = ""
+    grpc_socket_path: str = ""
+    enable_grpc_healthcheck_service: bool = False
     grpc_max_threads: int = 0
     num_load_threads: int = 0
 
@@ -83,7 +85,7 @@ class Flag:
 
 _FLAGS: list[Flag] = [
     Flag("port", int, 8500, "TCP port to listen on for gRPC API. Disabled if port set to zero."),
-    Flag("grpc_socket_path", str, "", "If non-empty, listen to a UNIX socket for gRPC API on the given path.", False),
+    Flag("grpc_socket_path", str, "", "If non-empty, listen to a UNIX socket for gRPC API on the given path (a stale socket file is removed first)."),
     Flag("rest_api_port", int, 0, "Port to listen on for HTTP/REST API. If set to zero HTTP/REST API will not be exported. This port must be different than the one specified in --port."),
     Flag("rest_api_num_threads", int, 0, "Number of threads for HTTP/REST API processing (a thread per connection here).", True),
     Flag("rest_api_timeout_in_ms", int, 30000, "Timeout for HTTP/REST API calls."),
@@ -125,7 +127,7 @@ _FLAGS: list[Flag] = [
     Flag("xla_cpu_compilation_enabled", bool, False, "Enable XLA:CPU JIT.", False),
     Flag("enable_profiler", bool, True, "Enable profiler service.", False),
     Flag("thread_pool_factory_config_file", str, "", "If non-empty, read an ascii ThreadPoolConfig protobuf.", False),
-    Flag("enable_grpc_healthcheck_service", bool, False, "Enable the standard gRPC health checking service.", False),
+    Flag("enable_grpc_healthcheck_service", bool, False, "Enable the standard gRPC health checking service (grpc.health.v1.Health)."),
     Flag("mixed_precision", str, "", "Mixed precision mode.", False),
     Flag("skip_initialize_tpu", bool, False, "Whether to skip auto initializing TPU.", False),
     Flag("mlc_max_request_bytes", int, 256 << 20, "mlc-model-server only: the largest HTTP/REST request body accepted, in bytes; larger bodies get 413 without being read (TF Serving has no bound; gRPC messages stay unlimited as in TF Serving)."),
@@ -231,6 +233,8 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         enable_model_warmup=merged["enable_model_warmup"],
         saved_model_tags=merged["saved_model_tags"],
         grpc_channel_arguments=merged["grpc_channel_arguments"],
+        grpc_socket_path=merged["grpc_socket_path"],
+        enable_grpc_healthcheck_service=merged["enable_grpc_healthcheck_service"],
         grpc_max_threads=merged["grpc_max_threads"],
         num_load_threads=merged["num_load_threads"],
         enable_batching=merged["enable_batching"],
@@ -380,6 +384,11 @@ class RunningServer:
         self._stopped = threading.Event()
 
     @property
+    def grpc_socket_path(self) -> str | None:
+        """The Unix socket gRPC also listens on (--grpc_socket_path), if any."""
+        return self._grpc.socket_path if self._grpc is not None else None
+
+    @property
     def grpc_address(self) -> str:
         """host:port for grpc.insecure_channel."""
         return f"{self.host}:{self.grpc_port}"
@@ -403,7 +412,7 @@ class RunningServer:
         if self._rest is not None:
             self._rest.stop()
         if self._grpc is not None:
-            self._grpc.stop(grace).wait()
+            self._grpc.stop(grace)  # a transport.GrpcEndpoint: NOT_SERVING, then drain
         self.core.stop()
 
     def wait(self) -> None:
@@ -415,19 +424,6 @@ class RunningServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _channel_arguments(text: str) -> list[tuple[str, Any]]:
-    result: list[tuple[str, Any]] = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise InvalidArgument(f"grpc_channel_arguments entry '{item}' is not key=value")
-        try:
-            result.append((key, int(value)))
-        except ValueError:
-            result.append((key, value))
-    return result
 
 
 def create_server(options: ServerOptions) -> RunningServer:
@@ -457,7 +453,7 @@ def _create_server(options: ServerOptions) -> RunningServer:
         raise InvalidArgument(
             "Both server_options.model_base_path and server_options.model_config_file are empty!"
         )
-    if options.grpc_port is None and options.rest_api_port is None:
+    if options.grpc_port is None and options.rest_api_port is None and not options.grpc_socket_path:
         raise InvalidArgument("At least one of --port or --rest_api_port must be set.")
     if options.grpc_port and options.rest_api_port and options.grpc_port == options.rest_api_port:
         raise InvalidArgument(
@@ -466,14 +462,10 @@ def _create_server(options: ServerOptions) -> RunningServer:
         )
 
     # Heavy imports (grpc, TensorFlow) only once the command line and config are known good.
-    from concurrent.futures import ThreadPoolExecutor
-
-    import grpc
-
     from lifecycle.server.core import ServerCore
-    from lifecycle.server.grpc_api import add_services
     from lifecycle.server.manager import ManagerOptions
     from lifecycle.server.rest_api import RestServer
+    from lifecycle.server.transport import BindError, start_grpc
 
     metrics_path = None
     if options.monitoring_config_file:
@@ -510,27 +502,16 @@ def _create_server(options: ServerOptions) -> RunningServer:
         core.manager.start_polling()
 
         grpc_port: int | None = None
-        if options.grpc_port is not None:
-            channel_options = [
-                ("grpc.max_send_message_length", 2**31 - 1),
-                ("grpc.max_receive_message_length", 2**31 - 1),
-                ("grpc.so_reuseport", 0),
-                *_channel_arguments(options.grpc_channel_arguments),
-            ]
-            grpc_server = grpc.server(
-                ThreadPoolExecutor(max_workers=options.grpc_max_threads or 32, thread_name_prefix="mlc-grpc"),
-                options=channel_options,
-            )
-            add_services(grpc_server, core)
-            address = f"{options.host}:{options.grpc_port}"
+        if options.grpc_port is not None or options.grpc_socket_path:
             try:
-                grpc_port = grpc_server.add_insecure_port(address)
-            except RuntimeError as e:
-                raise StartupError(f"UNAVAILABLE: could not bind gRPC to {address}: {e}") from e
-            if not grpc_port:
-                raise StartupError(f"UNAVAILABLE: could not bind gRPC to {address}")
-            grpc_server.start()
-            log.info("Running gRPC ModelServer at %s:%d ...", options.host, grpc_port)
+                grpc_server = start_grpc(
+                    core, options.host, options.grpc_port, options.grpc_socket_path,
+                    options.grpc_channel_arguments, options.grpc_max_threads,
+                    health=options.enable_grpc_healthcheck_service,
+                )
+            except BindError as e:
+                raise StartupError(f"UNAVAILABLE: {e.message}") from e
+            grpc_port = grpc_server.port
         if options.rest_api_port is not None:
             try:
                 rest = RestServer(core, options.host, options.rest_api_port, options.rest_api_timeout_in_ms,

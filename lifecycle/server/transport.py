@@ -1,0 +1,144 @@
+"""The gRPC endpoint: TCP port and/or Unix socket, channel arguments, and the health service.
+
+As tensorflow_model_server does:
+
+- messages are unlimited in size (``grpc.max_{send,receive}_message_length`` = INT_MAX);
+- ``--grpc_channel_arguments`` (``key=value,key=value``; integer values become ints) are passed
+  to the server and override those defaults;
+- ``--grpc_socket_path`` also listens on a Unix socket (``unix:<path>``); a stale socket file
+  left by a dead server is removed first, while a live one is an error;
+- ``--enable_grpc_healthcheck_service`` adds the standard ``grpc.health.v1.Health`` service,
+  SERVING for the server ("") and both TF Serving services until shutdown starts.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lifecycle.errors import InvalidArgument, LifecycleError
+
+log = logging.getLogger("mlc-model-server")
+
+UNLIMITED = 2**31 - 1
+SERVICE_NAMES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+
+
+class BindError(LifecycleError):
+    """The gRPC endpoint could not listen where it was asked to."""
+
+    grpc_code = "UNAVAILABLE"
+
+
+def channel_arguments(text: str) -> list[tuple[str, Any]]:
+    """TF Serving's server options plus ``--grpc_channel_arguments`` (later keys win)."""
+    merged: dict[str, Any] = {
+        "grpc.max_send_message_length": UNLIMITED,
+        "grpc.max_receive_message_length": UNLIMITED,
+        "grpc.so_reuseport": 0,
+    }
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise InvalidArgument(f"grpc_channel_arguments entry '{item}' is not key=value")
+        try:
+            merged[key.strip()] = int(value)
+        except ValueError:
+            merged[key.strip()] = value
+    return list(merged.items())
+
+
+def remove_stale_socket(path: Path) -> None:
+    """Unlink a Unix socket nobody listens on; refuse a live one or a non-socket file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise BindError(f"--grpc_socket_path {path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError as e:
+        if e.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            log.info("Removing stale gRPC socket %s", path)
+            path.unlink(missing_ok=True)
+            return
+        raise BindError(f"could not probe gRPC socket {path}: {e}") from e
+    finally:
+        probe.close()
+    raise BindError(f"another server is listening on gRPC socket {path}")
+
+
+@dataclass
+class GrpcEndpoint:
+    """A started grpc.Server with what it listens on."""
+
+    server: Any
+    port: int | None
+    socket_path: str | None
+    health: Any = None
+
+    def stop(self, grace: float | None) -> None:
+        """Report NOT_SERVING, then stop, letting in-flight RPCs finish for ``grace`` s."""
+        if self.health is not None:
+            self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+
+
+def start_grpc(core: Any, host: str, port: int | None, socket_path: str, arguments: str, max_threads: int,
+               health: bool) -> GrpcEndpoint:
+    """Build, bind and start the gRPC server with TF Serving's services (and health)."""
+    import grpc
+
+    from lifecycle.server.grpc_api import add_services
+
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=max_threads or 32, thread_name_prefix="mlc-grpc"),
+        options=channel_arguments(arguments),
+    )
+    add_services(server, core)
+    health_servicer = None
+    if health:
+        from grpc_health.v1 import health as grpc_health
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        health_servicer = grpc_health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        for name in ("", *SERVICE_NAMES):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    bound_port = None
+    try:
+        if port is not None:
+            address = f"{host}:{port}"
+            try:
+                bound_port = server.add_insecure_port(address)
+            except RuntimeError as e:
+                raise BindError(f"could not bind gRPC to {address}: {e}") from e
+            if not bound_port:
+                raise BindError(f"could not bind gRPC to {address}")
+        if socket_path:
+            path = Path(socket_path)
+            remove_stale_socket(path)
+            try:
+                bound = server.add_insecure_port(f"unix:{path}")
+            except RuntimeError as e:
+                raise BindError(f"could not listen on gRPC socket {path}: {e}") from e
+            if not bound:
+                raise BindError(f"could not listen on gRPC socket {path}")
+    except BaseException:
+        server.stop(None)
+        raise
+    server.start()
+    if bound_port is not None:
+        log.info("Running gRPC ModelServer at %s:%d ...", host, bound_port)
+    if socket_path:
+        log.info("Running gRPC ModelServer at UNIX socket %s ...", socket_path)
+    return GrpcEndpoint(server, bound_port, socket_path or None, health_servicer)

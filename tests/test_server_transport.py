@@ -1,0 +1,80 @@
+"""End-to-end: gRPC over a Unix socket, channel arguments, unlimited messages, health service."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from lifecycle.server.main import ServerOptions, StartupError, create_server
+from lifecycle.server.transport import channel_arguments
+from tests.server_support import TIMEOUT_S, Client, add_version, model_config, server_config, value
+
+pytestmark = pytest.mark.e2e
+
+
+def test_channel_arguments_override_tf_servings_defaults() -> None:
+    args = dict(channel_arguments("grpc.max_receive_message_length=1024, grpc.primary_user_agent=mlc"))
+    assert args["grpc.max_receive_message_length"] == 1024
+    assert args["grpc.max_send_message_length"] == 2**31 - 1
+    assert args["grpc.primary_user_agent"] == "mlc"
+
+
+def test_unix_socket_health_and_channel_arguments(tmp_path: Path) -> None:
+    add_version(tmp_path / "hp", 1)
+    sock = tmp_path / "grpc.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(sock))  # a socket file nobody listens on, as a killed server leaves it
+    stale.close()
+    options = ServerOptions(
+        model_config=server_config(model_config("hp", tmp_path / "hp")), file_system_poll_wait_seconds=0,
+        grpc_socket_path=str(sock), enable_grpc_healthcheck_service=True,
+        grpc_channel_arguments="grpc.max_receive_message_length=65536",
+    )
+    server = create_server(options)
+    try:
+        assert server.grpc_socket_path == str(sock)
+        unix = Client(f"unix:{sock}")
+        tcp = Client(server.grpc_address)
+        try:
+            assert value(unix.predict("hp", [[2.0]])).tolist() == [[2.0]]
+            health = health_pb2_grpc.HealthStub(unix.channel)
+            for service in ("", "tensorflow.serving.PredictionService"):
+                answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT_S)
+                assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            # The channel argument caps requests at 64 KiB (TF Serving's default is unlimited).
+            with pytest.raises(grpc.RpcError) as info:
+                tcp.predict("hp", np.zeros((20000, 1), np.float32))
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            # A second server refuses a socket that is alive.
+            with pytest.raises(StartupError, match="another server is listening"):
+                create_server(ServerOptions(model_config=options.model_config, grpc_port=None,
+                                            grpc_socket_path=str(sock), file_system_poll_wait_seconds=0))
+        finally:
+            unix.close()
+            tcp.close()
+    finally:
+        server.stop()
+
+
+def test_messages_are_unlimited_by_default(tmp_path: Path) -> None:
+    add_version(tmp_path / "hp", 1)
+    server = create_server(ServerOptions(model_config=server_config(model_config("hp", tmp_path / "hp")),
+                                         file_system_poll_wait_seconds=0))
+    client = Client(server.grpc_address)
+    try:
+        # 40 MB each way: beyond gRPC's 4 MB default, within TF Serving's INT_MAX.
+        big = np.ones((10_000_000, 1), np.float32)
+        channel = grpc.insecure_channel(server.grpc_address, options=[("grpc.max_receive_message_length", -1)])
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        client.predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        assert value(client.predict("hp", big)).shape == (10_000_000, 1)
+        channel.close()
+    finally:
+        client.close()
+        server.stop()
