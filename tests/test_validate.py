@@ -141,3 +141,13 @@ def test_metrics_properties(truth: np.ndarray, pred: np.ndarray) -> None:
     perfect = validate.segmentation_metrics(validate.confusion_matrix(truth, truth, 5), names)
     assert perfect["miou"] == 1.0 and perfect["pixel_accuracy"] == 1.0
     assert (m["miou"] == 1.0) == bool(np.array_equal(truth, pred))
+
+
+def test_validate_imports_no_tensorflow(python: str, subprocess_env: dict[str, str]) -> None:
+    """The rollout calls output_digest on live answers: importing validate must stay cheap."""
+    import subprocess
+
+    code = ("import sys, lifecycle.validate, lifecycle.checkpoints, lifecycle.export\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow')[:3])")
+    out = subprocess.run([python, "-c", code], env=subprocess_env, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
