@@ -598,8 +598,12 @@ def watch(
     if not run_dirs:
         raise UsageError("name at least one run folder to watch")
     for d in run_dirs:
-        if Path(d).exists() and not Path(d).is_dir():
-            raise UsageError(f"{d} is not a folder: mlc watch takes run folders (where a trainer writes checkpoints)")
+        p = Path(d)
+        if (p.exists() and not p.is_dir()) or p.with_name(p.name + ".index").exists():
+            raise UsageError(
+                f"{d} is not a folder: mlc watch takes run folders (where a trainer writes checkpoints), "
+                f"e.g. mlc watch {p.parent}"
+            )
     if settle < 0:
         raise UsageError("--settle must be 0 or more seconds")
     if max_events is not None and max_events < 1:

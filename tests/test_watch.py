@@ -278,6 +278,7 @@ def test_cli_watch_text_output(home_env: Path, tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["FILE"], "is not a folder"),
+        (["RUN/ckpt-5"], "is not a folder: mlc watch takes run folders"),
         (["RUN", "--model", "nope"], "nope"),
         (["RUN", "--settle", "-1"], "--settle"),
         (["RUN", "--max-events", "0"], "--max-events"),
@@ -286,7 +287,8 @@ def test_cli_watch_text_output(home_env: Path, tmp_path: Path) -> None:
 def test_cli_watch_refuses_bad_input(home_env: Path, tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "FILE").write_text("not a run folder")
     (tmp_path / "RUN").mkdir()
-    argv = ["watch"] + [str(tmp_path / a) if a in ("FILE", "RUN") else a for a in args]
+    (tmp_path / "RUN" / "ckpt-5.index").write_bytes(b"")
+    argv = ["watch"] + [str(tmp_path / a) if a.startswith(("FILE", "RUN")) else a for a in args]
     result = CliRunner().invoke(app, argv)
     assert result.exit_code != 0
     assert message in result.output
