@@ -300,3 +300,19 @@ def build_mlp(path: str | Path, width: int = 1024, depth: int = 4) -> Path:
             })
             builder.save()
     return path
+
+
+def write_tflite_model(version_dir: str | Path, scale: float = 0.5, offset: float = 2.0) -> Path:
+    """Add ``model.tflite`` (TFLite conversion of half_plus_two with these weights) to a version folder.
+
+    Giving it weights other than the SavedModel's lets a test tell which of the two answered.
+    """
+    import tempfile
+
+    tf = _tf()
+    with tempfile.TemporaryDirectory() as tmp:
+        source = build_half_plus_two_tf2(Path(tmp) / "model", scale=scale, offset=offset)
+        data = tf.lite.TFLiteConverter.from_saved_model(str(source)).convert()
+    target = Path(version_dir) / "model.tflite"
+    target.write_bytes(data)
+    return target

@@ -52,6 +52,7 @@ class ServerOptions:
     rest_api_timeout_in_ms: int = 30000
     max_request_bytes: int = 256 << 20
     enable_batching: bool = False
+    prefer_tflite_model: bool = False
     monitoring_config_file: str = ""
     batching_parameters_file: str = ""
     model_config: Any = None
@@ -120,7 +121,7 @@ _FLAGS: list[Flag] = [
     Flag("version", bool, False, "Display version"),
     Flag("monitoring_config_file", str, "", "If non-empty, read an ascii MonitoringConfig protobuf from the supplied file name. With prometheus_config { enable: true } the REST port serves Prometheus metrics on prometheus_config.path (default /monitoring/prometheus/metrics)."),
     Flag("remove_unused_fields_from_bundle_metagraph", bool, True, "Removes unused fields from MetaGraphDef proto message to save memory.", False),
-    Flag("prefer_tflite_model", bool, False, "Prefer TensorFlow Lite model from `model.tflite` file in SavedModel directory.", False),
+    Flag("prefer_tflite_model", bool, False, "Prefer TensorFlow Lite model from `model.tflite` file in SavedModel directory, if it exists (served through TFLite signature runners)."),
     Flag("num_tflite_pools", int, 0, "Number of TFLite interpreter pools.", False),
     Flag("num_tflite_interpreters_per_pool", int, 1, "Number of TFLite interpreters per pool.", False),
     Flag("enable_signature_method_name_check", bool, False, "Enable method_name check for SignatureDef (never enforced here).", False),
@@ -238,6 +239,7 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         grpc_max_threads=merged["grpc_max_threads"],
         num_load_threads=merged["num_load_threads"],
         enable_batching=merged["enable_batching"],
+        prefer_tflite_model=merged["prefer_tflite_model"],
         monitoring_config_file=merged["monitoring_config_file"],
         batching_parameters_file=merged["batching_parameters_file"],
     )
@@ -491,6 +493,7 @@ def _create_server(options: ServerOptions) -> RunningServer:
             enable_model_warmup=options.enable_model_warmup,
             saved_model_tags=tuple(t.strip() for t in options.saved_model_tags.split(",") if t.strip()),
             num_load_threads=options.num_load_threads or 4,
+            prefer_tflite_model=options.prefer_tflite_model,
         ),
         batching=batching,
     )

@@ -72,6 +72,7 @@ class ManagerOptions:
     enable_model_warmup: bool = True
     saved_model_tags: tuple[str, ...] = ("serve",)
     num_load_threads: int = 4
+    prefer_tflite_model: bool = False  # serve <version>/model.tflite when there is one
 
 
 @dataclass
@@ -275,7 +276,7 @@ class ServableManager:
         attempt = 0
         while True:
             try:
-                servable = Servable(harness.model, harness.version, harness.path, list(self.options.saved_model_tags))
+                servable = self._new_servable(harness)
                 try:
                     if self._prepare is not None:
                         self._prepare(servable)
@@ -313,6 +314,14 @@ class ServableManager:
                 log.info("Successfully loaded servable version {name: %s version: %s}", harness.model, harness.version)
             self._reconcile(harness.model)
             self._changed.notify_all()
+
+    def _new_servable(self, harness: _Harness) -> Servable:
+        if self.options.prefer_tflite_model:
+            from lifecycle.server.tflite import TfLiteServable, has_tflite_model
+
+            if has_tflite_model(harness.path):
+                return TfLiteServable(harness.model, harness.version, harness.path)
+        return Servable(harness.model, harness.version, harness.path, list(self.options.saved_model_tags))
 
     def _unload(self, harness: _Harness) -> None:
         servable = harness.servable
