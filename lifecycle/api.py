@@ -586,8 +586,9 @@ def watch(
 
     Registration goes through :func:`register` (idempotent by content digest), so a restarted
     watch registers nothing twice. A checkpoint whose exact content already failed validation
-    is skipped (``mlc register`` retries it). With ``promote_if_better`` a new version is
-    promoted through :func:`promote` unless the quality gate refuses it. Stops when ``stop``
+    is skipped until the model definition changes (``mlc register`` retries it at once). With
+    ``promote_if_better`` a new version is promoted through :func:`promote` unless the quality
+    gate refuses it. Stops when ``stop``
     is set, after ``max_events`` settled checkpoints, after ``exit_after`` seconds, or with
     ``once`` as soon as nothing is left to wait for.
     """
@@ -629,12 +630,38 @@ def watch(
 
     def promote_one(version: int) -> str:
         result = promote(name, version, reason="mlc watch --promote-if-better", paths=paths)
-        return str(getattr(result, "message", "") or f"{name}: version {version} is now stable")
+        if result.message:
+            return str(result.message)
+        servers = len(result.plan.servers)
+        where = f"on {servers} server{'s' if servers != 1 else ''}" if servers else "in the config (no servers running)"
+        return f"{name}: version {version} is now stable {where}, after {result.seconds:.1f} s of safe rollout"
 
     watcher = watching.Watcher(
         run_dirs, register_one, promote_one if promote_if_better else None, settle=settle, on_event=on_event,
     )
     return watcher.run(stop, max_events=max_events, exit_after=exit_after, once=once)
+
+
+def _failed_validation(rec: registry.ModelRecord, digest: str, definition: Path) -> registry.Attempt | None:
+    """The latest attempt at ``digest`` that failed a validation check since the definition last changed.
+
+    Export failures (a full disk, a killed process) are not remembered: they may pass next time.
+    """
+    from datetime import datetime
+
+    try:
+        changed = definition.stat().st_mtime
+    except OSError:
+        changed = 0.0
+    for a in reversed(rec.attempts):
+        if a.checkpoint_digest != digest or a.check == "export":
+            continue
+        try:
+            when = datetime.fromisoformat(a.time).timestamp()
+        except ValueError:
+            continue
+        return a if when >= int(changed) else None
+    return None
 
 
 # --- predict -------------------------------------------------------------------------------
@@ -892,24 +919,3 @@ def diff(
     )
     return DiffResult(model, a, b, [asdict(c) | {"description": c.describe()} for c in changes], image_diffs, eval_diff)
 
-
-def _failed_validation(rec: registry.ModelRecord, digest: str, definition: Path) -> registry.Attempt | None:
-    """The latest attempt at ``digest`` that failed a validation check since the definition last changed.
-
-    Export failures (a full disk, a killed process) are not remembered: they may pass next time.
-    """
-    from datetime import datetime
-
-    try:
-        changed = definition.stat().st_mtime
-    except OSError:
-        changed = 0.0
-    for a in reversed(rec.attempts):
-        if a.checkpoint_digest != digest or a.check == "export":
-            continue
-        try:
-            when = datetime.fromisoformat(a.time).timestamp()
-        except ValueError:
-            continue
-        return a if when >= int(changed) else None
-    return None

@@ -145,6 +145,7 @@ def test_watch_promote_if_better_keeps_a_worse_checkpoint_and_promotes_a_better_
                   "the better checkpoint")
             promoted = outcome("promoted")
             assert promoted and promoted[0].version == 5, [e.message for e in events]
+            assert promoted[0].message.startswith("deeplab: version 5 is now stable on 1 server, after ")
         finally:
             stop.set()
             thread.join(timeout=30)
