@@ -53,10 +53,15 @@ def _warmup_records(version_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("example_models")
     build_half_plus_two_examples(root / "hpt" / "1")
     _warmup_records(root / "hpt" / "1")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(root: Path) -> Iterator[RunningServer]:
     running = create_server(ServerOptions(
         model_config=server_config(model_config("hpt", root / "hpt")), rest_api_port=0,
         file_system_poll_wait_seconds=0,
@@ -219,3 +224,20 @@ def test_rest_classify_regress_errors(server: RunningServer) -> None:
     assert (status, json.loads(body)) == (400, {"error": "Unable to base64 decode"})
     status, body = _post(server, "/v1/models/hpt:regress", {"examples": [[1.0]]})
     assert (status, json.loads(body)) == (400, {"error": "Example must be JSON object but got JSON Array"})
+
+
+def test_signature_method_name_check(root: Path) -> None:
+    """--enable_signature_method_name_check: an API runs only signatures of its own method."""
+    checked = create_server(ServerOptions(
+        model_config=server_config(model_config("hpt", root / "hpt")), file_system_poll_wait_seconds=0,
+        enable_signature_method_name_check=True, enable_model_warmup=False,
+    ))
+    client = Client(checked.grpc_address)
+    try:
+        assert _code(lambda: _regress(client, "classify_x_to_y", [1.0])) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Expected regression signature method_name to be tensorflow/serving/regress. Was: tensorflow/serving/classify")
+        assert [r.value for r in _regress(client, "regress_x_to_y", [1.0]).result.regressions] == [2.5]
+    finally:
+        client.close()
+        checked.stop()

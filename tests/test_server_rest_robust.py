@@ -36,19 +36,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     config = server_config(*(model_config(name, root / name) for name in ("hp", "text", "hpt", "spin")))
     running = create_server(ServerOptions(
         model_config=config, grpc_port=None, rest_api_port=0, file_system_poll_wait_seconds=0,
-        rest_api_timeout_in_ms=1500, max_request_bytes=MAX_REQUEST_BYTES,
+        rest_api_timeout_in_ms=1500, max_request_bytes=MAX_REQUEST_BYTES, rest_api_enable_cors_support=True,
     ))
     yield running
     running.stop()
 
 
 def request(server: RunningServer, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+            headers: dict[str, str] | None = None, answer_headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection(server.host, server.rest_port, timeout=20)
     try:
         connection.request(method, path, body=body, headers=headers or {},
                            encode_chunked="Transfer-Encoding" in (headers or {}))
         response = connection.getresponse()
+        if answer_headers is not None:
+            answer_headers.update(response.getheaders())
         return response.status, response.read()
     finally:
         connection.close()
@@ -113,7 +115,8 @@ def test_fuzz_rest_answers_only_json_4xx(server: RunningServer, method: str, pat
     quoted = urllib.parse.quote(path, safe="/:")
     status, answer = request(server, method, quoted, body if method != "GET" else None)
     if status == 200:
-        json.loads(answer)
+        if method != "OPTIONS":  # a CORS preflight has no body
+            json.loads(answer)
         return
     assert_json_error(status, answer)
 
@@ -154,3 +157,14 @@ def test_rest_timeout_is_a_504(server: RunningServer) -> None:
     assert json.loads(body)["error"]
     status, body = request(server, "POST", "/v1/models/spin:predict", b'{"instances": [10]}')
     assert (status, body) == (200, b'{\n    "predictions": [10\n    ]\n}')
+
+
+def test_cors_headers_and_preflight(server: RunningServer) -> None:
+    headers: dict[str, str] = {}
+    status, _ = request(server, "OPTIONS", "/v1/models/hp:predict", answer_headers=headers)
+    assert status == 200
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert headers["Access-Control-Allow-Methods"] == "POST, GET"
+    headers.clear()
+    status, _ = request(server, "GET", "/v1/models/hp", answer_headers=headers)
+    assert status == 200 and headers["Access-Control-Allow-Origin"] == "*"

@@ -59,7 +59,12 @@ def model_ref(model_spec: object) -> ModelRef:
 class ServerCore:
     """Predict, metadata, status and reload with TF Serving's semantics and messages."""
 
-    def __init__(self, options: ManagerOptions, batching: BatchingOptions | None = None) -> None:
+    def __init__(self, options: ManagerOptions, batching: BatchingOptions | None = None,
+                 method_name_check: bool = False, warmup_iterations: int = 1) -> None:
+        # --enable_signature_method_name_check: each API runs only signatures of its method.
+        self.method_name_check = method_name_check
+        # --num_request_iterations_for_warmup: each warmup record is replayed this many times.
+        self.warmup_iterations = max(1, warmup_iterations)
         self.batch_scheduler = BatchScheduler(batching) if batching is not None else None
         self.manager = ServableManager(options, warmup=self._warmup, prepare=self._prepare)
         self.metrics = Metrics()
@@ -106,7 +111,11 @@ class ServerCore:
         timeout_ms: int | None,
     ) -> Prediction:
         name = signature_name or DEFAULT_SIGNATURE
-        servable.signature(name)  # FAILED_PRECONDITION before looking at inputs, as TF Serving
+        signature = servable.signature(name)  # FAILED_PRECONDITION before looking at inputs, as TF Serving
+        if self.method_name_check:
+            from lifecycle.server.examples import check_predict_method
+
+            check_predict_method(signature)
         outputs = servable.run(name, inputs, output_filter, timeout_ms)
         return Prediction(servable.name, servable.version, name, outputs)
 
@@ -142,7 +151,7 @@ class ServerCore:
 
         ref = _request_ref(request)
         with self.manager.servable(ref.name, ref.version, ref.label) as servable:
-            return examples.classify(servable, request, timeout_ms)
+            return examples.classify(servable, request, timeout_ms, self.method_name_check)
 
     def regress(self, request: object, timeout_ms: int | None = None) -> object:
         """PredictionService.Regress on protos."""
@@ -150,7 +159,7 @@ class ServerCore:
 
         ref = _request_ref(request)
         with self.manager.servable(ref.name, ref.version, ref.label) as servable:
-            return examples.regress(servable, request, timeout_ms)
+            return examples.regress(servable, request, timeout_ms, self.method_name_check)
 
     def multi_inference(self, request: object, timeout_ms: int | None = None) -> object:
         """PredictionService.MultiInference on protos: the first task's ModelSpec picks the servable."""
@@ -158,19 +167,23 @@ class ServerCore:
 
         ref = model_ref(examples.first_task_spec(request))
         with self.manager.servable(ref.name, ref.version, ref.label) as servable:
-            return examples.multi_inference(servable, request, timeout_ms)
+            return examples.multi_inference(servable, request, timeout_ms, self.method_name_check)
 
     def _warmup(self, servable: Servable) -> None:
         from lifecycle.server import examples
 
-        def run(kind: str, request: object) -> object:
+        def run_once(kind: str, request: object) -> object:
             if kind == "predict_log":
                 return self._predict_on(servable, request, None)
             if kind == "classify_log":
-                return examples.classify(servable, request)
+                return examples.classify(servable, request, None, self.method_name_check)
             if kind == "regress_log":
-                return examples.regress(servable, request)
-            return examples.multi_inference(servable, request)
+                return examples.regress(servable, request, None, self.method_name_check)
+            return examples.multi_inference(servable, request, None, self.method_name_check)
+
+        def run(kind: str, request: object) -> None:
+            for _ in range(self.warmup_iterations):
+                run_once(kind, request)
 
         started = time.monotonic()
         count = servable.warmup(run)

@@ -15,7 +15,7 @@ a 1-D string tensor of serialized ``tf.Example`` protos:
 
 The messages are TF Serving's (classifier.cc, regressor.cc, multi_inference.cc), so clients
 that match on them keep working. Like ``tensorflow_model_server`` without
-``--enable_signature_method_name_check``, a signature's method_name is not enforced.
+``--enable_signature_method_name_check``, a signature's method_name is not enforced unless asked.
 
 This module also turns the REST ``{"examples": [...], "context": {...}}`` body into an
 ``Input`` proto, following TF Serving's json_tensor rules for feature kinds.
@@ -84,7 +84,26 @@ def _signature(servable: Servable, model_spec: object) -> tuple[str, object]:
     return name, signature
 
 
-def _plan_classification(signature: object) -> _Plan:
+PREDICT_METHOD = "tensorflow/serving/predict"
+
+
+def check_predict_method(signature: object) -> None:
+    """With --enable_signature_method_name_check: Predict runs predict/classify/regress signatures."""
+    if signature.method_name not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
+        raise InvalidArgument(
+            f"Expected prediction signature method_name to be one of {{{PREDICT_METHOD}, {CLASSIFY_METHOD}, "
+            f"{REGRESS_METHOD}}}. Was: {signature.method_name}"
+        )
+
+
+def _check_method(signature: object, wanted: str, what: str) -> None:
+    if signature.method_name != wanted:
+        raise InvalidArgument(f"Expected {what} signature method_name to be {wanted}. Was: {signature.method_name}")
+
+
+def _plan_classification(signature: object, check_method: bool = False) -> _Plan:
+    if check_method:
+        _check_method(signature, CLASSIFY_METHOD, "classification")
     if len(signature.inputs) != 1:
         raise InvalidArgument("Expected one input Tensor.")
     if len(signature.outputs) not in (1, 2):
@@ -100,7 +119,9 @@ def _plan_classification(signature: object) -> _Plan:
     return _Plan(signature.inputs[CLASSIFY_INPUTS].name, outputs)
 
 
-def _plan_regression(signature: object) -> _Plan:
+def _plan_regression(signature: object, check_method: bool = False) -> _Plan:
+    if check_method:
+        _check_method(signature, REGRESS_METHOD, "regression")
     if len(signature.inputs) != 1:
         raise InvalidArgument("Expected one input Tensor.")
     if len(signature.outputs) != 1:
@@ -183,12 +204,12 @@ def _response_spec(spec: object, name: str, signature_name: str, version: int) -
     spec.version.value = version
 
 
-def classify(servable: Servable, request: object, timeout_ms: int | None = None) -> object:
+def classify(servable: Servable, request: object, timeout_ms: int | None = None, check_method: bool = False) -> object:
     """PredictionService.Classify on one held servable."""
     from tensorflow_serving.apis import classification_pb2
 
     name, signature = _signature(servable, request.model_spec)
-    plan = _plan_classification(signature)
+    plan = _plan_classification(signature, check_method)
     examples = serialized_examples(request.input)
     fetched = _run(servable, plan.input_name, plan.output_names, examples, timeout_ms)
     response = classification_pb2.ClassificationResponse()
@@ -197,12 +218,12 @@ def classify(servable: Servable, request: object, timeout_ms: int | None = None)
     return response
 
 
-def regress(servable: Servable, request: object, timeout_ms: int | None = None) -> object:
+def regress(servable: Servable, request: object, timeout_ms: int | None = None, check_method: bool = False) -> object:
     """PredictionService.Regress on one held servable."""
     from tensorflow_serving.apis import regression_pb2
 
     name, signature = _signature(servable, request.model_spec)
-    plan = _plan_regression(signature)
+    plan = _plan_regression(signature, check_method)
     examples = serialized_examples(request.input)
     fetched = _run(servable, plan.input_name, plan.output_names, examples, timeout_ms)
     response = regression_pb2.RegressionResponse()
@@ -211,7 +232,8 @@ def regress(servable: Servable, request: object, timeout_ms: int | None = None) 
     return response
 
 
-def multi_inference(servable: Servable, request: object, timeout_ms: int | None = None) -> object:
+def multi_inference(servable: Servable, request: object, timeout_ms: int | None = None,
+                    check_method: bool = False) -> object:
     """PredictionService.MultiInference: several classify/regress tasks, one session run."""
     from tensorflow_serving.apis import inference_pb2
 
@@ -235,9 +257,9 @@ def multi_inference(servable: Servable, request: object, timeout_ms: int | None 
         if signature is None:
             raise InvalidArgument(f"Requested signature not found in model graph: {signature_name}")
         if task.method_name == CLASSIFY_METHOD:
-            plan = _plan_classification(signature)
+            plan = _plan_classification(signature, check_method)
         elif task.method_name == REGRESS_METHOD:
-            plan = _plan_regression(signature)
+            plan = _plan_regression(signature, check_method)
         else:
             raise Unimplemented(f"Unsupported signature method_name: {task.method_name}")
         if not input_name:

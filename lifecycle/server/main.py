@@ -52,6 +52,9 @@ class ServerOptions:
     rest_api_timeout_in_ms: int = 30000
     max_request_bytes: int = 256 << 20
     enable_batching: bool = False
+    num_request_iterations_for_warmup: int = 1
+    enable_signature_method_name_check: bool = False
+    rest_api_enable_cors_support: bool = False
     prefer_tflite_model: bool = False
     monitoring_config_file: str = ""
     batching_parameters_file: str = ""
@@ -90,7 +93,7 @@ _FLAGS: list[Flag] = [
     Flag("rest_api_port", int, 0, "Port to listen on for HTTP/REST API. If set to zero HTTP/REST API will not be exported. This port must be different than the one specified in --port."),
     Flag("rest_api_num_threads", int, 0, "Number of threads for HTTP/REST API processing (a thread per connection here).", True),
     Flag("rest_api_timeout_in_ms", int, 30000, "Timeout for HTTP/REST API calls."),
-    Flag("rest_api_enable_cors_support", bool, False, "Enable CORS headers in response", False),
+    Flag("rest_api_enable_cors_support", bool, False, "Enable CORS headers in response (Access-Control-Allow-Origin: *; OPTIONS preflight answered)."),
     Flag("enable_batching", bool, False, "enable batching: concurrent requests to a servable are merged along dimension 0"),
     Flag("allow_version_labels_for_unavailable_models", bool, False, "If true, allows assigning unused version labels to models that are not available yet."),
     Flag("batching_parameters_file", str, "", "If non-empty, read an ascii BatchingParameters protobuf from the supplied file name (max_batch_size, batch_timeout_micros, num_batch_threads, max_enqueued_batches, allowed_batch_sizes, pad_variable_length_inputs) and use it when --enable_batching is set."),
@@ -117,14 +120,14 @@ _FLAGS: list[Flag] = [
     Flag("grpc_channel_arguments", str, "", "A comma separated list of arguments to be passed to the grpc server. (e.g. grpc.max_connection_age_ms=2000)"),
     Flag("grpc_max_threads", int, 0, "Max grpc server threads to handle grpc messages."),
     Flag("enable_model_warmup", bool, True, "Enables model warmup, which triggers lazy initializations (such as TF optimizations) at load time, to reduce first request latency."),
-    Flag("num_request_iterations_for_warmup", int, 1, "Number of times a request is iterated during warmup replay.", False),
+    Flag("num_request_iterations_for_warmup", int, 1, "Number of times a request is iterated during warmup replay."),
     Flag("version", bool, False, "Display version"),
     Flag("monitoring_config_file", str, "", "If non-empty, read an ascii MonitoringConfig protobuf from the supplied file name. With prometheus_config { enable: true } the REST port serves Prometheus metrics on prometheus_config.path (default /monitoring/prometheus/metrics)."),
     Flag("remove_unused_fields_from_bundle_metagraph", bool, True, "Removes unused fields from MetaGraphDef proto message to save memory.", False),
     Flag("prefer_tflite_model", bool, False, "Prefer TensorFlow Lite model from `model.tflite` file in SavedModel directory, if it exists (served through TFLite signature runners)."),
     Flag("num_tflite_pools", int, 0, "Number of TFLite interpreter pools.", False),
     Flag("num_tflite_interpreters_per_pool", int, 1, "Number of TFLite interpreters per pool.", False),
-    Flag("enable_signature_method_name_check", bool, False, "Enable method_name check for SignatureDef (never enforced here).", False),
+    Flag("enable_signature_method_name_check", bool, False, "Enable method_name check for SignatureDef: Classify and Regress then need classify/regress signatures, Predict a predict, classify or regress one."),
     Flag("xla_cpu_compilation_enabled", bool, False, "Enable XLA:CPU JIT.", False),
     Flag("enable_profiler", bool, True, "Enable profiler service.", False),
     Flag("thread_pool_factory_config_file", str, "", "If non-empty, read an ascii ThreadPoolConfig protobuf.", False),
@@ -239,6 +242,9 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         grpc_max_threads=merged["grpc_max_threads"],
         num_load_threads=merged["num_load_threads"],
         enable_batching=merged["enable_batching"],
+        num_request_iterations_for_warmup=merged["num_request_iterations_for_warmup"],
+        enable_signature_method_name_check=merged["enable_signature_method_name_check"],
+        rest_api_enable_cors_support=merged["rest_api_enable_cors_support"],
         prefer_tflite_model=merged["prefer_tflite_model"],
         monitoring_config_file=merged["monitoring_config_file"],
         batching_parameters_file=merged["batching_parameters_file"],
@@ -496,6 +502,8 @@ def _create_server(options: ServerOptions) -> RunningServer:
             prefer_tflite_model=options.prefer_tflite_model,
         ),
         batching=batching,
+        method_name_check=options.enable_signature_method_name_check,
+        warmup_iterations=options.num_request_iterations_for_warmup,
     )
 
     grpc_server = None
@@ -518,7 +526,8 @@ def _create_server(options: ServerOptions) -> RunningServer:
         if options.rest_api_port is not None:
             try:
                 rest = RestServer(core, options.host, options.rest_api_port, options.rest_api_timeout_in_ms,
-                                  max_request_bytes=options.max_request_bytes, metrics_path=metrics_path)
+                                  max_request_bytes=options.max_request_bytes, metrics_path=metrics_path,
+                                  cors=options.rest_api_enable_cors_support)
             except OSError as e:
                 raise StartupError(f"UNAVAILABLE: could not bind HTTP/REST to {options.host}:{options.rest_api_port}: {e}") from e
             rest.start()

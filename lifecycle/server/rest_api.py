@@ -46,10 +46,11 @@ class RestServer:
     """A threaded HTTP server answering TF Serving's REST API from a ServerCore."""
 
     def __init__(self, core: ServerCore, host: str, port: int, timeout_ms: int = 30000,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, metrics_path: str | None = None) -> None:
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, metrics_path: str | None = None,
+                 cors: bool = False) -> None:
         handler = type("BoundHandler", (_Handler,), {
             "core": core, "timeout_ms": timeout_ms, "max_request_bytes": max_request_bytes,
-            "metrics_path": metrics_path,
+            "metrics_path": metrics_path, "cors": cors,
         })
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
@@ -73,6 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout_ms: int
     max_request_bytes: int
     metrics_path: str | None  # Prometheus exposition on this GET path, if enabled
+    cors: bool  # --rest_api_enable_cors_support
     protocol_version = "HTTP/1.1"
     server_version = "mlc-model-server"
     timeout = SOCKET_TIMEOUT_S
@@ -111,6 +113,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         try:
             body = self._read_body()
+            if method == "OPTIONS" and self.cors:  # a CORS preflight
+                self._respond(200, b"")
+                return
             if method == "GET" and self.metrics_path is not None and path == self.metrics_path:
                 self._respond(200, self.core.metrics.render(), content_type="text/plain; version=0.0.4")
                 return
@@ -223,6 +228,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             if self.close_connection:
                 self.send_header("Connection", "close")
+            if getattr(self, "cors", False):
+                self.send_header("Access-Control-Allow-Origin", "*")
+                if self.command == "OPTIONS":
+                    self.send_header("Access-Control-Allow-Methods", "POST, GET")
+                    self.send_header("Access-Control-Allow-Headers", "Content-Type")
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
