@@ -124,6 +124,9 @@ def test_fuzz_rest_answers_only_json_4xx(server: RunningServer, method: str, pat
 def test_server_still_serves_after_fuzzing(server: RunningServer) -> None:
     status, body = request(server, "POST", "/v1/models/hp:predict", b'{"instances": [[1.0]]}')
     assert (status, body) == (200, b'{\n    "predictions": [[1.5]\n    ]\n}')
+    # TF Serving's documented example, byte for byte (this half_plus_two adds 1, not 2).
+    status, body = request(server, "POST", "/v1/models/hp:predict", b'{"instances": [1.0, 2.0, 5.0]}')
+    assert (status, body) == (200, b'{\n    "predictions": [1.5, 2.0, 3.5\n    ]\n}')
 
 
 def test_request_size_bound(server: RunningServer) -> None:

@@ -298,7 +298,8 @@ def _feature_kind_error(name: str, kind: str | None) -> InvalidArgument:
     return InvalidArgument(f"Unexpected element type in feature: {name} expecting type: {label}")
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """rapidjson's name for a JSON value's type (Null, True, False, Object, Array, String, Number)."""
     if value is None:
         return "Null"
     if value is True:
@@ -346,13 +347,13 @@ def _add_feature_value(value: Any, name: str, feature: object) -> None:
             raise InvalidArgument(f"Feature: {name} has uint64 element. Only int64 is supported.")
         feature.int64_list.value.append(value)
     else:
-        raise InvalidArgument(f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}")
+        raise InvalidArgument(f"Feature: {name} has element with unexpected JSON type: {json_type(value)}")
 
 
 def example_from_json(value: Any, example: object) -> None:
     """Fill a tf.Example from a JSON object of feature name -> value or list of values."""
     if not isinstance(value, dict):
-        raise InvalidArgument(f"Example must be JSON object but got JSON {_json_type(value)}")
+        raise InvalidArgument(f"Example must be JSON object but got JSON {json_type(value)}")
     for name, content in value.items():
         feature = example.features.feature[name]
         feature.Clear()

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from lifecycle.errors import InvalidArgument, Unimplemented
-from lifecycle.server.examples import decode_b64, is_b64
+from lifecycle.server.examples import decode_b64, is_b64, json_type
 
 _INDENT = b"    "
 _ESCAPES = {i: f"\\u{i:04X}".encode() for i in range(0x20)}
@@ -391,23 +391,6 @@ def _write_plain(writer: PrettyWriter, value: Any, depth: int) -> None:
             writer.key(str(key))
             _write_plain(writer, item, depth + 1)
         writer.end_object()
-
-
-def json_type(value: Any) -> str:
-    """rapidjson's name for a value's type."""
-    if value is None:
-        return "Null"
-    if value is True:
-        return "True"
-    if value is False:
-        return "False"
-    if isinstance(value, dict):
-        return "Object"
-    if isinstance(value, list):
-        return "Array"
-    if isinstance(value, str):
-        return "String"
-    return "Number"
 
 
 _INT_RANGES = {
