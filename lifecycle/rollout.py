@@ -561,8 +561,10 @@ class Rollout:
         plan = self.plan
         b, a = _serving(plan.before), _serving(plan.after)
         rec = registry.load(self.paths).model(self.model)
+        # Test requests of the versions that load (sandbox, verify) or gain a label (confirm).
+        needed = set(plan.load) | {v for k, v in a.labels.items() if b.labels.get(k) != v}
         try:
-            checks = {v: LiveCheck.of(self.paths, rec, v) for v in sorted(set(a.versions))}
+            checks = {v: LiveCheck.of(self.paths, rec, v) for v in sorted(needed)}
         except LifecycleError as e:
             raise PreconditionFailed(f"cannot check {self.model} live: {e.message}") from e
         journal.write(self.paths, self.journal)

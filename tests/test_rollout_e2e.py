@@ -53,6 +53,7 @@ def test_promote_and_rollback_cycles_under_load(tmp_path: Path, built: Path, mon
                 (["rollback", MODEL], 2, 1),
                 (["promote", MODEL, "3", "--canary"], 1, 1),
                 (["promote", MODEL, "3"], 1, 3),
+                (["rollback", MODEL, "--to", "2", "--reason", "pin"], 3, 2),
             ]
             for args, before, after in steps:
                 load.allow({before, after})
@@ -63,26 +64,25 @@ def test_promote_and_rollback_cycles_under_load(tmp_path: Path, built: Path, mon
                 wait_for(lambda seen=seen: load.total() > seen + 3, what="answers after the step")
                 rec = registry.load(paths).model(MODEL)
                 assert rec.stable == after
-            # nothing left to roll back to from 3? the chain is [1, 3]: rollback goes to 1
             assert registry.load(paths).model(MODEL).canary is None
         assert load.failures == []
         assert load.wrong == []
         assert set(load.answers) <= {1, 2, 3} and load.total() > 30
-        assert states(paths, server.grpc_address)[3] == "AVAILABLE"
-        assert tfs_config.read(paths) == {MODEL: tfs_config.ModelServing((3,), {"stable": 3})}
+        assert states(paths, server.grpc_address)[2] == "AVAILABLE"
+        assert tfs_config.read(paths) == {MODEL: tfs_config.ModelServing((2,), {"stable": 2})}
 
         status = json.loads(runner.invoke(app, ["status", "--json"]).output)
         m = status["models"][0]
         by_version = {v["version"]: v for v in m["versions"]}
         addr = server.grpc_address
-        assert by_version[3]["labels"] == ["stable"] and by_version[3]["servers"] == {addr: "AVAILABLE"}
-        assert by_version[1]["servers"][addr] in ("END", "-")
+        assert by_version[2]["labels"] == ["stable"] and by_version[2]["servers"] == {addr: "AVAILABLE"}
+        assert by_version[1]["servers"][addr] in ("END", "-") and by_version[3]["servers"][addr] == "END"
         assert m["drift"] == [] and status["servers"] == {addr: "ok"}
 
         hist = json.loads(runner.invoke(app, ["history", MODEL, "--json"]).output)["events"]
         assert [(e["action"], e["from_version"], e["to_version"], e["result"]) for e in hist[1:]] == [
             ("promote", 1, 2, "ok"), ("promote", 2, 3, "ok"), ("rollback", 3, 2, "ok"), ("rollback", 2, 1, "ok"),
-            ("canary", 1, 3, "ok"), ("promote", 1, 3, "ok"),
+            ("canary", 1, 3, "ok"), ("promote", 1, 3, "ok"), ("rollback", 3, 2, "ok"),
         ]
         assert hist[1]["reason"] == "better"
     finally:

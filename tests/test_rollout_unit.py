@@ -341,3 +341,19 @@ def test_recovery_without_servers_completes_after_label(served_home: Paths) -> N
 def test_unknown_version_error_type(served_home: Paths) -> None:
     with pytest.raises(VersionNotFound):
         rollout.promote(served_home, "m", 7)
+
+
+def test_rollback_withdraws_a_canary_first(served_home: Paths) -> None:
+    with registry.transaction(served_home) as reg:
+        rec = reg.model("m")
+        rec.canary = 2
+        rec.history += _events(("canary", 1, 2, "ok"))
+        tfs_config.write(served_home, tfs_config.build(served_home, tfs_config.served_from_registry(reg)))
+    result = runner.invoke(app, ["rollback", "m", "--reason", "canary misbehaves"])
+    assert result.exit_code == 0, result.output
+    assert "canary 2 -> -" in result.output
+    rec = registry.load(served_home).model("m")
+    assert (rec.stable, rec.canary) == (1, None)
+    assert (rec.history[-1].action, rec.history[-1].to_version, rec.history[-1].reason) == ("rollback", 1, "canary misbehaves")
+    assert tfs_config.read(served_home) == {"m": tfs_config.ModelServing((1,), {"stable": 1})}
+    assert rollout.stable_chain(rec) == [1]
