@@ -78,3 +78,28 @@ def test_messages_are_unlimited_by_default(tmp_path: Path) -> None:
     finally:
         client.close()
         server.stop()
+
+
+def test_session_threads_from_flags(tmp_path: Path) -> None:
+    from tensorflow.core.protobuf import config_pb2
+
+    from lifecycle.server.main import options_from_flags, parse_flags, session_config
+
+    assert session_config(ServerOptions()) is None
+    both = config_pb2.ConfigProto.FromString(session_config(options_from_flags(parse_flags(
+        ["--tensorflow_session_parallelism=3"]))))
+    assert (both.intra_op_parallelism_threads, both.inter_op_parallelism_threads) == (3, 3)
+    path = tmp_path / "session.config"
+    path.write_text("intra_op_parallelism_threads: 7\nallow_soft_placement: true\n")
+    merged = config_pb2.ConfigProto.FromString(session_config(options_from_flags(parse_flags(
+        [f"--tensorflow_session_config_file={path}", "--tensorflow_inter_op_parallelism=2"]))))
+    assert (merged.intra_op_parallelism_threads, merged.inter_op_parallelism_threads, merged.allow_soft_placement) == (7, 2, True)
+    add_version(tmp_path / "hp", 1)
+    server = create_server(ServerOptions(model_config=server_config(model_config("hp", tmp_path / "hp")),
+                                         file_system_poll_wait_seconds=0, tensorflow_intra_op_parallelism=1))
+    client = Client(server.grpc_address)
+    try:
+        assert value(client.predict("hp", [[2.0]])).tolist() == [[2.0]]
+    finally:
+        client.close()
+        server.stop()

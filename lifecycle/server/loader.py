@@ -54,7 +54,7 @@ class Servable:
     waits for in-flight requests instead of closing the session under them.
     """
 
-    def __init__(self, name: str, version: int, path: Path, tags: list[str]) -> None:
+    def __init__(self, name: str, version: int, path: Path, tags: list[str], session_config: bytes | None = None) -> None:
         import tensorflow as tf
         from tensorflow.python.client import pywrap_tf_session
 
@@ -64,7 +64,12 @@ class Servable:
         self.path = Path(path)
         self._tf_session_api = pywrap_tf_session
         self._graph = tf.Graph()
-        self._session = tf.compat.v1.Session(graph=self._graph)
+        config = None
+        if session_config is not None:
+            from tensorflow.core.protobuf import config_pb2
+
+            config = config_pb2.ConfigProto.FromString(session_config)
+        self._session = tf.compat.v1.Session(graph=self._graph, config=config)
         try:
             with self._graph.as_default():
                 self.meta_graph = tf.compat.v1.saved_model.loader.load(

@@ -52,6 +52,10 @@ class ServerOptions:
     rest_api_timeout_in_ms: int = 30000
     max_request_bytes: int = 256 << 20
     enable_batching: bool = False
+    tensorflow_session_parallelism: int = 0
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
+    tensorflow_session_config_file: str = ""
     num_request_iterations_for_warmup: int = 1
     enable_signature_method_name_check: bool = False
     rest_api_enable_cors_support: bool = False
@@ -108,10 +112,10 @@ _FLAGS: list[Flag] = [
     Flag("load_retry_interval_micros", int, 60_000_000, "The interval, in microseconds, between each servable load retry. If set negative, it doesn't wait. Default: 1 minute"),
     Flag("file_system_poll_wait_seconds", int, 1, "Interval in seconds between each poll of the filesystem for new model version. If set to zero poll will be exactly done once and not periodically."),
     Flag("flush_filesystem_caches", bool, True, "If true (the default), filesystem caches will be flushed after loads (no effect here)."),
-    Flag("tensorflow_session_parallelism", int, 0, "Number of threads to use for running a Tensorflow session.", False),
-    Flag("tensorflow_session_config_file", str, "", "If non-empty, read an ascii TensorFlow Session ConfigProto protobuf.", False),
-    Flag("tensorflow_intra_op_parallelism", int, 0, "Number of threads to use to parallelize the execution of an individual op.", False),
-    Flag("tensorflow_inter_op_parallelism", int, 0, "Controls the number of operators that can be executed simultaneously.", False),
+    Flag("tensorflow_session_parallelism", int, 0, "Number of threads to use for running a Tensorflow session. Auto-configured by default. Note that this option is ignored if --tensorflow_intra_op_parallelism or --tensorflow_inter_op_parallelism is set."),
+    Flag("tensorflow_session_config_file", str, "", "If non-empty, read an ascii TensorFlow Session ConfigProto protobuf from the supplied file name. Thread counts in it can be overridden by the parallelism flags."),
+    Flag("tensorflow_intra_op_parallelism", int, 0, "Number of threads to use to parallelize the execution of an individual op. Auto-configured by default."),
+    Flag("tensorflow_inter_op_parallelism", int, 0, "Controls the number of operators that can be executed simultaneously. Auto-configured by default."),
     Flag("use_alts_credentials", bool, False, "Use Google ALTS credentials", False),
     Flag("ssl_config_file", str, "", "If non-empty, read an ascii SSLConfig protobuf and set up a secure gRPC channel", False),
     Flag("platform_config_file", str, "", "If non-empty, read an ascii PlatformConfigMap protobuf.", False),
@@ -242,6 +246,10 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         grpc_max_threads=merged["grpc_max_threads"],
         num_load_threads=merged["num_load_threads"],
         enable_batching=merged["enable_batching"],
+        tensorflow_session_parallelism=merged["tensorflow_session_parallelism"],
+        tensorflow_intra_op_parallelism=merged["tensorflow_intra_op_parallelism"],
+        tensorflow_inter_op_parallelism=merged["tensorflow_inter_op_parallelism"],
+        tensorflow_session_config_file=merged["tensorflow_session_config_file"],
         num_request_iterations_for_warmup=merged["num_request_iterations_for_warmup"],
         enable_signature_method_name_check=merged["enable_signature_method_name_check"],
         rest_api_enable_cors_support=merged["rest_api_enable_cors_support"],
@@ -249,6 +257,36 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         monitoring_config_file=merged["monitoring_config_file"],
         batching_parameters_file=merged["batching_parameters_file"],
     )
+
+
+def session_config(options: ServerOptions) -> bytes | None:
+    """The serialized TensorFlow ConfigProto the session flags ask for (None: TensorFlow's defaults).
+
+    As tensorflow_model_server: the config file first, then --tensorflow_intra_op_parallelism
+    and --tensorflow_inter_op_parallelism, or else --tensorflow_session_parallelism for both.
+    """
+    intra, inter = options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism
+    if not intra and not inter and options.tensorflow_session_parallelism:
+        intra = inter = options.tensorflow_session_parallelism
+    if not (options.tensorflow_session_config_file or intra or inter):
+        return None
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import config_pb2
+
+    config = config_pb2.ConfigProto()
+    if options.tensorflow_session_config_file:
+        path = Path(options.tensorflow_session_config_file)
+        try:
+            text_format.Parse(path.read_text(encoding="utf-8"), config)
+        except (OSError, UnicodeDecodeError, text_format.ParseError) as e:
+            raise InvalidArgument(
+                f"Invalid protobuf file: '{path}'. Error parsing text-format tensorflow.ConfigProto: {e}"
+            ) from e
+    if intra:
+        config.intra_op_parallelism_threads = intra
+    if inter:
+        config.inter_op_parallelism_threads = inter
+    return config.SerializeToString()
 
 
 # --- model config files -----------------------------------------------------------------------
@@ -500,6 +538,7 @@ def _create_server(options: ServerOptions) -> RunningServer:
             saved_model_tags=tuple(t.strip() for t in options.saved_model_tags.split(",") if t.strip()),
             num_load_threads=options.num_load_threads or 4,
             prefer_tflite_model=options.prefer_tflite_model,
+            session_config=session_config(options),
         ),
         batching=batching,
         method_name_check=options.enable_signature_method_name_check,

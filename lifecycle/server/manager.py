@@ -73,6 +73,7 @@ class ManagerOptions:
     saved_model_tags: tuple[str, ...] = ("serve",)
     num_load_threads: int = 4
     prefer_tflite_model: bool = False  # serve <version>/model.tflite when there is one
+    session_config: bytes | None = None  # serialized tensorflow.ConfigProto for every session
 
 
 @dataclass
@@ -321,7 +322,8 @@ class ServableManager:
 
             if has_tflite_model(harness.path):
                 return TfLiteServable(harness.model, harness.version, harness.path)
-        return Servable(harness.model, harness.version, harness.path, list(self.options.saved_model_tags))
+        return Servable(harness.model, harness.version, harness.path, list(self.options.saved_model_tags),
+                        session_config=self.options.session_config)
 
     def _unload(self, harness: _Harness) -> None:
         servable = harness.servable
