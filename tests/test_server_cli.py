@@ -59,7 +59,7 @@ def test_unknown_flags_and_bad_values_are_refused() -> None:
 
 
 def test_unimplemented_flags_warn_once(capsys: pytest.CaptureFixture[str]) -> None:
-    options_from_flags(parse_flags(["--ssl_config_file=/s.config", "--tensorflow_session_parallelism=2"]))
+    options_from_flags(parse_flags(["--ssl_config_file=/s.config", "--use_alts_credentials"]))
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2
     assert all("accepted but not implemented" in line for line in err)
