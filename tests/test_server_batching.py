@@ -164,3 +164,26 @@ def test_server_merges_concurrent_predicts(server: object) -> None:
         assert info.value.details() == "Task size 9 is larger than maximum input batch size 8"
     finally:
         client.close()
+
+
+@pytest.mark.e2e
+def test_per_model_batching_parameters(tmp_path: Path) -> None:
+    from lifecycle.server.main import ServerOptions, create_server
+    from tests.savedmodels import build_batch_reporter
+    from tests.server_support import Client, model_config, server_config, value
+
+    version = build_batch_reporter(tmp_path / "rep" / "1")
+    (version / "batching_params.pbtxt").write_text("max_batch_size { value: 2 }\nallowed_batch_sizes: 2\n")
+    server = create_server(ServerOptions(
+        model_config=server_config(model_config("rep", tmp_path / "rep")), file_system_poll_wait_seconds=0,
+        enable_batching=True, enable_per_model_batching_parameters=True,
+    ))
+    client = Client(server.grpc_address)
+    try:
+        assert value(client.predict("rep", [[1.0]]), "batch").tolist() == [2]  # padded to this version's 2
+        with pytest.raises(grpc.RpcError) as info:
+            client.predict("rep", [[1.0]] * 3)
+        assert info.value.details() == "Task size 3 is larger than maximum input batch size 2"
+    finally:
+        client.close()
+        server.stop()

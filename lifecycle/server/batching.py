@@ -18,7 +18,9 @@ like TF Serving's SharedBatchScheduler:
   DEADLINE_EXCEEDED. A batch runs with the longest deadline of its tasks.
 
 Parameters come from ``--batching_parameters_file``, a text ``BatchingParameters`` (TF
-Serving's message, generated into ``lifecycle/server/protos``).
+Serving's message, generated into ``lifecycle/server/protos``). With
+``--enable_per_model_batching_parameters`` a version folder's ``batching_params.pbtxt`` gives
+that version its own scheduler and threads.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ import numpy as np
 from lifecycle.errors import DeadlineExceeded, InternalError, InvalidArgument, LifecycleError, ServerUnavailable
 
 log = logging.getLogger("mlc-model-server")
+
+# --enable_per_model_batching_parameters reads this file from a version folder.
+PER_MODEL_BATCHING_FILE = "batching_params.pbtxt"
 
 RunSession = Callable[[Mapping[str, np.ndarray], list[str], "int | None"], list[np.ndarray]]
 

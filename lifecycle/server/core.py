@@ -12,11 +12,17 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from lifecycle.errors import InvalidArgument, LifecycleError, ServableNotFound
-from lifecycle.server.batching import BatchingOptions, BatchScheduler
+from lifecycle.server.batching import (
+    PER_MODEL_BATCHING_FILE,
+    BatchingOptions,
+    BatchScheduler,
+    read_batching_parameters,
+)
 from lifecycle.server.loader import DEFAULT_SIGNATURE, Servable
 from lifecycle.server.manager import ManagerOptions, ServableManager
 from lifecycle.server.monitoring import Metrics
@@ -60,7 +66,10 @@ class ServerCore:
     """Predict, metadata, status and reload with TF Serving's semantics and messages."""
 
     def __init__(self, options: ManagerOptions, batching: BatchingOptions | None = None,
-                 method_name_check: bool = False, warmup_iterations: int = 1) -> None:
+                 method_name_check: bool = False, warmup_iterations: int = 1,
+                 per_model_batching: bool = False) -> None:
+        # --enable_per_model_batching_parameters: a version's batching_params.pbtxt wins.
+        self.per_model_batching = per_model_batching
         # --enable_signature_method_name_check: each API runs only signatures of its method.
         self.method_name_check = method_name_check
         # --num_request_iterations_for_warmup: each warmup record is replayed this many times.
@@ -84,6 +93,11 @@ class ServerCore:
         scheduler = self.batch_scheduler
         if scheduler is None:
             return
+        own_params = Path(servable.path) / PER_MODEL_BATCHING_FILE
+        if self.per_model_batching and own_params.is_file():
+            # --enable_per_model_batching_parameters: this version batches on its own threads.
+            scheduler = BatchScheduler(read_batching_parameters(own_params))
+            servable.on_close.append(scheduler.stop)
         servable.batch_runner = lambda feeds, fetches, timeout_ms: scheduler.run(
             servable, servable.run_session, feeds, fetches, timeout_ms)
         servable.on_close.append(lambda: scheduler.forget(servable))

@@ -52,6 +52,7 @@ class ServerOptions:
     rest_api_timeout_in_ms: int = 30000
     max_request_bytes: int = 256 << 20
     enable_batching: bool = False
+    enable_per_model_batching_parameters: bool = False
     tensorflow_session_parallelism: int = 0
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
@@ -101,7 +102,7 @@ _FLAGS: list[Flag] = [
     Flag("enable_batching", bool, False, "enable batching: concurrent requests to a servable are merged along dimension 0"),
     Flag("allow_version_labels_for_unavailable_models", bool, False, "If true, allows assigning unused version labels to models that are not available yet."),
     Flag("batching_parameters_file", str, "", "If non-empty, read an ascii BatchingParameters protobuf from the supplied file name (max_batch_size, batch_timeout_micros, num_batch_threads, max_enqueued_batches, allowed_batch_sizes, pad_variable_length_inputs) and use it when --enable_batching is set."),
-    Flag("enable_per_model_batching_parameters", bool, False, "Enables model specific batching params.", False),
+    Flag("enable_per_model_batching_parameters", bool, False, "Enables model specific batching params like batch sizes, timeouts, read from `batching_params.pbtxt` in the model's version folder (with --enable_batching)."),
     Flag("model_config_file", str, "", "If non-empty, read an ascii ModelServerConfig protobuf from the supplied file name, and serve the models in that file. (If used, --model_name, --model_base_path are ignored.)"),
     Flag("model_config_file_poll_wait_seconds", int, 0, "Interval in seconds between each poll of the filesystem for model_config_file. If unset or set to zero, poll will be done exactly once and not periodically. When polling is on, a change to the file is also picked up at once (watchdog)."),
     Flag("model_name", str, "default", "name of model (ignored if --model_config_file flag is set)"),
@@ -246,6 +247,7 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         grpc_max_threads=merged["grpc_max_threads"],
         num_load_threads=merged["num_load_threads"],
         enable_batching=merged["enable_batching"],
+        enable_per_model_batching_parameters=merged["enable_per_model_batching_parameters"],
         tensorflow_session_parallelism=merged["tensorflow_session_parallelism"],
         tensorflow_intra_op_parallelism=merged["tensorflow_intra_op_parallelism"],
         tensorflow_inter_op_parallelism=merged["tensorflow_inter_op_parallelism"],
@@ -543,6 +545,7 @@ def _create_server(options: ServerOptions) -> RunningServer:
         batching=batching,
         method_name_check=options.enable_signature_method_name_check,
         warmup_iterations=options.num_request_iterations_for_warmup,
+        per_model_batching=options.enable_per_model_batching_parameters,
     )
 
     grpc_server = None
