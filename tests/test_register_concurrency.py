@@ -39,15 +39,26 @@ def assert_consistent(paths: Paths) -> registry.ModelRecord | None:
     return reg.models.get("deeplab")
 
 
-def test_eight_concurrent_registers_get_versions_1_to_8(
-    make_home, variant_checkpoints: list[Path], python: str, subprocess_env: dict[str, str]
-) -> None:
+def test_eight_concurrent_registers_get_versions_1_to_8(make_home, variant_checkpoints: list[Path], tmp_path: Path) -> None:
+    """Eight ``mlc register`` processes started at once (forked from a server that imported TF once)."""
+    from tests import forked_cli
+
     paths = make_home()
-    procs = [start_register(python, subprocess_env, paths, c) for c in variant_checkpoints]
-    outputs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0, err
-    printed = sorted(int(out.strip().splitlines()[-1]) for out, _ in outputs)
+    ctx = forked_cli.context()
+    env = {"MLC_HOME": str(paths.home), "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    outputs = [tmp_path / f"register-{i}.out" for i in range(len(variant_checkpoints))]
+    procs = [
+        ctx.Process(target=forked_cli.run_cli, args=(["register", str(c)], env, str(out)))
+        for c, out in zip(variant_checkpoints, outputs)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    texts = [out.read_text() for out in outputs]
+    for p, text in zip(procs, texts):
+        assert p.exitcode == 0, text
+    printed = sorted(int(text.strip().splitlines()[-1]) for text in texts)
     assert printed == list(range(1, 9))
     rec = registry.load(paths).model("deeplab")
     assert [v.version for v in rec.versions] == list(range(1, 9))
