@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import grpc
@@ -103,3 +106,45 @@ def test_session_threads_from_flags(tmp_path: Path) -> None:
     finally:
         client.close()
         server.stop()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+def test_tls_with_ssl_config_file(tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    config = tmp_path / "ssl.config"
+    config.write_text(f"server_key: {json.dumps(key.read_text())}\nserver_cert: {json.dumps(cert.read_text())}\n")
+    add_version(tmp_path / "hp", 1)
+    server = create_server(ServerOptions(model_config=server_config(model_config("hp", tmp_path / "hp")),
+                                         file_system_poll_wait_seconds=0, ssl_config_file=str(config)))
+    try:
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        secure = grpc.secure_channel(server.grpc_address, grpc.ssl_channel_credentials(cert.read_bytes()),
+                                     options=[("grpc.ssl_target_name_override", "localhost")])
+        client = Client(server.grpc_address)
+        client.predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(secure)
+        assert value(client.predict("hp", [[2.0]])).tolist() == [[2.0]]
+        plain = Client(server.grpc_address)  # a plaintext client cannot talk to a TLS server
+        with pytest.raises(grpc.RpcError) as info:
+            plain.predict_stub.Predict(plain_request(), timeout=2)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        plain.close()
+        secure.close()
+        client.close()
+    finally:
+        server.stop()
+    config.write_text("server_key: 'x'\n")
+    with pytest.raises(StartupError, match="needs both server_key and server_cert"):
+        create_server(ServerOptions(model_config=server_config(model_config("hp", tmp_path / "hp")),
+                                    file_system_poll_wait_seconds=0, ssl_config_file=str(config)))
+
+
+def plain_request() -> object:
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "hp"
+    return request

@@ -76,6 +76,7 @@ class ServerOptions:
     saved_model_tags: str = "serve"
     grpc_channel_arguments: str = ""
     grpc_socket_path: str = ""
+    ssl_config_file: str = ""
     enable_grpc_healthcheck_service: bool = False
     grpc_max_threads: int = 0
     num_load_threads: int = 0
@@ -118,7 +119,7 @@ _FLAGS: list[Flag] = [
     Flag("tensorflow_intra_op_parallelism", int, 0, "Number of threads to use to parallelize the execution of an individual op. Auto-configured by default."),
     Flag("tensorflow_inter_op_parallelism", int, 0, "Controls the number of operators that can be executed simultaneously. Auto-configured by default."),
     Flag("use_alts_credentials", bool, False, "Use Google ALTS credentials", False),
-    Flag("ssl_config_file", str, "", "If non-empty, read an ascii SSLConfig protobuf and set up a secure gRPC channel", False),
+    Flag("ssl_config_file", str, "", "If non-empty, read an ascii SSLConfig protobuf from the supplied file name and set up a secure gRPC channel"),
     Flag("platform_config_file", str, "", "If non-empty, read an ascii PlatformConfigMap protobuf.", False),
     Flag("per_process_gpu_memory_fraction", float, 0.0, "Fraction that each process occupies of the GPU memory space.", False),
     Flag("saved_model_tags", str, "serve", "Comma-separated set of tags corresponding to the meta graph def to load from SavedModel."),
@@ -243,6 +244,7 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         saved_model_tags=merged["saved_model_tags"],
         grpc_channel_arguments=merged["grpc_channel_arguments"],
         grpc_socket_path=merged["grpc_socket_path"],
+        ssl_config_file=merged["ssl_config_file"],
         enable_grpc_healthcheck_service=merged["enable_grpc_healthcheck_service"],
         grpc_max_threads=merged["grpc_max_threads"],
         num_load_threads=merged["num_load_threads"],
@@ -561,6 +563,7 @@ def _create_server(options: ServerOptions) -> RunningServer:
                     core, options.host, options.grpc_port, options.grpc_socket_path,
                     options.grpc_channel_arguments, options.grpc_max_threads,
                     health=options.enable_grpc_healthcheck_service,
+                    ssl_config_file=options.ssl_config_file,
                 )
             except BindError as e:
                 raise StartupError(f"UNAVAILABLE: {e.message}") from e

@@ -8,7 +8,9 @@ As tensorflow_model_server does:
 - ``--grpc_socket_path`` also listens on a Unix socket (``unix:<path>``); a stale socket file
   left by a dead server is removed first, while a live one is an error;
 - ``--enable_grpc_healthcheck_service`` adds the standard ``grpc.health.v1.Health`` service,
-  SERVING for the server ("") and both TF Serving services until shutdown starts.
+  SERVING for the server ("") and both TF Serving services until shutdown starts;
+- ``--ssl_config_file`` (a text ``SSLConfig``: PEM ``server_key``, ``server_cert``, optional
+  ``custom_ca``, ``client_verify``) serves TLS instead of plaintext on every listening address.
 """
 
 from __future__ import annotations
@@ -77,6 +79,37 @@ def remove_stale_socket(path: Path) -> None:
     raise BindError(f"another server is listening on gRPC socket {path}")
 
 
+def read_ssl_config(path: str | Path) -> Any:
+    """grpc server credentials from a text SSLConfig; INVALID_ARGUMENT naming the file if malformed."""
+    import grpc
+    from google.protobuf import text_format
+
+    from lifecycle.server.protos import ssl_pb2
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidArgument(f"Could not read SSL config file '{path}': {e}") from e
+    config = ssl_pb2.SSLConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as e:
+        raise InvalidArgument(
+            f"Invalid protobuf file: '{path}'. Error parsing text-format tensorflow.serving.SSLConfig: {e}"
+        ) from e
+    if not config.server_key or not config.server_cert:
+        raise InvalidArgument(f"SSL config file '{path}' needs both server_key and server_cert")
+    try:
+        return grpc.ssl_server_credentials(
+            [(config.server_key.encode(), config.server_cert.encode())],
+            root_certificates=config.custom_ca.encode() or None,
+            require_client_auth=config.client_verify,
+        )
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise InvalidArgument(f"SSL config file '{path}' is not usable: {e}") from e
+
+
 @dataclass
 class GrpcEndpoint:
     """A started grpc.Server with what it listens on."""
@@ -94,11 +127,18 @@ class GrpcEndpoint:
 
 
 def start_grpc(core: Any, host: str, port: int | None, socket_path: str, arguments: str, max_threads: int,
-               health: bool) -> GrpcEndpoint:
+               health: bool, ssl_config_file: str = "") -> GrpcEndpoint:
     """Build, bind and start the gRPC server with TF Serving's services (and health)."""
     import grpc
 
     from lifecycle.server.grpc_api import add_services
+
+    credentials = read_ssl_config(ssl_config_file) if ssl_config_file else None
+
+    def listen(address: str) -> int:
+        if credentials is None:
+            return server.add_insecure_port(address)
+        return server.add_secure_port(address, credentials)
 
     server = grpc.server(
         ThreadPoolExecutor(max_workers=max_threads or 32, thread_name_prefix="mlc-grpc"),
@@ -119,7 +159,7 @@ def start_grpc(core: Any, host: str, port: int | None, socket_path: str, argumen
         if port is not None:
             address = f"{host}:{port}"
             try:
-                bound_port = server.add_insecure_port(address)
+                bound_port = listen(address)
             except RuntimeError as e:
                 raise BindError(f"could not bind gRPC to {address}: {e}") from e
             if not bound_port:
@@ -128,7 +168,7 @@ def start_grpc(core: Any, host: str, port: int | None, socket_path: str, argumen
             path = Path(socket_path)
             remove_stale_socket(path)
             try:
-                bound = server.add_insecure_port(f"unix:{path}")
+                bound = listen(f"unix:{path}")
             except RuntimeError as e:
                 raise BindError(f"could not listen on gRPC socket {path}: {e}") from e
             if not bound:
