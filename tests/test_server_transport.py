@@ -1,4 +1,5 @@
-"""End-to-end: gRPC over a Unix socket, channel arguments, unlimited messages, health service."""
+"""End-to-end: gRPC over a Unix socket, channel arguments, unlimited messages, health service,
+TLS, and the TensorFlow session flags."""
 
 from __future__ import annotations
 
@@ -97,6 +98,10 @@ def test_session_threads_from_flags(tmp_path: Path) -> None:
     merged = config_pb2.ConfigProto.FromString(session_config(options_from_flags(parse_flags(
         [f"--tensorflow_session_config_file={path}", "--tensorflow_inter_op_parallelism=2"]))))
     assert (merged.intra_op_parallelism_threads, merged.inter_op_parallelism_threads, merged.allow_soft_placement) == (7, 2, True)
+    jit = config_pb2.ConfigProto.FromString(session_config(options_from_flags(parse_flags(
+        ["--xla_cpu_compilation_enabled", "--mixed_precision=bfloat16"]))))
+    assert jit.graph_options.optimizer_options.global_jit_level == config_pb2.OptimizerOptions.ON_1
+    assert jit.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == 1  # ON
     add_version(tmp_path / "hp", 1)
     server = create_server(ServerOptions(model_config=server_config(model_config("hp", tmp_path / "hp")),
                                          file_system_poll_wait_seconds=0, tensorflow_intra_op_parallelism=1))

@@ -57,6 +57,8 @@ class ServerOptions:
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
     tensorflow_session_config_file: str = ""
+    xla_cpu_compilation_enabled: bool = False
+    mixed_precision: str = ""
     num_request_iterations_for_warmup: int = 1
     enable_signature_method_name_check: bool = False
     rest_api_enable_cors_support: bool = False
@@ -134,11 +136,11 @@ _FLAGS: list[Flag] = [
     Flag("num_tflite_pools", int, 0, "Number of TFLite interpreter pools.", False),
     Flag("num_tflite_interpreters_per_pool", int, 1, "Number of TFLite interpreters per pool.", False),
     Flag("enable_signature_method_name_check", bool, False, "Enable method_name check for SignatureDef: Classify and Regress then need classify/regress signatures, Predict a predict, classify or regress one."),
-    Flag("xla_cpu_compilation_enabled", bool, False, "Enable XLA:CPU JIT.", False),
+    Flag("xla_cpu_compilation_enabled", bool, False, "EXPERIMENTAL; CAN BE REMOVED ANYTIME! Enable XLA:CPU JIT (default is disabled). With XLA:CPU JIT disabled, models utilizing this feature will return bad Status on first compilation request."),
     Flag("enable_profiler", bool, True, "Enable profiler service.", False),
     Flag("thread_pool_factory_config_file", str, "", "If non-empty, read an ascii ThreadPoolConfig protobuf.", False),
     Flag("enable_grpc_healthcheck_service", bool, False, "Enable the standard gRPC health checking service (grpc.health.v1.Health)."),
-    Flag("mixed_precision", str, "", "Mixed precision mode.", False),
+    Flag("mixed_precision", str, "", "specify mixed_precision mode: bfloat16 rewrites graphs to compute in bfloat16 where oneDNN allows (auto_mixed_precision_onednn_bfloat16)."),
     Flag("skip_initialize_tpu", bool, False, "Whether to skip auto initializing TPU.", False),
     Flag("mlc_max_request_bytes", int, 256 << 20, "mlc-model-server only: the largest HTTP/REST request body accepted, in bytes; larger bodies get 413 without being read (TF Serving has no bound; gRPC messages stay unlimited as in TF Serving)."),
     Flag("mlc_bind_address", str, LOOPBACK, "mlc-model-server only: the address both gRPC and REST listen on. Default 127.0.0.1 (loopback); use 0.0.0.0 to listen on every interface as tensorflow_model_server does."),
@@ -254,6 +256,8 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         tensorflow_intra_op_parallelism=merged["tensorflow_intra_op_parallelism"],
         tensorflow_inter_op_parallelism=merged["tensorflow_inter_op_parallelism"],
         tensorflow_session_config_file=merged["tensorflow_session_config_file"],
+        xla_cpu_compilation_enabled=merged["xla_cpu_compilation_enabled"],
+        mixed_precision=merged["mixed_precision"],
         num_request_iterations_for_warmup=merged["num_request_iterations_for_warmup"],
         enable_signature_method_name_check=merged["enable_signature_method_name_check"],
         rest_api_enable_cors_support=merged["rest_api_enable_cors_support"],
@@ -267,12 +271,16 @@ def session_config(options: ServerOptions) -> bytes | None:
     """The serialized TensorFlow ConfigProto the session flags ask for (None: TensorFlow's defaults).
 
     As tensorflow_model_server: the config file first, then --tensorflow_intra_op_parallelism
-    and --tensorflow_inter_op_parallelism, or else --tensorflow_session_parallelism for both.
+    and --tensorflow_inter_op_parallelism, or else --tensorflow_session_parallelism for both;
+    --xla_cpu_compilation_enabled turns on the JIT, --mixed_precision=bfloat16 the rewrite.
     """
     intra, inter = options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism
     if not intra and not inter and options.tensorflow_session_parallelism:
         intra = inter = options.tensorflow_session_parallelism
-    if not (options.tensorflow_session_config_file or intra or inter):
+    if options.mixed_precision not in ("", "bfloat16"):
+        raise InvalidArgument(f"Unsupported --mixed_precision mode: {options.mixed_precision} (use bfloat16)")
+    if not (options.tensorflow_session_config_file or intra or inter or options.xla_cpu_compilation_enabled
+            or options.mixed_precision):
         return None
     from google.protobuf import text_format
     from tensorflow.core.protobuf import config_pb2
@@ -290,6 +298,12 @@ def session_config(options: ServerOptions) -> bytes | None:
         config.intra_op_parallelism_threads = intra
     if inter:
         config.inter_op_parallelism_threads = inter
+    if options.xla_cpu_compilation_enabled:
+        config.graph_options.optimizer_options.global_jit_level = config_pb2.OptimizerOptions.ON_1
+    if options.mixed_precision == "bfloat16":
+        from tensorflow.core.protobuf import rewriter_config_pb2
+
+        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
     return config.SerializeToString()
 
 
