@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from lifecycle import api, fleet, registry, tfs_config, validate
+from lifecycle import fleet, registry, tfs_config, validate
 from lifecycle.cli import app
 from lifecycle.config import Paths
 from tests.rollout_support import Load, start_server, wait_for
