@@ -119,7 +119,7 @@ def test_console_entry_serves_and_stops_on_sigterm(tmp_path: Path, python: str, 
     process = subprocess.Popen(
         [python, "-m", "lifecycle.server.main", f"--port={grpc_port}", "--rest_api_port", str(rest_port),
          f"--model_config_file={config_file}", "--model_config_file_poll_wait_seconds=1",
-         "--file_system_poll_wait_seconds", "1", "--per_process_gpu_memory_fraction=0.5"],
+         "--file_system_poll_wait_seconds", "1", "--thread_pool_factory_config_file=/t.config"],
         env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     client = Client(f"127.0.0.1:{grpc_port}")
@@ -140,5 +140,5 @@ def test_console_entry_serves_and_stops_on_sigterm(tmp_path: Path, python: str, 
             process.kill()
             raise
     assert process.returncode == 0, err
-    assert "--per_process_gpu_memory_fraction is accepted but not implemented" in err
+    assert "--thread_pool_factory_config_file is accepted but not implemented" in err
     assert f"Running gRPC ModelServer at 127.0.0.1:{grpc_port}" in err

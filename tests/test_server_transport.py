@@ -99,7 +99,8 @@ def test_session_threads_from_flags(tmp_path: Path) -> None:
         [f"--tensorflow_session_config_file={path}", "--tensorflow_inter_op_parallelism=2"]))))
     assert (merged.intra_op_parallelism_threads, merged.inter_op_parallelism_threads, merged.allow_soft_placement) == (7, 2, True)
     jit = config_pb2.ConfigProto.FromString(session_config(options_from_flags(parse_flags(
-        ["--xla_cpu_compilation_enabled", "--mixed_precision=bfloat16"]))))
+        ["--xla_cpu_compilation_enabled", "--mixed_precision=bfloat16", "--per_process_gpu_memory_fraction=0.5"]))))
+    assert jit.gpu_options.per_process_gpu_memory_fraction == 0.5
     assert jit.graph_options.optimizer_options.global_jit_level == config_pb2.OptimizerOptions.ON_1
     assert jit.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == 1  # ON
     add_version(tmp_path / "hp", 1)

@@ -59,6 +59,7 @@ class ServerOptions:
     tensorflow_session_config_file: str = ""
     xla_cpu_compilation_enabled: bool = False
     mixed_precision: str = ""
+    per_process_gpu_memory_fraction: float = 0.0
     num_request_iterations_for_warmup: int = 1
     enable_signature_method_name_check: bool = False
     rest_api_enable_cors_support: bool = False
@@ -123,7 +124,7 @@ _FLAGS: list[Flag] = [
     Flag("use_alts_credentials", bool, False, "Use Google ALTS credentials", False),
     Flag("ssl_config_file", str, "", "If non-empty, read an ascii SSLConfig protobuf from the supplied file name and set up a secure gRPC channel"),
     Flag("platform_config_file", str, "", "If non-empty, read an ascii PlatformConfigMap protobuf.", False),
-    Flag("per_process_gpu_memory_fraction", float, 0.0, "Fraction that each process occupies of the GPU memory space.", False),
+    Flag("per_process_gpu_memory_fraction", float, 0.0, "Fraction that each process occupies of the GPU memory space the value is between 0.0 and 1.0 (with 0.0 as the default) If 1.0, the server will allocate all the memory when the server starts, If 0.0, Tensorflow will automatically select a value."),
     Flag("saved_model_tags", str, "serve", "Comma-separated set of tags corresponding to the meta graph def to load from SavedModel."),
     Flag("grpc_channel_arguments", str, "", "A comma separated list of arguments to be passed to the grpc server. (e.g. grpc.max_connection_age_ms=2000)"),
     Flag("grpc_max_threads", int, 0, "Max grpc server threads to handle grpc messages."),
@@ -258,6 +259,7 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         tensorflow_session_config_file=merged["tensorflow_session_config_file"],
         xla_cpu_compilation_enabled=merged["xla_cpu_compilation_enabled"],
         mixed_precision=merged["mixed_precision"],
+        per_process_gpu_memory_fraction=merged["per_process_gpu_memory_fraction"],
         num_request_iterations_for_warmup=merged["num_request_iterations_for_warmup"],
         enable_signature_method_name_check=merged["enable_signature_method_name_check"],
         rest_api_enable_cors_support=merged["rest_api_enable_cors_support"],
@@ -280,7 +282,7 @@ def session_config(options: ServerOptions) -> bytes | None:
     if options.mixed_precision not in ("", "bfloat16"):
         raise InvalidArgument(f"Unsupported --mixed_precision mode: {options.mixed_precision} (use bfloat16)")
     if not (options.tensorflow_session_config_file or intra or inter or options.xla_cpu_compilation_enabled
-            or options.mixed_precision):
+            or options.mixed_precision or options.per_process_gpu_memory_fraction):
         return None
     from google.protobuf import text_format
     from tensorflow.core.protobuf import config_pb2
@@ -298,6 +300,8 @@ def session_config(options: ServerOptions) -> bytes | None:
         config.intra_op_parallelism_threads = intra
     if inter:
         config.inter_op_parallelism_threads = inter
+    if options.per_process_gpu_memory_fraction:
+        config.gpu_options.per_process_gpu_memory_fraction = options.per_process_gpu_memory_fraction
     if options.xla_cpu_compilation_enabled:
         config.graph_options.optimizer_options.global_jit_level = config_pb2.OptimizerOptions.ON_1
     if options.mixed_precision == "bfloat16":
