@@ -127,7 +127,10 @@ def status(model: str | None = None, paths: Paths | None = None) -> StatusReport
             e for n in names
             if isinstance(e := live.get((spec.name, n)), LifecycleError) and not isinstance(e, ModelNotFound)
         ]
-        reachable[spec.name] = f"unreachable: {errors[0].message}" if errors else "ok"
+        if not spec.rest:
+            reachable[spec.name] = "unknown: no REST address in configs/servers.yaml (status reads servers over REST)"
+        else:
+            reachable[spec.name] = f"unreachable: {errors[0].message}" if errors else "ok"
 
     models = []
     for name in names:
@@ -152,7 +155,7 @@ def status(model: str | None = None, paths: Paths | None = None) -> StatusReport
                 elif isinstance(got, ModelNotFound):
                     per_server[spec.name] = "-"
                 else:
-                    per_server[spec.name] = "unreachable"
+                    per_server[spec.name] = "unreachable" if spec.rest else "unknown"
             versions.append(
                 VersionStatus(
                     version=v.version,
@@ -174,7 +177,8 @@ def status(model: str | None = None, paths: Paths | None = None) -> StatusReport
                     if wanted.versions:
                         drift.append(f"server {spec.name} does not serve {name}")
                 else:
-                    drift.append(f"server {spec.name} is unreachable")
+                    if spec.rest:
+                        drift.append(f"server {spec.name} is unreachable")
                 continue
             for v in wanted.versions:
                 state = got.get(v)

@@ -357,3 +357,11 @@ def test_rollback_withdraws_a_canary_first(served_home: Paths) -> None:
     assert (rec.history[-1].action, rec.history[-1].to_version, rec.history[-1].reason) == ("rollback", 1, "canary misbehaves")
     assert tfs_config.read(served_home) == {"m": tfs_config.ModelServing((1,), {"stable": 1})}
     assert rollout.stable_chain(rec) == [1]
+
+
+def test_status_of_a_server_without_rest_address_is_unknown_not_drift(served_home: Paths) -> None:
+    fleet.servers_file(served_home).write_text("servers:\n  - grpc: 127.0.0.1:1\n")
+    data = json.loads(runner.invoke(app, ["status", "--json"]).output)
+    assert data["servers"]["127.0.0.1:1"].startswith("unknown: no REST address")
+    m = next(x for x in data["models"] if x["name"] == "m")
+    assert m["versions"][0]["servers"] == {"127.0.0.1:1": "unknown"} and m["drift"] == []
