@@ -34,11 +34,12 @@ def context() -> BaseContext:
 
 
 def run_cli(args: list[str], env: dict[str, str], output: str) -> None:
-    """Child body: ``mlc *args`` with ``env`` added, stdout and stderr to ``output``; exit with its code."""
+    """Child body: ``mlc *args`` with ``env`` added; stdout to ``output``, stderr to ``output.err``."""
     os.environ.update(env)
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
+    for target, path in ((1, output), (2, output + ".err")):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, target)
+        os.close(fd)
     sys.argv = ["mlc", *args]
     code = 0
     try:

@@ -56,8 +56,8 @@ def test_eight_concurrent_registers_get_versions_1_to_8(make_home, variant_check
     for p in procs:
         p.join(timeout=300)
     texts = [out.read_text() for out in outputs]
-    for p, text in zip(procs, texts):
-        assert p.exitcode == 0, text
+    for p, text, out in zip(procs, texts, outputs):
+        assert p.exitcode == 0, text + Path(str(out) + ".err").read_text()
     printed = sorted(int(text.strip().splitlines()[-1]) for text in texts)
     assert printed == list(range(1, 9))
     rec = registry.load(paths).model("deeplab")
