@@ -633,6 +633,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname).1s %(name)s] %(message)s"
     )
     options = options_from_flags(values)
+    from lifecycle.tf_import import import_tensorflow
+
+    import_tensorflow()  # before any model loads, without the CUDA-probe noise of a CPU machine
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
