@@ -18,6 +18,16 @@ from lifecycle.errors import LockTimeout
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 
 
+def _file_mode() -> int:
+    """The mode a plain open() gives a new file (0666 & ~umask); mkstemp would give 0600."""
+    umask = os.umask(0)  # read once at import, before any thread could race on the umask
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def fsync_dir(path: Path) -> None:
     """Flush a folder's entries (renames, creations) to disk."""
     fd = os.open(path, os.O_RDONLY)
@@ -33,6 +43,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
