@@ -268,9 +268,14 @@ def test_foreground_serve_in_poll_mode_promotes_through_the_file(
          "--grpc-port", str(grpc_port), "--rest-port", str(rest_port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    # Drain the child's output all along: an undrained pipe fills with server logs and blocks
+    # both processes on write, so Ctrl-C could not stop them.
+    lines: list[str] = []
+    assert proc.stdout is not None
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     try:
-        wait_for(lambda: proc.poll() is not None or any(
-            "press Ctrl-C" in line for line in [_peek(proc)]), timeout=120, what="mlc serve ready")
+        wait_for(lambda: proc.poll() is not None or any("press Ctrl-C" in line for line in list(lines)),
+                 timeout=120, what="mlc serve ready")
         assert proc.poll() is None
         f = fleet.load(paths)
         assert f.source == "mlc serve records" and f.servers[0].reload == "poll"
@@ -287,16 +292,6 @@ def test_foreground_serve_in_poll_mode_promotes_through_the_file(
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
     assert fleet.read_records(paths) == []
-
-
-_output: dict[int, str] = {}
-
-
-def _peek(proc: subprocess.Popen[str]) -> str:
-    """The next line of a child's output (blocking until one comes)."""
-    line = proc.stdout.readline() if proc.stdout else ""
-    _output[proc.pid] = _output.get(proc.pid, "") + line
-    return line
 
 
 def test_concurrent_promotes_compare_and_swap(tmp_path: Path, built: Path, python: str, subprocess_env: dict[str, str]) -> None:
