@@ -728,7 +728,7 @@ def main() -> None:
 
 
 # Commands that load models in this process; every other command stays TensorFlow-free.
-TF_COMMANDS = frozenset({"train", "register", "promote", "rollback", "predict", "diff", "watch"})
+TF_COMMANDS = frozenset({"train", "register", "serve", "promote", "rollback", "predict", "diff", "watch"})
 
 
 def _needs_tensorflow(argv: list[str]) -> bool:
