@@ -378,6 +378,9 @@ def serve(
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, terminate)
+    # Ctrl-C must stop a foreground server even when SIGINT was inherited as ignored (a
+    # non-interactive shell starts background jobs that way, and Python keeps SIG_IGN).
+    previous_int = signal.signal(signal.SIGINT, terminate)
     try:
         while all(proc.poll() is None for proc, _ in started):
             try:
@@ -389,6 +392,7 @@ def serve(
         result.exit_code = 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         for proc, record in started:
             fleet.stop_record(paths, record, grace=10.0)
             proc.wait()

@@ -290,7 +290,7 @@ def test_foreground_serve_in_poll_mode_promotes_through_the_file(
         assert states(paths, address) == {1: "END", 2: "AVAILABLE"}
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        proc.wait(timeout=60)
     assert fleet.read_records(paths) == []
 
 
