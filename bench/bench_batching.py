@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--num_batch_threads", type=int, default=2)
     args = parser.parse_args()
 
-    from tests.savedmodels import build_mlp
+    from tests.support.savedmodels import build_mlp
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -44,8 +44,9 @@ def main() -> int:
     import yaml
     from PIL import Image
 
-    from lifecycle import api, deeplab
-    from lifecycle.config import Paths
+    from lifecycle import api
+    from lifecycle.build import deeplab
+    from lifecycle.store.config import Paths
 
     work = Path(tempfile.mkdtemp(prefix="mlc-bench-register-"))
     try:

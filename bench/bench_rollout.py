@@ -66,14 +66,16 @@ def main() -> int:
     parser.add_argument("--status-runs", type=int, default=7)
     args = parser.parse_args()
 
-    from lifecycle import api, fleet, registry, tfs_config
-    from lifecycle.client import ServingClient
-    from lifecycle.config import Paths
+    from lifecycle import api
+    from lifecycle.serving import fleet, tfs_config
+    from lifecycle.serving.client import ServingClient
+    from lifecycle.store import registry
+    from lifecycle.store.config import Paths
 
     a, b = (int(v) for v in args.versions.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
     if args.home is None:
-        from tests.rollout_support import build_versions, make_home
+        from tests.support.rollout_support import build_versions, make_home
 
         built = build_versions(tmp / "built", [a, b])
         paths = make_home(tmp / "home", built, [a, b], stable=a)

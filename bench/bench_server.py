@@ -143,8 +143,8 @@ def main() -> None:
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     from lifecycle.server.loader import Servable
-    from tests.savedmodels import build_half_plus_two_tf1, build_segmenter
-    from tests.server_support import model_config, server_config
+    from tests.support.savedmodels import build_half_plus_two_tf1, build_segmenter
+    from tests.support.server_support import model_config, server_config
 
     concurrency = [int(c) for c in args.concurrency.split(",")]
     work = Path(tempfile.mkdtemp(prefix="mlc-bench-"))

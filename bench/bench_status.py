@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))
 
 def synthesize(home: Path, versions: int) -> None:
     """A registry with ``versions`` validated deeplab versions, written through the library."""
-    from lifecycle import registry
-    from lifecycle.config import Paths
+    from lifecycle.store import registry
+    from lifecycle.store.config import Paths
 
     classes = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
@@ -92,7 +92,7 @@ def main() -> int:
         as_json = wall([py, "-m", "lifecycle", "status", "--json"], env, args.runs)
 
         from lifecycle import api
-        from lifecycle.config import Paths
+        from lifecycle.store.config import Paths
 
         t0 = time.perf_counter()
         report = api.status(paths=Paths.from_env(home))

@@ -12,12 +12,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifecycle import registry
-from lifecycle.config import Paths, check_model_name, default_model, load_definition
 from lifecycle.errors import UsageError
+from lifecycle.store import registry
+from lifecycle.store.config import (
+    Paths,
+    check_model_name,
+    default_model,
+    load_definition,
+)
 
 if TYPE_CHECKING:
-    from lifecycle.watch import WatchEvent, WatchSummary
+    from lifecycle.build.watch import WatchEvent, WatchSummary
 
 
 # --- status --------------------------------------------------------------------------------
@@ -73,9 +78,10 @@ def status(model: str | None = None, paths: Paths | None = None) -> StatusReport
 
     Live state is read over REST, in parallel, with short deadlines; TensorFlow is not imported.
     """
-    from lifecycle import fleet, journal, tfs_config
-    from lifecycle.client import rest_model_status
     from lifecycle.errors import LifecycleError, ModelNotFound
+    from lifecycle.serving import fleet, tfs_config
+    from lifecycle.serving.client import rest_model_status
+    from lifecycle.store import journal
 
     paths = paths or Paths.from_env()
     reg = registry.load(paths)
@@ -117,7 +123,7 @@ def status(model: str | None = None, paths: Paths | None = None) -> StatusReport
 
         with ThreadPoolExecutor(max_workers=min(16, len(jobs))) as pool:
             list(pool.map(fetch, jobs))
-    from lifecycle.client import tcp_ready
+    from lifecycle.serving.client import tcp_ready
 
     for spec in servers.servers:
         if not names:  # no model to ask about: is anything listening?
@@ -310,9 +316,10 @@ def serve(
     """
     import signal
 
-    from lifecycle import fleet, rollout, tfs_config
+    from lifecycle import rollout
     from lifecycle.errors import UsageError
-    from lifecycle.files import locked
+    from lifecycle.serving import fleet, tfs_config
+    from lifecycle.store.files import locked
 
     paths = paths or Paths.from_env()
     engine = fleet.resolve_engine(engine)
@@ -408,7 +415,7 @@ class StopResult:
 
 def stop(grpc_port: int | None = None, paths: Paths | None = None) -> StopResult:
     """Stop the servers ``mlc serve`` started (all, or the one on ``grpc_port``)."""
-    from lifecycle import fleet
+    from lifecycle.serving import fleet
 
     paths = paths or Paths.from_env()
     stopped = []
@@ -466,7 +473,7 @@ def train(
         raise UsageError("--steps and --save-every must be at least 1")
     name = check_model_name(model) if model else default_model(paths)
     definition = load_definition(paths, name)
-    from lifecycle import deeplab  # TensorFlow: only here
+    from lifecycle.build import deeplab  # TensorFlow: only here
 
     spec = deeplab.NetworkSpec.from_definition(definition.network, f"{definition.path}: network", backbone)
     settings = deeplab.TrainSettings.from_definition(
@@ -539,9 +546,9 @@ def register(path: str | Path, model: str | None = None, paths: Paths | None = N
     or corrupt checkpoint, a bad name, a malformed file) changes nothing on disk; a checkpoint
     that fails validation publishes nothing and is recorded as a failed attempt.
     """
-    from lifecycle import checkpoints, validate
-    from lifecycle.config import validation_settings
+    from lifecycle.build import checkpoints, validate
     from lifecycle.errors import ConfigError, SignatureMismatch
+    from lifecycle.store.config import validation_settings
 
     paths = paths or Paths.from_env()
     name = check_model_name(model) if model else default_model(paths)
@@ -569,7 +576,7 @@ def register(path: str | Path, model: str | None = None, paths: Paths | None = N
 
     rollout.recover(paths)  # a promote or rollback left by an mlc that died is finished first
 
-    from lifecycle import export  # TensorFlow from here on
+    from lifecycle.build import export  # TensorFlow from here on
 
     outcome = export.register_checkpoint(paths, definition, settings, ref)
     return _register_result(paths, name, outcome.version, outcome.reused)
@@ -600,8 +607,8 @@ def watch(
     is set, after ``max_events`` settled checkpoints, after ``exit_after`` seconds, or with
     ``once`` as soon as nothing is left to wait for.
     """
-    from lifecycle import checkpoints
-    from lifecycle import watch as watching
+    from lifecycle.build import checkpoints
+    from lifecycle.build import watch as watching
 
     paths = paths or Paths.from_env()
     if not run_dirs:
@@ -706,8 +713,8 @@ class PredictResult:
 
 def _serving_target(paths: Paths, model: str, version: int | None, label: str | None) -> Any:
     """The request target: signature and output from configs/<model>.yaml, else the classic contract."""
-    from lifecycle.config import load_definition
-    from lifecycle.predict import Target
+    from lifecycle.predictions.predict import Target
+    from lifecycle.store.config import load_definition
 
     if not paths.definition_file(model).exists():
         return Target(model, version, label)
@@ -719,8 +726,8 @@ def _serving_target(paths: Paths, model: str, version: int | None, label: str | 
 
 def _server_addresses(paths: Paths, server: str | None, rest: bool) -> tuple[str | None, str | None]:
     """(gRPC address, REST address): ``--server`` names the one the transport uses."""
-    from lifecycle import fleet
     from lifecycle.errors import ServerUnavailable
+    from lifecycle.serving import fleet
 
     if server is not None:
         return (None, server) if rest else (server, None)
@@ -771,9 +778,9 @@ def predict(
     if clash:
         raise UsageError(f"several images would write {clash[0]}.mask.png; predict them into different --out folders")
 
-    from lifecycle import images as pictures  # TensorFlow from here on
-    from lifecycle import predict as predicting
-    from lifecycle.client import ServingClient
+    from lifecycle.predictions import images as pictures  # TensorFlow from here on
+    from lifecycle.predictions import predict as predicting
+    from lifecycle.serving.client import ServingClient
 
     photos = [pictures.read_photo(p) for p in images]
     target = _serving_target(paths, model, version, label)
@@ -869,10 +876,10 @@ def diff(
     """Compare versions A and B: signatures, and masks on the test image, ``images`` and the eval set.
 
     Both versions are loaded in-process from model_repo with the embedded server's loader (see
-    :mod:`lifecycle.diff`). Writes ``<model>-<A>-vs-<B>.<image>.png`` (photo | mask A | mask B
+    :mod:`lifecycle.predictions.diff`). Writes ``<model>-<A>-vs-<B>.<image>.png`` (photo | mask A | mask B
     | disagreement) into ``out`` for each image.
     """
-    from lifecycle.config import load_definition, validation_settings
+    from lifecycle.store.config import load_definition, validation_settings
 
     paths = paths or Paths.from_env()
     definition = load_definition(paths, model)
@@ -890,10 +897,10 @@ def diff(
 
     import numpy as np
 
-    from lifecycle import deeplab  # TensorFlow from here on
-    from lifecycle import diff as diffing
-    from lifecycle import images as pictures
-    from lifecycle.validate import read_signatures
+    from lifecycle.build import deeplab  # TensorFlow from here on
+    from lifecycle.build.validate import read_signatures
+    from lifecycle.predictions import diff as diffing
+    from lifecycle.predictions import images as pictures
 
     photos = [pictures.read_photo(p) for p in photo_paths]
     dir_a, dir_b = paths.version_dir(model, a), paths.version_dir(model, b)

@@ -30,7 +30,7 @@ def python() -> str:
 @pytest.fixture(scope="session")
 def half_plus_two_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """half_plus_two version folders built once per session: tf1, tf1_text, tf2 and keras."""
-    from tests.savedmodels import (
+    from tests.support.savedmodels import (
         build_half_plus_two_tf1,
         build_half_plus_two_tf2,
         build_keras,
@@ -52,7 +52,7 @@ import shutil  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-from lifecycle.config import Paths  # noqa: E402
+from lifecycle.store.config import Paths  # noqa: E402
 
 CONFIGS = REPO_ROOT / "configs"
 # What a fresh home gets from the repository's configs/: the model definition and its test image.
@@ -163,7 +163,7 @@ def variant_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_run: Tiny
     """
     import tensorflow as tf
 
-    from lifecycle import deeplab, export
+    from lifecycle.build import deeplab, export
 
     root = tmp_path_factory.mktemp("variants")
     net = deeplab.build(deeplab.NetworkSpec())
@@ -198,9 +198,14 @@ class ServedDeeplab:
 @pytest.fixture(scope="session")
 def served_deeplab(tmp_path_factory: pytest.TempPathFactory, _registered_template: Path) -> Iterator[ServedDeeplab]:
     """Session fixture: :class:`ServedDeeplab`, the server started with ``create_server``."""
-    from lifecycle import fleet
     from lifecycle.server.main import ServerOptions, create_server
-    from tests.server_support import Client, model_config, server_config, wait_state
+    from lifecycle.serving import fleet
+    from tests.support.server_support import (
+        Client,
+        model_config,
+        server_config,
+        wait_state,
+    )
 
     home = tmp_path_factory.mktemp("served") / "home"
     shutil.copytree(_registered_template, home, symlinks=True)

@@ -36,7 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lifecycle.errors import DeadlineExceeded, InternalError, InvalidArgument, LifecycleError, ServerUnavailable
+from lifecycle.errors import (
+    DeadlineExceeded,
+    InternalError,
+    InvalidArgument,
+    LifecycleError,
+    ServerUnavailable,
+)
 
 log = logging.getLogger("mlc-model-server")
 

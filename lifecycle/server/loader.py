@@ -18,7 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lifecycle.errors import FailedPrecondition, InternalError, InvalidArgument, LifecycleError, ServingError
+from lifecycle.errors import (
+    FailedPrecondition,
+    InternalError,
+    InvalidArgument,
+    LifecycleError,
+    ServingError,
+)
 
 log = logging.getLogger("mlc-model-server")
 

@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle.errors import InvalidArgument, LifecycleError, RequestTooLarge, ResourceExhausted
+from lifecycle.errors import (
+    InvalidArgument,
+    LifecycleError,
+    RequestTooLarge,
+    ResourceExhausted,
+)
 from lifecycle.server import rest_json
 from lifecycle.server.core import ModelRef, ServerCore
 from lifecycle.server.examples import input_from_json, is_b64

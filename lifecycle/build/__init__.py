@@ -1,0 +1,1 @@
+"""Checkpoint -> version: checkpoints, networks, export, validation, metrics, warmup, watch."""

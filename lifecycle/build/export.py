@@ -1,0 +1,353 @@
+"""Checkpoint -> staged SavedModel -> published integer version.
+
+The register flow (:func:`register_checkpoint`):
+
+1. Build the network from the model definition and restore the checkpoint strictly: every
+   variable of the network must be in the checkpoint with the same shape, and the checkpoint's
+   network variables must all belong to the network (:func:`restore_strict`). Every tensor of the
+   checkpoint is read, so truncated or corrupt data files are refused here.
+2. Export to ``model_repo/<model>/.staging-<id>/`` (TF Serving ignores names that are not
+   integers), held by the per-staging lock ``.staging-<id>.lock`` for as long as this process
+   lives.
+3. Validate the staged export (:mod:`lifecycle.build.validate`), write its warmup records and its own
+   record (``assets.extra/mlc_report.json``), fsync the whole tree.
+4. Under the registry lock: adopt orphaned versions, return the existing version if the same
+   checkpoint content was published meanwhile, else allocate N, rename the staging folder to N
+   and record the version.
+
+Export and validation (slow) run outside the registry lock; only step 4 holds it. A SIGKILL at
+any moment leaves either a staging folder (removed by the next register, because its lock is no
+longer held) or a complete, validated version N (recorded now, or adopted by the next
+transaction from its ``mlc_report.json``).
+
+This module imports TensorFlow lazily so that :func:`clean_stale_staging` stays cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from filelock import FileLock, Timeout
+
+from lifecycle.build.checkpoints import CheckpointRef
+from lifecycle.errors import (
+    ArchitectureMismatch,
+    CheckpointError,
+    ExportError,
+    ValidationFailed,
+)
+from lifecycle.store import registry
+from lifecycle.store.config import ModelDefinition, Paths, ValidationSettings
+from lifecycle.store.files import atomic_write_text, fsync_dir
+
+if TYPE_CHECKING:
+    from lifecycle.build.deeplab import DeepLabV3
+
+STAGING_PREFIX = ".staging-"
+LOCK_SUFFIX = ".lock"
+# The object name the network has in a checkpoint (``tf.train.Checkpoint(model=net)``).
+DEFAULT_CHECKPOINT_ROOT = "model"
+_VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+# --- staging -------------------------------------------------------------------------------
+
+
+class Staging:
+    """A private staging folder under model_repo/<model>/, held by a per-staging lock.
+
+    The lock (an flock, released by the kernel when the process dies) tells a live register's
+    staging folder from one a killed register left behind.
+    """
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+        name = f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.dir = model_dir / name
+        self.lock_path = model_dir / (name + LOCK_SUFFIX)
+        self._lock = FileLock(str(self.lock_path))
+
+    def __enter__(self) -> Staging:
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire(timeout=0)
+        self.dir.mkdir()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove the staging folder (if not published) and its lock file; release the lock."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if self._lock.is_locked:
+            try:
+                self.lock_path.unlink(missing_ok=True)
+            finally:
+                self._lock.release()
+
+
+def clean_stale_staging(model_dir: Path) -> list[str]:
+    """Remove staging folders (and lock files) whose owning process is gone; return their names.
+
+    A staging folder whose lock another process still holds belongs to a live register and is
+    left alone.
+    """
+    if not model_dir.is_dir():
+        return []
+    bases = {
+        p.name[: -len(LOCK_SUFFIX)] if p.name.endswith(LOCK_SUFFIX) else p.name
+        for p in model_dir.iterdir()
+        if p.name.startswith(STAGING_PREFIX)
+    }
+    removed = []
+    for base in sorted(bases):
+        lock_path = model_dir / (base + LOCK_SUFFIX)
+        lock = FileLock(str(lock_path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue  # a live register owns it
+        try:
+            shutil.rmtree(model_dir / base, ignore_errors=True)
+            lock_path.unlink(missing_ok=True)
+            removed.append(base)
+        finally:
+            lock.release()
+    if removed:
+        fsync_dir(model_dir)
+    return removed
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file and folder under ``root`` to disk (before it is renamed into place)."""
+    for folder, _dirs, files in os.walk(root, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(folder))
+
+
+# --- strict restore ------------------------------------------------------------------------
+
+
+def variable_keys(net: Any, root: str = DEFAULT_CHECKPOINT_ROOT) -> dict[str, tuple[int, ...]]:
+    """Checkpoint key -> shape of every variable of a tf.Module network."""
+    import tensorflow as tf
+
+    return {
+        f"{root}/{'/'.join(str(p) for p in path)}{_VALUE_SUFFIX}": tuple(v.shape)
+        for path, v in net._flatten(predicate=lambda x: isinstance(x, tf.Variable), with_path=True)
+    }
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+# Where trainers keep the global step: ours (tf.train.Checkpoint(step=...)) and TF1's.
+STEP_KEYS = ("step/.ATTRIBUTES/VARIABLE_VALUE", "global_step/.ATTRIBUTES/VARIABLE_VALUE", "global_step")
+
+
+def restore_strict(net: Any, prefix: Path, root: str = DEFAULT_CHECKPOINT_ROOT, what: str = "the network") -> int | None:
+    """Restore every variable of ``net`` from ``prefix``; any mismatch is ArchitectureMismatch.
+
+    Also reads every tensor of the checkpoint, so corrupt or truncated data is a CheckpointError.
+    Returns the global step stored in the checkpoint, if it has one.
+    """
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        shapes = reader.get_variable_to_shape_map()
+    except Exception as e:  # OpError, ValueError, ...: an unreadable index
+        raise CheckpointError(f"checkpoint {prefix} is corrupt or truncated: {_first_line(e)}") from e
+    expected = variable_keys(net, root)
+    found = {k: tuple(s) for k, s in shapes.items() if k.startswith(root + "/") and k.endswith(_VALUE_SUFFIX)}
+
+    def short(k: str) -> str:
+        return k[: -len(_VALUE_SUFFIX)]
+
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append("shape " + ", ".join(f"{short(k)} {list(found[k])} vs {list(expected[k])}" for k in wrong[:2]))
+        if missing:
+            parts.append(f"{len(missing)} missing (" + ", ".join(short(k) for k in missing[:2]) + ")")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (" + ", ".join(short(k) for k in unexpected[:2]) + ")")
+        raise ArchitectureMismatch(
+            f"checkpoint {prefix} does not match {what}: {len(found)} network variables in the checkpoint, "
+            f"{len(expected)} in the network; " + "; ".join(parts)
+        )
+    step = None
+    try:
+        for key in sorted(shapes):
+            value = reader.get_tensor(key)
+            if key in STEP_KEYS and getattr(value, "size", 0) == 1:
+                step = int(value)
+    except Exception as e:  # OpError (checksum), IndexError (short read), ...: all mean bad data
+        raise CheckpointError(f"checkpoint {prefix} is corrupt or truncated: {_first_line(e)}") from e
+    try:
+        status = tf.train.Checkpoint(**{root: net}).read(str(prefix))
+        status.assert_existing_objects_matched()
+        status.expect_partial()  # the optimizer, step and so on are not the network's business
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise ArchitectureMismatch(f"checkpoint {prefix} does not match {what}: {_first_line(e)}") from e
+    return step
+
+
+def checkpoint_root(definition: ModelDefinition) -> str:
+    """The object name of the network inside checkpoints (``network.checkpoint_root``)."""
+    return str(definition.network.get("checkpoint_root", DEFAULT_CHECKPOINT_ROOT))
+
+
+def load_network(definition: ModelDefinition, ref: CheckpointRef) -> tuple[DeepLabV3, int | None]:
+    """Build the definition's network and restore ``ref`` into it strictly; also its stored step."""
+    from lifecycle.build import deeplab
+
+    spec = deeplab.NetworkSpec.from_definition(definition.network, f"{definition.path}: network")
+    net = deeplab.build(spec)
+    step = restore_strict(net, ref.prefix, checkpoint_root(definition),
+                          f"the {spec.backbone} DeepLab-v3 of {definition.path.name}")
+    return net, step
+
+
+def export_saved_model(serving: Any, target: Path) -> None:
+    """``tf.saved_model.save`` the serving module into the (existing, empty) folder ``target``."""
+    import tensorflow as tf
+
+    try:
+        tf.saved_model.save(serving.root, str(target), signatures=serving.signatures())
+    except (tf.errors.OpError, ValueError, TypeError, OSError) as e:
+        raise ExportError(f"exporting the SavedModel to {target} failed: {_first_line(e)}") from e
+
+
+# --- the register flow ---------------------------------------------------------------------
+
+
+@dataclass
+class Registered:
+    """The outcome of :func:`register_checkpoint`."""
+
+    version: registry.VersionRecord
+    reused: bool
+    path: Path
+
+
+def display_path(paths: Paths, p: Path) -> str:
+    """``p`` relative to the mlc home when inside it, else absolute."""
+    try:
+        return str(p.resolve().relative_to(paths.home))
+    except ValueError:
+        return str(p.resolve())
+
+
+def register_checkpoint(
+    paths: Paths, definition: ModelDefinition, settings: ValidationSettings, ref: CheckpointRef,
+) -> Registered:
+    """Export, validate and publish ``ref`` as the next version of the definition's model."""
+    import tensorflow as tf
+
+    from lifecycle.build import deeplab, validate
+
+    model = definition.name
+    started = time.perf_counter()
+    net, stored_step = load_network(definition, ref)
+    restored = time.perf_counter()
+    # The prefix's -N names the step; a checkpoint named otherwise may still store it.
+    step = ref.step if ref.step is not None else stored_step
+    checkpoint = registry.CheckpointRecord(
+        digest=ref.digest, path=display_path(paths, ref.prefix), step=step, tf_version=tf.__version__,
+    )
+    serving = deeplab.ServingModel(net)
+
+    model_dir = paths.model_dir(model)
+    clean_stale_staging(model_dir)
+    with Staging(model_dir) as staging:
+        try:
+            export_saved_model(serving, staging.dir)
+        except ExportError as e:
+            _record_failure(paths, model, checkpoint, "export", e.message)
+            raise
+        exported = time.perf_counter()
+        eval_set = deeplab.SyntheticSet(settings.eval.seed, settings.eval.count, settings.eval.size)
+        images, labels = eval_set.arrays()
+        num_classes = net.spec.num_classes
+        try:
+            report = validate.validate_export(
+                staging.dir, model, definition.signature, settings.test_image, serving.predict_images,
+                images, labels, num_classes, [deeplab.class_name(i, num_classes) for i in range(num_classes)],
+                settings.min_miou,
+            )
+        except ValidationFailed as e:
+            _record_failure(paths, model, checkpoint, e.check, e.message)
+            e.message = f"validation check '{e.check}' failed: {e.message}; nothing was published"
+            e.args = (e.message,)
+            raise
+        report["metrics"]["eval"] = eval_set.to_dict()
+        report["network"] = net.spec.to_dict()
+        report["tf_version"] = tf.__version__
+        report["timings"] = {
+            "restore_s": round(restored - started, 3),
+            "export_s": round(exported - restored, 3),
+            "validate_s": round(time.perf_counter() - exported, 3),
+            **report.get("timings", {}),
+        }
+        version_fields = registry.VersionRecord(
+            version=0, checkpoint_digest=ref.digest, checkpoint=checkpoint.path, step=step,
+            validated=True, report=report,
+        )
+        own_record = {
+            "checkpoint": dataclasses.asdict(checkpoint),
+            "version": {k: v for k, v in dataclasses.asdict(version_fields).items() if k != "version"},
+        }
+        atomic_write_text(registry.version_record_file(staging.dir), json.dumps(own_record, indent=1, default=str))
+        fsync_tree(staging.dir)
+        return _publish(paths, model, staging.dir, checkpoint, version_fields)
+
+
+def _publish(
+    paths: Paths, model: str, staged: Path, checkpoint: registry.CheckpointRecord, fields: registry.VersionRecord,
+) -> Registered:
+    """Under the lock: reuse a version of the same content, or rename ``staged`` to the next N."""
+    with registry.transaction(paths) as reg:
+        rec = reg.model(model, create=True)
+        existing = rec.version_for_digest(checkpoint.digest)
+        if existing is not None:
+            return Registered(existing, True, paths.version_dir(model, existing.version))
+        number = registry.allocate_version(paths, rec)
+        target = paths.version_dir(model, number)
+        os.rename(staged, target)
+        fsync_dir(target.parent)
+        if rec.checkpoint_for_digest(checkpoint.digest) is None:
+            rec.checkpoints.append(checkpoint)
+        version = dataclasses.replace(fields, version=number)
+        rec.versions.append(version)
+        rec.versions.sort(key=lambda v: v.version)
+    return Registered(version, False, target)
+
+
+def _record_failure(paths: Paths, model: str, checkpoint: registry.CheckpointRecord, check: str, error: str) -> None:
+    """Record a registration that got as far as exporting but published nothing."""
+    with registry.transaction(paths) as reg:
+        rec = reg.model(model, create=True)
+        if rec.checkpoint_for_digest(checkpoint.digest) is None:
+            rec.checkpoints.append(checkpoint)
+        rec.attempts.append(
+            registry.Attempt(checkpoint=checkpoint.path, checkpoint_digest=checkpoint.digest, check=check, error=error)
+        )

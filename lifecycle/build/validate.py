@@ -1,0 +1,420 @@
+"""Validation of staged exports: signature contracts, round trip, parity, metrics, warmup.
+
+The checks, in order (each failure raises :class:`ValidationFailed` naming its ``check``):
+
+- ``contract``: the exported signature equals the model definition's contract (names, dtypes,
+  shapes, method name); Predict, Classify and Regress contracts are supported.
+- ``round_trip``: the test image is encoded into TensorProtos exactly as a client would
+  (``tf.make_tensor_proto``), serialised as a PredictRequest, parsed, decoded
+  (``tf.make_ndarray``) and run through the export loaded fresh from disk; the mask must be
+  [1,H,W] int32 with values in [0, num_classes).
+- ``parity``: that mask equals, pixel for pixel, the checkpoint model's mask.
+- ``metrics``: mIoU, per-class IoU and pixel accuracy of the export on the evaluation set.
+- ``warmup``: ``assets.extra/tf_serving_warmup_requests`` holds the test request as a
+  PredictionLog, and reads back.
+
+The golden record of a version is the digest of the outputs its warmup request produces.
+Register computes it; promote recomputes it on live servers and compares.
+
+This module is imported by fast paths (``output_digest``); it imports TensorFlow and the
+TF Serving protos only inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lifecycle.errors import (
+    ConfigError,
+    ImageError,
+    SignatureMismatch,
+    ValidationFailed,
+)
+from lifecycle.store.config import SignatureContract
+
+if TYPE_CHECKING:
+    from tensorflow_serving.apis.predict_pb2 import PredictRequest
+
+WARMUP_DIR = "assets.extra"
+WARMUP_FILE = "tf_serving_warmup_requests"
+# TF Serving ignores other files in assets.extra/; mlc keeps each version's report there so that
+# a version published just before a crash can be adopted by the next mlc transaction.
+REPORT_FILE = "mlc_report.json"
+
+PREDICT = "tensorflow/serving/predict"
+CLASSIFY = "tensorflow/serving/classify"
+REGRESS = "tensorflow/serving/regress"
+METHODS = (PREDICT, CLASSIFY, REGRESS)
+
+
+def output_digest(array: np.ndarray) -> str:
+    """Canonical digest of an output tensor: dtype, shape and C-order bytes."""
+    arr = np.ascontiguousarray(array)
+    h = hashlib.sha256()
+    h.update(f"{arr.dtype.str}:{','.join(map(str, arr.shape))}:".encode())
+    h.update(arr.tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+# --- (a) signature contracts (plain data, no TensorFlow) ----------------------------------
+
+
+def contract_to_dict(contract: SignatureContract) -> dict[str, Any]:
+    """A contract as the same plain data :func:`read_signature` returns for an export."""
+
+    def specs(items: Any) -> dict[str, Any]:
+        return {t.name: {"dtype": t.dtype, "shape": None if t.shape is None else list(t.shape)} for t in items}
+
+    return {"key": contract.key, "method": contract.method, "inputs": specs(contract.inputs),
+            "outputs": specs(contract.outputs)}
+
+
+def check_contract_kind(contract: Mapping[str, Any]) -> None:
+    """Check a contract against the rules of its method (Predict, Classify or Regress)."""
+    method, inputs, outputs = contract["method"], contract["inputs"], contract["outputs"]
+    key = contract["key"]
+    if method not in METHODS:
+        raise SignatureMismatch(f"signature {key!r}: unknown method {method!r} (known: {', '.join(METHODS)})")
+    if method == CLASSIFY:
+        if list(inputs) != ["inputs"] or inputs["inputs"]["dtype"] != "string":
+            raise SignatureMismatch(f"classify signature {key!r} needs exactly one string input named 'inputs'")
+        if not outputs or not set(outputs) <= {"classes", "scores"}:
+            raise SignatureMismatch(
+                f"classify signature {key!r} needs outputs 'classes' and/or 'scores', not {sorted(outputs)}"
+            )
+        if "classes" in outputs and outputs["classes"]["dtype"] != "string":
+            raise SignatureMismatch(f"classify signature {key!r}: 'classes' must be string")
+        if "scores" in outputs and outputs["scores"]["dtype"] != "float32":
+            raise SignatureMismatch(f"classify signature {key!r}: 'scores' must be float32")
+    elif method == REGRESS:
+        if list(inputs) != ["inputs"] or inputs["inputs"]["dtype"] != "string":
+            raise SignatureMismatch(f"regress signature {key!r} needs exactly one string input named 'inputs'")
+        if list(outputs) != ["outputs"] or outputs["outputs"]["dtype"] != "float32":
+            raise SignatureMismatch(f"regress signature {key!r} needs exactly one float32 output named 'outputs'")
+    elif not inputs or not outputs:
+        raise SignatureMismatch(f"predict signature {key!r} needs at least one input and one output")
+
+
+def _fmt(spec: Mapping[str, Any] | None) -> str:
+    if spec is None:
+        return "absent"
+    shape = "unknown rank" if spec["shape"] is None else str(spec["shape"])
+    return f"{spec['dtype']} {shape}"
+
+
+def check_contract(contract: SignatureContract | Mapping[str, Any], exported: Mapping[str, Mapping[str, Any]]) -> None:
+    """The export's signatures (``read_signatures``) must hold the contract exactly.
+
+    Names, dtypes, shapes (``-1`` only where the contract says ``-1``) and the method name.
+    """
+    want = contract_to_dict(contract) if isinstance(contract, SignatureContract) else dict(contract)
+    check_contract_kind(want)
+    key = want["key"]
+    if key not in exported:
+        raise SignatureMismatch(
+            f"the export has no signature {key!r} (it has: {', '.join(sorted(exported)) or 'none'})"
+        )
+    got = exported[key]
+    if got["method"] != want["method"]:
+        raise SignatureMismatch(f"signature {key!r} has method {got['method']!r}, the contract says {want['method']!r}")
+    for side in ("inputs", "outputs"):
+        for name in sorted(set(want[side]) | set(got[side])):
+            w, g = want[side].get(name), got[side].get(name)
+            if w is None or g is None or w["dtype"] != g["dtype"] or w["shape"] != g["shape"]:
+                raise SignatureMismatch(
+                    f"signature {key!r} {side[:-1]} {name!r}: the export has {_fmt(g)}, the contract says {_fmt(w)}"
+                )
+
+
+def read_signatures(saved_model_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every signature of the ``serve`` meta graph of a SavedModel on disk, as plain data."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb = Path(saved_model_dir) / "saved_model.pb"
+    sm = saved_model_pb2.SavedModel()
+    try:
+        sm.ParseFromString(pb.read_bytes())
+    except Exception as e:  # OSError, or protobuf's DecodeError: either way not a SavedModel
+        raise ValidationFailed(f"cannot read {pb}: {e}", check="contract") from e
+    graphs = [mg for mg in sm.meta_graphs if "serve" in mg.meta_info_def.tags]
+    if not graphs:
+        raise SignatureMismatch(f"{pb} has no meta graph tagged 'serve'")
+    out: dict[str, dict[str, Any]] = {}
+    for key, sig in graphs[0].signature_def.items():
+        if key.startswith("__"):  # __saved_model_init_op and friends
+            continue
+
+        def specs(infos: Any) -> dict[str, Any]:
+            return {
+                name: {
+                    "dtype": tf.dtypes.as_dtype(info.dtype).name,
+                    "shape": None if info.tensor_shape.unknown_rank else [d.size for d in info.tensor_shape.dim],
+                }
+                for name, info in sorted(infos.items())
+            }
+
+        out[key] = {"key": key, "method": sig.method_name, "inputs": specs(sig.inputs), "outputs": specs(sig.outputs)}
+    return out
+
+
+# --- test image ----------------------------------------------------------------------------
+
+
+def load_image(path: Path) -> np.ndarray:
+    """An RGB image file as float32 [H, W, 3] in [0, 255]; ImageError if missing or unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB")
+            rgb.load()
+    except FileNotFoundError as e:
+        raise ImageError(f"test image not found: {path}") from e
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ImageError(f"test image {path} is not a readable image: {e}") from e
+    arr = np.asarray(rgb, dtype=np.float32)
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageError(f"test image {path} is empty")
+    return arr
+
+
+# --- (b) round trip ------------------------------------------------------------------------
+
+
+def predict_request(model: str, signature: str, image: np.ndarray) -> PredictRequest:
+    """The PredictRequest a client sends for one image, built with ``tf.make_tensor_proto``."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    h, w = int(image.shape[0]), int(image.shape[1])
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = model
+    req.model_spec.signature_name = signature
+    req.inputs["images"].CopyFrom(tf.make_tensor_proto(image[None].astype(np.float32), dtype=tf.float32))
+    req.inputs["height"].CopyFrom(tf.make_tensor_proto([h], dtype=tf.int32))
+    req.inputs["width"].CopyFrom(tf.make_tensor_proto([w], dtype=tf.int32))
+    return req
+
+
+def decode_request(request: PredictRequest) -> dict[str, np.ndarray]:
+    """Serialise, parse and decode a request as a server would (``tf.make_ndarray``)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    parsed = predict_pb2.PredictRequest.FromString(request.SerializeToString())
+    return {name: tf.make_ndarray(proto) for name, proto in parsed.inputs.items()}
+
+
+def run_signature(fn: Callable[..., Any], inputs: Mapping[str, np.ndarray], output: str) -> np.ndarray:
+    """Run a signature function on decoded inputs and round-trip ``output`` through a TensorProto."""
+    import tensorflow as tf
+
+    result = fn(**{k: tf.constant(v) for k, v in inputs.items()})
+    if output not in result:
+        raise ValidationFailed(f"the signature returned {sorted(result)}, not {output!r}", check="round_trip")
+    return tf.make_ndarray(tf.make_tensor_proto(result[output].numpy()))
+
+
+def check_mask(mask: np.ndarray, height: int, width: int, num_classes: int) -> None:
+    """A segmentation map must be int32 [1, height, width] with values in [0, num_classes)."""
+    if mask.dtype != np.int32 or mask.shape != (1, height, width):
+        raise ValidationFailed(
+            f"segmentation_map is {mask.dtype} {list(mask.shape)}, expected int32 [1, {height}, {width}]",
+            check="round_trip",
+        )
+    lo, hi = int(mask.min()), int(mask.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValidationFailed(
+            f"segmentation_map values span [{lo}, {hi}], outside the {num_classes} classes", check="round_trip"
+        )
+
+
+# --- (c) parity and (d) golden record ------------------------------------------------------
+
+
+def check_parity(exported: np.ndarray, reference: np.ndarray) -> None:
+    """The export's mask must equal the checkpoint model's, pixel for pixel."""
+    if exported.shape != reference.shape:
+        raise ValidationFailed(
+            f"the export's mask is {list(exported.shape)}, the checkpoint model's {list(reference.shape)}",
+            check="parity",
+        )
+    differ = int(np.count_nonzero(exported != reference))
+    if differ:
+        raise ValidationFailed(
+            f"the export's mask differs from the checkpoint model's in {differ} of {exported.size} pixels",
+            check="parity",
+        )
+
+
+def class_histogram(mask: np.ndarray, names: list[str]) -> dict[str, int]:
+    """Pixel count per class name, for the classes present, in class-id order."""
+    counts = np.bincount(mask.ravel(), minlength=len(names))
+    return {names[i]: int(c) for i, c in enumerate(counts) if c}
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """num_classes x num_classes counts: rows are ground truth, columns predictions."""
+    idx = labels.astype(np.int64).ravel() * num_classes + predictions.astype(np.int64).ravel()
+    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def segmentation_metrics(confusion: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """mIoU over the classes that occur (in truth or prediction), per-class IoU, pixel accuracy."""
+    tp = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    present = union > 0
+    iou = np.where(present, tp / np.maximum(union, 1), 0.0)
+    return {
+        "miou": float(iou[present].mean()) if present.any() else 0.0,
+        "per_class_iou": {names[i]: round(float(iou[i]), 6) for i in np.flatnonzero(present)},
+        "pixel_accuracy": float(tp.sum() / max(confusion.sum(), 1)),
+    }
+
+
+# --- (e) warmup ----------------------------------------------------------------------------
+
+
+def warmup_file(version_dir: Path) -> Path:
+    """Where TF Serving looks for a version's warmup records."""
+    return Path(version_dir) / WARMUP_DIR / WARMUP_FILE
+
+
+def write_warmup(version_dir: Path, requests: list[PredictRequest]) -> Path:
+    """Write ``assets.extra/tf_serving_warmup_requests``: a TFRecord of PredictionLog."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = warmup_file(version_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for req in requests:
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))
+            writer.write(log.SerializeToString())
+    return path
+
+
+def read_warmup_requests(version_dir: Path) -> list[PredictRequest]:
+    """The PredictRequests in a version's warmup file (to replay against a live server)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = warmup_file(version_dir)
+    if not path.is_file():
+        raise ValidationFailed(f"{path} is missing", check="warmup")
+    requests = []
+    try:
+        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+            log = prediction_log_pb2.PredictionLog.FromString(record)
+            if log.WhichOneof("log_type") == "predict_log":
+                requests.append(log.predict_log.request)
+    except Exception as e:  # OpError (a torn record) or DecodeError (not a PredictionLog)
+        raise ValidationFailed(f"{path} is unreadable: {str(e).splitlines()[0]}", check="warmup") from e
+    return requests
+
+
+# --- the whole validation of a staged export -----------------------------------------------
+
+
+def validate_export(
+    staged: Path,
+    model: str,
+    contract: SignatureContract,
+    image_path: Path,
+    reference: Callable[..., Any],
+    eval_images: np.ndarray,
+    eval_labels: np.ndarray,
+    num_classes: int,
+    class_names: list[str],
+    min_miou: float = 0.0,
+) -> dict[str, Any]:
+    """Run checks (a)-(e) on the SavedModel in ``staged`` and write its warmup file.
+
+    ``reference`` is the checkpoint model's signature function (same inputs and outputs as the
+    export's). Returns the report: ``signature``, ``golden``, ``metrics``, ``checks``.
+    """
+    import tensorflow as tf
+
+    checks: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        timings[name] = round(now - clock[0], 3)
+        clock[0] = now
+
+    exported = read_signatures(staged)
+    check_contract(contract, exported)
+    checks["contract"] = f"{contract.key} ({contract.method}) matches the definition"
+    lap("contract_s")
+    if contract.method != PREDICT or {t.name for t in contract.inputs} != {"images", "height", "width"}:
+        raise ConfigError(
+            f"the round trip needs a predict contract with inputs images, height and width; {contract.key!r} is not"
+        )
+    output = contract.outputs[0].name
+
+    image = load_image(image_path)
+    h, w = image.shape[:2]
+    request = predict_request(model, contract.key, image)
+    decoded = decode_request(request)
+    try:
+        loaded = tf.saved_model.load(str(staged), tags=["serve"])
+        fn = loaded.signatures[contract.key]
+        lap("load_s")
+        mask = run_signature(fn, decoded, output)
+    except (tf.errors.OpError, ValueError, KeyError) as e:
+        raise ValidationFailed(f"the export did not answer the test request: {str(e).splitlines()[0]}", check="round_trip") from e
+    check_mask(mask, h, w, num_classes)
+    checks["round_trip"] = f"[1,{h},{w}] int32 mask from TensorProtos through the export loaded from disk"
+    lap("round_trip_s")
+
+    check_parity(mask, run_signature(reference, decoded, output))
+    checks["parity"] = f"equal to the checkpoint model's mask in all {mask.size} pixels"
+    lap("parity_s")
+
+    golden = {
+        "digest": output_digest(mask),
+        "output": output,
+        "shape": list(mask.shape),
+        "histogram": class_histogram(mask, class_names),
+        "image": str(image_path.name),
+        "image_digest": "sha256:" + hashlib.sha256(image_path.read_bytes()).hexdigest(),
+    }
+    checks["golden"] = "digest and class histogram recorded"
+
+    size = eval_images.shape[1]
+    try:
+        pred = fn(images=tf.constant(eval_images), height=tf.constant([size], tf.int32),
+                  width=tf.constant([eval_images.shape[2]], tf.int32))[output].numpy()
+    except tf.errors.OpError as e:
+        raise ValidationFailed(f"the export failed on the evaluation set: {str(e).splitlines()[0]}", check="metrics") from e
+    metrics = segmentation_metrics(confusion_matrix(eval_labels, pred, num_classes), class_names)
+    if metrics["miou"] < min_miou:
+        raise ValidationFailed(
+            f"eval mIoU {metrics['miou']:.4f} is below validation.min_miou {min_miou}", check="metrics"
+        )
+    checks["metrics"] = f"mIoU {metrics['miou']:.4f} on {len(eval_images)} evaluation images"
+    lap("metrics_s")
+
+    write_warmup(staged, [request])
+    # The golden digest is what the warmup request returns: the file must hold exactly the
+    # request the round trip ran (same bytes in, same graph, so the same mask out).
+    replay = read_warmup_requests(staged)
+    if [r.SerializeToString(deterministic=True) for r in replay] != [request.SerializeToString(deterministic=True)]:
+        raise ValidationFailed("the warmup file does not hold the test request", check="warmup")
+    checks["warmup"] = f"{WARMUP_DIR}/{WARMUP_FILE} holds the test request, whose answer is the golden digest"
+    lap("warmup_s")
+
+    return {"signature": exported[contract.key], "golden": golden, "metrics": metrics, "checks": checks,
+            "timings": timings}

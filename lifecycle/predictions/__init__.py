@@ -1,0 +1,1 @@
+"""Asking served or registered versions: predict, diff, and the pictures of both."""

@@ -1,0 +1,151 @@
+"""Telling two versions of a model apart: their signatures, and their outputs on the same images.
+
+Signatures are compared as the plain data :func:`lifecycle.build.validate.read_signatures` reads from
+each ``saved_model.pb``: a signature, input or output can be added, removed or changed (dtype,
+shape, method name).
+
+Outputs are compared with version A as the reference: **pixel agreement** is the share of pixels
+where B's class equals A's, and **mIoU of B against A** is the mean IoU over the classes either
+version predicts, computed with the same confusion-matrix code as the evaluation mIoU
+(:mod:`lifecycle.build.validate`).
+
+Both versions are loaded in this process straight from ``model_repo/<model>/<N>/`` with the
+loader the embedded server uses (:class:`lifecycle.server.loader.Servable`). A diff is made
+before a promote, when B is usually on no server at all; loading it onto a production server
+would take a config reload, which is promote's job, and would put B in the path of
+unversioned traffic (see DESIGN.md). Loading from disk compares exactly the published bytes,
+needs no running server, and runs them as TF Serving would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lifecycle.build.validate import confusion_matrix, segmentation_metrics
+
+
+@dataclass(frozen=True)
+class SignatureChange:
+    """One difference between the signatures of A and B."""
+
+    change: str  # added | removed | changed
+    signature: str
+    part: str  # signature | method | input | output
+    name: str
+    a: str | None  # A's spec as people read it ("float32 [-1, -1, -1, 3]"), None if absent
+    b: str | None
+
+    def describe(self) -> str:
+        """One line, e.g. ``changed output 'segmentation_map' of 'predict_images': int32 [..] -> int64 [..]``."""
+        what = f"{self.part} {self.name!r}" + ("" if self.part == "signature" else f" of {self.signature!r}")
+        if self.change == "added":
+            return f"added {what}: {self.b}"
+        if self.change == "removed":
+            return f"removed {what}: {self.a}"
+        return f"changed {what}: {self.a} -> {self.b}"
+
+
+def _spec(spec: dict[str, Any]) -> str:
+    shape = "unknown rank" if spec.get("shape") is None else str(list(spec["shape"]))
+    return f"{spec['dtype']} {shape}"
+
+
+def signature_changes(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> list[SignatureChange]:
+    """Every added, removed or changed signature, method, input and output from A to B."""
+    changes: list[SignatureChange] = []
+    for key in sorted(set(a) | set(b)):
+        sa, sb = a.get(key), b.get(key)
+        if sa is None or sb is None:
+            present = sb if sa is None else sa
+            summary = f"{present['method']} ({', '.join(present['inputs'])} -> {', '.join(present['outputs'])})"
+            changes.append(
+                SignatureChange("added" if sa is None else "removed", key, "signature", key,
+                                None if sa is None else summary, None if sb is None else summary)
+            )
+            continue
+        if sa["method"] != sb["method"]:
+            changes.append(SignatureChange("changed", key, "method", sa["method"], sa["method"], sb["method"]))
+        for side in ("inputs", "outputs"):
+            for name in sorted(set(sa[side]) | set(sb[side])):
+                ta, tb = sa[side].get(name), sb[side].get(name)
+                if ta == tb:
+                    continue
+                change = "added" if ta is None else "removed" if tb is None else "changed"
+                changes.append(
+                    SignatureChange(change, key, side[:-1], name,
+                                    None if ta is None else _spec(ta), None if tb is None else _spec(tb))
+                )
+    return changes
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How far B's masks agree with A's on some images."""
+
+    pixels: int
+    agreement: float  # share of pixels where B's class equals A's
+    miou: float  # mean IoU of B against A over the classes either predicts
+    differing: int
+
+
+def agreement(masks_a: np.ndarray, masks_b: np.ndarray, num_classes: int, class_names: list[str]) -> Agreement:
+    """Pixel agreement and mIoU of B's class maps against A's (same shapes)."""
+    if masks_a.shape != masks_b.shape:
+        raise ValueError(f"masks differ in shape: {list(masks_a.shape)} vs {list(masks_b.shape)}")
+    n = max(num_classes, int(max(masks_a.max(initial=0), masks_b.max(initial=0))) + 1)
+    names = class_names + [f"class_{i}" for i in range(len(class_names), n)]
+    metrics = segmentation_metrics(confusion_matrix(masks_a, masks_b, n), names)
+    differing = int(np.count_nonzero(masks_a != masks_b))
+    return Agreement(int(masks_a.size), float(metrics["pixel_accuracy"]), float(metrics["miou"]), differing)
+
+
+def miou_against_truth(labels: np.ndarray, masks: np.ndarray, num_classes: int, class_names: list[str]) -> float:
+    """mIoU of class maps against ground-truth labels (the evaluation metric)."""
+    return float(segmentation_metrics(confusion_matrix(labels, masks, num_classes), class_names)["miou"])
+
+
+EVAL_BATCH = 8  # images per run: a ResNet-50 DeepLab on a large evaluation set would not fit at once
+
+
+class LoadedVersion:
+    """One published version loaded with the server's loader, answering the segmentation signature."""
+
+    def __init__(self, model: str, version: int, path: Path, signature: str, output: str) -> None:
+        from lifecycle.server.loader import Servable
+
+        self.version = version
+        self.signature = signature
+        self.output = output
+        self.servable = Servable(model, version, path, ["serve"])
+
+    def segment(self, images: np.ndarray, batch: int = EVAL_BATCH) -> np.ndarray:
+        """Class maps [N, H, W] for float32 RGB images [N, H, W, 3] in [0, 255], ``batch`` at a time."""
+        if len(images) > batch:
+            return np.concatenate([self.segment(images[i:i + batch], batch) for i in range(0, len(images), batch)])
+        h, w = images.shape[1:3]
+        outputs = self.servable.run(
+            self.signature,
+            {"images": images.astype(np.float32), "height": np.array([h], np.int32), "width": np.array([w], np.int32)},
+            output_filter=[self.output],
+        )
+        return np.asarray(outputs[self.output]).astype(np.int32)
+
+    def close(self) -> None:
+        """Free the session."""
+        self.servable.close()
+
+
+@contextmanager
+def loaded(model: str, version: int, path: Path, signature: str, output: str) -> Iterator[LoadedVersion]:
+    """A version loaded for the duration of a ``with`` block."""
+    v = LoadedVersion(model, version, path, signature, output)
+    try:
+        yield v
+    finally:
+        v.close()

@@ -1,0 +1,271 @@
+"""One client for TF Serving (and mlc-model-server): model status, config reload, Predict.
+
+Status reads go over REST (``GET /v1/models/<m>``) with the standard library, so ``mlc status``
+never imports TensorFlow. Reloads (``ModelService.HandleReloadConfigRequest``), gRPC status and
+``PredictionService.Predict`` go over gRPC with the official tensorflow-serving-api stubs,
+imported lazily because they pull in TensorFlow's protos. Every call has a deadline.
+
+``grpc.RpcError`` and HTTP/socket errors are translated here, and only here, into
+:class:`ServerUnavailable`, :class:`ModelNotFound` or :class:`ServerError`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lifecycle.errors import ModelNotFound, ServerError, ServerUnavailable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import grpc
+    from tensorflow_serving.apis import predict_pb2
+    from tensorflow_serving.config import model_server_config_pb2
+
+DEFAULT_TIMEOUT_S = 10.0
+
+# ModelVersionStatus.State numbers (tensorflow_serving/apis/get_model_status.proto).
+STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """One version's state on one server, as GetModelStatus reports it."""
+
+    version: int
+    state: str  # START | LOADING | AVAILABLE | UNLOADING | END | UNKNOWN
+    error_code: str = "OK"
+    error_message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """END with an error: the version failed to load (TF Serving keeps it there)."""
+        return self.state == "END" and self.error_code not in ("OK", "0", "")
+
+    def describe(self) -> str:
+        """State for people: ``AVAILABLE``, or ``END: <error>``."""
+        if self.failed:
+            return f"END: {self.error_message or self.error_code}"
+        return self.state
+
+
+def tcp_ready(address: str, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def rest_request(
+    rest: str, method: str, path: str, timeout: float = DEFAULT_TIMEOUT_S, body: Any = None
+) -> Any:
+    """One JSON request to ``rest`` (host:port); HTTP and socket errors become mlc's errors."""
+    import http.client  # the standard library's client; urllib.request costs more to import
+
+    host, _, port = rest.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        if body is None:
+            conn.request(method, path)
+        else:
+            conn.request(method, path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        raw = resp.read()
+    except (OSError, http.client.HTTPException) as e:
+        raise ServerUnavailable(f"server {rest} (REST) is unreachable: {e}") from e
+    finally:
+        conn.close()
+    try:
+        answer = json.loads(raw or b"{}")
+    except ValueError as e:
+        raise ServerError(f"server {rest}: {method} {path} answered with invalid JSON: {e}", "INTERNAL") from e
+    if resp.status != 200:
+        message = str(answer.get("error") or resp.reason) if isinstance(answer, dict) else resp.reason
+        if resp.status == 404:
+            raise ModelNotFound(f"server {rest}: {message}")
+        raise ServerError(f"server {rest}: {message}", _grpc_code_for_http(resp.status))
+    return answer
+
+
+def rest_model_status(
+    rest: str, model: str, timeout: float = DEFAULT_TIMEOUT_S, label: str | None = None
+) -> dict[int, VersionState]:
+    """``GET /v1/models/<model>[/labels/<label>]`` on ``rest`` (host:port): each version's state."""
+    body = rest_request(rest, "GET", f"/v1/models/{model}" + (f"/labels/{label}" if label else ""), timeout)
+    states = {}
+    for entry in body.get("model_version_status", []) if isinstance(body, dict) else []:
+        status = entry.get("status") or {}
+        v = int(entry.get("version", 0))
+        states[v] = VersionState(
+            v, str(entry.get("state", "UNKNOWN")), str(status.get("error_code", "OK")), str(status.get("error_message", ""))
+        )
+    return states
+
+
+def _grpc_code_for_http(status: int) -> str:
+    return {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ABORTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}.get(
+        status, "UNKNOWN"
+    )
+
+
+class ServingClient:
+    """A client for one server (gRPC address, optional REST address). Use as a context manager."""
+
+    def __init__(self, grpc_address: str, rest_address: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.grpc_address = grpc_address
+        self.rest_address = rest_address
+        self.timeout = timeout
+        self._channel: grpc.Channel | None = None
+        self._prediction: Any = None
+        self._model_service: Any = None
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def __enter__(self) -> ServingClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the gRPC channel, if one was opened."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def _stubs(self) -> tuple[Any, Any]:
+        if self._channel is None:
+            import grpc
+            from tensorflow_serving.apis import (
+                model_service_pb2_grpc,
+                prediction_service_pb2_grpc,
+            )
+
+            # Segmentation maps of large images exceed gRPC's 4 MB default.
+            options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+            self._channel = grpc.insecure_channel(self.grpc_address, options=options)
+            self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+            self._model_service = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        return self._prediction, self._model_service
+
+    def _translate(self, e: Exception, what: str) -> Exception:
+        """A grpc.RpcError as one of mlc's errors."""
+        code = e.code() if hasattr(e, "code") else None
+        name = getattr(code, "name", "UNKNOWN")
+        details = e.details() if hasattr(e, "details") else str(e)
+        where = f"server {self.grpc_address}"
+        if name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"):
+            return ServerUnavailable(f"{where} did not answer {what}: {name}: {details}")
+        if name == "NOT_FOUND":
+            return ModelNotFound(f"{where}: {details}")
+        return ServerError(f"{where} refused {what}: {name}: {details}", name)
+
+    # --- status -----------------------------------------------------------------------------
+
+    def model_status(self, model: str, timeout: float | None = None) -> dict[int, VersionState]:
+        """Each version's state of ``model``: over REST when known (no TensorFlow), else gRPC."""
+        if self.rest_address:
+            return rest_model_status(self.rest_address, model, timeout or self.timeout)
+        return self.model_status_grpc(model, timeout)
+
+    def model_status_grpc(self, model: str, timeout: float | None = None) -> dict[int, VersionState]:
+        """``ModelService.GetModelStatus`` for ``model``."""
+        import grpc
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        _, service = self._stubs()
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model
+        try:
+            response = service.GetModelStatus(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as e:
+            raise self._translate(e, f"GetModelStatus({model})") from e
+        code_enum = get_model_status_pb2.ModelVersionStatus.DESCRIPTOR.fields_by_name["status"].message_type.fields_by_name[
+            "error_code"
+        ].enum_type
+        out = {}
+        for s in response.model_version_status:
+            code = code_enum.values_by_number.get(s.status.error_code)
+            out[s.version] = VersionState(
+                s.version, STATE_NAMES.get(s.state, str(s.state)), code.name if code else str(s.status.error_code),
+                s.status.error_message,
+            )
+        return out
+
+    # --- reload -----------------------------------------------------------------------------
+
+    def reload(self, config: model_server_config_pb2.ModelServerConfig, timeout: float | None = None) -> None:
+        """``ModelService.HandleReloadConfigRequest``: replace the server's whole config."""
+        import grpc
+        from tensorflow_serving.apis import model_management_pb2
+
+        _, service = self._stubs()
+        request = model_management_pb2.ReloadConfigRequest()
+        request.config.CopyFrom(config)
+        try:
+            response = service.HandleReloadConfigRequest(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as e:
+            raise self._translate(e, "the config reload") from e
+        if response.status.error_code != 0:
+            raise ServerError(
+                f"server {self.grpc_address} refused the config reload: {response.status.error_message}",
+                "FAILED_PRECONDITION",
+            )
+
+    # --- predict ----------------------------------------------------------------------------
+
+    def predict(self, request: predict_pb2.PredictRequest, timeout: float | None = None) -> predict_pb2.PredictResponse:
+        """``PredictionService.Predict`` with a deadline."""
+        import grpc
+
+        prediction, _ = self._stubs()
+        try:
+            return prediction.Predict(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as e:
+            raise self._translate(e, f"Predict({request.model_spec.name})") from e
+
+    def predict_future(self, request: predict_pb2.PredictRequest, timeout: float | None = None) -> Any:
+        """``Predict.future``: a grpc future; call :meth:`result` on it to get translated errors."""
+        prediction, _ = self._stubs()
+        return prediction.Predict.future(request, timeout=timeout or self.timeout)
+
+    def result(self, future: Any, what: str = "Predict") -> predict_pb2.PredictResponse:
+        """The response of a :meth:`predict_future` future, with errors translated."""
+        import grpc
+
+        try:
+            return future.result()
+        except grpc.RpcError as e:
+            raise self._translate(e, what) from e
+
+    # --- REST predict -----------------------------------------------------------------------
+
+    def predict_rest(
+        self,
+        model: str,
+        body: dict[str, Any],
+        version: int | None = None,
+        label: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """``POST /v1/models/<m>[/versions/<n>|/labels/<l>]:predict`` with a JSON body."""
+        if not self.rest_address:
+            raise ServerUnavailable(f"server {self.grpc_address} has no known REST address")
+        where = f"/versions/{version}" if version is not None else f"/labels/{label}" if label else ""
+        answer = rest_request(
+            self.rest_address, "POST", f"/v1/models/{model}{where}:predict", timeout or self.timeout, body
+        )
+        if not isinstance(answer, dict):
+            raise ServerError(f"server {self.rest_address} answered Predict({model}) with {type(answer).__name__}")
+        return answer
+
+    def serving_version(self, model: str, label: str | None = None, timeout: float | None = None) -> int | None:
+        """The version a request naming no version (or naming ``label``) reaches: the highest AVAILABLE."""
+        if not self.rest_address:
+            raise ServerUnavailable(f"server {self.grpc_address} has no known REST address")
+        states = rest_model_status(self.rest_address, model, timeout or self.timeout, label=label)
+        return max((v for v, s in states.items() if s.state == "AVAILABLE"), default=None)

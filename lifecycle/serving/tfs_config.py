@@ -1,0 +1,155 @@
+"""Registry state -> TF Serving's ``ModelServerConfig`` (``configs/models.config``).
+
+The config is built as the protobuf message from tensorflow-serving-api and printed with
+``text_format``; it is never assembled as strings. Each model that has something to serve
+(a ``stable`` or ``canary`` version) gets ``model_platform: "tensorflow"``, an absolute
+``base_path``, a ``specific`` version policy and its ``version_labels``. A reload replaces
+the whole config on the server, so every write lists every served model, not only the one
+being promoted. Models with nothing to serve yet are left out: TF Serving would wait for a
+model without versions to become available.
+
+Only ``tensorflow_serving.config.model_server_config_pb2`` is imported here; it does not pull
+in TensorFlow, so ``status`` can parse the config cheaply.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from lifecycle.errors import ConfigError
+from lifecycle.store.config import Paths
+from lifecycle.store.files import atomic_write_text
+from lifecycle.store.registry import Registry
+
+PLATFORM = "tensorflow"
+LABELS = ("stable", "canary")
+
+
+@dataclass(frozen=True)
+class ModelServing:
+    """What one model should serve: a set of versions and labels pointing into it."""
+
+    versions: tuple[int, ...]
+    labels: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, stable: int | None, canary: int | None) -> ModelServing:
+        """The steady state for a model whose registry says ``stable``/``canary``."""
+        labels = {k: v for k, v in (("stable", stable), ("canary", canary)) if v is not None}
+        return cls(tuple(sorted(set(labels.values()))), labels)
+
+    def union(self, other: ModelServing, labels: Mapping[str, int]) -> ModelServing:
+        """Both version sets loaded at once, with ``labels``."""
+        return ModelServing(tuple(sorted(set(self.versions) | set(other.versions))), dict(labels))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ModelServing)
+            and tuple(self.versions) == tuple(other.versions)
+            and dict(self.labels) == dict(other.labels)
+        )
+
+    def __hash__(self) -> int:
+        return hash((tuple(self.versions), tuple(sorted(self.labels.items()))))
+
+
+Serving = dict[str, ModelServing]
+
+
+def served_from_registry(reg: Registry) -> Serving:
+    """The steady serving state the registry asks for: each model's stable and canary."""
+    out: Serving = {}
+    for name, rec in sorted(reg.models.items()):
+        serving = ModelServing.of(rec.stable, rec.canary)
+        if serving.versions:
+            out[name] = serving
+    return out
+
+
+def build(paths: Paths, serving: Mapping[str, ModelServing]) -> model_server_config_pb2.ModelServerConfig:
+    """The ModelServerConfig message for ``serving`` (models in name order)."""
+    config = model_server_config_pb2.ModelServerConfig()
+    config_list = config.model_config_list
+    config_list.SetInParent()  # an empty list still prints as ``model_config_list {}``
+    for name in sorted(serving):
+        s = serving[name]
+        if not s.versions:
+            continue
+        unknown = {label: v for label, v in s.labels.items() if v not in s.versions}
+        if unknown:
+            raise ConfigError(f"model {name!r}: labels {unknown} point outside served versions {list(s.versions)}")
+        m = config_list.config.add()
+        m.name = name
+        m.base_path = str(paths.model_dir(name))
+        m.model_platform = PLATFORM
+        m.model_version_policy.specific.versions.extend(sorted(s.versions))
+        for label in sorted(s.labels):
+            m.version_labels[label] = s.labels[label]
+    return config
+
+
+def render(config: model_server_config_pb2.ModelServerConfig) -> str:
+    """The config in TF Serving's text format."""
+    return text_format.MessageToString(config)
+
+
+def parse(text: str, source: str = "models.config") -> model_server_config_pb2.ModelServerConfig:
+    """Parse text-format ModelServerConfig; errors become ConfigError naming ``source``."""
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as e:
+        raise ConfigError(f"malformed serving config {source}: {e}; rewrite it with `mlc serve` or a promote") from e
+    return config
+
+
+def serving_of(config: model_server_config_pb2.ModelServerConfig) -> Serving:
+    """Versions and labels per model, read back from a config message."""
+    out: Serving = {}
+    for m in config.model_config_list.config:
+        policy = m.model_version_policy
+        which = policy.WhichOneof("policy_choice")
+        versions = tuple(sorted(policy.specific.versions)) if which == "specific" else ()
+        out[m.name] = ModelServing(versions, dict(m.version_labels))
+    return out
+
+
+def read_text(paths: Paths) -> str | None:
+    """The current configs/models.config text, or None when it does not exist."""
+    try:
+        return paths.serving_config.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def read(paths: Paths) -> Serving | None:
+    """The serving state configs/models.config describes, or None when it does not exist."""
+    text = read_text(paths)
+    if text is None:
+        return None
+    return serving_of(parse(text, str(paths.serving_config)))
+
+
+def write(paths: Paths, config: model_server_config_pb2.ModelServerConfig) -> str:
+    """Write configs/models.config atomically (caller holds the registry lock); return the text."""
+    text = render(config)
+    if read_text(paths) != text:
+        atomic_write_text(paths.serving_config, text)
+    return text
+
+
+def diff(old: str | None, new: str, name: str = "configs/models.config") -> str:
+    """A unified diff from ``old`` (None: no file) to ``new``; empty when identical."""
+    return "".join(
+        difflib.unified_diff(
+            (old or "").splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"{name} (current)" if old is not None else "/dev/null",
+            tofile=f"{name} (after)",
+        )
+    )

@@ -1,0 +1,87 @@
+"""Crash-safe file primitives: atomic writes and the one cross-process lock.
+
+Every file mlc writes goes through :func:`atomic_write_bytes`: a temp file in the same folder,
+fsynced, renamed over the target, and the folder fsynced, so a reader (or a process killed
+with SIGKILL at any point) sees either the old content or the new, never a torn file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from lifecycle.errors import LockTimeout
+
+DEFAULT_LOCK_TIMEOUT_S = 120.0
+
+
+def _file_mode() -> int:
+    """The mode a plain open() gives a new file (0666 & ~umask); mkstemp would give 0600."""
+    umask = os.umask(0)  # read once at import, before any thread could race on the umask
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (renames, creations) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file + fsync + rename + dir fsync)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, _FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with UTF-8 ``text`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextmanager
+def locked(lock_path: Path, timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the cross-process lock at ``lock_path``; raise LockTimeout after ``timeout`` s."""
+    from filelock import (  # imported here: read-only commands never lock
+        FileLock,
+        Timeout,
+    )
+
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout as e:
+        raise LockTimeout(
+            f"another mlc process holds {lock_path} (waited {timeout:.0f} s); "
+            "wait for it to finish and retry"
+        ) from e
+    try:
+        yield
+    finally:
+        lock.release()

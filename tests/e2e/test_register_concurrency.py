@@ -1,0 +1,119 @@
+"""Concurrent registers and registers killed with SIGKILL (real processes, real TensorFlow)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from lifecycle import api
+from lifecycle.build import validate
+from lifecycle.store import registry
+from lifecycle.store.config import Paths
+
+pytestmark = pytest.mark.e2e
+
+
+def start_register(python: str, env: dict[str, str], paths: Paths, checkpoint: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [python, "-m", "lifecycle", "register", str(checkpoint)],
+        # One thread per TF pool: eight processes share two cores, oversubscription only adds switching.
+        env=dict(env, MLC_HOME=str(paths.home), TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def assert_consistent(paths: Paths) -> registry.ModelRecord | None:
+    """Every integer folder is a complete, validated SavedModel; the registry parses."""
+    reg = registry.load(paths)
+    for n in registry.versions_on_disk(paths, "deeplab"):
+        d = paths.version_dir("deeplab", n)
+        assert (d / "saved_model.pb").is_file() and (d / "variables" / "variables.index").is_file(), d
+        assert validate.warmup_file(d).is_file(), d
+        assert '"validated": true' in registry.version_record_file(d).read_text(), d
+    return reg.models.get("deeplab")
+
+
+def test_eight_concurrent_registers_get_versions_1_to_8(make_home, variant_checkpoints: list[Path], tmp_path: Path) -> None:
+    """Eight ``mlc register`` processes started at once (forked from a server that imported TF once)."""
+    from tests.support import forked_cli
+
+    paths = make_home()
+    ctx = forked_cli.context()
+    env = {"MLC_HOME": str(paths.home), "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    outputs = [tmp_path / f"register-{i}.out" for i in range(len(variant_checkpoints))]
+    procs = [
+        ctx.Process(target=forked_cli.run_cli, args=(["register", str(c)], env, str(out)))
+        for c, out in zip(variant_checkpoints, outputs)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    texts = [out.read_text() for out in outputs]
+    for p, text, out in zip(procs, texts, outputs):
+        assert p.exitcode == 0, text + Path(str(out) + ".err").read_text()
+    printed = sorted(int(text.strip().splitlines()[-1]) for text in texts)
+    assert printed == list(range(1, 9))
+    rec = registry.load(paths).model("deeplab")
+    assert [v.version for v in rec.versions] == list(range(1, 9))
+    assert len({v.checkpoint_digest for v in rec.versions}) == 8 and len(rec.checkpoints) == 8
+    assert sorted(p.name for p in paths.model_dir("deeplab").iterdir()) == [str(n) for n in range(1, 9)]
+    assert_consistent(paths)
+
+
+def wait_for(predicate, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_sigkill_at_any_moment_leaves_a_consistent_tree(
+    registered_home: Paths, variant_checkpoints: list[Path], python: str, subprocess_env: dict[str, str]
+) -> None:
+    paths = registered_home
+    model_dir = paths.model_dir("deeplab")
+    rng = random.Random(1234)
+
+    def staging() -> bool:
+        return any(p.name.startswith(".staging-") and p.is_dir() for p in model_dir.iterdir())
+
+    # Kill points: during start-up, while exporting/validating in staging, and the moment a new
+    # version folder appears (between the rename and the registry save, if we are quick enough).
+    moments = ["startup", "staging", "published"]
+    for i, moment in enumerate(moments):
+        before = set(registry.versions_on_disk(paths, "deeplab"))
+        proc = start_register(python, subprocess_env, paths, variant_checkpoints[i])
+        if moment == "startup":
+            time.sleep(rng.uniform(0.5, 3.0))
+        elif moment == "staging":
+            assert wait_for(staging), proc.communicate()[1]
+            time.sleep(rng.uniform(0.0, 1.5))
+        else:
+            assert wait_for(lambda: set(registry.versions_on_disk(paths, "deeplab")) - before, 120), proc.communicate()[1]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert_consistent(paths)
+
+    # The next register cleans up stale staging folders and adopts any orphaned version.
+    result = api.register(variant_checkpoints[len(moments)], paths=paths)
+    rec = assert_consistent(paths)
+    assert rec is not None
+    on_disk = registry.versions_on_disk(paths, "deeplab")
+    assert [v.version for v in rec.versions] == on_disk and result.version == on_disk[-1]
+    assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".staging-")]
+    assert len({v.checkpoint_digest for v in rec.versions}) == len(rec.versions)
+    # The version killed right after its rename is in the registry (recorded or adopted).
+    assert len(on_disk) >= 3 + 1 + 1
+    published = variant_checkpoints[moments.index("published")]
+    assert published.parent.name in {Path(v.checkpoint).parent.name for v in rec.versions}

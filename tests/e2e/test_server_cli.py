@@ -1,0 +1,158 @@
+"""The mlc-model-server command line: flag parsing, start-up failures, and a real run.
+
+The real run starts ``python -m lifecycle.server.main`` (what the ``mlc-model-server`` console
+script calls) as a child process with a TF Serving-style command line and stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+
+from lifecycle.errors import InvalidArgument
+from lifecycle.server.main import (
+    FLAGS,
+    FlagError,
+    options_from_flags,
+    parse_flags,
+    read_model_config_file,
+    usage,
+)
+from lifecycle.store.files import atomic_write_text
+
+
+def test_flag_forms() -> None:
+    values = parse_flags([
+        "--port=9000", "--rest_api_port", "9001", "--enable_model_warmup=false",
+        "--allow_version_labels_for_unavailable_models", "--model_config_file=/x.config",
+        "--file_system_poll_wait_seconds", "3",
+    ])
+    assert values == {
+        "port": 9000, "rest_api_port": 9001, "enable_model_warmup": False,
+        "allow_version_labels_for_unavailable_models": True, "model_config_file": "/x.config",
+        "file_system_poll_wait_seconds": 3,
+    }
+    options = options_from_flags(values)
+    assert options.grpc_port == 9000 and options.rest_api_port == 9001 and options.host == "127.0.0.1"
+    assert parse_flags(["--enable_model_warmup", "false"]) == {"enable_model_warmup": False}
+
+
+def test_defaults_are_tf_servings() -> None:
+    options = options_from_flags({})
+    assert options.grpc_port == 8500
+    assert options.rest_api_port is None  # rest_api_port 0 = off
+    assert options.rest_api_timeout_in_ms == 30000
+    assert options.model_name == "default"
+    assert options.model_config_file_poll_wait_seconds == 0
+    assert options.file_system_poll_wait_seconds == 1
+    assert options.max_num_load_retries == 5
+    assert options.enable_model_warmup is True
+    assert options.saved_model_tags == "serve"
+    assert FLAGS["load_retry_interval_micros"].default == 60_000_000
+
+
+def test_unknown_flags_and_bad_values_are_refused() -> None:
+    with pytest.raises(FlagError, match="unknown argument: --no_such_flag"):
+        parse_flags(["--no_such_flag=1"])
+    with pytest.raises(FlagError):
+        parse_flags(["--port=abc"])
+    with pytest.raises(FlagError):
+        parse_flags(["positional"])
+
+
+def test_unimplemented_flags_warn_once(capsys: pytest.CaptureFixture[str]) -> None:
+    options_from_flags(parse_flags(["--platform_config_file=/p.config", "--use_alts_credentials"]))
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2
+    assert all("accepted but not implemented" in line for line in err)
+
+
+def test_help_names_the_bind_address_flag() -> None:
+    text = usage()
+    assert "--mlc_bind_address" in text and "127.0.0.1" in text
+    for name in ("port", "rest_api_port", "model_config_file", "enable_grpc_healthcheck_service"):
+        assert f"--{name}=" in text
+
+
+def test_malformed_config_file_message(tmp_path: Path) -> None:
+    bad = tmp_path / "models.config"
+    bad.write_text("model_config_list { config { nme: 'x' } }")
+    with pytest.raises(InvalidArgument, match="Error parsing text-format tensorflow.serving.ModelServerConfig"):
+        read_model_config_file(bad)
+
+
+def _run(python: str, env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([python, "-m", "lifecycle.server.main", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_start_up_failures_print_tf_servings_line(tmp_path: Path, python: str, subprocess_env: dict[str, str]) -> None:
+    bad = tmp_path / "models.config"
+    bad.write_text("model_config_list { config { nme: 'x' } }")
+    result = _run(python, subprocess_env, f"--model_config_file={bad}")
+    assert result.returncode != 0
+    assert "Failed to start server. Error: INVALID_ARGUMENT: " in result.stderr
+    assert "Error parsing text-format tensorflow.serving.ModelServerConfig" in result.stderr
+
+    result = _run(python, subprocess_env, "--port=0")
+    assert result.returncode != 0
+    assert ("Failed to start server. Error: INVALID_ARGUMENT: Both server_options.model_base_path and "
+            "server_options.model_config_file are empty!") in result.stderr
+
+    result = _run(python, subprocess_env, "--bogus_flag=1")
+    assert result.returncode == 2 and "unknown argument: --bogus_flag=1" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.e2e
+def test_console_entry_serves_and_stops_on_sigterm(tmp_path: Path, python: str, subprocess_env: dict[str, str]) -> None:
+    from tests.support.server_support import (
+        Client,
+        add_version,
+        model_config,
+        server_config,
+        value,
+        wait_until,
+    )
+
+    base = tmp_path / "m"
+    add_version(base, 1)
+    config_file = tmp_path / "models.config"
+    atomic_write_text(config_file, text_format.MessageToString(server_config(model_config("m", base))))
+    grpc_port, rest_port = _free_port(), _free_port()
+    process = subprocess.Popen(
+        [python, "-m", "lifecycle.server.main", f"--port={grpc_port}", "--rest_api_port", str(rest_port),
+         f"--model_config_file={config_file}", "--model_config_file_poll_wait_seconds=1",
+         "--file_system_poll_wait_seconds", "1", "--thread_pool_factory_config_file=/t.config"],
+        env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    client = Client(f"127.0.0.1:{grpc_port}")
+    try:
+        wait_until(lambda: process.poll() is not None or client.status("m") == {1: ("AVAILABLE", 0, "")}, timeout=90)
+        assert process.poll() is None
+        assert float(value(client.predict("m", [[2.0]]))[0][0]) == 2.0
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/m", timeout=10) as response:
+            assert b'"state": "AVAILABLE"' in response.read()
+    finally:
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert process.returncode == 0, err
+    assert "--thread_pool_factory_config_file is accepted but not implemented" in err
+    assert f"Running gRPC ModelServer at 127.0.0.1:{grpc_port}" in err
