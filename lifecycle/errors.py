@@ -84,6 +84,12 @@ class LockTimeout(LifecycleError):
 # --- registry lookups ----------------------------------------------------------------------
 
 
+class StaleGeneration(LifecycleError):
+    """A conditional write lost a race: the document was created or replaced meanwhile."""
+
+    grpc_code = "ABORTED"
+
+
 class ModelNotFound(LifecycleError):
     """A model name is unknown to the registry, the definitions or a server."""
 

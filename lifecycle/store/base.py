@@ -1,0 +1,98 @@
+"""The storage seam: the repository part of an mlc home behind one interface.
+
+The repository holds what every writer shares: the registry (with each model's history), the
+rollout journal, the desired serving state and the published versions. It is a local folder
+(``model_repo/``, :class:`lifecycle.store.local.LocalStore`) or an object-store prefix
+(``s3://bucket/prefix``). The interface is shaped so that an object store can implement it
+without any lock:
+
+- **Documents** are small objects read and replaced whole. :meth:`Store.read` returns the
+  bytes with a *generation* (an opaque token: an ETag on S3, a content digest locally), and
+  :meth:`Store.write` is conditional: ``generation=None`` creates only if absent (S3
+  ``If-None-Match: *``), a generation replaces only if the document is still at it (S3
+  ``If-Match``). A lost race raises :class:`~lifecycle.errors.StaleGeneration`; callers re-read
+  and retry through :func:`lifecycle.store.cas.update`, never overwrite.
+- **Versions** are claimed by a conditional create (:meth:`Store.claim_version`) and published
+  whole (:meth:`Store.publish_version`): a reader never sees a partial version.
+- **Leases** (:meth:`Store.lease`) give one writer a long operation (a rollout) to itself. A
+  local folder uses a file lock; an object store uses a conditionally created lease object
+  that expires, so a writer killed on another machine does not block the rest for ever.
+
+Keys are ``/``-separated relative names such as ``registry.yaml`` or ``journal/rollout.json``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document's bytes and the generation they were read at."""
+
+    data: bytes
+    generation: str
+
+
+class Store(ABC):
+    """One repository: documents by compare-and-swap, versions published whole, leases."""
+
+    #: Where the repository lives, for messages: ``/abs/model_repo`` or ``s3://bucket/prefix``.
+    url: str
+
+    # --- documents -----------------------------------------------------------------------
+
+    @abstractmethod
+    def read(self, key: str) -> Document | None:
+        """The document at ``key`` with its generation, or None if it does not exist."""
+
+    @abstractmethod
+    def write(self, key: str, data: bytes, generation: str | None) -> str:
+        """Create (``generation=None``) or replace the document at that generation; return the new one.
+
+        Raises StaleGeneration when the document exists (create) or has moved on (replace).
+        """
+
+    @abstractmethod
+    def delete(self, key: str, generation: str | None = None) -> None:
+        """Delete ``key`` (only at ``generation`` when given); a missing key is not an error."""
+
+    @abstractmethod
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every document key under ``prefix``, sorted."""
+
+    # --- versions --------------------------------------------------------------------------
+
+    @abstractmethod
+    def version_numbers(self, model: str) -> list[int]:
+        """The complete versions of ``model``, ascending (a partial upload is not listed)."""
+
+    @abstractmethod
+    def claim_version(self, model: str, number: int, owner: str) -> bool:
+        """Claim ``number`` for a version about to be published; False if it is taken."""
+
+    @abstractmethod
+    def publish_version(self, model: str, number: int, staged: Path) -> None:
+        """Make the local folder ``staged`` version ``number`` of ``model``, whole or not at all."""
+
+    @abstractmethod
+    def version_path(self, model: str, number: int) -> Path:
+        """A local folder holding the complete version (the folder itself, or a verified copy)."""
+
+    @abstractmethod
+    def delete_version(self, model: str, number: int) -> None:
+        """Remove a published version (retention); its files go before its completion marker."""
+
+    # --- leases ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def lease(self, name: str, timeout: float) -> AbstractContextManager[None]:
+        """Hold the named lease for a long operation; LockTimeout after ``timeout`` s of waiting."""
+
+    def iter_models(self) -> Iterator[str]:
+        """Model names that have at least one version folder or prefix."""
+        return iter(())
