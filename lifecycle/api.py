@@ -609,6 +609,7 @@ def watch(
     """
     from lifecycle.build import checkpoints
     from lifecycle.build import watch as watching
+    from lifecycle.errors import PreviouslyFailed
 
     paths = paths or Paths.from_env()
     if not run_dirs:
@@ -636,7 +637,7 @@ def watch(
         if rec is not None and rec.version_for_digest(ref.digest) is None:
             failed = _failed_validation(rec, ref.digest, paths.definition_file(name))
             if failed is not None:
-                raise watching.PreviouslyFailed(
+                raise PreviouslyFailed(
                     f"{prefix.name} failed validation check '{failed.check}' before ({failed.time}): {failed.error}; "
                     f"not retried until configs/{name}.yaml changes (or retry now with: mlc register {prefix})"
                 )

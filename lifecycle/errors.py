@@ -153,14 +153,6 @@ class ServerUnavailable(LifecycleError):
     grpc_code = "UNAVAILABLE"
 
 
-class ServerError(LifecycleError):
-    """A model server answered with an error; carries the server's gRPC code."""
-
-    def __init__(self, message: str, grpc_code: str = "UNKNOWN") -> None:
-        super().__init__(message)
-        self.grpc_code = grpc_code
-
-
 class ResponseMismatch(LifecycleError):
     """A model server answered, but not with the outputs the signature contract promises."""
 
@@ -173,10 +165,19 @@ class PromotionFailed(LifecycleError):
     grpc_code = "ABORTED"
 
 
-class PreconditionFailed(LifecycleError):
-    """A promote/rollback precondition does not hold (gate, compare-and-swap, nothing to roll back)."""
+class StepFailed(LifecycleError):
+    """One rollout step failed on production; the rollout reverts and raises PromotionFailed.
 
-    grpc_code = "FAILED_PRECONDITION"
+    Internal to the rollout: ``step`` names the journal step that failed.
+    """
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class PreviouslyFailed(LifecycleError):
+    """``mlc watch`` declines a checkpoint whose exact content already failed validation."""
 
 
 # --- model server (TF Serving's own conditions) --------------------------------------------
@@ -189,7 +190,11 @@ class InvalidArgument(LifecycleError):
 
 
 class FailedPrecondition(LifecycleError):
-    """A request to the model server cannot be served in the current state."""
+    """Something cannot be done in the current state (TF Serving FAILED_PRECONDITION).
+
+    A model server request that cannot be served now, or a promote/rollback precondition that
+    does not hold (the quality gate, compare-and-swap, nothing to roll back to).
+    """
 
     grpc_code = "FAILED_PRECONDITION"
 
@@ -239,8 +244,9 @@ class InternalError(LifecycleError):
 class ServingError(LifecycleError):
     """A model-server condition reported with TF Serving's own gRPC code.
 
-    For statuses that pass through unchanged, e.g. a TensorFlow runtime error raised while
-    loading or running a SavedModel, or a load that left a version at END.
+    For statuses that pass through unchanged: a TensorFlow runtime error raised while loading
+    or running a SavedModel, a load that left a version at END, or (on the client side) a
+    server that answered a request with an error.
     """
 
     def __init__(self, message: str, grpc_code: str = "UNKNOWN") -> None:

@@ -35,7 +35,12 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from lifecycle.build import checkpoints
-from lifecycle.errors import CheckpointError, LifecycleError, PreconditionFailed
+from lifecycle.errors import (
+    CheckpointError,
+    FailedPrecondition,
+    LifecycleError,
+    PreviouslyFailed,
+)
 
 DEFAULT_SETTLE_S = 2.0
 POLL_S = 0.2
@@ -89,12 +94,8 @@ class Registered:
     miou: float | None = None
 
 
-class PreviouslyFailed(LifecycleError):
-    """The register callable declines a checkpoint whose exact content already failed validation."""
-
-
 RegisterFn = Callable[[Path], Registered]
-# Promote a version; returns a one-line description. PreconditionFailed means "refused" (e.g.
+# Promote a version; returns a one-line description. FailedPrecondition means "refused" (e.g.
 # the quality gate); any other LifecycleError means the attempt failed.
 PromoteFn = Callable[[int], str]
 
@@ -447,7 +448,7 @@ class Watcher:
         self.emit("promoting", f"offering version {result.version} to the quality gate and the safe rollout", **where)
         try:
             message = self.promote(result.version)
-        except PreconditionFailed as e:
+        except FailedPrecondition as e:
             self.summary.kept.append(result.version)
             self.emit("kept", f"version {result.version} not promoted: {e.message}", **where)
         except LifecycleError as e:

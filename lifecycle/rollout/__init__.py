@@ -36,11 +36,12 @@ from typing import Any, TypeVar
 
 from lifecycle.errors import (
     ConfigError,
+    FailedPrecondition,
     LifecycleError,
     ModelNotFound,
-    PreconditionFailed,
     PromotionFailed,
     ServerUnavailable,
+    StepFailed,
     UsageError,
 )
 from lifecycle.serving import fleet, tfs_config
@@ -62,14 +63,6 @@ STALE_END_GRACE_S = 3.0
 DEFAULT_MIOU_TOLERANCE = 0.0
 
 SUCCESS_RESULTS = ("ok", "recovered")
-
-
-class StepFailed(LifecycleError):
-    """One rollout step failed on production; the rollout reverts. (Internal.)"""
-
-    def __init__(self, step: str, message: str) -> None:
-        super().__init__(message)
-        self.step = step
 
 
 # --- data returned to the CLI ----------------------------------------------------------------
@@ -112,13 +105,13 @@ def check_servable(paths: Paths, rec: ModelRecord, version: int) -> VersionRecor
     """The version record if ``version`` exists, is validated and is on disk; else refuse."""
     vrec = rec.version(version)
     if not vrec.validated:
-        raise PreconditionFailed(
+        raise FailedPrecondition(
             f"version {version} of {rec.name} is not validated; only validated versions can serve "
             f"(see `mlc status {rec.name}`)"
         )
     vdir = paths.version_dir(rec.name, version)
     if not ((vdir / "saved_model.pb").exists() or (vdir / "saved_model.pbtxt").exists()):
-        raise PreconditionFailed(f"version {version} of {rec.name} is registered but {vdir} holds no SavedModel")
+        raise FailedPrecondition(f"version {version} of {rec.name} is registered but {vdir} holds no SavedModel")
     return vrec
 
 
@@ -157,7 +150,7 @@ def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force
             f"cannot be compared"
         )
         if not force:
-            raise PreconditionFailed(f"{why}; promote with --force --reason TEXT to override")
+            raise FailedPrecondition(f"{why}; promote with --force --reason TEXT to override")
         return f"forced past the {why}"
     thresholds = _definition_thresholds(paths, rec.name)
     tolerance = float(thresholds.get("max_miou_drop", thresholds.get("miou_tolerance", DEFAULT_MIOU_TOLERANCE)))
@@ -168,7 +161,7 @@ def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force
         f"{float(old):.4f} by more than the tolerance {tolerance:g}"
     )
     if not force:
-        raise PreconditionFailed(f"{why}; promote with --force --reason TEXT to override")
+        raise FailedPrecondition(f"{why}; promote with --force --reason TEXT to override")
     return f"forced past the {why}"
 
 
@@ -208,7 +201,7 @@ def rollback_target(paths: Paths, rec: ModelRecord) -> int:
         except LifecycleError:
             continue
         return candidate
-    raise PreconditionFailed(
+    raise FailedPrecondition(
         f"nothing to roll back to for {rec.name}: no earlier stable version in its history "
         f"(stable is {rec.stable if rec.stable is not None else 'unset'}; see `mlc history {rec.name}`)"
     )
@@ -571,7 +564,7 @@ class Rollout:
         try:
             checks = {v: LiveCheck.of(self.paths, rec, v) for v in sorted(needed)}
         except LifecycleError as e:
-            raise PreconditionFailed(f"cannot check {self.model} live: {e.message}") from e
+            raise FailedPrecondition(f"cannot check {self.model} live: {e.message}") from e
         journal.write(self.paths, self.journal)
         journal.step(self.paths, self.journal, "intent", "done")
         if plan.load:
@@ -828,16 +821,16 @@ def promote(
         rec = reg.model(model)
         vrec = check_servable(paths, rec, version)
         if expect_current is not None and rec.stable != expect_current:
-            raise PreconditionFailed(
+            raise FailedPrecondition(
                 f"stable of {model} is {rec.stable if rec.stable is not None else 'unset'}, not {expect_current} "
                 f"(--expect-current); someone else promoted? see `mlc history {model}`"
             )
         notes: list[str] = []
         if canary:
             if rec.stable is None:
-                raise PreconditionFailed(f"{model} has no stable version yet; promote one without --canary first")
+                raise FailedPrecondition(f"{model} has no stable version yet; promote one without --canary first")
             if rec.stable == version:
-                raise PreconditionFailed(f"version {version} of {model} is already stable; a canary must be another version")
+                raise FailedPrecondition(f"version {version} of {model} is already stable; a canary must be another version")
             after = _state(rec.stable, version)
             action = "canary"
         else:
@@ -873,7 +866,7 @@ def rollback(
             version = rollback_target(paths, rec) if to is None else to
             check_servable(paths, rec, version)
             if version == rec.stable:
-                raise PreconditionFailed(f"version {version} of {model} is already stable; nothing to roll back")
+                raise FailedPrecondition(f"version {version} of {model} is already stable; nothing to roll back")
             after = _state(version, None)
         return _execute(paths, reg, "rollback", model, version, after, timeout, reason, False, [], dry_run, recovered)
 

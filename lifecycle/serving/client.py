@@ -6,7 +6,7 @@ never imports TensorFlow. Reloads (``ModelService.HandleReloadConfigRequest``), 
 imported lazily because they pull in TensorFlow's protos. Every call has a deadline.
 
 ``grpc.RpcError`` and HTTP/socket errors are translated here, and only here, into
-:class:`ServerUnavailable`, :class:`ModelNotFound` or :class:`ServerError`.
+:class:`ServerUnavailable`, :class:`ModelNotFound` or :class:`ServingError`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lifecycle.errors import ModelNotFound, ServerError, ServerUnavailable
+from lifecycle.errors import ModelNotFound, ServerUnavailable, ServingError
 
 if TYPE_CHECKING:  # pragma: no cover
     import grpc
@@ -82,12 +82,12 @@ def rest_request(
     try:
         answer = json.loads(raw or b"{}")
     except ValueError as e:
-        raise ServerError(f"server {rest}: {method} {path} answered with invalid JSON: {e}", "INTERNAL") from e
+        raise ServingError(f"server {rest}: {method} {path} answered with invalid JSON: {e}", "INTERNAL") from e
     if resp.status != 200:
         message = str(answer.get("error") or resp.reason) if isinstance(answer, dict) else resp.reason
         if resp.status == 404:
             raise ModelNotFound(f"server {rest}: {message}")
-        raise ServerError(f"server {rest}: {message}", _grpc_code_for_http(resp.status))
+        raise ServingError(f"server {rest}: {message}", _grpc_code_for_http(resp.status))
     return answer
 
 
@@ -162,7 +162,7 @@ class ServingClient:
             return ServerUnavailable(f"{where} did not answer {what}: {name}: {details}")
         if name == "NOT_FOUND":
             return ModelNotFound(f"{where}: {details}")
-        return ServerError(f"{where} refused {what}: {name}: {details}", name)
+        return ServingError(f"{where} refused {what}: {name}: {details}", name)
 
     # --- status -----------------------------------------------------------------------------
 
@@ -211,7 +211,7 @@ class ServingClient:
         except grpc.RpcError as e:
             raise self._translate(e, "the config reload") from e
         if response.status.error_code != 0:
-            raise ServerError(
+            raise ServingError(
                 f"server {self.grpc_address} refused the config reload: {response.status.error_message}",
                 "FAILED_PRECONDITION",
             )
@@ -260,7 +260,7 @@ class ServingClient:
             self.rest_address, "POST", f"/v1/models/{model}{where}:predict", timeout or self.timeout, body
         )
         if not isinstance(answer, dict):
-            raise ServerError(f"server {self.rest_address} answered Predict({model}) with {type(answer).__name__}")
+            raise ServingError(f"server {self.rest_address} answered Predict({model}) with {type(answer).__name__}")
         return answer
 
     def serving_version(self, model: str, label: str | None = None, timeout: float | None = None) -> int | None:

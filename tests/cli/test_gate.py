@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from lifecycle import api, rollout
 from lifecycle.cli import app
-from lifecycle.errors import PreconditionFailed, UsageError
+from lifecycle.errors import FailedPrecondition, UsageError
 from lifecycle.serving import tfs_config
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
@@ -61,7 +61,7 @@ def test_the_repository_definition_declares_the_tolerance_the_gate_reads(home: P
     definition = yaml.safe_load(home.definition_file(MODEL).read_text())
     assert definition["thresholds"]["max_miou_drop"] == pytest.approx(0.02)
     assert gate(home, 2) is None  # 0.49 is within 0.02 of 0.50
-    with pytest.raises(PreconditionFailed, match=r"version 1 has mIoU 0\.3000, below stable 3's 0\.5000 by more than the tolerance 0\.02"):
+    with pytest.raises(FailedPrecondition, match=r"version 1 has mIoU 0\.3000, below stable 3's 0\.5000 by more than the tolerance 0\.02"):
         gate(home, 1)
 
 
@@ -72,12 +72,12 @@ def test_the_tolerance_comes_from_the_model_definition(home: Paths, drop: float,
         if passes:
             assert gate(home, version) is None
         else:
-            with pytest.raises(PreconditionFailed, match=f"by more than the tolerance {drop:g}"):
+            with pytest.raises(FailedPrecondition, match=f"by more than the tolerance {drop:g}"):
                 gate(home, version)
 
 
 def test_versions_scored_on_different_evaluation_sets_are_not_compared(home: Paths) -> None:
-    with pytest.raises(PreconditionFailed, match="different evaluation sets .*count 64.* vs .*count 16"):
+    with pytest.raises(FailedPrecondition, match="different evaluation sets .*count 64.* vs .*count 16"):
         gate(home, 4)  # a higher mIoU, but on another set
     assert "forced past the quality gate" in (gate(home, 4, force=True) or "")
 

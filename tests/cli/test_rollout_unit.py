@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from lifecycle import rollout
 from lifecycle.cli import app
-from lifecycle.errors import ConfigError, PreconditionFailed, VersionNotFound
+from lifecycle.errors import ConfigError, FailedPrecondition, VersionNotFound
 from lifecycle.serving import fleet, tfs_config
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths
@@ -181,7 +181,7 @@ def test_rollback_walks_back_through_the_stable_chain(home: Paths) -> None:
     assert rollout.rollback_target(home, rec) == 1
     rec.history += _events(("rollback", 2, 1, "recovered"))
     rec.stable = 1
-    with pytest.raises(PreconditionFailed, match="nothing to roll back to"):
+    with pytest.raises(FailedPrecondition, match="nothing to roll back to"):
         rollout.rollback_target(home, rec)
 
 
@@ -198,7 +198,7 @@ def test_rollback_skips_versions_that_are_gone(home: Paths) -> None:
 def test_quality_gate(home: Paths) -> None:
     add_versions(home, "m", [1, 2], stable=1, miou={1: 0.60, 2: 0.55})
     rec = registry.load(home).model("m")
-    with pytest.raises(PreconditionFailed, match="quality gate: version 2 has mIoU 0.5500"):
+    with pytest.raises(FailedPrecondition, match="quality gate: version 2 has mIoU 0.5500"):
         rollout.quality_gate(home, rec, rec.version(2), force=False)
     assert "forced past the quality gate" in (rollout.quality_gate(home, rec, rec.version(2), force=True) or "")
     (home.configs / "m.yaml").write_text(

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from lifecycle.build import checkpoints
 from lifecycle.build.watch import Registered, Watcher
 from lifecycle.cli import app
-from lifecycle.errors import CheckpointError, PreconditionFailed, ValidationFailed
+from lifecycle.errors import CheckpointError, FailedPrecondition, ValidationFailed
 from tests.support.trainer_sim import SimTrainer, digest_of, synthetic_files
 from tests.support.watch_support import (
     POLL,
@@ -221,7 +221,7 @@ def test_promote_if_better_offers_the_newest_of_a_burst_and_reports_a_refusal(tm
     def promote(version: int) -> str:
         offered.append(version)
         if version == 4:
-            raise PreconditionFailed("quality gate: version 4 has mIoU 0.1000, below stable 3's 0.5000")
+            raise FailedPrecondition("quality gate: version 4 has mIoU 0.1000, below stable 3's 0.5000")
         return f"deeplab: version {version} is now stable"
 
     register = FakeRegister()

@@ -307,7 +307,7 @@ def test_concurrent_promotes_compare_and_swap(tmp_path: Path, built: Path, pytho
     """Two promotes at once, both expecting stable 1: the lock serialises them, exactly one wins."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from lifecycle.errors import PreconditionFailed
+    from lifecycle.errors import FailedPrecondition
 
     paths = make_home(tmp_path, built, [1, 2, 3], stable=1)
     server = start_server(paths)
@@ -318,7 +318,7 @@ def test_concurrent_promotes_compare_and_swap(tmp_path: Path, built: Path, pytho
         outcomes = [f.exception() for f in futures]
         assert sum(e is None for e in outcomes) == 1
         loser = next(e for e in outcomes if e is not None)
-        assert isinstance(loser, PreconditionFailed) and "(--expect-current)" in loser.message
+        assert isinstance(loser, FailedPrecondition) and "(--expect-current)" in loser.message
         winner = 2 if outcomes[0] is None else 3
         assert registry.load(paths).model(MODEL).stable == winner
         assert states(paths, server.grpc_address) == {1: "END", winner: "AVAILABLE"}
