@@ -12,13 +12,21 @@ without any lock:
   ``If-None-Match: *``), a generation replaces only if the document is still at it (S3
   ``If-Match``). A lost race raises :class:`~lifecycle.errors.StaleGeneration`; callers re-read
   and retry through :func:`lifecycle.store.cas.update`, never overwrite.
-- **Versions** are claimed by a conditional create (:meth:`Store.claim_version`) and published
-  whole (:meth:`Store.publish_version`): a reader never sees a partial version.
+- **Versions** are staged in a local folder (under :meth:`Store.staging_dir`), claimed by a
+  conditional create (:meth:`Store.claim_version`) and published whole
+  (:meth:`Store.publish_version`): a reader never sees a partial version, and a claimed number
+  is never handed out again, even if its writer dies before publishing.
 - **Leases** (:meth:`Store.lease`) give one writer a long operation (a rollout) to itself. A
   local folder uses a file lock; an object store uses a conditionally created lease object
   that expires, so a writer killed on another machine does not block the rest for ever.
 
 Keys are ``/``-separated relative names such as ``registry.yaml`` or ``journal/rollout.json``.
+
+Every implementation passes the same contract tests (``tests/unit/test_store_contract.py``,
+over the stores listed in ``tests/support/stores.py``) and calls the failpoint
+``store:publish`` (:mod:`lifecycle.failpoints`) in :meth:`Store.publish_version` once the
+version's files are in place but before it becomes visible, so that a crash test can kill a
+publisher there.
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+
+#: The lease every registry mutation holds (``model_repo/.mlc.lock`` in a local folder).
+REGISTRY_LEASE = "registry"
 
 
 @dataclass(frozen=True)
@@ -72,16 +83,34 @@ class Store(ABC):
         """The complete versions of ``model``, ascending (a partial upload is not listed)."""
 
     @abstractmethod
+    def staging_dir(self, model: str) -> Path:
+        """The local folder to stage new versions of ``model`` in (created if missing).
+
+        A local store stages beside the published versions, so publishing is one rename.
+        """
+
+    @abstractmethod
     def claim_version(self, model: str, number: int, owner: str) -> bool:
-        """Claim ``number`` for a version about to be published; False if it is taken."""
+        """Claim ``number`` for a version about to be published; False if it is taken.
+
+        Taken means claimed before (by anyone, even a writer that died) or present as a version.
+        ``owner`` says who claims (host, pid), for people reading the repository.
+        """
 
     @abstractmethod
     def publish_version(self, model: str, number: int, staged: Path) -> None:
-        """Make the local folder ``staged`` version ``number`` of ``model``, whole or not at all."""
+        """Make the local folder ``staged`` (under :meth:`staging_dir`) version ``number``, whole or not at all.
+
+        ``number`` must have been claimed by this writer. The staged folder is consumed.
+        Raises StaleGeneration if the version exists already (it is never replaced).
+        """
 
     @abstractmethod
     def version_path(self, model: str, number: int) -> Path:
-        """A local folder holding the complete version (the folder itself, or a verified copy)."""
+        """A local folder holding the complete version (the folder itself, or a verified copy).
+
+        Raises VersionNotFound if the version is not published.
+        """
 
     @abstractmethod
     def delete_version(self, model: str, number: int) -> None:

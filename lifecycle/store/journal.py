@@ -21,25 +21,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lifecycle.errors import ConfigError
+from lifecycle.failpoints import failpoint
 from lifecycle.store.config import Paths
 from lifecycle.store.files import atomic_write_text
 from lifecycle.store.registry import current_user, now_iso
 
 STEPS = ("intent", "sandbox", "load", "available", "verify", "label", "drop", "unloaded", "commit")
 
-# Fault injection for tests: "step:state" (e.g. "label:done") makes mlc SIGKILL itself right
-# after writing that journal entry, to prove that the next command recovers; "step:state=S"
-# in the pause variable makes it sleep S seconds there, so a test can kill a server at a
-# known step.
-FAULT_ENV = "MLC_FAULT_KILL_AFTER"
-PAUSE_ENV = "MLC_FAULT_PAUSE_AFTER"
 
 
 @dataclass
@@ -103,15 +96,11 @@ def write(paths: Paths, journal: Journal) -> None:
 
 
 def step(paths: Paths, journal: Journal, name: str, state: str, detail: str = "") -> None:
-    """Append one step entry and write the journal (then honour the test fault hook)."""
+    """Append one step entry and write the journal; then the failpoint ``journal:<name>:<state>``."""
     assert name in STEPS, name  # a programming error, not a user one
     journal.steps.append({"step": name, "state": state, "time": now_iso(), "detail": detail})
     write(paths, journal)
-    if os.environ.get(FAULT_ENV) == f"{name}:{state}":
-        os.kill(os.getpid(), signal.SIGKILL)
-    point, _, seconds = os.environ.get(PAUSE_ENV, "").partition("=")
-    if point == f"{name}:{state}":
-        time.sleep(float(seconds or 1))
+    failpoint(f"journal:{name}:{state}")
 
 
 def clear(paths: Paths) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lifecycle import api
+from lifecycle import api, failpoints
 from lifecycle.cli import app
 from lifecycle.errors import PromotionFailed
 from lifecycle.serving import fleet, tfs_config
@@ -126,7 +126,7 @@ def test_broken_candidate_fails_reverts_and_no_request_fails(tmp_path: Path, bui
 def _mlc(python: str, env: dict[str, str], *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(env)
     if fault:
-        env[journal.FAULT_ENV] = fault
+        env[failpoints.ENV] = f"journal:{fault}"
     return subprocess.run([python, "-m", "lifecycle", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -217,7 +217,7 @@ def test_fleet_of_three_with_one_killed_mid_promote_reverts_all(
         config = paths.serving_config.read_bytes()
 
         # 1. A replica dies while the candidate loads: the other two go back to stable 1.
-        monkeypatch.setenv(journal.PAUSE_ENV, "sandbox:done=1")  # mlc waits there while the test kills
+        monkeypatch.setenv(failpoints.ENV, "journal:sandbox:done=pause:1")  # mlc waits there while the test kills
         killer = _kill_when(paths, result.servers[1]["pid"], "sandbox:done")
         with Load(specs[0].grpc, allowed={1}) as load:
             with pytest.raises(PromotionFailed, match="reverted, stable 1 serves again"):
@@ -239,7 +239,7 @@ def test_fleet_of_three_with_one_killed_mid_promote_reverts_all(
         restarted = api.serve(engine="embedded", detach=True, paths=paths, timeout=120)
         assert [s["grpc"] for s in restarted.servers] == [specs[1].grpc]
         assert states(paths, specs[1].grpc) == {1: "AVAILABLE"}
-        monkeypatch.setenv(journal.PAUSE_ENV, "label:done=1")
+        monkeypatch.setenv(failpoints.ENV, "journal:label:done=pause:1")
         killer = _kill_when(paths, result.servers[2]["pid"], "label:done")
         with Load(specs[0].grpc, allowed={1, 2}) as load:
             with pytest.raises(PromotionFailed, match="failed at step 'drop'"):

@@ -1,0 +1,55 @@
+"""Named failpoints for crash tests: inert unless ``MLC_FAILPOINTS`` names them.
+
+Code marks the moments a crash must be survivable with ``failpoint("name")``. A test (or a
+person reproducing a crash) sets one environment variable::
+
+    MLC_FAILPOINTS="journal:label:done"               # SIGKILL this mlc right there
+    MLC_FAILPOINTS="journal:sandbox:done=pause:1.5"   # sleep 1.5 s there (act at a known step)
+    MLC_FAILPOINTS="register:claimed,store:publish=kill"
+
+It is a comma-separated list of ``name`` or ``name=action``; the action is ``kill`` (the
+default: SIGKILL, no clean-up runs, exactly like a power cut for the files mlc wrote) or
+``pause:SECONDS``. Unset, every failpoint is one dictionary lookup.
+
+The failpoints:
+
+- ``journal:<step>:<state>``: right after the rollout journal records that entry, e.g.
+  ``journal:label:done`` (steps and states: :mod:`lifecycle.store.journal`).
+- ``register:claimed``: a register has claimed version N and not published it yet.
+- ``register:published``: version N is published; the registry does not record it yet.
+- ``store:publish``: inside :meth:`~lifecycle.store.base.Store.publish_version`, the files are
+  in place but the version is not visible yet (a local store: staged and fsynced, before the
+  rename; an object store: files uploaded, manifest not written).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+ENV = "MLC_FAILPOINTS"
+
+
+def action(name: str) -> str | None:
+    """The action ``MLC_FAILPOINTS`` sets for ``name`` (``kill``, ``pause:S``), or None."""
+    for item in os.environ.get(ENV, "").split(","):
+        point, _, act = item.strip().partition("=")
+        if point == name:
+            return act or "kill"
+    return None
+
+
+def failpoint(name: str) -> None:
+    """Kill or pause this process here if ``MLC_FAILPOINTS`` names ``name``; else do nothing."""
+    if ENV not in os.environ:
+        return
+    act = action(name)
+    if act is None:
+        return
+    if act == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif act.startswith("pause:"):
+        time.sleep(float(act.partition(":")[2] or 1))
+    else:
+        raise ValueError(f"{ENV}: unknown action {act!r} for failpoint {name!r} (use kill or pause:SECONDS)")
