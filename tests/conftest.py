@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.seaweed import s3_bucket, seaweed  # noqa: F401 - fixtures: a real S3 server
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
