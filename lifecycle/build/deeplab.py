@@ -62,6 +62,8 @@ def class_name(class_id: int, num_classes: int = len(VOC_CLASSES)) -> str:
 # --- network specification -----------------------------------------------------------------
 
 BACKBONES = ("small", "resnet50")
+# The names a definition may give this network's builder (see lifecycle.build.networks).
+BUILDER_NAMES = ("deeplab_v3", "lifecycle.build.networks.deeplab:build")
 # ASPP width per backbone unless the definition sets aspp_depth (the paper uses 256).
 DEFAULT_ASPP_DEPTH = {"small": 48, "resnet50": 256}
 
@@ -81,8 +83,8 @@ class NetworkSpec:
     def from_definition(cls, network: dict[str, Any], where: str = "network", backbone: str | None = None) -> NetworkSpec:
         """Parse and check a definition's ``network`` mapping; ``backbone`` overrides its choice."""
         builder = str(network.get("builder", "deeplab_v3"))
-        if builder != "deeplab_v3":
-            raise ConfigError(f"{where}.builder: unknown builder {builder!r} (known: deeplab_v3)")
+        if builder not in BUILDER_NAMES:
+            raise ConfigError(f"{where}.builder: {builder!r} is not a DeepLab-v3 builder (known: {', '.join(BUILDER_NAMES)})")
         chosen = str(backbone or network.get("backbone", "small"))
         if chosen not in BACKBONES:
             raise ConfigError(f"{where}.backbone: unknown backbone {chosen!r} (known: {', '.join(BACKBONES)})")
@@ -264,6 +266,10 @@ class DeepLabV3(tf.Module):
         self.aspp = ASPP(rng, backbone_cls.channels, spec.aspp_depth, spec.atrous_rates)
         self.classifier = ConvBN(rng, spec.aspp_depth, spec.num_classes, 1, relu=False, bn=False)
         self.spec = spec
+
+    def describe(self) -> str:
+        """How errors name this network (``small DeepLab-v3``)."""
+        return f"{self.spec.backbone} DeepLab-v3"
 
     def logits(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Class logits at the output stride for float32 RGB images in [0, 255]."""

@@ -29,12 +29,13 @@ import dataclasses
 import json
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -42,15 +43,13 @@ from lifecycle.build.checkpoints import CheckpointRef
 from lifecycle.errors import (
     ArchitectureMismatch,
     CheckpointError,
+    ConfigError,
     ExportError,
     ValidationFailed,
 )
 from lifecycle.store import registry
 from lifecycle.store.config import ModelDefinition, Paths, ValidationSettings
 from lifecycle.store.files import atomic_write_text, fsync_dir
-
-if TYPE_CHECKING:
-    from lifecycle.build.deeplab import DeepLabV3
 
 STAGING_PREFIX = ".staging-"
 LOCK_SUFFIX = ".lock"
@@ -143,13 +142,19 @@ def fsync_tree(root: Path) -> None:
 
 
 def variable_keys(net: Any, root: str = DEFAULT_CHECKPOINT_ROOT) -> dict[str, tuple[int, ...]]:
-    """Checkpoint key -> shape of every variable of a tf.Module network."""
+    """Checkpoint key -> shape of every variable of a network (a tf.Module or a Keras model)."""
     import tensorflow as tf
 
-    return {
-        f"{root}/{'/'.join(str(p) for p in path)}{_VALUE_SUFFIX}": tuple(v.shape)
-        for path, v in net._flatten(predicate=lambda x: isinstance(x, tf.Variable), with_path=True)
-    }
+    if isinstance(net, tf.Module):  # its checkpoint keys are its attribute paths
+        return {
+            f"{root}/{'/'.join(str(p) for p in path)}{_VALUE_SUFFIX}": tuple(v.shape)
+            for path, v in net._flatten(predicate=lambda x: isinstance(x, tf.Variable), with_path=True)
+        }
+    # A Keras model names its variables by layer tracking: ask TensorFlow by writing a probe.
+    with tempfile.TemporaryDirectory(prefix="mlc-probe-") as folder:
+        prefix = tf.train.Checkpoint(**{root: net}).write(os.path.join(folder, "probe"))
+        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    return {k: tuple(s) for k, s in shapes.items() if k.startswith(root + "/") and k.endswith(_VALUE_SUFFIX)}
 
 
 def _first_line(e: BaseException) -> str:
@@ -211,28 +216,47 @@ def restore_strict(net: Any, prefix: Path, root: str = DEFAULT_CHECKPOINT_ROOT, 
     return step
 
 
-def checkpoint_root(definition: ModelDefinition) -> str:
-    """The object name of the network inside checkpoints (``network.checkpoint_root``)."""
-    return str(definition.network.get("checkpoint_root", DEFAULT_CHECKPOINT_ROOT))
+@dataclass
+class LoadedNetwork:
+    """A definition's network restored from a checkpoint, with its serving signatures."""
+
+    net: Any
+    plan: Any  # lifecycle.build.networks.NetworkPlan
+    step: int | None
+    signatures: dict[str, Any]  # key -> concrete function
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The network as the version's report records it."""
+        spec = getattr(self.net, "spec", None)
+        own = spec.to_dict() if hasattr(spec, "to_dict") else {}
+        return {**own, **self.plan.to_dict()}
 
 
-def load_network(definition: ModelDefinition, ref: CheckpointRef) -> tuple[DeepLabV3, int | None]:
-    """Build the definition's network and restore ``ref`` into it strictly; also its stored step."""
-    from lifecycle.build import deeplab
+def load_network(definition: ModelDefinition, ref: CheckpointRef) -> LoadedNetwork:
+    """Build the definition's network, restore ``ref`` into it strictly, and get its signatures."""
+    from lifecycle.build import networks
 
-    spec = deeplab.NetworkSpec.from_definition(definition.network, f"{definition.path}: network")
-    net = deeplab.build(spec)
-    step = restore_strict(net, ref.prefix, checkpoint_root(definition),
-                          f"the {spec.backbone} DeepLab-v3 of {definition.path.name}")
-    return net, step
+    p = networks.plan(definition.network, definition.raw.get("serving"), f"{definition.path}: network",
+                      definition.path.parent.parent)
+    net = networks.build(p)
+    step = restore_strict(net, ref.prefix, p.checkpoint_root, networks.describe(p, net, definition.path.name))
+    signatures = networks.serving_functions(p, net, definition.signature.key)
+    return LoadedNetwork(net, p, step, signatures)
 
 
-def export_saved_model(serving: Any, target: Path) -> None:
-    """``tf.saved_model.save`` the serving module into the (existing, empty) folder ``target``."""
+def export_saved_model(net: Any, signatures: dict[str, Any], target: Path) -> None:
+    """``tf.saved_model.save`` the network with its signatures into the (existing, empty) folder ``target``.
+
+    The signature functions are not attributes of the saved root: ``tf.saved_model.save`` would
+    trace a tf.function attribute a second time.
+    """
     import tensorflow as tf
 
+    root = tf.Module()
+    root.net = net
     try:
-        tf.saved_model.save(serving.root, str(target), signatures=serving.signatures())
+        tf.saved_model.save(root, str(target), signatures=signatures)
     except (tf.errors.OpError, ValueError, TypeError, OSError) as e:
         raise ExportError(f"exporting the SavedModel to {target} failed: {_first_line(e)}") from e
 
@@ -267,30 +291,33 @@ def register_checkpoint(
 
     model = definition.name
     started = time.perf_counter()
-    net, stored_step = load_network(definition, ref)
+    loaded = load_network(definition, ref)
     restored = time.perf_counter()
     # The prefix's -N names the step; a checkpoint named otherwise may still store it.
-    step = ref.step if ref.step is not None else stored_step
+    step = ref.step if ref.step is not None else loaded.step
     checkpoint = registry.CheckpointRecord(
         digest=ref.digest, path=display_path(paths, ref.prefix), step=step, tf_version=tf.__version__,
     )
-    serving = deeplab.ServingModel(net)
+    key = definition.signature.key
+    if key not in loaded.signatures:
+        raise ConfigError(f"{definition.path}: serving: {loaded.plan.serving} gave signatures "
+                          f"{sorted(loaded.signatures)}, not the contract's {key!r}")
 
     model_dir = paths.model_dir(model)
     clean_stale_staging(model_dir)
     with Staging(model_dir) as staging:
         try:
-            export_saved_model(serving, staging.dir)
+            export_saved_model(loaded.net, loaded.signatures, staging.dir)
         except ExportError as e:
             _record_failure(paths, model, checkpoint, "export", e.message)
             raise
         exported = time.perf_counter()
         eval_set = deeplab.SyntheticSet(settings.eval.seed, settings.eval.count, settings.eval.size)
         images, labels = eval_set.arrays()
-        num_classes = net.spec.num_classes
+        num_classes = int(loaded.plan.kwargs.get("num_classes", 21))
         try:
             report = validate.validate_export(
-                staging.dir, model, definition.signature, settings.test_image, serving.predict_images,
+                staging.dir, model, definition.signature, settings.test_image, loaded.signatures[key],
                 images, labels, num_classes, [deeplab.class_name(i, num_classes) for i in range(num_classes)],
                 settings.min_miou,
             )
@@ -300,7 +327,7 @@ def register_checkpoint(
             e.args = (e.message,)
             raise
         report["metrics"]["eval"] = eval_set.to_dict()
-        report["network"] = net.spec.to_dict()
+        report["network"] = loaded.report
         report["tf_version"] = tf.__version__
         report["timings"] = {
             "restore_s": round(restored - started, 3),

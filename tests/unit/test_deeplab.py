@@ -45,7 +45,7 @@ def test_network_spec_from_definition() -> None:
     assert spec.aspp_depth == 48 and spec.output_stride == 16 and spec.num_classes == 21
     assert deeplab.NetworkSpec.from_definition({}, backbone="resnet50").aspp_depth == 256
     for bad, words in (({"backbone": "vgg"}, "unknown backbone"), ({"output_stride": 12}, "output_stride"),
-                       ({"builder": "unet"}, "unknown builder"), ({"num_classes": "x"}, "network")):
+                       ({"builder": "unet"}, "not a DeepLab-v3 builder"), ({"num_classes": "x"}, "network")):
         with pytest.raises(ConfigError, match=words):
             deeplab.NetworkSpec.from_definition(bad)
 

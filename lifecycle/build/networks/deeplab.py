@@ -1,0 +1,20 @@
+"""The built-in DeepLab-v3 as a builder (``builder: deeplab_v3`` is an alias of this module's ``build``).
+
+The network itself, its training and its data live in :mod:`lifecycle.build.deeplab`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lifecycle.build import deeplab
+
+
+def build(**network: Any) -> deeplab.DeepLabV3:
+    """A freshly initialised DeepLab-v3 from the definition's ``network`` keyword arguments."""
+    return deeplab.build(deeplab.NetworkSpec.from_definition(network))
+
+
+def serve(net: deeplab.DeepLabV3) -> dict[str, Any]:
+    """The classic ``predict_images`` signature (images, height, width -> segmentation_map)."""
+    return deeplab.ServingModel(net).signatures()
