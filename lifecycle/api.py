@@ -935,3 +935,25 @@ def diff(
     )
     return DiffResult(model, a, b, [asdict(c) | {"description": c.describe()} for c in changes], image_diffs, eval_diff)
 
+
+
+# --- ui ------------------------------------------------------------------------------------
+
+
+def ui(
+    host: str = "127.0.0.1",
+    port: int = 8600,
+    on_ready: Callable[[str], None] | None = None,
+    paths: Paths | None = None,
+) -> None:
+    """Serve the read-only web page of the home (:mod:`lifecycle.ui`) until Ctrl-C or SIGTERM.
+
+    ``on_ready(url)`` is called once the page answers. The page reads through :func:`status`,
+    :func:`history` and :func:`diff`; TensorFlow is imported only for the first picture.
+    """
+    from lifecycle.ui.app import create_server, serve_until_stopped
+
+    server = create_server(paths or Paths.from_env(), host, port)
+    if on_ready is not None:
+        on_ready(server.url)
+    serve_until_stopped(server)
