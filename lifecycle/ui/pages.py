@@ -69,7 +69,9 @@ def _badge(label: str) -> str:
 def _state(state: str) -> str:
     """A server's state of a version, classed by its first word (available, loading, end, unreachable)."""
     word = (state or "-").split(":")[0].strip().lower()
-    cls = word if word in {"available", "loading", "start", "unloading", "end", "unreachable", "unknown"} else "none"
+    cls = word if word in {"available", "loading", "start", "unloading", "unreachable", "unknown"} else "none"
+    if word == "end" and ":" in state:  # END with an error: the version failed to load
+        cls = "failed"
     return f'<span class="state {cls}">{t(state)}</span>'
 
 

@@ -34,5 +34,5 @@
       setTimeout(tick, interval);
     }
   }
-  setTimeout(tick, interval);
+  tick();
 })();
