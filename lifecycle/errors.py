@@ -63,6 +63,10 @@ class UsageError(LifecycleError):
     grpc_code = "INVALID_ARGUMENT"
 
 
+class FlagError(UsageError):
+    """mlc-model-server's command line is malformed: an unknown flag or a bad value (exit 2)."""
+
+
 class ConfigError(LifecycleError):
     """A model definition or other file under configs/ is missing or malformed."""
 
@@ -252,3 +256,13 @@ class ServingError(LifecycleError):
     def __init__(self, message: str, grpc_code: str = "UNKNOWN") -> None:
         super().__init__(message)
         self.grpc_code = grpc_code
+
+
+class StartupError(LifecycleError):
+    """The model server could not start; the message follows TF Serving's ``CODE: message``."""
+
+
+class BindError(LifecycleError):
+    """The model server could not listen where it was asked to (a port or a Unix socket)."""
+
+    grpc_code = "UNAVAILABLE"

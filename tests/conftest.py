@@ -200,7 +200,7 @@ class ServedDeeplab:
 @pytest.fixture(scope="session")
 def served_deeplab(tmp_path_factory: pytest.TempPathFactory, _registered_template: Path) -> Iterator[ServedDeeplab]:
     """Session fixture: :class:`ServedDeeplab`, the server started with ``create_server``."""
-    from lifecycle.server.main import ServerOptions, create_server
+    from lifecycle.server import ServerOptions, create_server
     from lifecycle.serving import fleet
     from tests.support.server_support import (
         Client,

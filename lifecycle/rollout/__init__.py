@@ -730,7 +730,7 @@ def revert(
 
 def sandbox_check(paths: Paths, model: str, check: LiveCheck, timeout: float) -> None:
     """Load one version alone in a private server on 127.0.0.1:0 and check its golden digest."""
-    from lifecycle.server.main import ServerOptions, create_server
+    from lifecycle.server import ServerOptions, create_server
 
     config = tfs_config.build(paths, {model: ModelServing((check.version,), {})})
     options = ServerOptions(model_config=config, grpc_port=0, rest_api_port=None, max_num_load_retries=0)

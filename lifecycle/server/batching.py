@@ -84,23 +84,10 @@ class BatchingOptions:
 
 def read_batching_parameters(path: str | Path) -> BatchingOptions:
     """Parse a text BatchingParameters file; INVALID_ARGUMENT naming the file if malformed."""
-    from google.protobuf import text_format
-
     from lifecycle.server.protos import batching_pb2
+    from lifecycle.server.textproto import read_textproto
 
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidArgument(f"Could not read batching parameters file '{path}': {e}") from e
-    message = batching_pb2.BatchingParameters()
-    try:
-        text_format.Parse(text, message)
-    except text_format.ParseError as e:
-        raise InvalidArgument(
-            f"Invalid protobuf file: '{path}'. Error parsing text-format tensorflow.serving.BatchingParameters: {e}"
-        ) from e
-    return options_from_proto(message)
+    return options_from_proto(read_textproto(path, batching_pb2.BatchingParameters()))
 
 
 def options_from_proto(message: object) -> BatchingOptions:
@@ -187,6 +174,11 @@ class BatchScheduler:
             raise task.error
         assert task.outputs is not None
         return task.outputs
+
+    def queued_rows(self) -> int:
+        """Rows waiting in every queue (not yet taken by a batch thread)."""
+        with self._lock:
+            return sum(q.rows for q in self._queues.values())
 
     def forget(self, owner: object) -> None:
         """Drop the (empty) queues of a servable that is being unloaded."""

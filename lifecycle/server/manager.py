@@ -72,6 +72,7 @@ class ManagerOptions:
     enable_model_warmup: bool = True
     saved_model_tags: tuple[str, ...] = ("serve",)
     num_load_threads: int = 4
+    num_unload_threads: int = 4
     prefer_tflite_model: bool = False  # serve <version>/model.tflite when there is one
     session_config: bytes | None = None  # serialized tensorflow.ConfigProto for every session
 
@@ -110,6 +111,10 @@ class ServableManager:
         self._executor = ThreadPoolExecutor(
             max_workers=max(1, options.num_load_threads), thread_name_prefix="mlc-load"
         )
+        self._unload_executor = ThreadPoolExecutor(
+            max_workers=max(1, options.num_unload_threads), thread_name_prefix="mlc-unload"
+        )
+        self.polls = 0  # finished file-system polls, so tests can wait for one (wait_for)
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
         self._config_lock = threading.Lock()  # one reload at a time
@@ -224,6 +229,8 @@ class ServableManager:
             for name, versions in found.items():
                 if name in self._configs:
                     self._set_aspired(name, versions)
+            self.polls += 1
+            self._changed.notify_all()
 
     # --- aspired versions -> actions (AvailabilityPreservingPolicy) ------------------------
 
@@ -261,7 +268,7 @@ class ServableManager:
                 victim = min(unaspired_serving, key=lambda h: h.version)
                 self._record(victim, State.UNLOADING)
                 self._publish_serving(name)
-                self._executor.submit(self._unload, victim)
+                self._unload_executor.submit(self._unload, victim)
                 continue
             new = [h for h in aspired if h.state is State.START]
             if new:
@@ -430,6 +437,7 @@ class ServableManager:
                     harness.cancel.set()
             self._changed.notify_all()
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._unload_executor.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             servables = [h.servable for hs in self._harnesses.values() for h in hs.values() if h.servable]
             self._serving = {}

@@ -74,23 +74,10 @@ class PrometheusOptions:
 
 def read_monitoring_config(path: str | Path) -> PrometheusOptions:
     """Parse a text MonitoringConfig; INVALID_ARGUMENT naming the file if malformed."""
-    from google.protobuf import text_format
-
     from lifecycle.server.protos import monitoring_pb2
+    from lifecycle.server.textproto import read_textproto
 
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidArgument(f"Could not read monitoring config file '{path}': {e}") from e
-    message = monitoring_pb2.MonitoringConfig()
-    try:
-        text_format.Parse(text, message)
-    except text_format.ParseError as e:
-        raise InvalidArgument(
-            f"Invalid protobuf file: '{path}'. Error parsing text-format tensorflow.serving.MonitoringConfig: {e}"
-        ) from e
-    prometheus = message.prometheus_config
+    prometheus = read_textproto(path, monitoring_pb2.MonitoringConfig()).prometheus_config
     metrics_path = prometheus.path or DEFAULT_PATH
     if not metrics_path.startswith("/"):
         raise InvalidArgument(f"Prometheus path must start with '/': {metrics_path}")

@@ -25,18 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lifecycle.errors import InvalidArgument, LifecycleError
+from lifecycle.errors import BindError, InvalidArgument
 
 log = logging.getLogger("mlc-model-server")
 
 UNLIMITED = 2**31 - 1
 SERVICE_NAMES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
-
-
-class BindError(LifecycleError):
-    """The gRPC endpoint could not listen where it was asked to."""
-
-    grpc_code = "UNAVAILABLE"
 
 
 def channel_arguments(text: str) -> list[tuple[str, Any]]:
@@ -82,22 +76,11 @@ def remove_stale_socket(path: Path) -> None:
 def read_ssl_config(path: str | Path) -> Any:
     """grpc server credentials from a text SSLConfig; INVALID_ARGUMENT naming the file if malformed."""
     import grpc
-    from google.protobuf import text_format
 
     from lifecycle.server.protos import ssl_pb2
+    from lifecycle.server.textproto import read_textproto
 
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidArgument(f"Could not read SSL config file '{path}': {e}") from e
-    config = ssl_pb2.SSLConfig()
-    try:
-        text_format.Parse(text, config)
-    except text_format.ParseError as e:
-        raise InvalidArgument(
-            f"Invalid protobuf file: '{path}'. Error parsing text-format tensorflow.serving.SSLConfig: {e}"
-        ) from e
+    config = read_textproto(path, ssl_pb2.SSLConfig())
     if not config.server_key or not config.server_cert:
         raise InvalidArgument(f"SSL config file '{path}' needs both server_key and server_cert")
     try:

@@ -25,6 +25,7 @@ from lifecycle.server.batching import (
     BatchScheduler,
     read_batching_parameters,
 )
+from tests.support.server_support import wait_until
 
 
 def _run_recording(seen: list[dict[str, tuple[int, ...]]], delay: float = 0.0):  # noqa: ANN202
@@ -82,23 +83,56 @@ def test_variable_length_inputs_are_padded_only_when_asked() -> None:
 
 
 def test_refusals() -> None:
-    scheduler = BatchScheduler(BatchingOptions(max_batch_size=2, max_enqueued_batches=1, num_batch_threads=1,
+    scheduler = BatchScheduler(BatchingOptions(max_batch_size=2, max_enqueued_batches=2, num_batch_threads=1,
                                                batch_timeout_micros=0))
     seen: list[dict[str, tuple[int, ...]]] = []
-    slow = _run_recording(seen, delay=0.3)
+    gate, started = threading.Event(), threading.Event()
+    record = _run_recording(seen)
+
+    def gated(feeds: Mapping[str, np.ndarray], fetches: list[str], timeout_ms: int | None) -> list[np.ndarray]:
+        started.set()
+        gate.wait(10)
+        return record(feeds, fetches, timeout_ms)
+
+    results: dict[str, object] = {}
+
+    def submit(name: str, timeout_ms: int | None) -> threading.Thread:
+        def call() -> None:
+            try:
+                results[name] = scheduler.run("s", gated, {"x": np.ones((2, 1))}, ["y"], timeout_ms)
+            except LifecycleError as e:
+                results[name] = e
+
+        thread = threading.Thread(target=call)
+        thread.start()
+        return thread
+
     try:
         with pytest.raises(InvalidArgument, match="^Task size 3 is larger than maximum input batch size 2$"):
-            scheduler.run("s", slow, {"x": np.ones((3, 1))}, ["y"], None)
+            scheduler.run("s", gated, {"x": np.ones((3, 1))}, ["y"], None)
         with pytest.raises(InvalidArgument, match="equal 0th-dimension size"):
-            scheduler.run("s", slow, {"x": np.ones((1, 1)), "z": np.ones((2, 1))}, ["y"], None)
-        # One batch runs (0.3 s), one fills the queue, the next finds it full; a 50 ms deadline
-        # runs out in the queue.
-        results = _concurrently(4, lambda i: (time.sleep(0.05 * i), scheduler.run(
-            "s", slow, {"x": np.ones((2, 1))}, ["y"], 50 if i == 2 else None))[1])
-        kinds = sorted(type(r).__name__ for r in results)
-        assert "ServerUnavailable" in kinds or "DeadlineExceeded" in kinds, kinds
-        assert all(isinstance(r, (list, ServerUnavailable, DeadlineExceeded)) for r in results)
+            scheduler.run("s", gated, {"x": np.ones((1, 1)), "z": np.ones((2, 1))}, ["y"], None)
+        # The one batch thread takes "running" and blocks on the gate; then "expires" (1 ms
+        # deadline) and "queued" fill the queue's two batches, and "refused" finds it full.
+        threads = [submit("running", None)]
+        assert started.wait(10)
+        submitted = time.monotonic()
+        threads.append(submit("expires", 1))
+        wait_until(lambda: scheduler.queued_rows() == 2, timeout=10)
+        threads.append(submit("queued", None))
+        wait_until(lambda: scheduler.queued_rows() == 4, timeout=10)
+        with pytest.raises(ServerUnavailable, match="The batch scheduling queue to which this task was submitted is full"):
+            scheduler.run("s", gated, {"x": np.ones((2, 1))}, ["y"], None)
+        while time.monotonic() < submitted + 0.005:  # let the 1 ms deadline pass while queued
+            time.sleep(0.001)
+        gate.set()
+        for thread in threads:
+            thread.join(10)
+        assert isinstance(results["running"], list) and isinstance(results["queued"], list)
+        assert isinstance(results["expires"], DeadlineExceeded), results
+        assert len(seen) == 2  # the expired task never ran
     finally:
+        gate.set()
         scheduler.stop()
 
 
@@ -138,7 +172,7 @@ def test_generated_protos_match_their_sources(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from lifecycle.server.main import ServerOptions, create_server
+    from lifecycle.server import ServerOptions, create_server
     from tests.support.savedmodels import build_batch_reporter
     from tests.support.server_support import model_config, server_config
 
@@ -177,7 +211,7 @@ def test_server_merges_concurrent_predicts(server: object) -> None:
 
 @pytest.mark.e2e
 def test_per_model_batching_parameters(tmp_path: Path) -> None:
-    from lifecycle.server.main import ServerOptions, create_server
+    from lifecycle.server import ServerOptions, create_server
     from tests.support.savedmodels import build_batch_reporter
     from tests.support.server_support import Client, model_config, server_config, value
 

@@ -6,6 +6,8 @@ script calls) as a child process with a TF Serving-style command line and stops 
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import signal
 import socket
 import subprocess
@@ -14,15 +16,9 @@ from pathlib import Path
 import pytest
 from google.protobuf import text_format
 
-from lifecycle.errors import InvalidArgument
-from lifecycle.server.main import (
-    FLAGS,
-    FlagError,
-    options_from_flags,
-    parse_flags,
-    read_model_config_file,
-    usage,
-)
+from lifecycle.errors import FlagError, InvalidArgument
+from lifecycle.server.config_file import read_model_config_file
+from lifecycle.server.flags import FLAGS, options_from_flags, parse_flags, usage
 from lifecycle.store.files import atomic_write_text
 
 
@@ -65,11 +61,44 @@ def test_unknown_flags_and_bad_values_are_refused() -> None:
         parse_flags(["positional"])
 
 
-def test_unimplemented_flags_warn_once(capsys: pytest.CaptureFixture[str]) -> None:
-    options_from_flags(parse_flags(["--platform_config_file=/p.config", "--use_alts_credentials"]))
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 2
-    assert all("accepted but not implemented" in line for line in err)
+def test_flags_without_effect_warn_once_and_say_why_in_help(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mlc-model-server")
+    options_from_flags(parse_flags(["--thread_pool_factory_config_file=/p.config", "--use_alts_credentials"]))
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2
+    assert all("has no effect in mlc-model-server: " in line for line in warnings)
+    text = usage()
+    for flag in FLAGS.values():
+        assert (f"--{flag.name}=" in text) and ((f"[accepted, no effect here: {flag.no_effect}]" in text) == bool(flag.no_effect))
+
+
+def _non_default(flag: object) -> object:
+    kind, default = flag.kind, flag.default  # type: ignore[attr-defined]
+    if kind is bool:
+        return not default
+    if kind is str:
+        return "bfloat16" if flag.name == "mixed_precision" else "/some/file"  # type: ignore[attr-defined]
+    return default + 7 if kind is int else 0.5
+
+
+def test_every_flag_with_an_effect_reaches_the_options() -> None:
+    """A flag the help calls effective must change ServerOptions (issue 10: three never did)."""
+    baseline = dataclasses.asdict(options_from_flags({}))
+    for flag in FLAGS.values():
+        if flag.no_effect or flag.name == "version":
+            continue
+        changed = dataclasses.asdict(options_from_flags({flag.name: _non_default(flag)}))
+        assert changed != baseline, f"--{flag.name} never reaches ServerOptions"
+    options = options_from_flags(parse_flags(["--rest_api_num_threads=3", "--num_unload_threads=2"]))
+    assert (options.rest_api_num_threads, options.num_unload_threads) == (3, 2)
+
+
+@pytest.mark.parametrize("flag", ["port", "rest_api_port"])
+@pytest.mark.parametrize("value", ["99999", "65536", "-1"])
+def test_ports_outside_0_65535_are_refused(flag: str, value: str) -> None:
+    with pytest.raises(FlagError, match=f"Couldn't interpret value {value} for flag {flag}: a port is 0-65535."):
+        parse_flags([f"--{flag}={value}"])
+    assert parse_flags([f"--{flag}=65535"]) == {flag: 65535}
 
 
 def test_help_names_the_bind_address_flag() -> None:
@@ -104,8 +133,14 @@ def test_start_up_failures_print_tf_servings_line(tmp_path: Path, python: str, s
     assert ("Failed to start server. Error: INVALID_ARGUMENT: Both server_options.model_base_path and "
             "server_options.model_config_file are empty!") in result.stderr
 
-    result = _run(python, subprocess_env, "--bogus_flag=1")
-    assert result.returncode == 2 and "unknown argument: --bogus_flag=1" in result.stderr
+    # Flag errors as tensorflow_model_server: one line on stderr, usage on stdout (issue 14.7).
+    for args, line in [(["--bogus_flag=1"], "unknown argument: --bogus_flag=1"),
+                       (["--port=99999"], "Couldn't interpret value 99999 for flag port: a port is 0-65535."),
+                       (["--enable_batching=maybe"], "Couldn't interpret value maybe for flag enable_batching.")]:
+        result = _run(python, subprocess_env, *args)
+        assert result.returncode == 2
+        assert result.stderr == line + "\n"
+        assert result.stdout == usage()
 
 
 def _free_port() -> int:
@@ -154,5 +189,5 @@ def test_console_entry_serves_and_stops_on_sigterm(tmp_path: Path, python: str, 
             process.kill()
             raise
     assert process.returncode == 0, err
-    assert "--thread_pool_factory_config_file is accepted but not implemented" in err
+    assert "flag --thread_pool_factory_config_file has no effect in mlc-model-server" in err
     assert f"Running gRPC ModelServer at 127.0.0.1:{grpc_port}" in err

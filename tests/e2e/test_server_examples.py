@@ -17,7 +17,7 @@ import grpc
 import pytest
 from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
 
-from lifecycle.server.main import RunningServer, ServerOptions, create_server
+from lifecycle.server import RunningServer, ServerOptions, create_server
 from tests.support.savedmodels import build_half_plus_two_examples
 from tests.support.server_support import TIMEOUT_S, Client, model_config, server_config
 

@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from lifecycle.errors import InvalidArgument
-from lifecycle.server.main import RunningServer, ServerOptions, create_server
+from lifecycle.server import RunningServer, ServerOptions, create_server
 from lifecycle.server.monitoring import DEFAULT_PATH, read_monitoring_config
 from tests.support.server_support import (
     Client,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from lifecycle.server.main import RunningServer, ServerOptions, create_server
+from lifecycle.server import RunningServer, ServerOptions, create_server
 from tests.support.savedmodels import build_half_plus_two_tf1
 from tests.support.server_support import Client, model_config, server_config, value
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lifecycle.server.main import RunningServer, ServerOptions, create_server
+from lifecycle.server import RunningServer, ServerOptions, create_server
 from tests.support.savedmodels import (
     build_half_plus_two_examples,
     build_spinner,

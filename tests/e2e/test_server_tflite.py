@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from lifecycle.server.main import ServerOptions, create_server
+from lifecycle.server import ServerOptions, create_server
 from tests.support.savedmodels import build_half_plus_two_tf1, write_tflite_model
 from tests.support.server_support import (
     TIMEOUT_S,

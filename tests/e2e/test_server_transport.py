@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from lifecycle.server.main import ServerOptions, StartupError, create_server
+from lifecycle.errors import StartupError
+from lifecycle.server import ServerOptions, create_server
 from lifecycle.server.transport import channel_arguments
 from tests.support.server_support import (
     TIMEOUT_S,
@@ -94,7 +95,8 @@ def test_messages_are_unlimited_by_default(tmp_path: Path) -> None:
 def test_session_threads_from_flags(tmp_path: Path) -> None:
     from tensorflow.core.protobuf import config_pb2
 
-    from lifecycle.server.main import options_from_flags, parse_flags, session_config
+    from lifecycle.server.app import session_config
+    from lifecycle.server.flags import options_from_flags, parse_flags
 
     assert session_config(ServerOptions()) is None
     both = config_pb2.ConfigProto.FromString(session_config(options_from_flags(parse_flags(

@@ -21,12 +21,8 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.apis import predict_pb2
 
-from lifecycle.server.main import (
-    RunningServer,
-    ServerOptions,
-    StartupError,
-    create_server,
-)
+from lifecycle.errors import StartupError
+from lifecycle.server import RunningServer, ServerOptions, create_server
 from lifecycle.store.files import atomic_write_text
 from tests.support.savedmodels import write_warmup_requests
 from tests.support.server_support import (
@@ -205,8 +201,10 @@ def test_labels_follow_tf_serving_rules(tmp_path: Path, harness: Harness) -> Non
     assert info.value.details() == (
         "Request to assign label to version 2 of model m, which is not currently available for inference"
     )
-    # ... so version 2 was not even loaded and the old config keeps serving.
-    time.sleep(0.2)
+    # ... so version 2 was not even loaded and the old config keeps serving, even after two
+    # more polls of the file system (the first may have begun before the refusal).
+    polls = server.core.manager.polls
+    assert server.core.manager.wait_for(lambda: server.core.manager.polls >= polls + 2, timeout=10)
     assert 2 not in client.status("m")
     assert answer(client, "m", label="stable") == (1, 1.0)
 
@@ -273,16 +271,23 @@ def test_config_file_is_polled_and_watched(tmp_path: Path, harness: Harness) -> 
     # A long poll interval: the change below can only be seen this fast through watchdog.
     server, client = harness.start(model_config_file=str(config_file), model_config_file_poll_wait_seconds=30)
     assert answer(client, "m") == (1, 1.0)
-    time.sleep(0.3)
-    assert server.config_watcher is not None and server.config_watcher.polls == 0  # no busy loop
+    # No busy loop: while the server's file-system poller (every 0.05 s) runs five times, the
+    # config file (30 s interval, nothing changed) is not read at all.
+    manager, watcher = server.core.manager, server.config_watcher
+    assert watcher is not None
+    start = manager.polls
+    assert manager.wait_for(lambda: manager.polls >= start + 5, timeout=10)
+    assert watcher.polls == 0
     atomic_write_text(config_file, text_format.MessageToString(
         server_config(model_config("m", base, policy="specific", versions=[2]))))
     wait_state(client, "m", 2, "AVAILABLE", timeout=10)
     wait_state(client, "m", 1, "END", timeout=10)
 
     # A malformed file keeps the old config serving.
+    polls = watcher.polls
     atomic_write_text(config_file, "model_config_list { config { nme: 'x' } }")
-    time.sleep(0.5)
+    wait_until(lambda: watcher.polls > polls and watcher.last_error is not None, timeout=10)
+    assert "Invalid protobuf file" in watcher.last_error.message
     assert answer(client, "m") == (2, 2.0)
 
 

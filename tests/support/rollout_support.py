@@ -95,7 +95,7 @@ def start_server(paths: Paths, poll_seconds: float = 0):  # noqa: ANN201 - a Run
     Like ``mlc serve`` it starts on the versions alone and then takes the labels by a reload:
     labels may point only at AVAILABLE versions.
     """
-    from lifecycle.server.main import ServerOptions, create_server
+    from lifecycle.server import ServerOptions, create_server
     from lifecycle.serving.client import ServingClient
 
     labelled = tfs_config.read(paths) or {}
