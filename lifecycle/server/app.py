@@ -245,6 +245,7 @@ def _create_server(options: ServerOptions) -> RunningServer:
         method_name_check=options.enable_signature_method_name_check,
         warmup_iterations=options.num_request_iterations_for_warmup,
         per_model_batching=options.enable_per_model_batching_parameters,
+        tensor_content=options.enable_serialization_as_tensor_content,
     )
 
     grpc_server = None

@@ -67,9 +67,11 @@ class ServerCore:
 
     def __init__(self, options: ManagerOptions, batching: BatchingOptions | None = None,
                  method_name_check: bool = False, warmup_iterations: int = 1,
-                 per_model_batching: bool = False) -> None:
+                 per_model_batching: bool = False, tensor_content: bool = False) -> None:
         # --enable_per_model_batching_parameters: a version's batching_params.pbtxt wins.
         self.per_model_batching = per_model_batching
+        # --enable_serialization_as_tensor_content: Predict outputs as raw tensor_content.
+        self.tensor_content = tensor_content
         # --enable_signature_method_name_check: each API runs only signatures of its method.
         self.method_name_check = method_name_check
         # --num_request_iterations_for_warmup: each warmup record is replayed this many times.
@@ -148,7 +150,7 @@ class ServerCore:
         spec.version.value = prediction.version
         spec.signature_name = prediction.signature_name
         for alias, value in prediction.outputs.items():
-            fill_tensor_proto(response.outputs[alias], value)
+            fill_tensor_proto(response.outputs[alias], value, as_content=self.tensor_content)
         return response
 
     def _predict_on(self, servable: Servable, request: object, timeout_ms: int | None) -> Prediction:

@@ -76,15 +76,20 @@ def _packed_values(array: np.ndarray) -> tuple[int, bytes] | None:
     return field, _varints(as_ints)
 
 
-def fill_tensor_proto(proto: object, array: np.ndarray) -> None:
+def fill_tensor_proto(proto: object, array: np.ndarray, as_content: bool = False) -> None:
     """Write ``array`` into ``proto`` (an empty TensorProto) as TF Serving's AsProtoField does.
 
     Numeric values go into the typed repeated fields (``float_val``, ``int64_val`` ...). They
     are encoded as one packed field and parsed, instead of appended one Python object at a time.
+    ``as_content`` (--enable_serialization_as_tensor_content) writes numeric values as raw
+    ``tensor_content`` instead, as AsProtoTensorContent; strings stay in ``string_val``.
     """
     from tensorflow.python.framework import dtypes, tensor_util
 
     array = np.asarray(array)
+    if as_content and array.dtype.kind not in ("O", "S", "U"):
+        proto.CopyFrom(tensor_util.make_tensor_proto(array))
+        return
     packed = _packed_values(array) if array.size else None
     if packed is None and array.dtype.kind not in ("O", "S", "U", "c") and not array.size:
         packed = (0, b"")

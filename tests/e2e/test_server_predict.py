@@ -168,3 +168,25 @@ def test_classify_on_a_predict_signature_is_refused(client: Client) -> None:
         client.predict_stub.Classify(request, timeout=10)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert info.value.details().startswith("No classification inputs found in SignatureDef")
+
+
+def test_serialization_as_tensor_content(tmp_path: Path, half_plus_two_exports: dict[str, Path]) -> None:
+    """--enable_serialization_as_tensor_content: outputs as raw tensor_content, not float_val."""
+    shutil.copytree(half_plus_two_exports["tf1"], tmp_path / "m" / "1")
+    config = server_config(model_config("m", tmp_path / "m"))
+    for content in (False, True):
+        with create_server(ServerOptions(model_config=config, file_system_poll_wait_seconds=0,
+                                         enable_serialization_as_tensor_content=content)) as running:
+            client = Client(running.grpc_address)
+            try:
+                out = client.predict("m", [[1.0], [3.0]]).outputs["y"]
+            finally:
+                client.close()
+        assert (len(out.tensor_content) == 8, list(out.float_val)) == ((True, []) if content else (False, [2.5, 3.5]))
+        np.testing.assert_allclose(value_of(out), [[2.5], [3.5]])
+
+
+def value_of(tensor: object) -> np.ndarray:
+    import tensorflow as tf
+
+    return tf.make_ndarray(tensor)
