@@ -1,0 +1,77 @@
+"""mlc ui's pictures on real DeepLab versions: each version's mask and overlay, and two versions side by side."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import urllib.request
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lifecycle import api
+from lifecycle.build.validate import output_digest
+from lifecycle.store.config import Paths
+from lifecycle.ui import create_server
+from lifecycle.ui.pictures import cache_dir
+from tests.conftest import REPO_ROOT, tree_state
+from tests.support.browser import browser, wait_until  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.e2e
+
+PICTURE_WAIT = 180.0  # the first picture imports TensorFlow and loads each version on two busy cores
+SCREENSHOT = REPO_ROOT / "out" / "ui-screenshot-deeplab.png"
+
+
+def loaded_images(driver: Any, selector: str) -> list[int] | None:
+    """naturalWidth of every image matching ``selector`` once all have loaded, else None."""
+    widths = driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]))"
+        ".map(i => i.complete && i.naturalWidth > 0 ? i.naturalWidth : 0)", selector,
+    )
+    return widths if widths and all(widths) else None
+
+
+def test_version_pictures_and_the_side_by_side_diff(browser: Any, registered_home: Paths, tmp_path: Any) -> None:
+    paths = registered_home
+    repo_before = tree_state(paths.model_repo)
+    golden = {v.version: v.golden_digest for v in api.status("deeplab", paths=paths).models[0].versions}
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    ui = create_server(paths)
+    try:
+        browser.get(ui.url + "models/deeplab")
+        widths = wait_until(browser, lambda d: loaded_images(d, "figure.version-pictures img"), timeout=PICTURE_WAIT,
+                            what="every version's mask and overlay")
+        assert len(widths) == 6
+        for version, digest in golden.items():
+            with urllib.request.urlopen(f"{ui.url}models/deeplab/versions/{version}/mask.png", timeout=60) as r:
+                mask = Image.open(io.BytesIO(r.read()))
+            assert mask.mode == "P"  # class ids as pixel values, VOC palette
+            # The picture is exactly the mask the version answered at register (its golden digest).
+            assert output_digest(np.asarray(mask).astype(np.int32)[None]) == digest
+        assert len(list((cache_dir(paths) / "versions" / "deeplab").glob("*/overlay.png"))) == 3
+
+        browser.find_element("css selector", "form.compare button").click()  # A=2, B=3 by default
+        strip = wait_until(browser, lambda d: loaded_images(d, "figure.diff img"), timeout=PICTURE_WAIT,
+                           what="the diff strip")
+        result = json.loads(next((cache_dir(paths) / "diffs" / "deeplab").glob("2-vs-3-*/result.json")).read_text())
+        width = result["images"][0]["width"]
+        assert strip == [4 * width]  # photo | mask A | mask B | disagreement
+        page = browser.find_element("tag name", "main").text
+        assert "deeplab: version 2 vs 3" in page
+        assert f"{result['eval']['miou_a']:.4f}" in page and f"{result['eval']['miou_b']:.4f}" in page
+        assert f"agreement {result['images'][0]['agreement']:.4f}" in page
+        browser.save_screenshot(str(tmp_path / "ui-diff.png"))
+        shutil.copyfile(tmp_path / "ui-diff.png", SCREENSHOT.with_name("ui-screenshot-diff.png"))
+
+        browser.get(ui.url + "models/deeplab")
+        wait_until(browser, lambda d: loaded_images(d, "figure.version-pictures img"), what="cached pictures")
+        shot = tmp_path / "ui-screenshot-deeplab.png"
+        assert browser.save_screenshot(str(shot))
+        shutil.copyfile(shot, SCREENSHOT)
+    finally:
+        ui.stop()
+    assert tree_state(paths.model_repo) == repo_before  # pictures live in .mlc/ui, never in model_repo
