@@ -1,16 +1,28 @@
-"""Shared pytest fixtures. Expensive artefacts (SavedModels, checkpoints) are session fixtures."""
+"""Shared pytest fixtures. Expensive artefacts (SavedModels, checkpoints) are session fixtures.
+
+What tests import (paths, data classes, helpers) lives in tests/support/; this file holds only
+fixtures and the check that every DeepLab test is marked ``e2e``.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from lifecycle.store.config import Paths
+from tests.support.deeplab_runs import (
+    TINY_SAVE_EVERY,
+    TINY_STEPS,
+    ServedDeeplab,
+    TinyRun,
+)
+from tests.support.homes import REPO_ROOT, new_home
 from tests.support.seaweed import s3_bucket, seaweed  # noqa: F401 - fixtures: a real S3 server
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -47,27 +59,7 @@ def half_plus_two_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     }
 
 
-
 # --- mlc homes and DeepLab checkpoints (small backbone) ------------------------------------
-
-import shutil  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-from lifecycle.store.config import Paths  # noqa: E402
-
-CONFIGS = REPO_ROOT / "configs"
-# What a fresh home gets from the repository's configs/: the model definition and its test image.
-HOME_CONFIG_FILES = ("deeplab.yaml", "test_image.png")
-
-
-def new_home(root: Path) -> Paths:
-    """Create an mlc home at ``root``: configs/ (deeplab.yaml + test image) and an empty model_repo/."""
-    (root / "configs").mkdir(parents=True)
-    for name in HOME_CONFIG_FILES:
-        shutil.copy2(CONFIGS / name, root / "configs" / name)
-    (root / "model_repo").mkdir()
-    return Paths.from_env(root)
 
 
 @pytest.fixture
@@ -84,27 +76,6 @@ def make_home(tmp_path: Path) -> Callable[..., Paths]:
         return new_home(tmp_path / name)
 
     return make
-
-
-@dataclass(frozen=True)
-class TinyRun:
-    """A run folder of small-backbone DeepLab checkpoints at increasing steps."""
-
-    run_dir: Path
-    steps: tuple[int, ...]
-
-    def prefix(self, step: int) -> Path:
-        """The checkpoint prefix of ``step`` (``run_dir/ckpt-<step>``)."""
-        return self.run_dir / f"ckpt-{step}"
-
-    @property
-    def prefixes(self) -> list[Path]:
-        """Prefixes in step order; the last is what the run folder itself names."""
-        return [self.prefix(s) for s in self.steps]
-
-
-TINY_STEPS = 60
-TINY_SAVE_EVERY = 20
 
 
 @pytest.fixture(scope="session")
@@ -145,17 +116,6 @@ def registered_home(tmp_path: Path, _registered_template: Path) -> Paths:
     return Paths.from_env(home)
 
 
-def tree_state(root: Path) -> dict[str, str]:
-    """Every file and folder under ``root`` with its SHA-256 (folders as ``dir``): compare before/after."""
-    import hashlib
-
-    state = {}
-    for p in sorted(root.rglob("*")):
-        rel = str(p.relative_to(root))
-        state[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-    return state
-
-
 @pytest.fixture(scope="session")
 def variant_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_run: TinyRun) -> list[Path]:
     """Session fixture: 8 checkpoint prefixes, each ``tiny_run``'s last with a different tiny change.
@@ -179,22 +139,28 @@ def variant_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_run: Tiny
     return prefixes
 
 
+# --- homes of placeholder versions (no models: bookkeeping, gates, refusals) -----------------
+
+
+@pytest.fixture
+def bare_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
+    """An mlc home at ``tmp_path`` with an empty configs/ (no model definition); MLC_HOME points at it."""
+    monkeypatch.setenv("MLC_HOME", str(tmp_path))
+    paths = Paths.from_env()
+    paths.configs.mkdir()
+    return paths
+
+
+@pytest.fixture
+def served_home(bare_home: Paths) -> Paths:
+    """``bare_home`` with placeholder models m (versions 1, 2; stable 1) and n (unvalidated 1), and a
+    models.config serving m 1: see ``tests.support.placeholders.serve_placeholders``."""
+    from tests.support.placeholders import serve_placeholders
+
+    return serve_placeholders(bare_home)
+
+
 # --- a served DeepLab for client tests (mlc predict, examples/deeplab_client.py) ------------
-
-from collections.abc import Iterator  # noqa: E402
-
-
-@dataclass(frozen=True)
-class ServedDeeplab:
-    """A home with deeplab versions 1, 2, 3 and an in-process mlc-model-server serving them.
-
-    Labels: ``stable`` -> 2, ``canary`` -> 3. The server is listed in ``configs/servers.yaml``,
-    so commands find it by default. Shared by the session: do not change the home or the server.
-    """
-
-    paths: Paths
-    grpc: str
-    rest: str
 
 
 @pytest.fixture(scope="session")
@@ -237,3 +203,20 @@ def served_deeplab(tmp_path_factory: pytest.TempPathFactory, _registered_templat
     finally:
         client.close()
         server.stop()
+
+
+# --- every test that trains or serves DeepLab is marked e2e ----------------------------------
+
+# The fixtures that train DeepLab (tiny_run) or build on its checkpoints.
+DEEPLAB_FIXTURES = frozenset({"tiny_run", "_registered_template", "registered_home", "variant_checkpoints",
+                              "served_deeplab"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run a test that trains or serves DeepLab without ``@pytest.mark.e2e``."""
+    unmarked = [item.nodeid for item in items
+                if DEEPLAB_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("e2e") is None]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests train or serve DeepLab but are not marked @pytest.mark.e2e: " + ", ".join(unmarked)
+        )

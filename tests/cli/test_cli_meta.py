@@ -9,7 +9,7 @@ import pytest
 import typer.main
 
 from lifecycle.cli import app
-from tests.conftest import REPO_ROOT
+from tests.support.homes import REPO_ROOT
 
 COMMAND = typer.main.get_command(app)
 COMMANDS = sorted(COMMAND.commands)

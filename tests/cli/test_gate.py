@@ -6,7 +6,6 @@ tests with real DeepLab versions and a server are in test_gate_e2e.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import yaml
@@ -18,7 +17,8 @@ from lifecycle.errors import FailedPrecondition, UsageError
 from lifecycle.serving import tfs_config
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
-from lifecycle.store.registry import HistoryEvent, VersionRecord
+from lifecycle.store.registry import HistoryEvent
+from tests.support.placeholders import add_placeholder_versions
 
 MODEL = "deeplab"
 EVAL = {"source": "synthetic", "seed": 20170605, "count": 16, "size": 64, "classes": [1, 3]}
@@ -31,16 +31,10 @@ def home(make_home: Callable[..., Paths], monkeypatch: pytest.MonkeyPatch) -> Pa
     paths = make_home()
     monkeypatch.setenv("MLC_HOME", str(paths.home))
     scores = {1: (0.30, EVAL), 2: (0.49, EVAL), 3: (0.50, EVAL), 4: (0.70, {**EVAL, "count": 64})}
+    add_placeholder_versions(paths, MODEL, list(scores), stable=3,
+                             metrics={v: {"miou": miou, "eval": eval_set} for v, (miou, eval_set) in scores.items()})
     with registry.transaction(paths) as reg:
-        rec = reg.model(MODEL, create=True)
-        for v, (miou, eval_set) in scores.items():
-            d = paths.version_dir(MODEL, v)
-            d.mkdir(parents=True)
-            (d / "saved_model.pb").write_bytes(b"placeholder")
-            report: dict[str, Any] = {"golden": {"digest": f"sha256:{v:064d}"}, "metrics": {"miou": miou, "eval": eval_set}}
-            rec.versions.append(VersionRecord(v, f"sha256:d{v}", f"ckpt/run/ckpt-{v}", v * 100, True, report))
-        rec.stable = 3
-        rec.history.append(HistoryEvent("promote", None, 3, "ok", reason="setup"))
+        reg.model(MODEL).history.append(HistoryEvent("promote", None, 3, "ok", reason="setup"))
         tfs_config.write(paths, tfs_config.build(paths, tfs_config.served_from_registry(reg)))
     return paths
 

@@ -6,9 +6,13 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from tests.conftest import REPO_ROOT, ServedDeeplab
+from tests.support.deeplab_runs import ServedDeeplab
+from tests.support.homes import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
 
 
 def test_classic_client_gets_the_same_mask_as_mlc_predict(

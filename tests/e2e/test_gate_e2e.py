@@ -22,7 +22,7 @@ from lifecycle.serving.client import ServingClient
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from lifecycle.store.registry import HistoryEvent
-from tests.conftest import TinyRun
+from tests.support.deeplab_runs import TinyRun
 from tests.support.rollout_support import start_server
 from tests.support.trainer_sim import SimTrainer, real_files
 

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from lifecycle.build.deeplab import VOC_CLASSES, voc_palette
 from lifecycle.cli import app
-from tests.conftest import ServedDeeplab
+from tests.support.deeplab_runs import ServedDeeplab
 
+pytestmark = pytest.mark.e2e
 runner = CliRunner()
 
 

@@ -16,7 +16,8 @@ from lifecycle.build import export, validate
 from lifecycle.cli import app
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
-from tests.conftest import TinyRun, tree_state
+from tests.support.deeplab_runs import TinyRun
+from tests.support.homes import tree_state
 
 pytestmark = pytest.mark.e2e
 
@@ -242,7 +243,7 @@ def test_train_writes_checkpoints_and_resumes(make_home, tmp_path: Path) -> None
 
 
 def test_definition_yaml_is_what_the_code_expects() -> None:
-    from tests.conftest import CONFIGS
+    from tests.support.homes import CONFIGS
 
     data = yaml.safe_load((CONFIGS / "deeplab.yaml").read_text())
     assert data["signature"]["key"] == "predict_images"

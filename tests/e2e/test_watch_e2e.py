@@ -22,7 +22,7 @@ from lifecycle.build.watch import WatchEvent, WatchSummary
 from lifecycle.cli import app
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
-from tests.conftest import TinyRun
+from tests.support.deeplab_runs import TinyRun
 from tests.support.trainer_sim import SimTrainer, real_files
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,8 @@
-"""Finding and fingerprinting checkpoints (lifecycle.build.checkpoints: no TensorFlow needed)."""
+"""Finding and fingerprinting checkpoints (lifecycle.build.checkpoints: files only, no TensorFlow).
+
+The run folders are written by the simulated trainer of tests/support/trainer_sim.py, whose files
+pass the same checks as TensorFlow's; real checkpoints are resolved in the e2e register tests.
+"""
 
 from __future__ import annotations
 
@@ -9,49 +13,52 @@ import pytest
 
 from lifecycle.build import checkpoints
 from lifecycle.errors import CheckpointError
-from tests.conftest import TinyRun
+from tests.support.trainer_sim import SimTrainer
+
+STEPS = (20, 40, 60)
 
 
 @pytest.fixture
-def run_copy(tiny_run: TinyRun, tmp_path: Path) -> Path:
-    dst = tmp_path / "run"
-    shutil.copytree(tiny_run.run_dir, dst)
-    return dst
+def run(tmp_path: Path) -> SimTrainer:
+    """A run folder with checkpoints ckpt-20, ckpt-40, ckpt-60 and its state file naming ckpt-60."""
+    trainer = SimTrainer(tmp_path / "run")
+    for step in STEPS:
+        trainer.write(step)
+    return trainer
 
 
-def test_run_folder_means_its_latest_checkpoint(tiny_run: TinyRun) -> None:
-    ref = checkpoints.resolve(tiny_run.run_dir)
-    assert ref.prefix == tiny_run.prefixes[-1] and ref.step == tiny_run.steps[-1]
+def test_run_folder_means_its_latest_checkpoint(run: SimTrainer) -> None:
+    ref = checkpoints.resolve(run.run_dir)
+    assert ref.prefix == run.prefix(60) and ref.step == 60
     assert [f.name for f in ref.files] == ["ckpt-60.index", "ckpt-60.data-00000-of-00001"]
-    assert ref.digest.startswith("sha256:")
+    assert ref.digest == run.digests["ckpt-60"] and ref.digest.startswith("sha256:")
 
 
-def test_prefix_and_file_names_resolve(tiny_run: TinyRun) -> None:
-    first = tiny_run.prefixes[0]
+def test_prefix_and_file_names_resolve(run: SimTrainer) -> None:
+    first = run.prefix(20)
     for given in (first, Path(str(first) + ".index"), Path(str(first) + ".data-00000-of-00001")):
         ref = checkpoints.resolve(given)
-        assert ref.prefix == first and ref.step == tiny_run.steps[0]
+        assert ref.prefix == first and ref.step == 20
 
 
-def test_digest_is_content_not_location(run_copy: Path, tiny_run: TinyRun, tmp_path: Path) -> None:
-    original = checkpoints.resolve(tiny_run.prefixes[-1]).digest
-    assert checkpoints.resolve(run_copy).digest == original
+def test_digest_is_content_not_location(run: SimTrainer, tmp_path: Path) -> None:
+    original = checkpoints.resolve(run.prefix(60)).digest
     other = tmp_path / "renamed"
     other.mkdir()
-    for f in run_copy.glob("ckpt-60.*"):
+    for f in run.run_dir.glob("ckpt-60.*"):
         shutil.copy(f, other / f.name.replace("ckpt-60", "model.ckpt-60"))
     assert checkpoints.resolve(other / "model.ckpt-60").digest == original
-    assert checkpoints.resolve(tiny_run.prefixes[0]).digest != original
+    assert checkpoints.resolve(run.prefix(20)).digest != original
 
 
-def test_folder_without_state_file_uses_highest_step(run_copy: Path) -> None:
-    (run_copy / "checkpoint").unlink()
-    assert checkpoints.resolve(run_copy).step == 60
+def test_folder_without_state_file_uses_highest_step(run: SimTrainer) -> None:
+    (run.run_dir / "checkpoint").unlink()
+    assert checkpoints.resolve(run.run_dir).step == 60
 
 
-def test_state_file_with_a_stale_absolute_path(run_copy: Path) -> None:
-    (run_copy / "checkpoint").write_text('model_checkpoint_path: "/gone/elsewhere/ckpt-40"\n')
-    assert checkpoints.resolve(run_copy).step == 40
+def test_state_file_with_a_stale_absolute_path(run: SimTrainer) -> None:
+    (run.run_dir / "checkpoint").write_text('model_checkpoint_path: "/gone/elsewhere/ckpt-40"\n')
+    assert checkpoints.resolve(run.run_dir).step == 40
 
 
 @pytest.mark.parametrize(
@@ -60,14 +67,15 @@ def test_state_file_with_a_stale_absolute_path(run_copy: Path) -> None:
         (lambda d: [f.unlink() for f in d.glob("ckpt-60.data-*")], "no data file"),
         (lambda d: (d / "ckpt-60.index").unlink(), "ckpt-60.index is missing"),
         (lambda d: (d / "checkpoint").write_text("garbage\n"), "no model_checkpoint_path"),
-        (lambda d: (d / "ckpt-60.index").write_bytes((d / "ckpt-60.index").read_bytes()[:100]), "corrupt or truncated"),
+        (lambda d: (d / "ckpt-60.index").write_bytes((d / "ckpt-60.index").read_bytes()[:-1]), "corrupt or truncated"),
+        (lambda d: (d / "ckpt-60.index").write_bytes((d / "ckpt-60.index").read_bytes()[:40]), "corrupt or truncated"),
         (lambda d: (d / "ckpt-60.data-00000-of-00001").rename(d / "ckpt-60.data-00000-of-00002"), "incomplete"),
     ],
 )
-def test_damaged_checkpoints_are_refused(run_copy: Path, damage, words: str) -> None:
-    damage(run_copy)
+def test_damaged_checkpoints_are_refused(run: SimTrainer, damage, words: str) -> None:
+    damage(run.run_dir)
     with pytest.raises(CheckpointError, match=words):
-        checkpoints.resolve(run_copy)
+        checkpoints.resolve(run.run_dir)
 
 
 def test_missing_and_empty(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from PIL import Image
 
 from lifecycle.build import deeplab, export
 from lifecycle.errors import ConfigError
-from tests.conftest import CONFIGS
+from tests.support.homes import CONFIGS
 
 
 def test_voc_classes_and_palette() -> None:

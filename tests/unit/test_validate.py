@@ -10,7 +10,7 @@ import pytest
 from lifecycle.build import validate
 from lifecycle.errors import ImageError, SignatureMismatch, ValidationFailed
 from lifecycle.store.config import SignatureContract, TensorSpec
-from tests.conftest import CONFIGS
+from tests.support.homes import CONFIGS
 
 DEEPLAB = SignatureContract(
     key="predict_images",

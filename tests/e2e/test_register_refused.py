@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from lifecycle.cli import app
 from lifecycle.store.config import Paths
-from tests.conftest import TinyRun, tree_state
+from tests.support.deeplab_runs import TinyRun
+from tests.support.homes import tree_state
 
 pytestmark = pytest.mark.e2e
 
