@@ -17,7 +17,7 @@ import pytest
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from lifecycle.store.registry import HistoryEvent, VersionRecord
-from tests.conftest import tree_state
+from tests.support.homes import tree_state
 
 MODEL = "hpt"
 

@@ -14,7 +14,7 @@ from lifecycle.cli import app
 from lifecycle.errors import ConfigError
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
-from tests.conftest import REPO_ROOT, tree_state
+from tests.support.homes import REPO_ROOT, tree_state
 
 pytestmark = pytest.mark.e2e
 
