@@ -17,7 +17,7 @@ from lifecycle.build.validate import output_digest
 from lifecycle.store.config import Paths
 from lifecycle.ui import create_server
 from lifecycle.ui.pictures import cache_dir
-from tests.conftest import REPO_ROOT, tree_state
+from tests.support.homes import REPO_ROOT, tree_state
 from tests.support.browser import browser, wait_until  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.e2e
