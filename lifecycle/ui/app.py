@@ -168,7 +168,7 @@ class Handler(BaseHTTPRequestHandler):
             pictures.test_image(paths, model)
             unavailable = None
         except LifecycleError as e:
-            unavailable = f"No pictures: {e.message}"
+            unavailable = f"No test image to show or compare: {e.message}"
         return status, history, pages.model_sections(status, history, unavailable)
 
     def route_overview(self, query: dict[str, list[str]]) -> None:

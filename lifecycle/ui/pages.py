@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from html import escape
+from pathlib import PurePath
 from typing import Any
 from urllib.parse import quote
 
@@ -239,11 +240,12 @@ def pictures(model: dict[str, Any], unavailable: str | None) -> str:
     return head + f'<div class="gallery">{"".join(figures)}</div>'
 
 
-def compare_form(model: dict[str, Any]) -> str:
-    """Pick any two versions for the side-by-side diff."""
+def compare_form(model: dict[str, Any], unavailable: str | None) -> str:
+    """Pick any two versions for the side-by-side diff (``mlc diff`` needs the model's test image)."""
     numbers = sorted(v["version"] for v in model.get("versions") or [])
-    if len(numbers) < 2:
-        return "<h2>Compare two versions</h2><p class=\"empty\">Needs two versions.</p>"
+    if unavailable or len(numbers) < 2:
+        why = unavailable or "Needs two versions."
+        return f'<h2>Compare two versions</h2><p class="empty">{t(why)}</p>'
     a_default = model.get("stable") or numbers[-2]
     b_default = model.get("canary") or (numbers[-1] if numbers[-1] != a_default else numbers[-2])
 
@@ -253,7 +255,8 @@ def compare_form(model: dict[str, Any]) -> str:
 
     return (
         f'<h2>Compare two versions</h2><form class="compare" method="get" action="{href("models", model["name"], "diff")}">'
-        f'{select("a", a_default)} {select("b", b_default)} <button type="submit">mlc diff</button></form>'
+        f'{select("a", a_default)} {select("b", b_default)} <button type="submit">mlc diff</button>'
+        ' <small class="empty">the first diff of a pair loads both versions and may take a while</small></form>'
     )
 
 
@@ -267,7 +270,7 @@ def model_sections(status: dict[str, Any], history: dict[str, Any], unavailable:
         "chart": chart(model),
         "timeline": timeline(history),
         "servers": servers_table(status),
-        "compare": compare_form(model),
+        "compare": compare_form(model, unavailable),
         "pictures": pictures(model, unavailable),
     }
 
@@ -290,7 +293,7 @@ def diff_page(result: dict[str, Any], home: str) -> str:
     rows = []
     for i, image in enumerate(result.get("images") or []):
         rows.append(
-            f'<figure class="diff"><figcaption>{t(image["image"])} ({t(image["width"])}×{t(image["height"])}): '
+            f'<figure class="diff"><figcaption>{t(PurePath(image["image"]).name)} ({t(image["width"])}×{t(image["height"])}): '
             f'agreement {image["agreement"]:.4f}, mIoU of {t(b)} against {t(a)} {image["miou"]:.4f}, '
             f'{t(image["differing_pixels"])} differing pixels</figcaption>'
             f'<div class="strip-head"><span>photo</span><span>mask {t(a)}</span><span>mask {t(b)}</span>'
