@@ -77,6 +77,7 @@ class Handler(BaseHTTPRequestHandler):
 
     server: UiHTTPServer
     protocol_version = "HTTP/1.1"
+    timeout = 60  # an idle keep-alive connection is closed after this many seconds
 
     # --- plumbing --------------------------------------------------------------------------------
 
