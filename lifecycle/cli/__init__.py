@@ -748,6 +748,8 @@ def ui(
     def ready(url: str) -> None:
         stdout.print(f"mlc ui: {url} (read-only); press Ctrl-C to stop.")
         sys.stdout.flush()
+        if not url.startswith(("http://127.", "http://[::1]", "http://localhost")):
+            stderr.print(f"[yellow]note:[/yellow] {escape(host)} is beyond loopback: anyone who reaches it can read the page", markup=True)
 
     run(lambda: api.ui(host=host, port=port, on_ready=ready))
 

@@ -41,7 +41,7 @@ def section(name: str, html: str, tag: str = "section") -> str:
     return f'<{tag} data-live="{escape(name)}" data-digest="{digest(html)}">{html}</{tag}>'
 
 
-def layout(title: str, body: str, poll: str | None = None, home: str = "", crumbs: str = "") -> str:
+def layout(title: str, body: str, poll: str | None = None, home: str = "", crumbs: str = "", kind: str = "") -> str:
     """A whole page: header, body, the stylesheet and the polling script (both shipped in the package)."""
     poll_attrs = f' data-poll="{escape(poll)}" data-interval="{POLL_MS}"' if poll else ""
     live = '<span id="live-state" class="live">live</span>' if poll else ""
@@ -54,7 +54,7 @@ def layout(title: str, body: str, poll: str | None = None, home: str = "", crumb
         '<script src="/static/ui.js" defer></script>'
         f"</head><body{poll_attrs}>"
         f'<header><a class="brand" href="/">mlc</a>{crumbs}<span class="home" title="mlc home">{t(home)}</span>{live}</header>'
-        f"<main>{body}</main></body></html>\n"
+        f'<main class="{escape(kind)}">{body}</main></body></html>\n'
     )
 
 
@@ -244,7 +244,8 @@ def compare_form(model: dict[str, Any], unavailable: str | None) -> str:
     """Pick any two versions for the side-by-side diff (``mlc diff`` needs the model's test image)."""
     numbers = sorted(v["version"] for v in model.get("versions") or [])
     if unavailable or len(numbers) < 2:
-        why = unavailable or "Needs two versions."
+        why = "mlc diff compares the versions' masks of the test image, which this model lacks (see above)." \
+            if unavailable else "Needs two versions."
         return f'<h2>Compare two versions</h2><p class="empty">{t(why)}</p>'
     a_default = model.get("stable") or numbers[-2]
     b_default = model.get("canary") or (numbers[-1] if numbers[-1] != a_default else numbers[-2])
@@ -269,9 +270,9 @@ def model_sections(status: dict[str, Any], history: dict[str, Any], unavailable:
         "versions": versions_table(model, servers),
         "chart": chart(model),
         "timeline": timeline(history),
-        "servers": servers_table(status),
-        "compare": compare_form(model, unavailable),
         "pictures": pictures(model, unavailable),
+        "compare": compare_form(model, unavailable),
+        "servers": servers_table(status),
     }
 
 
@@ -279,7 +280,7 @@ def model_page(name: str, sections: dict[str, str], home: str) -> str:
     """The page of one model."""
     body = "".join(section(key, html) for key, html in sections.items())
     crumbs = f' <span class="crumb">/ {t(name)}</span>'
-    return layout(name, body, poll=f"/api/models/{quote(name, safe='')}", home=home, crumbs=crumbs)
+    return layout(name, body, poll=f"/api/models/{quote(name, safe='')}", home=home, crumbs=crumbs, kind="model")
 
 
 # --- diff and errors -----------------------------------------------------------------------------
