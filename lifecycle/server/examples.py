@@ -192,53 +192,60 @@ def _fill_regression(signature: object, count: int, fetched: dict[str, np.ndarra
         result.regressions.add().value = float(v)
 
 
-def _run(servable: Servable, plan_input: str, outputs: list[str], examples: np.ndarray,
-         timeout_ms: int | None) -> dict[str, np.ndarray]:
-    values = servable.run_tensors({plan_input: examples}, outputs, timeout_ms)
-    return dict(zip(outputs, values, strict=True))
-
-
 def _response_spec(spec: object, name: str, signature_name: str, version: int) -> None:
     spec.name = name
     spec.signature_name = signature_name
     spec.version.value = version
 
 
+# TF Serving's two example-based methods: how each plans its signature, fills its result, and
+# which field of an InferenceResult holds it.
+_METHODS: dict[str, tuple[Callable[[object, bool], _Plan], Callable[..., None], str]] = {
+    CLASSIFY_METHOD: (_plan_classification, _fill_classification, "classification_result"),
+    REGRESS_METHOD: (_plan_regression, _fill_regression, "regression_result"),
+}
+
+
+def _infer(servable: Servable, request: object, method: str, response: object, timeout_ms: int | None,
+           check_method: bool) -> object:
+    """Classify or Regress on one held servable: plan, one run on the examples, fill, spec."""
+    plan_signature, fill, _ = _METHODS[method]
+    name, signature = _signature(servable, request.model_spec)
+    plan = plan_signature(signature, check_method)
+    examples = serialized_examples(request.input)
+    values = servable.run_tensors({plan.input_name: examples}, plan.output_names, timeout_ms)
+    fill(signature, len(examples), dict(zip(plan.output_names, values, strict=True)), response.result)
+    _response_spec(response.model_spec, request.model_spec.name, name, servable.version)
+    return response
+
+
 def classify(servable: Servable, request: object, timeout_ms: int | None = None, check_method: bool = False) -> object:
     """PredictionService.Classify on one held servable."""
     from tensorflow_serving.apis import classification_pb2
 
-    name, signature = _signature(servable, request.model_spec)
-    plan = _plan_classification(signature, check_method)
-    examples = serialized_examples(request.input)
-    fetched = _run(servable, plan.input_name, plan.output_names, examples, timeout_ms)
-    response = classification_pb2.ClassificationResponse()
-    _fill_classification(signature, len(examples), fetched, response.result)
-    _response_spec(response.model_spec, request.model_spec.name, name, servable.version)
-    return response
+    return _infer(servable, request, CLASSIFY_METHOD, classification_pb2.ClassificationResponse(), timeout_ms,
+                  check_method)
 
 
 def regress(servable: Servable, request: object, timeout_ms: int | None = None, check_method: bool = False) -> object:
     """PredictionService.Regress on one held servable."""
     from tensorflow_serving.apis import regression_pb2
 
-    name, signature = _signature(servable, request.model_spec)
-    plan = _plan_regression(signature, check_method)
-    examples = serialized_examples(request.input)
-    fetched = _run(servable, plan.input_name, plan.output_names, examples, timeout_ms)
-    response = regression_pb2.RegressionResponse()
-    _fill_regression(signature, len(examples), fetched, response.result)
-    _response_spec(response.model_spec, request.model_spec.name, name, servable.version)
-    return response
+    return _infer(servable, request, REGRESS_METHOD, regression_pb2.RegressionResponse(), timeout_ms, check_method)
 
 
 def multi_inference(servable: Servable, request: object, timeout_ms: int | None = None,
                     check_method: bool = False) -> object:
-    """PredictionService.MultiInference: several classify/regress tasks, one session run."""
+    """PredictionService.MultiInference: several classify/regress tasks, one session run.
+
+    As TF Serving's multi_inference.cc: the tasks' signatures may read different input tensors
+    (a TF2 model's classify and regress signatures each have their own placeholder); the same
+    serialized examples are fed to every one of them in a single run.
+    """
     from tensorflow_serving.apis import inference_pb2
 
     model_name = ""
-    input_name = ""
+    input_names: set[str] = set()
     seen: set[str] = set()
     outputs: set[str] = set()
     planned: list[tuple[object, str, object]] = []
@@ -256,27 +263,21 @@ def multi_inference(servable: Servable, request: object, timeout_ms: int | None 
         signature = servable.signatures.get(signature_name)
         if signature is None:
             raise InvalidArgument(f"Requested signature not found in model graph: {signature_name}")
-        if task.method_name == CLASSIFY_METHOD:
-            plan = _plan_classification(signature, check_method)
-        elif task.method_name == REGRESS_METHOD:
-            plan = _plan_regression(signature, check_method)
-        else:
+        if task.method_name not in _METHODS:
             raise Unimplemented(f"Unsupported signature method_name: {task.method_name}")
-        if not input_name:
-            input_name = plan.input_name
-        elif input_name != plan.input_name:
-            raise InvalidArgument("Input tensor must be the same for all Signatures.")
+        plan = _METHODS[task.method_name][0](signature, check_method)
+        input_names.add(plan.input_name)
         outputs.update(plan.output_names)
         planned.append((task, signature_name, signature))
     examples = serialized_examples(request.input)
-    fetched = _run(servable, input_name, sorted(outputs), examples, timeout_ms)
+    fetches = sorted(outputs)
+    values = servable.run_tensors({name: examples for name in sorted(input_names)}, fetches, timeout_ms)
+    fetched = dict(zip(fetches, values, strict=True))
     response = inference_pb2.MultiInferenceResponse()
     for task, signature_name, signature in planned:
         result = response.results.add()
-        if task.method_name == CLASSIFY_METHOD:
-            _fill_classification(signature, len(examples), fetched, result.classification_result)
-        else:
-            _fill_regression(signature, len(examples), fetched, result.regression_result)
+        _, fill, field = _METHODS[task.method_name]
+        fill(signature, len(examples), fetched, getattr(result, field))
         _response_spec(result.model_spec, task.model_spec.name, signature_name, servable.version)
     return response
 

@@ -18,7 +18,7 @@ import pytest
 from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
 
 from lifecycle.server import RunningServer, ServerOptions, create_server
-from tests.support.savedmodels import build_half_plus_two_examples
+from tests.support.savedmodels import build_examples_tf2, build_half_plus_two_examples
 from tests.support.server_support import TIMEOUT_S, Client, model_config, server_config
 
 pytestmark = pytest.mark.e2e
@@ -57,13 +57,15 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("example_models")
     build_half_plus_two_examples(root / "hpt" / "1")
     _warmup_records(root / "hpt" / "1")
+    build_examples_tf2(root / "tf2" / "1")
     return root
 
 
 @pytest.fixture(scope="module")
 def server(root: Path) -> Iterator[RunningServer]:
     running = create_server(ServerOptions(
-        model_config=server_config(model_config("hpt", root / "hpt")), rest_api_port=0,
+        model_config=server_config(model_config("hpt", root / "hpt"), model_config("tf2", root / "tf2")),
+        rest_api_port=0,
         file_system_poll_wait_seconds=0,
     ))
     yield running
@@ -149,6 +151,22 @@ def test_multi_inference_runs_tasks_on_one_input(client: Client) -> None:
     assert all(r.model_spec.version.value == 1 for r in results)
     assert results[0].classification_result.classifications[0].classes[0].score == 3.0
     assert [r.regression_result.regressions[0].value for r in results[1:]] == [3.0, 5.0]
+
+
+def test_multi_inference_across_signatures_with_their_own_inputs(client: Client) -> None:
+    """TF Serving's multi_inference.cc feeds the same examples to each signature's input tensor."""
+    request = inference_pb2.MultiInferenceRequest()
+    for signature, method in (("classify_x_to_y", "classify"), ("regress_x_to_y", "regress")):
+        task = request.tasks.add()
+        task.model_spec.name = "tf2"
+        task.model_spec.signature_name = signature
+        task.method_name = f"tensorflow/serving/{method}"
+    _examples(request.input, [2.0, 6.0])
+    response = client.predict_stub.MultiInference(request, timeout=TIMEOUT_S)
+    classified, regressed = response.results
+    assert [c.classes[0].score for c in classified.classification_result.classifications] == [3.0, 5.0]
+    assert [r.value for r in regressed.regression_result.regressions] == [2.0, 4.0]
+    assert [r.model_spec.signature_name for r in response.results] == ["classify_x_to_y", "regress_x_to_y"]
 
 
 def test_multi_inference_errors(client: Client) -> None:

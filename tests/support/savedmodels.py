@@ -223,6 +223,40 @@ def build_half_plus_two_examples(path: str | Path, scale: float = 0.5, offset: f
     return path
 
 
+def build_examples_tf2(path: str | Path, scale: float = 0.5, offset: float = 2.0) -> Path:
+    """TF2 export whose ``classify_x_to_y`` and ``regress_x_to_y`` each have their own input.
+
+    ``tf.saved_model.save`` gives every signature its own placeholder for ``inputs``
+    (serialized ``tf.Example`` protos with float feature ``x``): classify returns ``scores`` =
+    scale * x + offset, regress ``outputs`` = the same minus one, both of shape [N, 1].
+    """
+    tf = _tf()
+    spec = tf.TensorSpec([None], tf.string, name="inputs")
+
+    class Module(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = tf.Variable(np.float32(scale))
+            self.b = tf.Variable(np.float32(offset))
+
+        def _y(self, inputs: object) -> object:
+            x = tf.io.parse_example(inputs, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+            return self.a * x + self.b
+
+        @tf.function(input_signature=[spec])
+        def classify(self, inputs: object) -> dict[str, object]:
+            return {"scores": self._y(inputs)}
+
+        @tf.function(input_signature=[spec])
+        def regress(self, inputs: object) -> dict[str, object]:
+            return {"outputs": self._y(inputs) - 1.0}
+
+    module = Module()
+    tf.saved_model.save(module, str(path), signatures={
+        "classify_x_to_y": module.classify, "regress_x_to_y": module.regress})
+    return Path(path)
+
+
 def build_spinner(path: str | Path) -> Path:
     """TF1 model whose signature ``serving_default`` spins ``n`` loop iterations, then echoes n.
 
