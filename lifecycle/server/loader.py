@@ -87,6 +87,10 @@ class Servable:
         self.signatures = dict(self.meta_graph.signature_def)
         self.load_seconds = time.monotonic() - started
         self._outputs_cache: dict[str, object] = {}
+        self._init_handles()
+
+    def _init_handles(self) -> None:
+        """Request handles and close hooks; every kind of servable calls this once loaded."""
         self._lock = threading.Condition()
         self._refs = 0
         self._closing = False
@@ -112,13 +116,17 @@ class Servable:
                 self._lock.notify_all()
 
     def close(self) -> None:
-        """Refuse new handles, wait for the in-flight ones, then free the session."""
+        """Refuse new handles, wait for the in-flight ones, run the close hooks, then free."""
         with self._lock:
             self._closing = True
             while self._refs:
                 self._lock.wait()
         for callback in self.on_close:
             callback()
+        self._free()
+
+    def _free(self) -> None:
+        """Release what runs the model (here the TF session); called once no request holds it."""
         self._session.close()
 
     # --- running ------------------------------------------------------------------------

@@ -336,10 +336,14 @@ def build_mlp(path: str | Path, width: int = 1024, depth: int = 4) -> Path:
     return path
 
 
-def write_tflite_model(version_dir: str | Path, scale: float = 0.5, offset: float = 2.0) -> Path:
+def write_tflite_model(version_dir: str | Path, scale: float = 0.5, offset: float = 2.0,
+                       signatures: str = "runners") -> Path:
     """Add ``model.tflite`` (TFLite conversion of half_plus_two with these weights) to a version folder.
 
     Giving it weights other than the SavedModel's lets a test tell which of the two answered.
+    ``signatures``: ``runners`` keeps the converter's signature runners; ``none`` strips them
+    (a model with only input and output tensors); ``metadata`` strips them and stores a
+    SignatureDef ``predict_y`` (x -> y) in the model's ``signature_defs_metadata`` instead.
     """
     import tempfile
 
@@ -347,6 +351,42 @@ def write_tflite_model(version_dir: str | Path, scale: float = 0.5, offset: floa
     with tempfile.TemporaryDirectory() as tmp:
         source = build_half_plus_two_tf2(Path(tmp) / "model", scale=scale, offset=offset)
         data = tf.lite.TFLiteConverter.from_saved_model(str(source)).convert()
+    if signatures != "runners":
+        data = _rewrite_tflite_signatures(data, with_metadata=signatures == "metadata")
     target = Path(version_dir) / "model.tflite"
     target.write_bytes(data)
     return target
+
+
+def _rewrite_tflite_signatures(data: bytes, with_metadata: bool) -> bytes:
+    """Drop a TFLite model's signature runners; optionally store a SignatureDef in its metadata."""
+    from flatbuffers import flexbuffers
+    from tensorflow.core.protobuf import meta_graph_pb2
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    subgraph = model.subgraphs[0]
+    names = [t.name.decode() for t in subgraph.tensors]
+    input_name, output_name = names[subgraph.inputs[0]], names[subgraph.outputs[0]]
+    model.signatureDefs = []
+    if with_metadata:
+        signature = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
+        signature.inputs["x"].name = input_name
+        signature.inputs["x"].dtype = 1
+        signature.outputs["y"].name = output_name
+        signature.outputs["y"].dtype = 1
+        builder = flexbuffers.Builder()
+        with builder.Map():
+            builder.Key("predict_y")
+            # A FlexBuffer string holding the serialized proto, as TFLite's SetSignatureDefMap
+            # writes it (Builder.String would UTF-8-encode a str; these are raw bytes).
+            builder._WriteBlob(signature.SerializeToString(), append_zero=True, type_=flexbuffers.Type.STRING)
+        buffer = schema.BufferT()
+        buffer.data = list(builder.Finish())
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name = "signature_defs_metadata"
+        entry.buffer = len(model.buffers) - 1
+        model.metadata = [*(model.metadata or []), entry]
+    return flatbuffer_utils.convert_object_to_bytearray(model)
