@@ -5,8 +5,8 @@ As tensorflow_model_server does:
 - messages are unlimited in size (``grpc.max_{send,receive}_message_length`` = INT_MAX);
 - ``--grpc_channel_arguments`` (``key=value,key=value``; integer values become ints) are passed
   to the server and override those defaults;
-- ``--grpc_socket_path`` also listens on a Unix socket (``unix:<path>``); a stale socket file
-  left by a dead server is removed first, while a live one is an error;
+- ``--grpc_socket_path`` also listens on a Unix socket (``unix:<path>``); an existing socket
+  file is unlinked first, even one a live server listens on, as gRPC does;
 - ``--enable_grpc_healthcheck_service`` adds the standard ``grpc.health.v1.Health`` service,
   SERVING for the server ("") and both TF Serving services until shutdown starts;
 - ``--ssl_config_file`` (a text ``SSLConfig``: PEM ``server_key``, ``server_cert``, optional
@@ -51,26 +51,22 @@ def channel_arguments(text: str) -> list[tuple[str, Any]]:
     return list(merged.items())
 
 
-def remove_stale_socket(path: Path) -> None:
-    """Unlink a Unix socket nobody listens on; refuse a live one or a non-socket file."""
+def take_over_socket_path(path: Path) -> None:
+    """Unlink an existing Unix socket file so that this server can bind the path.
+
+    As gRPC does before binding a ``unix:`` address (grpc_unlink_if_unix_domain_socket), and
+    so tensorflow_model_server: a socket file is removed whether or not a live server still
+    listens on it (that server keeps its open listener, new clients reach this one). A path
+    that exists and is not a socket is refused.
+    """
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(mode):
         raise BindError(f"--grpc_socket_path {path} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except OSError as e:
-        if e.errno in (errno.ECONNREFUSED, errno.ENOENT):
-            log.info("Removing stale gRPC socket %s", path)
-            path.unlink(missing_ok=True)
-            return
-        raise BindError(f"could not probe gRPC socket {path}: {e}") from e
-    finally:
-        probe.close()
-    raise BindError(f"another server is listening on gRPC socket {path}")
+    log.info("Taking over gRPC socket path %s", path)
+    path.unlink(missing_ok=True)
 
 
 def read_ssl_config(path: str | Path) -> Any:
@@ -149,7 +145,7 @@ def start_grpc(core: Any, host: str, port: int | None, socket_path: str, argumen
                 raise BindError(f"could not bind gRPC to {address}")
         if socket_path:
             path = Path(socket_path)
-            remove_stale_socket(path)
+            take_over_socket_path(path)
             try:
                 bound = listen(f"unix:{path}")
             except RuntimeError as e:

@@ -13,6 +13,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from lifecycle.errors import StartupError
 from lifecycle.server import ServerOptions, create_server
@@ -62,10 +63,32 @@ def test_unix_socket_health_and_channel_arguments(tmp_path: Path) -> None:
             with pytest.raises(grpc.RpcError) as info:
                 tcp.predict("hp", np.zeros((20000, 1), np.float32))
             assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            # A second server refuses a socket that is alive.
-            with pytest.raises(StartupError, match="another server is listening"):
+            # A second server takes the live socket path over, as gRPC (and so TF Serving) does:
+            # new clients on the path reach it, the first server keeps serving on TCP.
+            add_version(tmp_path / "hp2", 2)
+            second = create_server(ServerOptions(
+                model_config=server_config(model_config("hp", tmp_path / "hp2")), grpc_port=None,
+                grpc_socket_path=str(sock), file_system_poll_wait_seconds=0))
+            try:
+                # Its own subchannel pool: gRPC would otherwise reuse the open connection of
+                # `unix` (to the first server) for the same target.
+                channel = grpc.insecure_channel(f"unix:{sock}", options=[("grpc.use_local_subchannel_pool", 1)])
+                newcomer = Client(f"unix:{sock}")
+                newcomer.predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                try:
+                    assert newcomer.predict("hp", [[2.0]]).model_spec.version.value == 2
+                finally:
+                    channel.close()
+                    newcomer.close()
+                assert tcp.predict("hp", [[2.0]]).model_spec.version.value == 1
+            finally:
+                second.stop()
+            # A path that is not a socket is refused.
+            plain = tmp_path / "not-a-socket"
+            plain.write_text("x")
+            with pytest.raises(StartupError, match="exists and is not a socket"):
                 create_server(ServerOptions(model_config=options.model_config, grpc_port=None,
-                                            grpc_socket_path=str(sock), file_system_poll_wait_seconds=0))
+                                            grpc_socket_path=str(plain), file_system_poll_wait_seconds=0))
         finally:
             unix.close()
             tcp.close()
