@@ -130,6 +130,11 @@ class RunningServer:
         self._stopped = threading.Event()
 
     @property
+    def rest(self) -> Any:
+        """The REST endpoint (a rest_server.RestServer: backlog, open_connections, dropped), if any."""
+        return self._rest
+
+    @property
     def grpc_socket_path(self) -> str | None:
         """The Unix socket gRPC also listens on (--grpc_socket_path), if any."""
         return self._grpc.socket_path if self._grpc is not None else None
@@ -210,7 +215,8 @@ def _create_server(options: ServerOptions) -> RunningServer:
     # Heavy imports (grpc, TensorFlow) only once the command line and config are known good.
     from lifecycle.server.core import ServerCore
     from lifecycle.server.manager import ManagerOptions
-    from lifecycle.server.rest_api import RestServer
+    from lifecycle.server.rest_api import handler_class
+    from lifecycle.server.rest_server import RestServer
     from lifecycle.server.transport import start_grpc
 
     metrics_path = None
@@ -268,9 +274,10 @@ def _create_server(options: ServerOptions) -> RunningServer:
             grpc_port = grpc_server.port
         if options.rest_api_port is not None:
             try:
-                rest = RestServer(core, options.host, options.rest_api_port, options.rest_api_timeout_in_ms,
-                                  max_request_bytes=options.max_request_bytes, metrics_path=metrics_path,
-                                  cors=options.rest_api_enable_cors_support)
+                handler = handler_class(core, options.rest_api_timeout_in_ms, options.max_request_bytes,
+                                        metrics_path, options.rest_api_enable_cors_support)
+                rest = RestServer(handler, options.host, options.rest_api_port, options.rest_api_timeout_in_ms,
+                                  num_threads=options.rest_api_num_threads)
             except OSError as e:
                 raise StartupError(f"UNAVAILABLE: could not bind HTTP/REST to {options.host}:{options.rest_api_port}: {e}") from e
             rest.start()

@@ -1,4 +1,7 @@
-"""REST transport: TF Serving's ``/v1/models/...`` API on the standard library's HTTP server.
+"""REST transport: TF Serving's ``/v1/models/...`` API as a standard-library HTTP handler.
+
+Connections, framing, timeouts and the worker pool are :mod:`lifecycle.server.rest_server`'s;
+this module parses and answers one buffered request at a time.
 
 - ``GET /v1/models/{m}[/versions/{n}|/labels/{l}]``: model status, protobuf JSON as TF
   Serving prints it (proto field names, every field present, int64 as strings);
@@ -14,9 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import numpy as np
@@ -43,35 +45,15 @@ _STATUS_PATH = re.compile(
 # Default bound on a REST request body (mlc's own; TF Serving has none). A 513x513 RGB image
 # as JSON integers is about 3 MB; --mlc_max_request_bytes raises the bound.
 DEFAULT_MAX_REQUEST_BYTES = 256 << 20
-# Idle seconds before a connection that stops sending (mid-body or between requests) is closed.
-SOCKET_TIMEOUT_S = 60
 
 
-class RestServer:
-    """A threaded HTTP server answering TF Serving's REST API from a ServerCore."""
-
-    def __init__(self, core: ServerCore, host: str, port: int, timeout_ms: int = 30000,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, metrics_path: str | None = None,
-                 cors: bool = False) -> None:
-        handler = type("BoundHandler", (_Handler,), {
-            "core": core, "timeout_ms": timeout_ms, "max_request_bytes": max_request_bytes,
-            "metrics_path": metrics_path, "cors": cors,
-        })
-        self._httpd = ThreadingHTTPServer((host, port), handler)
-        self._httpd.daemon_threads = True
-        self.port: int = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="mlc-rest", daemon=True
-        )
-
-    def start(self) -> None:
-        """Serve in a background thread."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop accepting requests and close the socket."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
+def handler_class(core: ServerCore, timeout_ms: int = 30000, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                  metrics_path: str | None = None, cors: bool = False) -> type:
+    """The HTTP handler bound to one server's core and settings (rest_server.RestServer runs it)."""
+    return type("BoundHandler", (_Handler,), {
+        "core": core, "timeout_ms": timeout_ms, "max_request_bytes": max_request_bytes,
+        "metrics_path": metrics_path, "cors": cors,
+    })
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -82,7 +64,10 @@ class _Handler(BaseHTTPRequestHandler):
     cors: bool  # --rest_api_enable_cors_support
     protocol_version = "HTTP/1.1"
     server_version = "mlc-model-server"
-    timeout = SOCKET_TIMEOUT_S
+
+    def handle_expect_100(self) -> bool:
+        """The event loop already sent ``100 Continue`` before it read the body."""
+        return True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
         log.debug("rest: " + format, *args)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import threading
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +26,7 @@ from tests.support.savedmodels import (
     build_spinner,
     build_string_model,
 )
-from tests.support.server_support import add_version, model_config, server_config
+from tests.support.server_support import add_version, model_config, server_config, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -175,3 +178,52 @@ def test_cors_headers_and_preflight(server: RunningServer) -> None:
     headers.clear()
     status, _ = request(server, "GET", "/v1/models/hp", answer_headers=headers)
     assert status == 200 and headers["Access-Control-Allow-Origin"] == "*"
+
+
+STALLED = 400  # quick in the suite; bench/bench_rest_flood.py measures 3,000
+
+
+def test_stalled_connections_hold_no_worker_and_are_dropped(tmp_path: Path) -> None:
+    """Slow clients (half a request, then nothing) do not starve a well-behaved client.
+
+    As TF Serving's event-loop REST server: the kernel queues connections (backlog at the
+    system maximum), a fixed pool of --rest_api_num_threads workers answers whole requests,
+    and a client that has not sent a whole request within --rest_api_timeout_in_ms is dropped.
+    """
+    add_version(tmp_path / "hp", 1)
+    running = create_server(ServerOptions(
+        model_config=server_config(model_config("hp", tmp_path / "hp")), grpc_port=None, rest_api_port=0,
+        file_system_poll_wait_seconds=0, rest_api_timeout_in_ms=5000, rest_api_num_threads=4,
+    ))
+    stalled: list[socket.socket] = []
+    try:
+        rest = running.rest
+        assert rest.backlog == int(Path("/proc/sys/net/core/somaxconn").read_text())
+        threads_before = threading.active_count()
+        body = b'{"instances": [[1.0]]}'
+        for i in range(STALLED):
+            s = socket.create_connection((running.host, running.rest_port), timeout=10)
+            if i % 2:  # headers only, half of them
+                s.sendall(b"POST /v1/models/hp:predict HTTP/1.1\r\nHost: x\r\nContent-Le")
+            else:  # whole headers, half the body
+                s.sendall(b"POST /v1/models/hp:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                          % (len(body), body[:5]))
+            stalled.append(s)
+        wait_until(lambda: rest.open_connections >= STALLED, timeout=30)
+        for _ in range(20):
+            status, answer = request(running, "POST", "/v1/models/hp:predict", body)
+            assert (status, json.loads(answer)) == (200, {"predictions": [[1.5]]})
+        assert rest.open_connections >= STALLED and rest.dropped == 0  # they were all still there
+        assert threading.active_count() - threads_before <= 4  # workers only, none per connection
+        # Each stalled client is dropped once its 5 s are up: the server closes the connection.
+        wait_until(lambda: rest.dropped >= STALLED, timeout=60)
+        for s in stalled:
+            s.settimeout(10)
+            try:
+                assert s.recv(1) == b""
+            except ConnectionResetError:
+                pass
+    finally:
+        for s in stalled:
+            s.close()
+        running.stop()
