@@ -319,7 +319,6 @@ def serve(
     from lifecycle import rollout
     from lifecycle.errors import UsageError
     from lifecycle.serving import fleet, tfs_config
-    from lifecycle.store.files import locked
 
     paths = paths or Paths.from_env()
     engine = fleet.resolve_engine(engine)
@@ -346,7 +345,7 @@ def serve(
             )
     started: list[tuple[Any, Any]] = []
     # Under the lock from the first config write to the last, so no rollout interleaves.
-    with locked(paths.lock_file):
+    with registry.lease(paths):
         recovered = rollout.recover_pending(paths)
         serving = tfs_config.served_from_registry(registry.load(paths))
         expect = {name: s.labels.get("stable", max(s.versions)) for name, s in serving.items()}
@@ -904,7 +903,7 @@ def diff(
     from lifecycle.predictions import images as pictures
 
     photos = [pictures.read_photo(p) for p in photo_paths]
-    dir_a, dir_b = paths.version_dir(model, a), paths.version_dir(model, b)
+    dir_a, dir_b = paths.store.version_path(model, a), paths.store.version_path(model, b)
     changes = diffing.signature_changes(read_signatures(dir_a), read_signatures(dir_b))
     num_classes = int(definition.network.get("num_classes", 21))
     names = [deeplab.class_name(i, num_classes) for i in range(num_classes)]

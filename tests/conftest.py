@@ -24,6 +24,9 @@ from tests.support.deeplab_runs import (
 from tests.support.homes import REPO_ROOT, new_home
 from tests.support.seaweed import s3_bucket, seaweed  # noqa: F401 - fixtures: a real S3 server
 
+# The Store implementations every contract test runs against (fixtures store, store_factory).
+pytest_plugins = ["tests.support.stores"]
+
 
 @pytest.fixture(scope="session")
 def subprocess_env() -> dict[str, str]:

@@ -6,19 +6,20 @@ The register flow (:func:`register_checkpoint`):
    variable of the network must be in the checkpoint with the same shape, and the checkpoint's
    network variables must all belong to the network (:func:`restore_strict`). Every tensor of the
    checkpoint is read, so truncated or corrupt data files are refused here.
-2. Export to ``model_repo/<model>/.staging-<id>/`` (TF Serving ignores names that are not
-   integers), held by the per-staging lock ``.staging-<id>.lock`` for as long as this process
-   lives.
+2. Export to ``<staging dir>/.staging-<id>/`` (the store's :meth:`~lifecycle.store.base.Store.staging_dir`:
+   ``model_repo/<model>/`` for a local folder; TF Serving ignores names that are not integers),
+   held by the per-staging lock ``.staging-<id>.lock`` for as long as this process lives.
 3. Validate the staged export (:mod:`lifecycle.build.validate`), write its warmup records and its own
-   record (``assets.extra/mlc_report.json``), fsync the whole tree.
-4. Under the registry lock: adopt orphaned versions, return the existing version if the same
-   checkpoint content was published meanwhile, else allocate N, rename the staging folder to N
-   and record the version.
+   record (``assets.extra/mlc_report.json``).
+4. Under the registry lease: adopt orphaned versions, return the existing version if the same
+   checkpoint content was published meanwhile, else claim N (failpoint ``register:claimed``),
+   publish the staged folder whole as N (the store fsyncs it, then renames or uploads it;
+   failpoint ``register:published``) and record the version.
 
-Export and validation (slow) run outside the registry lock; only step 4 holds it. A SIGKILL at
+Export and validation (slow) run outside the registry lease; only step 4 holds it. A SIGKILL at
 any moment leaves either a staging folder (removed by the next register, because its lock is no
-longer held) or a complete, validated version N (recorded now, or adopted by the next
-transaction from its ``mlc_report.json``).
+longer held), a claimed number that is never handed out again, or a complete, validated version
+N (recorded now, or adopted by the next transaction from its ``mlc_report.json``).
 
 This module imports TensorFlow lazily so that :func:`clean_stale_staging` stays cheap.
 """
@@ -47,6 +48,7 @@ from lifecycle.errors import (
     ExportError,
     ValidationFailed,
 )
+from lifecycle.failpoints import failpoint
 from lifecycle.store import registry
 from lifecycle.store.config import ModelDefinition, Paths, ValidationSettings
 from lifecycle.store.files import atomic_write_text, fsync_dir
@@ -124,18 +126,6 @@ def clean_stale_staging(model_dir: Path) -> list[str]:
     if removed:
         fsync_dir(model_dir)
     return removed
-
-
-def fsync_tree(root: Path) -> None:
-    """Flush every file and folder under ``root`` to disk (before it is renamed into place)."""
-    for folder, _dirs, files in os.walk(root, topdown=False):
-        for name in files:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(Path(folder))
 
 
 # --- strict restore ------------------------------------------------------------------------
@@ -303,9 +293,9 @@ def register_checkpoint(
         raise ConfigError(f"{definition.path}: serving: {loaded.plan.serving} gave signatures "
                           f"{sorted(loaded.signatures)}, not the contract's {key!r}")
 
-    model_dir = paths.model_dir(model)
-    clean_stale_staging(model_dir)
-    with Staging(model_dir) as staging:
+    staging_dir = paths.store.staging_dir(model)
+    clean_stale_staging(staging_dir)
+    with Staging(staging_dir) as staging:
         try:
             export_saved_model(loaded.net, loaded.signatures, staging.dir)
         except ExportError as e:
@@ -344,23 +334,24 @@ def register_checkpoint(
             "version": {k: v for k, v in dataclasses.asdict(version_fields).items() if k != "version"},
         }
         atomic_write_text(registry.version_record_file(staging.dir), json.dumps(own_record, indent=1, default=str))
-        fsync_tree(staging.dir)
         return _publish(paths, model, staging.dir, checkpoint, version_fields)
 
 
 def _publish(
     paths: Paths, model: str, staged: Path, checkpoint: registry.CheckpointRecord, fields: registry.VersionRecord,
 ) -> Registered:
-    """Under the lock: reuse a version of the same content, or rename ``staged`` to the next N."""
+    """Under the lease: reuse a version of the same content, or claim the next N and publish ``staged`` as N."""
+    store = paths.store
     with registry.transaction(paths) as reg:
         rec = reg.model(model, create=True)
         existing = rec.version_for_digest(checkpoint.digest)
         if existing is not None:
-            return Registered(existing, True, paths.version_dir(model, existing.version))
+            return Registered(existing, True, store.version_path(model, existing.version))
         number = registry.allocate_version(paths, rec)
-        target = paths.version_dir(model, number)
-        os.rename(staged, target)
-        fsync_dir(target.parent)
+        failpoint("register:claimed")
+        store.publish_version(model, number, staged)
+        failpoint("register:published")
+        target = store.version_path(model, number)
         if rec.checkpoint_for_digest(checkpoint.digest) is None:
             rec.checkpoints.append(checkpoint)
         version = dataclasses.replace(fields, version=number)

@@ -43,13 +43,13 @@ from lifecycle.errors import (
     ServerUnavailable,
     StepFailed,
     UsageError,
+    VersionNotFound,
 )
 from lifecycle.serving import fleet, tfs_config
 from lifecycle.serving.client import ServingClient, VersionState
 from lifecycle.serving.tfs_config import ModelServing
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths, load_definition
-from lifecycle.store.files import locked
 from lifecycle.store.registry import HistoryEvent, ModelRecord, Registry, VersionRecord
 
 T = TypeVar("T")
@@ -109,7 +109,10 @@ def check_servable(paths: Paths, rec: ModelRecord, version: int) -> VersionRecor
             f"version {version} of {rec.name} is not validated; only validated versions can serve "
             f"(see `mlc status {rec.name}`)"
         )
-    vdir = paths.version_dir(rec.name, version)
+    try:
+        vdir = paths.store.version_path(rec.name, version)
+    except VersionNotFound as e:
+        raise FailedPrecondition(f"version {version} of {rec.name} is registered but not published: {e.message}") from e
     if not ((vdir / "saved_model.pb").exists() or (vdir / "saved_model.pbtxt").exists()):
         raise FailedPrecondition(f"version {version} of {rec.name} is registered but {vdir} holds no SavedModel")
     return vrec
@@ -224,7 +227,7 @@ class LiveCheck:
         """Read the version's warmup records and golden digest."""
         vrec = rec.version(version)
         golden = vrec.report.get("golden") or {}
-        requests = read_warmup_requests(paths.version_dir(rec.name, version))
+        requests = read_warmup_requests(paths.store.version_path(rec.name, version))
         output = golden.get("output")
         if output is None:
             try:
@@ -896,7 +899,7 @@ def _execute(
 @contextmanager
 def _maybe_locked(paths: Paths, lock: bool) -> Iterator[None]:
     if lock:
-        with locked(paths.lock_file):
+        with registry.lease(paths):
             yield
     else:
         yield
@@ -906,7 +909,7 @@ def recover(paths: Paths) -> str | None:
     """Take the lock and recover a pending rollout journal, if any (for mutating commands)."""
     if journal.load(paths) is None:
         return None
-    with locked(paths.lock_file):
+    with registry.lease(paths):
         return recover_pending(paths)
 
 

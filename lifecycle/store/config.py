@@ -12,12 +12,16 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from lifecycle.errors import ConfigError, ModelNotFound, UsageError
+
+if TYPE_CHECKING:
+    from lifecycle.store.base import Store
 
 # A model name becomes a folder name under model_repo/ and a TF Serving model name.
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -53,14 +57,17 @@ class Paths:
     def model_repo(self) -> Path:
         return self.home / "model_repo"
 
-    @property
-    def registry_file(self) -> Path:
-        return self.model_repo / "registry.yaml"
+    @cached_property
+    def store(self) -> Store:
+        """The repository (registry, history, journal, versions, leases): :func:`lifecycle.store.open_store`."""
+        from lifecycle.store import open_store
+
+        return open_store(self)
 
     @property
-    def lock_file(self) -> Path:
-        """The one lock that guards the registry, version allocation and models.config."""
-        return self.model_repo / ".mlc.lock"
+    def registry_file(self) -> Path:
+        """Where a local repository keeps the registry document (read it with ``registry.load``)."""
+        return self.model_repo / "registry.yaml"
 
     @property
     def serving_config(self) -> Path:
@@ -76,7 +83,7 @@ class Paths:
         return self.model_repo / check_model_name(model)
 
     def version_dir(self, model: str, version: int) -> Path:
-        """model_repo/<model>/<version>."""
+        """model_repo/<model>/<version> (the local layout; code finds versions with ``store.version_path``)."""
         return self.model_dir(model) / str(int(version))
 
     def definition_file(self, model: str) -> Path:

@@ -1,10 +1,14 @@
-"""The rollout intent journal: ``.mlc/rollout.journal.json``.
+"""The rollout intent journal: the document ``journal/rollout.json`` of the repository.
 
 A promote or rollback writes its intent before it touches anything, then one entry before
-(``begin``) and after (``done`` or ``failed``) every step, each write atomic. The journal is
-deleted when the rollout has been recorded in the registry. Rollouts run under the registry
-lock, so a journal found by a process that holds the lock was left by an mlc that died: the
-next mutating command completes it (the stable label had moved everywhere) or reverts it.
+(``begin``) and after (``done`` or ``failed``) every step, each write atomic and conditional
+(:func:`lifecycle.store.cas.update`: a rollout only ever replaces its own journal). The journal
+is deleted when the rollout has been recorded in the registry. Rollouts hold the registry
+lease, so a journal found by a process that holds the lease was left by an mlc that died: the
+next mutating command completes it (the stable label had moved everywhere) or reverts it. It
+lives in the repository, not on one machine, so that any machine sharing the repository can
+recover it. A journal left by an older mlc in ``.mlc/rollout.journal.json`` is still read (and
+removed by :func:`clear`), so an upgrade loses nothing.
 
 Format (JSON)::
 
@@ -23,13 +27,15 @@ import json
 import os
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
 
-from lifecycle.errors import ConfigError
+from lifecycle.errors import ConfigError, FailedPrecondition
 from lifecycle.failpoints import failpoint
+from lifecycle.store import cas
 from lifecycle.store.config import Paths
-from lifecycle.store.files import atomic_write_text
 from lifecycle.store.registry import current_user, now_iso
+
+KEY = "journal/rollout.json"
 
 STEPS = ("intent", "sandbox", "load", "available", "verify", "label", "drop", "unloaded", "commit")
 
@@ -70,29 +76,47 @@ class Journal:
         return f"{self.action} of {self.model} ({move}) by {self.user} pid {self.pid} at {self.started}, last step {self.last()}"
 
 
-def path(paths: Paths):  # noqa: ANN201 - a pathlib.Path
-    """.mlc/rollout.journal.json."""
+def legacy_path(paths: Paths) -> Path:
+    """Where mlc kept the journal before it moved into the repository: .mlc/rollout.journal.json."""
     return paths.state_dir / "rollout.journal.json"
 
 
-def load(paths: Paths) -> Journal | None:
-    """The journal left on disk, or None."""
-    file = path(paths)
+def _parse(data: bytes, where: str) -> Journal:
     try:
-        data: Any = json.loads(file.read_text(encoding="utf-8"))
+        return Journal(**json.loads(data.decode("utf-8")))
+    except (ValueError, TypeError) as e:  # bad JSON or UTF-8, missing or unknown fields
+        raise ConfigError(f"malformed rollout journal {where}: {e}; inspect it, then delete it to continue") from e
+
+
+def load(paths: Paths) -> Journal | None:
+    """The journal left in the repository (or by an older mlc in .mlc/), or None."""
+    doc = paths.store.read(KEY)
+    if doc is not None:
+        return _parse(doc.data, f"{paths.store.url}/{KEY}")
+    legacy = legacy_path(paths)
+    try:
+        data = legacy.read_bytes()
     except FileNotFoundError:
         return None
-    except ValueError as e:
-        raise ConfigError(f"malformed rollout journal {file}: {e}; inspect it, then delete it to continue") from e
-    try:
-        return Journal(**data)
-    except TypeError as e:
-        raise ConfigError(f"malformed rollout journal {file}: {e}; inspect it, then delete it to continue") from e
+    return _parse(data, str(legacy))
 
 
 def write(paths: Paths, journal: Journal) -> None:
-    """Write the whole journal atomically."""
-    atomic_write_text(path(paths), json.dumps(asdict(journal), indent=1))
+    """Write the whole journal by compare-and-swap; refuse to replace another rollout's journal."""
+    where = f"{paths.store.url}/{KEY}"
+    new = json.dumps(asdict(journal), indent=1).encode("utf-8")
+
+    def mutate(current: bytes | None) -> bytes:
+        if current is not None:
+            other = _parse(current, where)
+            if other.id != journal.id:
+                raise FailedPrecondition(
+                    f"another rollout's journal is in {where} ({other.describe()}); "
+                    "run `mlc status`, and let the next promote or rollback recover it"
+                )
+        return new
+
+    cas.update(paths.store, KEY, mutate)
 
 
 def step(paths: Paths, journal: Journal, name: str, state: str, detail: str = "") -> None:
@@ -104,8 +128,9 @@ def step(paths: Paths, journal: Journal, name: str, state: str, detail: str = ""
 
 
 def clear(paths: Paths) -> None:
-    """Delete the journal (the rollout is recorded in the registry)."""
+    """Delete the journal (the rollout is recorded in the registry), and an older mlc's one."""
+    paths.store.delete(KEY)
     try:
-        path(paths).unlink()
+        legacy_path(paths).unlink()
     except FileNotFoundError:
         pass

@@ -1,10 +1,12 @@
-"""The registry: ``model_repo/registry.yaml``, written only by mlc.
+"""The registry: the document ``registry.yaml`` of the repository, written only by mlc.
 
 Per model it holds the checkpoints (with provenance), the versions (with their validation
 report), failed registration attempts, the current ``stable``/``canary`` labels and the
-rollout history. Readers load it without the lock (writes are atomic renames, so a reader sees
-a whole file); every mutation goes through :func:`transaction`, which holds the one mlc lock,
-re-reads the file, and writes it back atomically only if the body completes.
+rollout history. Readers load it without the lease (every write replaces the whole document,
+so a reader sees a whole one). Every mutation holds the registry lease and writes by
+compare-and-swap at the generation it read (:func:`transaction`, or :func:`load` then
+:func:`save` inside :func:`lease`), so even a writer whose lease was lost (an object store's
+lease expires) cannot overwrite another's update: it gets StaleGeneration instead.
 
 This module must not import TensorFlow.
 """
@@ -16,19 +18,26 @@ import getpass
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from lifecycle.errors import ModelNotFound, RegistryError, VersionNotFound
+from lifecycle.errors import (
+    LifecycleError,
+    ModelNotFound,
+    RegistryError,
+    VersionNotFound,
+)
+from lifecycle.store.base import REGISTRY_LEASE
 from lifecycle.store.config import Paths, check_model_name
-from lifecycle.store.files import atomic_write_text, locked
+from lifecycle.store.files import DEFAULT_LOCK_TIMEOUT_S
 
 SCHEMA = 1
+KEY = "registry.yaml"
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -36,7 +45,7 @@ _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 def now_iso() -> str:
     """The current UTC time as an ISO-8601 string (seconds precision)."""
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def current_user() -> str:
@@ -148,6 +157,8 @@ class Registry:
 
     models: dict[str, ModelRecord] = field(default_factory=dict)
     schema: int = SCHEMA
+    # The store generation this registry was read at (None: read as absent); save() writes at it.
+    generation: str | None = field(default=None, compare=False, repr=False)
 
     def model(self, name: str, create: bool = False) -> ModelRecord:
         """The record of ``name``; created empty if ``create``, else RegistryError if absent."""
@@ -172,7 +183,7 @@ class Registry:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, source: Path) -> Registry:
+    def from_dict(cls, data: Any, source: Path | str) -> Registry:
         """Parse plain data; structural problems raise RegistryError naming ``source``."""
         if data is None:
             return cls()
@@ -204,56 +215,73 @@ class Registry:
         return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
 
 
+def source(paths: Paths) -> str:
+    """Where the registry document lives, for messages."""
+    return f"{paths.store.url}/{KEY}"
+
+
 def load(paths: Paths) -> Registry:
-    """Read the registry without locking; a missing file is an empty registry."""
-    file = paths.registry_file
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    """Read the registry without the lease; a missing document is an empty registry."""
+    doc = paths.store.read(KEY)
+    if doc is None:
         return Registry()
+    where = source(paths)
     try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as e:
+        data = yaml.load(doc.data.decode("utf-8"), Loader=_Loader)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         mark = getattr(e, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
+        at = f"{where}:{mark.line + 1}" if mark is not None else where
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise RegistryError(
-            f"malformed registry {where}: {problem}; restore it from a backup or fix it by hand"
+            f"malformed registry {at}: {problem}; restore it from a backup or fix it by hand"
         ) from e
-    return Registry.from_dict(data, file)
+    registry = Registry.from_dict(data, where)
+    registry.generation = doc.generation
+    return registry
 
 
 def save(paths: Paths, registry: Registry) -> None:
-    """Write the registry atomically. Callers must hold the lock (use :func:`transaction`)."""
-    atomic_write_text(paths.registry_file, registry.dump())
+    """Write the registry at the generation it was loaded at (StaleGeneration if it moved).
+
+    Callers hold the registry lease (use :func:`transaction`, or :func:`lease`).
+    """
+    registry.generation = paths.store.write(KEY, registry.dump().encode("utf-8"), registry.generation)
+
+
+def lease(paths: Paths, timeout: float | None = None) -> AbstractContextManager[None]:
+    """Hold the registry lease: one rollout or registry mutation at a time."""
+    return paths.store.lease(REGISTRY_LEASE, DEFAULT_LOCK_TIMEOUT_S if timeout is None else timeout)
 
 
 @contextmanager
 def transaction(paths: Paths, timeout: float | None = None) -> Iterator[Registry]:
-    """Lock, load, yield the registry for mutation, then save it if the body did not raise."""
-    kwargs = {} if timeout is None else {"timeout": timeout}
-    with locked(paths.lock_file, **kwargs):
+    """Hold the lease, load, yield the registry for mutation, then save it if the body did not raise."""
+    with lease(paths, timeout):
         registry = load(paths)
         before = registry.dump()
         adopt_orphans(paths, registry)
         yield registry
-        after = registry.dump()
-        if after != before:
-            atomic_write_text(paths.registry_file, after)
+        if registry.dump() != before:
+            save(paths, registry)
 
 
 def versions_on_disk(paths: Paths, model: str) -> list[int]:
-    """Integer version folders under model_repo/<model>/ (what TF Serving would see)."""
-    base = paths.model_dir(model)
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+    """The published versions of ``model`` in the store (what TF Serving would see)."""
+    return paths.store.version_numbers(model)
 
 
 def allocate_version(paths: Paths, record: ModelRecord) -> int:
-    """The next free version number. Call under the lock (inside :func:`transaction`)."""
+    """Claim the next free version number in the store. Call under the lease (in :func:`transaction`).
+
+    Numbers above every published and registered one are tried in turn; a number another writer
+    claimed (even one that died before publishing) is skipped, never handed out twice.
+    """
     taken = set(versions_on_disk(paths, record.name)) | {v.version for v in record.versions}
-    return max(taken, default=0) + 1
+    number = max(taken, default=0) + 1
+    owner = f"{current_user()}@{os.uname().nodename} pid {os.getpid()} at {now_iso()}"
+    while not paths.store.claim_version(record.name, number, owner):
+        number += 1
+    return number
 
 
 # Published versions carry their own record here (TF Serving ignores assets.extra/ files other
@@ -275,32 +303,25 @@ def adopt_orphans(paths: Paths, registry: Registry) -> list[tuple[str, int]]:
     (:func:`allocate_version` never reuses their numbers).
     """
     adopted: list[tuple[str, int]] = []
-    if not paths.model_repo.is_dir():
-        return adopted
-    for model_dir in sorted(paths.model_repo.iterdir()):
-        if not model_dir.is_dir() or model_dir.name.startswith("."):
-            continue
-        try:
-            check_model_name(model_dir.name)
-        except Exception:
-            continue
-        record = registry.models.get(model_dir.name)
+    store = paths.store
+    for model in store.iter_models():
+        record = registry.models.get(model)
         known = {v.version for v in record.versions} if record else set()
-        for number in versions_on_disk(paths, model_dir.name):
+        for number in store.version_numbers(model):
             if number in known:
                 continue
             try:
-                data = json.loads(version_record_file(model_dir / str(number)).read_text(encoding="utf-8"))
+                data = json.loads(version_record_file(store.version_path(model, number)).read_text(encoding="utf-8"))
                 checkpoint = CheckpointRecord(**data["checkpoint"])
                 version = VersionRecord(version=number, **data["version"])
-            except (OSError, ValueError, KeyError, TypeError):
+            except (LifecycleError, OSError, ValueError, KeyError, TypeError):
                 continue
-            record = registry.model(model_dir.name, create=True)
+            record = registry.model(model, create=True)
             if version.checkpoint_digest and record.version_for_digest(version.checkpoint_digest) is not None:
                 continue  # same content already published under another number; leave it unrecorded
             if record.checkpoint_for_digest(checkpoint.digest) is None:
                 record.checkpoints.append(checkpoint)
             record.versions.append(version)
             record.versions.sort(key=lambda v: v.version)
-            adopted.append((model_dir.name, number))
+            adopted.append((model, number))
     return adopted

@@ -41,7 +41,7 @@ def test_refusals_leave_config_and_registry_byte_identical(served_home: Paths, a
     assert result.output.count("Error:") == 1
     assert served_home.serving_config.read_bytes() == config
     assert served_home.registry_file.read_bytes() == reg
-    assert not journal.path(served_home).exists()
+    assert journal.load(served_home) is None
 
 
 def test_dry_run_prints_plan_and_diff_and_changes_nothing(served_home: Paths) -> None:

@@ -118,7 +118,7 @@ def test_broken_candidate_fails_reverts_and_no_request_fails(tmp_path: Path, bui
         assert rec.stable == 1
         assert rec.history[-1].result == "failed" and "sandbox" in rec.history[-1].detail
         assert states(paths, server.grpc_address) == {1: "AVAILABLE"}
-        assert not journal.path(paths).exists()
+        assert journal.load(paths) is None
     finally:
         server.stop()
 

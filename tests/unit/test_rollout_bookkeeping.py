@@ -4,6 +4,8 @@ history walking, the quality gate and recovery, on placeholder versions (tests/s
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 
 import pytest
@@ -125,10 +127,36 @@ def test_journal_steps_are_written_atomically(bare_home: Paths) -> None:
 
 
 def test_malformed_journal_is_a_clear_error(bare_home: Paths) -> None:
-    journal.path(bare_home).parent.mkdir(parents=True)
-    journal.path(bare_home).write_text("{")
-    with pytest.raises(ConfigError, match="rollout journal"):
+    bare_home.store.write(journal.KEY, b"{", None)
+    with pytest.raises(ConfigError, match="malformed rollout journal .*journal/rollout.json"):
         journal.load(bare_home)
+
+
+def test_journal_lives_in_the_repository_and_an_old_one_is_still_recovered(bare_home: Paths) -> None:
+    j = journal.Journal("promote", "m", 4, {"stable": 3, "canary": None}, {"stable": 4, "canary": None})
+    journal.write(bare_home, j)
+    assert bare_home.store.keys("journal/") == [journal.KEY] and not journal.legacy_path(bare_home).exists()
+    journal.clear(bare_home)
+    # A journal an older mlc left in .mlc/ is found, continued in the repository, then cleared.
+    journal.legacy_path(bare_home).parent.mkdir(parents=True, exist_ok=True)
+    journal.legacy_path(bare_home).write_text(json.dumps(dataclasses.asdict(j)))
+    old = journal.load(bare_home)
+    assert old is not None and old.id == j.id
+    journal.step(bare_home, old, "label", "begin")
+    back = journal.load(bare_home)
+    assert back is not None and back.last() == "label:begin"
+    journal.clear(bare_home)
+    assert journal.load(bare_home) is None and not journal.legacy_path(bare_home).exists()
+
+
+def test_a_rollout_never_replaces_another_rollouts_journal(bare_home: Paths) -> None:
+    mine = journal.Journal("promote", "m", 4, {"stable": 3, "canary": None}, {"stable": 4, "canary": None})
+    theirs = journal.Journal("rollback", "m", 2, {"stable": 3, "canary": None}, {"stable": 2, "canary": None})
+    journal.write(bare_home, theirs)
+    before = bare_home.store.read(journal.KEY)
+    with pytest.raises(FailedPrecondition, match="another rollout's journal"):
+        journal.write(bare_home, mine)
+    assert bare_home.store.read(journal.KEY) == before
 
 
 # --- history walking ----------------------------------------------------------------------
