@@ -51,7 +51,7 @@ from lifecycle.errors import (
 from lifecycle.failpoints import failpoint
 from lifecycle.store import registry
 from lifecycle.store.config import ModelDefinition, Paths, ValidationSettings
-from lifecycle.store.files import atomic_write_text, fsync_dir
+from lifecycle.store.files import atomic_write_text, fsync_dir, fsync_tree
 
 STAGING_PREFIX = ".staging-"
 LOCK_SUFFIX = ".lock"
@@ -334,6 +334,8 @@ def register_checkpoint(
             "version": {k: v for k, v in dataclasses.asdict(version_fields).items() if k != "version"},
         }
         atomic_write_text(registry.version_record_file(staging.dir), json.dumps(own_record, indent=1, default=str))
+        # Flushed here, outside the registry lease, so the store's own fsync finds little left to do.
+        fsync_tree(staging.dir)
         return _publish(paths, model, staging.dir, checkpoint, version_fields)
 
 

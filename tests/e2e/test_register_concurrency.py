@@ -117,3 +117,32 @@ def test_sigkill_at_any_moment_leaves_a_consistent_tree(
     assert len(on_disk) >= 3 + 1 + 1
     published = variant_checkpoints[moments.index("published")]
     assert published.parent.name in {Path(v.checkpoint).parent.name for v in rec.versions}
+
+
+def test_sigkill_at_each_publish_failpoint_is_recovered(
+    registered_home: Paths, variant_checkpoints: list[Path], tmp_path: Path
+) -> None:
+    """Killed right after the claim, inside the store's publish, and after the publish (failpoints)."""
+    from lifecycle import failpoints
+    from tests.support import forked_cli
+
+    paths = registered_home
+    ctx = forked_cli.context()
+    env = {"MLC_HOME": str(paths.home), "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    points = ["register:claimed", "store:publish", "register:published"]
+    for i, point in enumerate(points):
+        out = tmp_path / f"killed-{i}.out"
+        child = ctx.Process(target=forked_cli.run_cli,
+                            args=(["register", str(variant_checkpoints[i])], dict(env, **{failpoints.ENV: point}), str(out)))
+        child.start()
+        child.join(300)
+        assert child.exitcode == -signal.SIGKILL, out.read_text() + Path(str(out) + ".err").read_text()
+        assert_consistent(paths)
+    # 4 and 5 were claimed and never published (numbers burned); 6 was published, not recorded.
+    assert registry.versions_on_disk(paths, "deeplab") == [1, 2, 3, 6]
+    assert [v.version for v in registry.load(paths).model("deeplab").versions] == [1, 2, 3]
+    result = api.register(variant_checkpoints[len(points)], paths=paths)
+    rec = assert_consistent(paths)
+    assert rec is not None and [v.version for v in rec.versions] == [1, 2, 3, 6, 7] and result.version == 7
+    assert Path(rec.version(6).checkpoint).parent.name == variant_checkpoints[2].parent.name  # adopted
+    assert sorted(p.name for p in paths.model_dir("deeplab").iterdir()) == ["1", "2", "3", "6", "7"]
