@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from html import escape
 
 WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 52, 16, 24, 36  # margins: y tick labels left, version numbers below
+LEFT, RIGHT, TOP, BOTTOM = 52, 40, 30, 36  # margins: y tick labels left, room for a "canary" label right, version numbers below
 Y_TICKS = 5
 MAX_X_LABELS = 20  # beyond this many versions, label every k-th on the axis
 

@@ -161,7 +161,8 @@ def model_summary(model: dict[str, Any], status: dict[str, Any]) -> str:
     problems = _list(model.get("drift") or [], "drift") + _list(model.get("warnings") or [], "warnings")
     config = model.get("config")
     served = (
-        f"versions {t(config.get('versions'))}, labels {t(config.get('labels'))}" if config else "nothing"
+        f"versions {t(sorted(config.get('versions') or []))}, labels {t(dict(sorted((config.get('labels') or {}).items())))}"
+        if config else "nothing"
     )
     return (
         f'<h1>{t(model["name"])}</h1><p class="labels">stable <b class="stable">{_v(model.get("stable"))}</b> · '
