@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -316,9 +315,6 @@ def json_type(value: Any) -> str:
     return "Number"
 
 
-_FLOAT_MAX = float(np.finfo(np.float32).max)
-
-
 def _add_feature_value(value: Any, name: str, feature: object) -> None:
     kind = feature.WhichOneof("kind")
 
@@ -337,15 +333,19 @@ def _add_feature_value(value: Any, name: str, feature: object) -> None:
     elif isinstance(value, str):
         want("bytes_list")
         feature.bytes_list.value.append(value.encode("utf-8", errors="surrogatepass"))
-    elif isinstance(value, float):
+    elif isinstance(value, float) or (isinstance(value, int) and not -(2**63) <= value < 2**64):
+        # rapidjson's IsDouble (a fraction or exponent, or an integer beyond uint64) -> GetFloat
         want("float_list")
-        if math.isfinite(value) and abs(value) > _FLOAT_MAX:
-            raise InvalidArgument(f"Cannot convert JSON value: {value} to float without loss of precision.")
-        feature.float_list.value.append(value)
+        try:
+            number = float(value)
+        except OverflowError:  # rapidjson refuses such a literal while parsing
+            raise InvalidArgument(f"JSON Parse error: Number too big to be stored in double: {value}") from None
+        with np.errstate(over="ignore"):
+            feature.float_list.value.append(float(np.float32(number)))
     elif isinstance(value, int):
         want("int64_list")
-        if not -(2**63) <= value < 2**63:
-            raise InvalidArgument(f"Feature: {name} has uint64 element. Only int64 is supported.")
+        if value >= 2**63:
+            raise InvalidArgument(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
         feature.int64_list.value.append(value)
     else:
         raise InvalidArgument(f"Feature: {name} has element with unexpected JSON type: {json_type(value)}")

@@ -314,6 +314,7 @@ def _signature_name(document: dict[str, Any]) -> str:
 def predict_json(core: ServerCore, ref: ModelRef, body: bytes, timeout_ms: int) -> bytes:
     """POST :predict with a row or columnar body; returns TF Serving's predictions/outputs JSON."""
     document = _parse(body)
+    bools = b"true" in body or b"false" in body  # numpy's fast path would take true for 1
     signature_name = _signature_name(document)
     infos = core.signature_inputs(ref, signature_name)
     if not infos:
@@ -332,9 +333,9 @@ def predict_json(core: ServerCore, ref: ModelRef, body: bytes, timeout_ms: int) 
             )
         if not instances:
             raise InvalidArgument(f"JSON Value: {rest_json.value_text(document)} No values in 'instances' array")
-        inputs = _rows_to_arrays(instances, infos)
+        inputs = _rows_to_arrays(instances, infos, bools)
     elif has_inputs:
-        inputs = _columns_to_arrays(document["inputs"], infos)
+        inputs = _columns_to_arrays(document["inputs"], infos, bools)
     else:
         raise InvalidArgument("Missing 'inputs' or 'instances' key")
     prediction = core.predict_arrays(ref, signature_name, inputs, timeout_ms=timeout_ms or None)
@@ -347,7 +348,7 @@ def _dtype(info: object) -> str:
     return rest_json.tf_dtype_name(info.dtype)
 
 
-def _rows_to_arrays(instances: list[Any], infos: dict[str, object]) -> dict[str, np.ndarray]:
+def _rows_to_arrays(instances: list[Any], infos: dict[str, object], bools: bool = True) -> dict[str, np.ndarray]:
     """FillTensorMapFromInstancesList: every element adds one row to each named input."""
     first = instances[0]
     if not isinstance(first, dict) and len(infos) > 1:
@@ -368,7 +369,7 @@ def _rows_to_arrays(instances: list[Any], infos: dict[str, object]) -> dict[str,
                 raise InvalidArgument(f"Expecting value/list but got object at item {index} of input list")
         # The rows stacked: one array whose first dimension is the number of instances.
         try:
-            return {alias: rest_json.json_to_array(instances, _dtype(info))}
+            return {alias: rest_json.json_to_array(instances, _dtype(info), bools)}
         except InvalidArgument as e:
             raise InvalidArgument(f"Failed to process 'instances' list. Error: {e.grpc_code}: {e.message}") from None
     columns: dict[str, list[Any]] = {alias: [] for alias in infos}
@@ -391,7 +392,7 @@ def _rows_to_arrays(instances: list[Any], infos: dict[str, object]) -> dict[str,
     arrays = {}
     for alias, values in columns.items():
         try:
-            arrays[alias] = rest_json.json_to_array(values, _dtype(infos[alias]))
+            arrays[alias] = rest_json.json_to_array(values, _dtype(infos[alias]), bools)
         except InvalidArgument as e:
             raise InvalidArgument(
                 f"Failed to process 'instances' list key: {alias}. Error: {e.grpc_code}: {e.message}"
@@ -399,7 +400,7 @@ def _rows_to_arrays(instances: list[Any], infos: dict[str, object]) -> dict[str,
     return arrays
 
 
-def _columns_to_arrays(inputs: Any, infos: dict[str, object]) -> dict[str, np.ndarray]:
+def _columns_to_arrays(inputs: Any, infos: dict[str, object], bools: bool = True) -> dict[str, np.ndarray]:
     """FillTensorMapFromInputsMap: one value per named input (or a bare value for one input)."""
     if not isinstance(inputs, dict) or is_b64(inputs):
         if len(infos) > 1:
@@ -408,12 +409,12 @@ def _columns_to_arrays(inputs: Any, infos: dict[str, object]) -> dict[str, np.nd
                 "required as per tensorinfo_map"
             )
         (alias, info), = infos.items()
-        return {alias: rest_json.json_to_array(inputs, _dtype(info))}
+        return {alias: rest_json.json_to_array(inputs, _dtype(info), bools)}
     arrays = {}
     for alias in sorted(infos):
         if alias not in inputs:
             raise InvalidArgument(f"Missing named input: {alias} in 'inputs' object.")
-        arrays[alias] = rest_json.json_to_array(inputs[alias], _dtype(infos[alias]))
+        arrays[alias] = rest_json.json_to_array(inputs[alias], _dtype(infos[alias]), bools)
     return arrays
 
 

@@ -398,8 +398,7 @@ _INT_RANGES = {
     "uint8": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1), "uint32": (0, 2**32 - 1),
     "uint64": (0, 2**64 - 1),
 }
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-_FLOAT_MAX_INT = {"float": 2**24 - 1, "double": 2**53 - 1}
+_WRAPPING_INTS = ("int8", "int16", "uint8")  # accepted as int32 (IsInt), stored in fewer bits
 
 
 def dense_shape(value: Any) -> list[int]:
@@ -420,19 +419,21 @@ def _type_error(value: Any, dtype_name: str) -> InvalidArgument:
 
 
 def _check_scalar(value: Any, dtype_name: str) -> Any:
-    """AddValueToTensor for one leaf: the value converted, or TF Serving's error."""
+    """AddValueToTensor (json_tensor.cc) for one leaf: the value converted, or TF Serving's error.
+
+    float and double take any JSON number (an integer too, converted as rapidjson's GetFloat
+    does: too large a value becomes inf); int8, int16, int32 and uint8 take an integer in
+    int32's range (rapidjson's IsInt; the tensor then keeps its low bits), int64 IsInt64,
+    uint32 IsUint, uint64 IsUint64; bool only true/false. A bool is never a number.
+    """
     if dtype_name in ("float", "double"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _type_error(value, dtype_name)
         if isinstance(value, int):
-            if abs(value) > _FLOAT_MAX_INT[dtype_name]:
-                raise InvalidArgument(
-                    f"Cannot convert JSON value: {value} to {dtype_name} without loss of precision."
-                )
-        elif dtype_name == "float" and math.isfinite(value) and abs(value) > _FLOAT32_MAX:
-            raise InvalidArgument(
-                f"Cannot convert JSON value: {value_text(value)} to float without loss of precision."
-            )
+            try:
+                return float(value)
+            except OverflowError:  # rapidjson refuses such a literal while parsing
+                raise InvalidArgument(f"JSON Parse error: Number too big to be stored in double: {value}") from None
         return value
     if dtype_name == "string":
         if isinstance(value, str):
@@ -492,14 +493,16 @@ def _numpy_dtype(dtype_name: str) -> Any:
     return object if dtype_name == "string" else np.dtype(dtype_name if dtype_name != "float" else "float32")
 
 
-def json_to_array(value: Any, dtype_name: str) -> np.ndarray:
+def json_to_array(value: Any, dtype_name: str, may_hold_bools: bool = True) -> np.ndarray:
     """One JSON value (scalar or nested lists) as an array of a signature dtype, checked as TF Serving does.
 
-    ``dtype_name`` is TensorFlow's name (``float``, ``int32``, ``string``...). Well-formed
-    numeric data takes a numpy fast path; anything else is walked leaf by leaf for the error.
+    ``dtype_name`` is TensorFlow's name (``float``, ``int32``, ``string``...). Numeric data
+    takes a numpy fast path when the request cannot hold a bool (numpy would take ``true`` for
+    1; pass ``may_hold_bools=False`` only if the body has no ``true``/``false`` token); anything
+    else is walked leaf by leaf, for TF Serving's error.
     """
     shape = dense_shape(value)
-    if dtype_name not in ("string", "bool") and shape:
+    if dtype_name not in ("string", "bool") and shape and not may_hold_bools:
         fast = _fast_numeric(value, dtype_name, shape)
         if fast is not None:
             return fast
@@ -509,7 +512,10 @@ def json_to_array(value: Any, dtype_name: str) -> np.ndarray:
         array = np.empty(len(out), dtype=object)
         array[:] = out
         return array.reshape(shape)
-    return np.array(out, dtype=_numpy_dtype(dtype_name)).reshape(shape)
+    if dtype_name in _WRAPPING_INTS:  # int_val holds int32s; the tensor keeps their low bits
+        return np.array(out, dtype=np.int64).astype(_numpy_dtype(dtype_name)).reshape(shape)
+    with np.errstate(over="ignore"):  # GetFloat: too large a double becomes inf
+        return np.array(out, dtype=_numpy_dtype(dtype_name)).reshape(shape)
 
 
 def _fast_numeric(value: Any, dtype_name: str, shape: list[int]) -> np.ndarray | None:
@@ -520,19 +526,15 @@ def _fast_numeric(value: Any, dtype_name: str, shape: list[int]) -> np.ndarray |
     if probe.dtype.kind not in "iuf" or list(probe.shape) != shape:
         return None
     if dtype_name in ("float", "double"):
-        if probe.dtype.kind == "f":
-            if dtype_name == "float":
-                finite = probe[np.isfinite(probe)]
-                if finite.size and np.abs(finite).max() > _FLOAT32_MAX:
-                    return None
-        elif probe.size and np.abs(probe).max() > _FLOAT_MAX_INT[dtype_name]:
-            return None
-        return probe.astype(_numpy_dtype(dtype_name))
+        with np.errstate(over="ignore"):  # GetFloat: too large a double becomes inf
+            return probe.astype(_numpy_dtype(dtype_name))
     limits = _INT_RANGES.get(dtype_name)
     if limits is None or probe.dtype.kind == "f":
         return None
     if probe.size and (probe.min() < limits[0] or probe.max() > limits[1]):
         return None
+    if dtype_name in _WRAPPING_INTS:
+        return probe.astype(np.int64).astype(_numpy_dtype(dtype_name))
     return probe.astype(_numpy_dtype(dtype_name))
 
 

@@ -123,6 +123,24 @@ def test_predict_errors(server: RunningServer) -> None:
     assert status == 404
 
 
+def test_predict_parsing_is_as_strict_as_json_tensor_cc(server: RunningServer) -> None:
+    # A bool inside a numeric array is a type error, not 1 (AddValueToTensor: IsNumber).
+    assert call(server, "/v1/models/hp:predict", {"instances": [[1.0], [True]]}) == (400, error(
+        "Failed to process 'instances' list. Error: INVALID_ARGUMENT: JSON Value: true Type: True is not of "
+        "expected type: float"))
+    assert call(server, "/v1/models/hp:predict", {"inputs": [[False]]}) == (400, error(
+        "JSON Value: false Type: False is not of expected type: float"))
+    # An integer into float is accepted whatever its size (TF Serving dropped the lossless check).
+    status, text = call(server, "/v1/models/hp:predict", {"instances": [[16777217]]})
+    assert (status, json.loads(text)) == (200, {"predictions": [[8388610.0]]})
+    # Into uint8 images: any int32 (the tensor keeps the low bits); a fraction is a type error.
+    status, _ = call(server, "/v1/models/seg:predict", {"instances": [[[[300, 0, 1]]]]})
+    assert status == 200
+    assert call(server, "/v1/models/seg:predict", {"instances": [[[[1.5, 0, 1]]]]}) == (400, error(
+        "Failed to process 'instances' list. Error: INVALID_ARGUMENT: JSON Value: 1.5 Type: Number is not of "
+        "expected type: uint8"))
+
+
 def test_predict_strings_and_base64(server: RunningServer) -> None:
     status, text = call(server, "/v1/models/text:predict", {"instances": ["ab", {"b64": "/wA="}]})
     assert status == 200, text
