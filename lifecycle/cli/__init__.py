@@ -306,10 +306,12 @@ def serve(
         str, typer.Option("--engine", help="auto: tensorflow_model_server if on PATH, else embedded mlc-model-server.")
     ] = "auto",
     grpc_port: Annotated[
-        int | None, typer.Option("--grpc-port", help="gRPC port (default 8500; not with configs/servers.yaml).", show_default=False)
+        int | None, typer.Option("--grpc-port", min=0, max=65535,
+                                 help="gRPC port, 0-65535 (default 8500; not with configs/servers.yaml).", show_default=False)
     ] = None,
     rest_port: Annotated[
-        int | None, typer.Option("--rest-port", help="REST port (default 8501; 0 = off; not with configs/servers.yaml).", show_default=False)
+        int | None, typer.Option("--rest-port", min=0, max=65535,
+                                 help="REST port, 0-65535 (default 8501; 0 = off; not with configs/servers.yaml).", show_default=False)
     ] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Run in the background; stop it with `mlc stop`.")] = False,
     reload: Annotated[

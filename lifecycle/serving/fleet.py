@@ -285,6 +285,27 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> Any:
+    """A preexec_fn: the child gets SIGTERM when its parent dies (Linux PR_SET_PDEATHSIG).
+
+    Set between fork and exec, so it holds for any server binary; the signal comes when the
+    forking thread ends, so start_process must be called from a thread that lives as long as
+    the foreground serve (the main thread). If the parent died before the prctl, exit at once.
+    """
+    def arm() -> None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm if sys.platform.startswith("linux") else None
+
+
 def start_process(paths: Paths, engine: str, spec: ServerSpec, detach: bool) -> tuple[subprocess.Popen[bytes], ServerRecord]:
     """Start one server process on configs/models.config and record it."""
     command = server_command(engine, spec, paths.serving_config)
@@ -299,7 +320,9 @@ def start_process(paths: Paths, engine: str, spec: ServerSpec, detach: bool) -> 
         )
         out.close()
     else:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=_child_env(), cwd=paths.home)
+        # A foreground server must not outlive `mlc serve`, even one killed with SIGKILL.
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=_child_env(), cwd=paths.home,
+                                preexec_fn=_die_with_parent(os.getpid()))
     record = ServerRecord(
         pid=proc.pid, engine=engine, grpc=spec.grpc, rest=spec.rest, reload=spec.reload,
         poll_seconds=spec.poll_seconds, config_file=str(paths.serving_config),
