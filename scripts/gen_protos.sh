@@ -7,4 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 "${PYTHON:-python3}" -m grpc_tools.protoc -I . --python_out=. \
-  lifecycle/server/protos/batching.proto lifecycle/server/protos/monitoring.proto lifecycle/server/protos/ssl.proto
+  lifecycle/server/protos/batching.proto lifecycle/server/protos/monitoring.proto lifecycle/server/protos/ssl.proto \
+  lifecycle/server/protos/profiler.proto

@@ -267,7 +267,7 @@ def _create_server(options: ServerOptions) -> RunningServer:
                     core, options.host, options.grpc_port, options.grpc_socket_path,
                     options.grpc_channel_arguments, options.grpc_max_threads,
                     health=options.enable_grpc_healthcheck_service,
-                    ssl_config_file=options.ssl_config_file,
+                    ssl_config_file=options.ssl_config_file, profiler=options.enable_profiler,
                 )
             except BindError as e:
                 raise StartupError(f"UNAVAILABLE: {e.message}") from e

@@ -83,7 +83,7 @@ _FLAGS: list[Flag] = [
     Flag("enable_signature_method_name_check", bool, False, "Enable method_name check for SignatureDef: Classify and Regress then need classify/regress signatures, Predict a predict, classify or regress one."),
     Flag("xla_cpu_compilation_enabled", bool, False, "EXPERIMENTAL; CAN BE REMOVED ANYTIME! Enable XLA:CPU JIT (default is disabled). With XLA:CPU JIT disabled, models utilizing this feature will return bad Status on first compilation request."),
     Flag("xla_gpu_compilation_enabled", bool, False, "EXPERIMENTAL; CAN BE REMOVED ANYTIME! Enable both XLA:CPU JIT and XLA:GPU JIT (default is disabled)."),
-    Flag("enable_profiler", bool, True, "Enable profiler service.", "not implemented yet"),
+    Flag("enable_profiler", bool, True, "Enable profiler service: TensorFlow's ProfilerService on the gRPC port (tf.profiler.experimental.client.trace)."),
     Flag("thread_pool_factory_config_file", str, "", "If non-empty, read an ascii ThreadPoolConfig protobuf from the supplied file name.",
          "ThreadPoolConfig names a C++ thread-pool factory registered in TF Serving's binary; none exist in this server (use the parallelism flags)"),
     Flag("enable_grpc_healthcheck_service", bool, False, "Enable the standard gRPC health checking service (grpc.health.v1.Health)."),

@@ -106,7 +106,7 @@ class GrpcEndpoint:
 
 
 def start_grpc(core: Any, host: str, port: int | None, socket_path: str, arguments: str, max_threads: int,
-               health: bool, ssl_config_file: str = "") -> GrpcEndpoint:
+               health: bool, ssl_config_file: str = "", profiler: bool = False) -> GrpcEndpoint:
     """Build, bind and start the gRPC server with TF Serving's services (and health)."""
     import grpc
 
@@ -124,6 +124,10 @@ def start_grpc(core: Any, host: str, port: int | None, socket_path: str, argumen
         options=channel_arguments(arguments),
     )
     add_services(server, core)
+    if profiler:  # --enable_profiler: TensorFlow's ProfilerService on the same port
+        from lifecycle.server.profiler import add_profiler_service
+
+        add_profiler_service(server)
     health_servicer = None
     if health:
         from grpc_health.v1 import health as grpc_health

@@ -155,7 +155,7 @@ def test_batching_parameters_file(tmp_path: Path) -> None:
 def test_generated_protos_match_their_sources(tmp_path: Path) -> None:
     """The committed *_pb2.py hold the descriptors protoc makes from the .proto files today."""
     repo = Path(__file__).resolve().parents[2]
-    names = ["batching", "monitoring", "ssl"]
+    names = ["batching", "monitoring", "ssl", "profiler"]
     # protoc runs in a child process: in a process that has loaded TensorFlow it can crash.
     args = [sys.executable, "-m", "grpc_tools.protoc", f"-I{repo}", f"--python_out={tmp_path}"]
     args += [f"{repo}/lifecycle/server/protos/{n}.proto" for n in names]
