@@ -11,6 +11,7 @@ imports neither grpc nor TensorFlow until a server is started, so ``--help`` sta
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
@@ -229,11 +230,24 @@ def _create_server(options: ServerOptions) -> RunningServer:
                 log.warning("Prometheus metrics need --rest_api_port; they are not exported")
             metrics_path = prometheus.path
     batching = None
-    if options.enable_batching:
-        from lifecycle.server.batching import BatchingOptions, read_batching_parameters
+    if options.platform_config_file:
+        # As TF Serving: the platform config replaces what the session and batching flags build.
+        from lifecycle.server.platform_config import read_platform_config
 
-        batching = (read_batching_parameters(options.batching_parameters_file) if options.batching_parameters_file
-                    else BatchingOptions(thread_pool_name="model_server_batch_threads"))
+        platform = read_platform_config(options.platform_config_file)
+        batching, session = platform.batching, platform.session_config
+        options = dataclasses.replace(
+            options, saved_model_tags=platform.saved_model_tags, enable_model_warmup=platform.enable_model_warmup,
+            num_request_iterations_for_warmup=platform.num_request_iterations_for_warmup,
+            prefer_tflite_model=platform.prefer_tflite_model,
+            enable_per_model_batching_parameters=platform.per_model_batching)
+    else:
+        session = session_config(options)
+        if options.enable_batching:
+            from lifecycle.server.batching import BatchingOptions, read_batching_parameters
+
+            batching = (read_batching_parameters(options.batching_parameters_file) if options.batching_parameters_file
+                        else BatchingOptions(thread_pool_name="model_server_batch_threads"))
     core = ServerCore(
         ManagerOptions(
             file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
@@ -245,7 +259,7 @@ def _create_server(options: ServerOptions) -> RunningServer:
             num_load_threads=options.num_load_threads or 4,
             num_unload_threads=options.num_unload_threads or 4,
             prefer_tflite_model=options.prefer_tflite_model,
-            session_config=session_config(options),
+            session_config=session,
         ),
         batching=batching,
         method_name_check=options.enable_signature_method_name_check,

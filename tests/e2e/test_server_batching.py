@@ -230,3 +230,64 @@ def test_per_model_batching_parameters(tmp_path: Path) -> None:
     finally:
         client.close()
         server.stop()
+
+
+@pytest.mark.e2e
+def test_platform_config_file_sets_session_batching_and_tags(tmp_path: Path) -> None:
+    """--platform_config_file: the tensorflow platform's legacy_config replaces the flags, as in TF Serving."""
+    from lifecycle.errors import StartupError
+    from lifecycle.server import ServerOptions, create_server
+    from lifecycle.server.platform_config import read_platform_config
+    from tests.support.savedmodels import build_batch_reporter
+    from tests.support.server_support import Client, model_config, server_config, value
+
+    build_batch_reporter(tmp_path / "rep" / "1")
+    platform = tmp_path / "platform.config"
+    platform.write_text("""platform_configs {
+  key: "tensorflow"
+  value {
+    source_adapter_config {
+      [type.googleapis.com/tensorflow.serving.SavedModelBundleSourceAdapterConfig] {
+        legacy_config {
+          session_config { intra_op_parallelism_threads: 1 inter_op_parallelism_threads: 1 }
+          batching_parameters { max_batch_size { value: 4 } batch_timeout_micros { value: 0 }
+                                allowed_batch_sizes: 2 allowed_batch_sizes: 4 }
+          saved_model_tags: "serve"
+          model_warmup_options { num_request_iterations { value: 3 } }
+        }
+      }
+    }
+  }
+}
+""")
+    settings = read_platform_config(platform)
+    from tensorflow.core.protobuf import config_pb2
+
+    session = config_pb2.ConfigProto.FromString(settings.session_config)
+    assert (session.intra_op_parallelism_threads, session.inter_op_parallelism_threads) == (1, 1)
+    assert (settings.batching.max_batch_size, settings.num_request_iterations_for_warmup) == (4, 3)
+    assert settings.enable_model_warmup is False  # proto3 default, as TF Serving reads the file
+
+    # Batching is on although --enable_batching is not: a lone row runs padded to 2.
+    with create_server(ServerOptions(model_config=server_config(model_config("rep", tmp_path / "rep")),
+                                     file_system_poll_wait_seconds=0, platform_config_file=str(platform))) as server:
+        client = Client(server.grpc_address)
+        try:
+            assert value(client.predict("rep", [[1.0]]), "batch").tolist() == [2]
+            with pytest.raises(grpc.RpcError) as info:
+                client.predict("rep", [[1.0]] * 5)
+            assert info.value.details() == "Task size 5 is larger than maximum input batch size 4"
+        finally:
+            client.close()
+
+    # Tags from the file: a model exported with "serve" does not load for tag "gpu".
+    platform.write_text(platform.read_text().replace('saved_model_tags: "serve"', 'saved_model_tags: "gpu"'))
+    with pytest.raises(StartupError, match="gpu"):
+        create_server(ServerOptions(model_config=server_config(model_config("rep", tmp_path / "rep")),
+                                    file_system_poll_wait_seconds=0, platform_config_file=str(platform),
+                                    max_num_load_retries=0))
+    platform.write_text("platform_configs { key: 'tensorflow' value { source_adapter_config { "
+                        "[type.googleapis.com/tensorflow.serving.SavedModelBundleSourceAdapterConfig] "
+                        "{ legacy_config { no_such_field: 1 } } } } }")
+    with pytest.raises(InvalidArgument, match="Invalid protobuf file: .*no_such_field"):
+        read_platform_config(platform)
