@@ -90,7 +90,7 @@ def main() -> int:
     grpc_port, rest_port = free_port(), free_port()
     os.environ.update(env)
     served = api.serve(engine="embedded", grpc_port=grpc_port, rest_port=rest_port, detach=True, paths=paths)
-    address = served.servers[0]["grpc"]
+    address = served.servers[0].grpc
     try:
         print(f"model {model}, versions {a} <-> {b}, server {address} (embedded, child process)")
         # --- promote vs the model's own load time -------------------------------------------
@@ -133,7 +133,7 @@ def main() -> int:
             f"{k} {statistics.median(v) * 1000:.1f}" for k, v in steps.items()))
 
         # --- status wall time ------------------------------------------------------------------
-        fleet.write_servers_file(paths, [fleet.ServerSpec(address, served.servers[0]["rest"])])
+        fleet.write_servers_file(paths, [fleet.ServerSpec(address, served.servers[0].rest)])
         py = sys.executable
         wall([py, "-m", "lifecycle", "status", "--json"], env, 1)  # warm the file cache
         status_s = wall([py, "-m", "lifecycle", "status", "--json"], env, args.status_runs)

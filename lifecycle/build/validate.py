@@ -222,7 +222,7 @@ def run_signature(fn: Callable[..., Any], inputs: Mapping[str, np.ndarray], outp
     return tf.make_ndarray(tf.make_tensor_proto(result[output].numpy()))
 
 
-def check_mask(mask: np.ndarray, height: int, width: int, num_classes: int) -> None:
+def check_segmentation_map(mask: np.ndarray, height: int, width: int, num_classes: int) -> None:
     """A segmentation map must be int32 [1, height, width] with values in [0, num_classes)."""
     if mask.dtype != np.int32 or mask.shape != (1, height, width):
         raise ValidationFailed(
@@ -375,7 +375,7 @@ def validate_export(
         mask = run_signature(fn, decoded, output)
     except (tf.errors.OpError, ValueError, KeyError) as e:
         raise ValidationFailed(f"the export did not answer the test request: {str(e).splitlines()[0]}", check="round_trip") from e
-    check_mask(mask, h, w, num_classes)
+    check_segmentation_map(mask, h, w, num_classes)
     checks["round_trip"] = f"[1,{h},{w}] int32 mask from TensorProtos through the export loaded from disk"
     lap("round_trip_s")
 

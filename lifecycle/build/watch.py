@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from lifecycle.errors import (
     LifecycleError,
     PreviouslyFailed,
 )
+from lifecycle.store.registry import Attempt, ModelRecord
 
 DEFAULT_SETTLE_S = 2.0
 POLL_S = 0.2
@@ -77,7 +78,7 @@ class WatchEvent:
     version: int | None = None
     miou: float | None = None
     pending: int = 0  # checkpoints seen and not yet handled (settling, incomplete, queued)
-    time: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
@@ -460,3 +461,22 @@ class Watcher:
             self.summary.promoted.append(result.version)
             self.emit("promoted", message, **where)
 
+
+def failed_before(rec: ModelRecord, digest: str, definition: Path) -> Attempt | None:
+    """The latest attempt at ``digest`` that failed a validation check since the definition last changed.
+
+    Export failures (a full disk, a killed process) are not remembered: they may pass next time.
+    """
+    try:
+        changed = definition.stat().st_mtime
+    except OSError:
+        changed = 0.0
+    for a in reversed(rec.attempts):
+        if a.checkpoint_digest != digest or a.check == "export":
+            continue
+        try:
+            when = datetime.fromisoformat(a.time).timestamp()
+        except ValueError:
+            continue
+        return a if when >= int(changed) else None
+    return None

@@ -137,9 +137,7 @@ def render_status(report: api.StatusReport) -> None:
             stdout.print(f"[yellow]warning:[/yellow] {escape(w)}")
         if m.last_event:
             e = m.last_event
-            stdout.print(
-                f"last rollout: {e['time']} {e['action']} {e['from_version']} -> {e['to_version']}: {e['result']}"
-            )
+            stdout.print(f"last rollout: {e.time} {e.action} {e.from_version} -> {e.to_version}: {e.result}")
     if report.servers:
         for addr, state in report.servers.items():
             stdout.print(f"server {addr}: {escape(state)}")
@@ -181,11 +179,11 @@ def history(model: ModelArg, as_json: JsonOption = False) -> None:
     for col in ("time", "user", "action", "from -> to", "result", "reason", "detail"):
         table.add_column(col)
     for e in report.events:
-        result = e["result"] + (" (forced)" if e["forced"] else "")
-        colour = "green" if e["result"] in ("ok", "recovered") else "red"
+        result = e.result + (" (forced)" if e.forced else "")
+        colour = "green" if e.result in ("ok", "recovered") else "red"
         table.add_row(
-            e["time"], e["user"], e["action"], f"{_v(e['from_version'])} -> {_v(e['to_version'])}",
-            f"[{colour}]{escape(result)}[/{colour}]", escape(e["reason"]), escape(e["detail"]),
+            e.time, e.user, e.action, f"{_v(e.from_version)} -> {_v(e.to_version)}",
+            f"[{colour}]{escape(result)}[/{colour}]", escape(e.reason), escape(e.detail),
         )
     stdout.print(table)
 
@@ -358,9 +356,9 @@ def render_serve(result: api.ServeResult) -> None:
     if result.recovered:
         stdout.print(f"[yellow]recovered:[/yellow] {escape(result.recovered)}")
     for s in result.servers:
-        rest = f", REST http://{s['rest']}" if s["rest"] else ""
-        log = f", log {s['log']}" if s["log"] else ""
-        stdout.print(f"{result.engine} server pid {s['pid']}: gRPC {s['grpc']}{rest} on {result.config_file}{log}")
+        rest = f", REST http://{s.rest}" if s.rest else ""
+        log = f", log {s.log}" if s.log else ""
+        stdout.print(f"{result.engine} server pid {s.pid}: gRPC {s.grpc}{rest} on {result.config_file}{log}")
 
 
 @app.command()
@@ -381,7 +379,7 @@ def stop(
     if not result.stopped:
         stdout.print("No running server started by mlc serve.")
     for s in result.stopped:
-        stdout.print(f"stopped server pid {s['pid']} (gRPC {s['grpc']})")
+        stdout.print(f"stopped server pid {s.pid} (gRPC {s.grpc})")
 
 
 # --- register ------------------------------------------------------------------------------

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lifecycle.build.validate import confusion_matrix, segmentation_metrics
+from lifecycle.errors import UsageError
+from lifecycle.store import registry
+from lifecycle.store.config import Paths, load_definition, validation_settings
 
 
 @dataclass(frozen=True)
@@ -149,3 +152,111 @@ def loaded(model: str, version: int, path: Path, signature: str, output: str) ->
         yield v
     finally:
         v.close()
+
+
+# --- mlc diff -------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageDiff:
+    """How B's mask of one image compares with A's."""
+
+    image: str
+    width: int
+    height: int
+    agreement: float
+    miou: float
+    differing_pixels: int
+    picture: str
+
+
+@dataclass
+class EvalDiff:
+    """How B compares with A on the evaluation set, and each against the ground truth."""
+
+    images: int
+    size: int
+    agreement: float
+    miou: float
+    differing_pixels: int
+    miou_a: float
+    miou_b: float
+
+
+@dataclass
+class DiffResult:
+    """The result of ``mlc diff``."""
+
+    model: str
+    a: int
+    b: int
+    signature_changes: list[dict[str, Any]]
+    images: list[ImageDiff]
+    eval: EvalDiff | None
+
+    @property
+    def identical(self) -> bool:
+        """Same signatures and the same mask in every pixel compared."""
+        return not self.signature_changes and all(i.differing_pixels == 0 for i in self.images) and (
+            self.eval is None or self.eval.differing_pixels == 0
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {**asdict(self), "identical": self.identical}
+
+
+def compare_versions(
+    paths: Paths, model: str, a: int, b: int, images: list[str | Path] | None = None, out: str | Path = "."
+) -> DiffResult:
+    """``mlc diff``: signatures, and masks on the test image, ``images`` and the evaluation set.
+
+    Writes ``<model>-<A>-vs-<B>.<image>.png`` (photo | mask A | mask B | disagreement) into ``out``
+    for each image.
+    """
+    definition = load_definition(paths, model)
+    record = registry.load(paths).model(model)
+    record.version(a)  # VersionNotFound names the registered versions
+    record.version(b)
+    settings = validation_settings(definition)
+    photo_paths = [settings.test_image, *(Path(p) for p in images or [])]
+    stems = [p.name.rsplit(".", 1)[0] for p in photo_paths]
+    clash = sorted({s for s in stems if stems.count(s) > 1})
+    if clash:
+        raise UsageError(f"several images are named {clash[0]}; their pictures would overwrite each other")
+
+    from lifecycle.build import deeplab  # TensorFlow from here on
+    from lifecycle.build.validate import read_signatures
+    from lifecycle.predictions import pictures
+
+    photos = [pictures.read_photo(p) for p in photo_paths]
+    dir_a, dir_b = paths.store.version_path(model, a), paths.store.version_path(model, b)
+    changes = signature_changes(read_signatures(dir_a), read_signatures(dir_b))
+    num_classes = int(definition.network.get("num_classes", 21))
+    names = [deeplab.class_name(i, num_classes) for i in range(num_classes)]
+    key, output = definition.signature.key, definition.signature.outputs[0].name
+    ev = settings.eval
+    eval_images, eval_labels = deeplab.SyntheticSet(ev.seed, ev.count, ev.size).arrays()
+
+    folder = Path(out)
+    image_diffs = []
+    with loaded(model, a, dir_a, key, output) as va, loaded(model, b, dir_b, key, output) as vb:
+        for path, stem, photo in zip(photo_paths, stems, photos, strict=True):
+            batch = photo[None].astype(np.float32)
+            mask_a, mask_b = va.segment(batch)[0], vb.segment(batch)[0]
+            agree = agreement(mask_a, mask_b, num_classes, names)
+            picture = pictures.write_png(folder / f"{model}-{a}-vs-{b}.{stem}.png",
+                                         pictures.diff_strip(photo, mask_a, mask_b))
+            image_diffs.append(
+                ImageDiff(str(path), int(photo.shape[1]), int(photo.shape[0]), agree.agreement, agree.miou,
+                          agree.differing, str(picture))
+            )
+        masks_a, masks_b = va.segment(eval_images), vb.segment(eval_images)
+    agree = agreement(masks_a, masks_b, num_classes, names)
+    eval_diff = EvalDiff(
+        images=len(eval_images), size=ev.size, agreement=agree.agreement, miou=agree.miou,
+        differing_pixels=agree.differing,
+        miou_a=miou_against_truth(eval_labels, masks_a, num_classes, names),
+        miou_b=miou_against_truth(eval_labels, masks_b, num_classes, names),
+    )
+    return DiffResult(model, a, b, [asdict(c) | {"description": c.describe()} for c in changes], image_diffs, eval_diff)

@@ -15,12 +15,15 @@ does not define is called with the classic DeepLab contract (``predict_images`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lifecycle.errors import ResponseMismatch
+from lifecycle.errors import ResponseMismatch, ServerUnavailable, UsageError
+from lifecycle.serving import fleet
+from lifecycle.store.config import Paths, check_model_name, load_definition
 
 if TYPE_CHECKING:  # pragma: no cover
     from tensorflow_serving.apis import predict_pb2
@@ -33,7 +36,7 @@ CLASSIC_NUM_CLASSES = 21
 
 
 @dataclass(frozen=True)
-class Target:
+class RequestTarget:
     """What a request asks for: model, version or label, the signature and its output."""
 
     model: str
@@ -60,7 +63,7 @@ class Answer:
     version: int | None
 
 
-def request(target: Target, photo: np.ndarray) -> predict_pb2.PredictRequest:
+def request(target: RequestTarget, photo: np.ndarray) -> predict_pb2.PredictRequest:
     """The PredictRequest for one uint8 RGB photo [H, W, 3]."""
     from lifecycle.build.validate import predict_request
 
@@ -72,7 +75,7 @@ def request(target: Target, photo: np.ndarray) -> predict_pb2.PredictRequest:
     return req
 
 
-def rest_body(target: Target, photo: np.ndarray) -> dict[str, Any]:
+def rest_body(target: RequestTarget, photo: np.ndarray) -> dict[str, Any]:
     """TF Serving's columnar REST body for one photo (pixel values as JSON integers)."""
     h, w = photo.shape[:2]
     return {
@@ -81,7 +84,7 @@ def rest_body(target: Target, photo: np.ndarray) -> dict[str, Any]:
     }
 
 
-def check_mask(target: Target, value: Any, height: int, width: int, where: str) -> np.ndarray:
+def mask_from_answer(target: RequestTarget, value: Any, height: int, width: int, where: str) -> np.ndarray:
     """The answer as an int32 [H, W] class map; ResponseMismatch if it breaks the contract."""
     try:
         mask = np.asarray(value)
@@ -100,20 +103,20 @@ def check_mask(target: Target, value: Any, height: int, width: int, where: str) 
     return mask[0].astype(np.int32)
 
 
-def _from_response(target: Target, response: predict_pb2.PredictResponse, photo: np.ndarray, where: str) -> Answer:
+def _from_response(target: RequestTarget, response: predict_pb2.PredictResponse, photo: np.ndarray, where: str) -> Answer:
     import tensorflow as tf
 
     if target.output not in response.outputs:
         raise ResponseMismatch(
             f"{where} answered outputs {sorted(response.outputs)}, not {target.output!r}"
         )
-    mask = check_mask(target, tf.make_ndarray(response.outputs[target.output]), *photo.shape[:2], where)
+    mask = mask_from_answer(target, tf.make_ndarray(response.outputs[target.output]), *photo.shape[:2], where)
     version = response.model_spec.version.value if response.model_spec.HasField("version") else None
     return Answer(mask, version)
 
 
 def predict_grpc(
-    client: ServingClient, target: Target, photos: list[np.ndarray], timeout: float, use_async: bool
+    client: ServingClient, target: RequestTarget, photos: list[np.ndarray], timeout: float, use_async: bool
 ) -> list[Answer]:
     """Send every photo over gRPC: one after another, or all at once through ``Predict.future``."""
     where = f"server {client.grpc_address}"
@@ -126,7 +129,7 @@ def predict_grpc(
     return [_from_response(target, r, p, where) for r, p in zip(responses, photos, strict=True)]
 
 
-def predict_rest(client: ServingClient, target: Target, photos: list[np.ndarray], timeout: float) -> list[Answer]:
+def predict_rest(client: ServingClient, target: RequestTarget, photos: list[np.ndarray], timeout: float) -> list[Answer]:
     """Send every photo to ``POST /v1/models/<m>[/versions/N|/labels/L]:predict``.
 
     TF Serving's REST answer does not say which version answered; it is read from the
@@ -145,8 +148,132 @@ def predict_rest(client: ServingClient, target: Target, photos: list[np.ndarray]
             outputs = outputs[target.output]
         if outputs is None:
             raise ResponseMismatch(f"{where} answered without 'outputs'")
-        answers.append(Answer(check_mask(target, outputs, *photo.shape[:2], where), None))
+        answers.append(Answer(mask_from_answer(target, outputs, *photo.shape[:2], where), None))
     version = target.version if target.version is not None else client.serving_version(
         target.model, label=target.label, timeout=timeout
     )
     return [Answer(a.mask, version) for a in answers]
+
+
+# --- mlc predict ----------------------------------------------------------------------------
+
+
+@dataclass
+class ImagePrediction:
+    """One photo's answer as ``mlc predict`` reports it."""
+
+    image: str
+    width: int
+    height: int
+    version: int | None
+    mask: str
+    overlay: str
+    classes: dict[str, float]
+
+
+@dataclass
+class PredictResult:
+    """The result of ``mlc predict``."""
+
+    model: str
+    server: str
+    transport: str  # grpc | rest
+    call: str  # sync | async
+    asked: str  # "version 3", "label stable" or "latest"
+    images: list[ImagePrediction]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return asdict(self)
+
+
+def predict_photos(
+    paths: Paths,
+    model: str,
+    images: list[str | Path],
+    version: int | None = None,
+    label: str | None = None,
+    server: str | None = None,
+    rest: bool = False,
+    use_async: bool = False,
+    timeout: float = 30.0,
+    out: str | Path = ".",
+) -> PredictResult:
+    """``mlc predict``: send photos to the served model; write a mask and an overlay PNG for each.
+
+    Every photo is read before anything is sent, so a file that is not an image sends nothing.
+    """
+    check_model_name(model)
+    if version is not None and label is not None:
+        raise UsageError("give --version or --label, not both")
+    if use_async and rest:
+        raise UsageError("--async is a gRPC call (Predict.future); it does not combine with --rest")
+    if timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    if not images:
+        raise UsageError("name at least one image")
+    stems = [Path(p).name.rsplit(".", 1)[0] for p in images]
+    clash = sorted({s for s in stems if stems.count(s) > 1})
+    if clash:
+        raise UsageError(f"several images would write {clash[0]}.mask.png; predict them into different --out folders")
+
+    from lifecycle.predictions import pictures  # TensorFlow from here on
+    from lifecycle.serving.client import ServingClient
+
+    photos = [pictures.read_photo(p) for p in images]
+    target = request_target(paths, model, version, label)
+    grpc_address, rest_address = server_addresses(paths, server, rest)
+    with ServingClient(grpc_address or "", rest_address, timeout=timeout) as client:
+        if rest:
+            answers = predict_rest(client, target, photos, timeout)
+        else:
+            answers = predict_grpc(client, target, photos, timeout, use_async)
+
+    folder = Path(out)
+    results = []
+    for path, stem, photo, answer in zip(images, stems, photos, answers, strict=True):
+        mask_file = pictures.write_png(folder / f"{stem}.mask.png", pictures.mask_image(answer.mask))
+        overlay_file = pictures.write_png(folder / f"{stem}.overlay.png", pictures.overlay(photo, answer.mask))
+        results.append(
+            ImagePrediction(
+                image=str(path), width=int(photo.shape[1]), height=int(photo.shape[0]), version=answer.version,
+                mask=str(mask_file), overlay=str(overlay_file),
+                classes=pictures.class_shares(answer.mask, target.num_classes),
+            )
+        )
+    return PredictResult(
+        model=model,
+        server=(rest_address if rest else grpc_address) or "",
+        transport="rest" if rest else "grpc",
+        call="async" if use_async else "sync",
+        asked=target.describe(),
+        images=results,
+    )
+
+
+def request_target(paths: Paths, model: str, version: int | None, label: str | None) -> RequestTarget:
+    """The request target: signature and output from configs/<model>.yaml, else the classic contract."""
+    if not paths.definition_file(model).exists():
+        return RequestTarget(model, version, label)
+    definition = load_definition(paths, model)
+    output = definition.signature.outputs[0].name
+    num_classes = int(definition.network.get("num_classes", 21))
+    return RequestTarget(model, version, label, definition.signature.key, output, num_classes)
+
+
+def server_addresses(paths: Paths, server: str | None, rest: bool) -> tuple[str | None, str | None]:
+    """(gRPC address, REST address): ``--server`` names the one the transport uses."""
+    if server is not None:
+        return (None, server) if rest else (server, None)
+    known = fleet.load(paths)
+    for spec in known.servers:
+        if not rest or spec.rest:
+            return spec.grpc, spec.rest
+    if known.servers:
+        raise ServerUnavailable(
+            f"no server in {known.source} has a REST address; pass --server HOST:PORT with --rest"
+        )
+    raise ServerUnavailable(
+        "no server is known: start one with `mlc serve`, list yours in configs/servers.yaml, "
+        "or pass --server HOST:PORT"
+    )

@@ -1,4 +1,4 @@
-"""The servers mlc drives, and the local server processes ``mlc serve`` runs.
+"""The servers mlc drives: configs/servers.yaml, else the records of ``mlc serve``.
 
 Which servers: ``configs/servers.yaml`` when it exists (written by people, one entry per
 replica), else the servers ``mlc serve`` started, as recorded under ``.mlc/servers/``::
@@ -15,7 +15,8 @@ replica), else the servers ``mlc serve`` started, as recorded under ``.mlc/serve
 
 Every server reads the same ``configs/models.config``. ``mlc serve`` starts every listed
 server on this machine (or one on the default ports without a servers file) and writes one
-record per process, ``.mlc/servers/<grpc port>.json``, which ``mlc stop`` uses.
+record per process, ``.mlc/servers/<grpc port>.json``, which ``mlc stop`` uses; starting,
+supervising and stopping those processes is :mod:`lifecycle.serving.processes`.
 
 This module must not import TensorFlow or grpc: ``status`` goes through it.
 """
@@ -24,27 +25,28 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from lifecycle.errors import ConfigError, ServerUnavailable, UsageError
+from lifecycle.errors import ConfigError
 from lifecycle.store.config import Paths, load_yaml_file
 from lifecycle.store.files import atomic_write_text
 from lifecycle.store.registry import now_iso
 
-RELOAD_MODES = ("request", "poll")
-ENGINES = ("auto", "embedded", "tfserving")
+
+class ReloadMode(str, Enum):
+    """How servers learn of a new configs/models.config."""
+
+    request = "request"  # mlc sends HandleReloadConfigRequest
+    poll = "poll"  # the servers poll the file (--model_config_file_poll_wait_seconds)
+
+
+RELOAD_MODES = tuple(m.value for m in ReloadMode)
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_REST_PORT = 8501
 DEFAULT_POLL_SECONDS = 1
-TFSERVING_BINARY = "tensorflow_model_server"
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def _is_our_process(record: ServerRecord) -> bool:
+def is_ours(record: ServerRecord) -> bool:
     """The recorded pid still runs the recorded command (guards against pid reuse)."""
     if not pid_alive(record.pid):
         return False
@@ -212,7 +214,7 @@ def live_records(paths: Paths) -> list[ServerRecord]:
     """Records whose process still runs; records of dead processes are removed."""
     alive = []
     for rec in read_records(paths):
-        if _is_our_process(rec):
+        if is_ours(rec):
             alive.append(rec)
         else:
             remove_record(paths, rec)
@@ -244,150 +246,3 @@ def load(paths: Paths) -> Fleet:
         return Fleet(parse_servers(load_yaml_file(file, "servers file"), file), "configs/servers.yaml")
     records = live_records(paths)
     return Fleet([r.spec() for r in records], "mlc serve records" if records else "none")
-
-
-# --- starting and stopping servers ----------------------------------------------------------
-
-
-def resolve_engine(engine: str) -> str:
-    """auto -> tfserving when tensorflow_model_server is on PATH, else embedded."""
-    if engine not in ENGINES:
-        raise UsageError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
-    if engine == "auto":
-        return "tfserving" if shutil.which(TFSERVING_BINARY) else "embedded"
-    if engine == "tfserving" and not shutil.which(TFSERVING_BINARY):
-        raise UsageError(f"--engine tfserving: {TFSERVING_BINARY} is not on PATH; use --engine embedded")
-    return engine
-
-
-def server_command(engine: str, spec: ServerSpec, config_file: Path) -> list[str]:
-    """tensorflow_model_server's command line for ``spec`` (same flags for both engines)."""
-    grpc_port = spec.grpc.rpartition(":")[2]
-    flags = [f"--port={grpc_port}", f"--model_config_file={config_file}"]
-    if spec.rest:
-        flags.append(f"--rest_api_port={spec.rest.rpartition(':')[2]}")
-    if spec.reload == "poll":
-        # The server reads the labelled file at start-up, before any version is AVAILABLE.
-        flags.append(f"--model_config_file_poll_wait_seconds={spec.poll_seconds}")
-        flags.append("--allow_version_labels_for_unavailable_models=true")
-    if engine == "tfserving":
-        return [shutil.which(TFSERVING_BINARY) or TFSERVING_BINARY, *flags]
-    return [sys.executable, "-m", "lifecycle.server.main", *flags]
-
-
-def _child_env() -> dict[str, str]:
-    """The environment for a server child: it imports this mlc even when not pip-installed."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _die_with_parent(parent: int) -> Any:
-    """A preexec_fn: the child gets SIGTERM when its parent dies (Linux PR_SET_PDEATHSIG).
-
-    Set between fork and exec, so it holds for any server binary; the signal comes when the
-    forking thread ends, so start_process must be called from a thread that lives as long as
-    the foreground serve (the main thread). If the parent died before the prctl, exit at once.
-    """
-    def arm() -> None:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return arm if sys.platform.startswith("linux") else None
-
-
-def start_process(paths: Paths, engine: str, spec: ServerSpec, detach: bool) -> tuple[subprocess.Popen[bytes], ServerRecord]:
-    """Start one server process on configs/models.config and record it."""
-    command = server_command(engine, spec, paths.serving_config)
-    log: Path | None = None
-    if detach:
-        log = paths.state_dir / "logs" / f"server-{spec.grpc.rpartition(':')[2]}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        out = open(log, "ab")
-        proc = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env=_child_env(), start_new_session=True, cwd=paths.home,
-        )
-        out.close()
-    else:
-        # A foreground server must not outlive `mlc serve`, even one killed with SIGKILL.
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=_child_env(), cwd=paths.home,
-                                preexec_fn=_die_with_parent(os.getpid()))
-    record = ServerRecord(
-        pid=proc.pid, engine=engine, grpc=spec.grpc, rest=spec.rest, reload=spec.reload,
-        poll_seconds=spec.poll_seconds, config_file=str(paths.serving_config),
-        log=None if log is None else str(log), command=command, detached=detach,
-    )
-    write_record(paths, record)
-    return proc, record
-
-
-def wait_ready(
-    proc: subprocess.Popen[bytes], record: ServerRecord, expect: Mapping[str, int], timeout: float
-) -> None:
-    """Wait until the server answers and reports each ``expect`` model's version AVAILABLE."""
-    from lifecycle.serving.client import rest_model_status, tcp_ready
-
-    deadline = time.monotonic() + timeout
-    pending = dict(expect)
-    while True:
-        code = proc.poll()
-        if code is not None:
-            tail = ""
-            if record.log and Path(record.log).exists():
-                lines = Path(record.log).read_text(errors="replace").strip().splitlines()
-                tail = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
-            raise ServerUnavailable(
-                f"server {record.grpc} exited with code {code} while starting"
-                + (f": {tail.strip()}" if tail else "")
-                + (f" (log: {record.log})" if record.log else "")
-            )
-        try:
-            up = tcp_ready(record.grpc) and (record.rest is None or tcp_ready(record.rest))
-            if up and record.rest:
-                for model, version in list(pending.items()):
-                    states = rest_model_status(record.rest, model, timeout=1.0)
-                    if states.get(version) is not None and states[version].state == "AVAILABLE":
-                        del pending[model]
-                if not pending:
-                    return
-            elif up:
-                return
-        except Exception:  # noqa: BLE001 - not up yet; the deadline decides
-            pass
-        if time.monotonic() > deadline:
-            raise ServerUnavailable(
-                f"server {record.grpc} did not become ready within {timeout:.0f} s"
-                + (f" (log: {record.log})" if record.log else "")
-            )
-        time.sleep(0.1)
-
-
-def stop_record(paths: Paths, record: ServerRecord, grace: float = 10.0) -> bool:
-    """Stop one recorded server (SIGTERM, then SIGKILL after ``grace``); True if it was running."""
-    was_running = _is_our_process(record)
-    if was_running:
-        try:
-            os.kill(record.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            was_running = False
-        deadline = time.monotonic() + grace
-        while was_running and pid_alive(record.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if pid_alive(record.pid):
-            try:
-                os.kill(record.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    remove_record(paths, record)
-    return was_running

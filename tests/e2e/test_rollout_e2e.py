@@ -213,12 +213,12 @@ def test_fleet_of_three_with_one_killed_mid_promote_reverts_all(
         monkeypatch.setenv(k, v)
     result = api.serve(engine="embedded", detach=True, paths=paths, timeout=120)
     try:
-        assert [s["grpc"] for s in result.servers] == [s.grpc for s in specs]
+        assert [s.grpc for s in result.servers] == [s.grpc for s in specs]
         config = paths.serving_config.read_bytes()
 
         # 1. A replica dies while the candidate loads: the other two go back to stable 1.
         monkeypatch.setenv(failpoints.ENV, "journal:sandbox:done=pause:1")  # mlc waits there while the test kills
-        killer = _kill_when(paths, result.servers[1]["pid"], "sandbox:done")
+        killer = _kill_when(paths, result.servers[1].pid, "sandbox:done")
         with Load(specs[0].grpc, allowed={1}) as load:
             with pytest.raises(PromotionFailed, match="reverted, stable 1 serves again"):
                 api.promote(MODEL, 2, paths=paths, timeout=30)
@@ -237,10 +237,10 @@ def test_fleet_of_three_with_one_killed_mid_promote_reverts_all(
         # 2. `mlc serve` restarts the missing replica; then one dies after the label moved
         #    everywhere: the others go back through {1, 2} to stable 1 (labels stay on AVAILABLE versions).
         restarted = api.serve(engine="embedded", detach=True, paths=paths, timeout=120)
-        assert [s["grpc"] for s in restarted.servers] == [specs[1].grpc]
+        assert [s.grpc for s in restarted.servers] == [specs[1].grpc]
         assert states(paths, specs[1].grpc) == {1: "AVAILABLE"}
         monkeypatch.setenv(failpoints.ENV, "journal:label:done=pause:1")
-        killer = _kill_when(paths, result.servers[2]["pid"], "label:done")
+        killer = _kill_when(paths, result.servers[2].pid, "label:done")
         with Load(specs[0].grpc, allowed={1, 2}) as load:
             with pytest.raises(PromotionFailed, match="failed at step 'drop'"):
                 api.promote(MODEL, 2, paths=paths, timeout=30)

@@ -1,4 +1,4 @@
-"""Unit tests of the pictures (lifecycle.predictions.images) and of checking answers (lifecycle.predictions.predict)."""
+"""Unit tests of the pictures (lifecycle.predictions.pictures) and of checking answers (lifecycle.predictions.predict)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from PIL import Image
 
 from lifecycle.build.deeplab import voc_palette
 from lifecycle.errors import ImageError, ResponseMismatch
-from lifecycle.predictions.images import (
+from lifecycle.predictions.pictures import (
     class_shares,
     diff_strip,
     mask_image,
@@ -18,7 +18,7 @@ from lifecycle.predictions.images import (
     read_photo,
     write_png,
 )
-from lifecycle.predictions.predict import Target, check_mask, rest_body
+from lifecycle.predictions.predict import RequestTarget, mask_from_answer, rest_body
 
 
 def test_read_photo_reads_any_mode_as_rgb(tmp_path: Path) -> None:
@@ -78,16 +78,16 @@ def test_class_shares_by_name_largest_first() -> None:
 
 
 def test_answers_are_checked_against_the_contract() -> None:
-    target = Target("deeplab")
+    target = RequestTarget("deeplab")
     good = np.zeros((1, 2, 3), np.int32)
-    assert check_mask(target, good, 2, 3, "server x").shape == (2, 3)
+    assert mask_from_answer(target, good, 2, 3, "server x").shape == (2, 3)
     for bad, words in ((np.zeros((1, 3, 2), np.int32), r"int32 \[1, 3, 2\], expected int32 \[1, 2, 3\]"),
                        (np.zeros((1, 2, 3), np.float32), "float32"),
                        (np.full((1, 2, 3), 21, np.int32), "outside the model's 21 classes"),
                        ([[[0, 1], [0]]], "not a rectangular array")):
         with pytest.raises(ResponseMismatch, match=words):
-            check_mask(target, bad, 2, 3, "server x")
-    body = rest_body(Target("deeplab", signature="predict_images"), np.zeros((2, 3, 3), np.uint8))
+            mask_from_answer(target, bad, 2, 3, "server x")
+    body = rest_body(RequestTarget("deeplab", signature="predict_images"), np.zeros((2, 3, 3), np.uint8))
     assert body["signature_name"] == "predict_images"
     assert (body["inputs"]["height"], body["inputs"]["width"]) == ([2], [3])
     assert np.asarray(body["inputs"]["images"]).shape == (1, 2, 3, 3)

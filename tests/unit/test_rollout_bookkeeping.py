@@ -12,7 +12,7 @@ import pytest
 
 from lifecycle import rollout
 from lifecycle.errors import ConfigError, FailedPrecondition, VersionNotFound
-from lifecycle.serving import fleet, tfs_config
+from lifecycle.serving import fleet, processes, tfs_config
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths
 from tests.support.placeholders import add_placeholder_versions, history
@@ -103,7 +103,7 @@ def test_no_servers_and_stale_records_are_pruned(bare_home: Paths) -> None:
 
 def test_server_command_uses_tf_serving_flags(bare_home: Paths) -> None:
     spec = fleet.ServerSpec("127.0.0.1:8500", "127.0.0.1:8501", "poll", 2)
-    cmd = fleet.server_command("embedded", spec, bare_home.serving_config)
+    cmd = processes.server_command("embedded", spec, bare_home.serving_config)
     assert cmd[1:3] == ["-m", "lifecycle.server.main"]
     assert cmd[3:] == ["--port=8500", f"--model_config_file={bare_home.serving_config}", "--rest_api_port=8501",
                        "--model_config_file_poll_wait_seconds=2", "--allow_version_labels_for_unavailable_models=true"]

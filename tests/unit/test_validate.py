@@ -103,12 +103,12 @@ def test_metrics_from_confusion() -> None:
 
 def test_mask_and_parity_checks() -> None:
     mask = np.zeros((1, 4, 5), np.int32)
-    validate.check_mask(mask, 4, 5, 21)
+    validate.check_segmentation_map(mask, 4, 5, 21)
     with pytest.raises(ValidationFailed, match=r"expected int32 \[1, 5, 4\]") as e:
-        validate.check_mask(mask, 5, 4, 21)
+        validate.check_segmentation_map(mask, 5, 4, 21)
     assert e.value.check == "round_trip"
     with pytest.raises(ValidationFailed, match="outside the 21 classes"):
-        validate.check_mask(mask + 21, 4, 5, 21)
+        validate.check_segmentation_map(mask + 21, 4, 5, 21)
     other = mask.copy()
     other[0, 1, 1] = 3
     with pytest.raises(ValidationFailed, match="differs .* in 1 of 20 pixels") as e:

@@ -246,7 +246,7 @@ def test_max_events_and_exit_after_stop_the_watch(tmp_path: Path) -> None:
 def test_a_failed_validation_is_remembered_until_the_definition_changes(tmp_path: Path) -> None:
     import os
 
-    from lifecycle.api import _failed_validation
+    from lifecycle.build.watch import failed_before
     from lifecycle.store.registry import Attempt, ModelRecord
 
     definition = tmp_path / "deeplab.yaml"
@@ -257,8 +257,8 @@ def test_a_failed_validation_is_remembered_until_the_definition_changes(tmp_path
         Attempt("ckpt/b", "sha256:b", "export", "No space left on device", time="2023-11-15T00:00:00+00:00"),
         Attempt("ckpt/c", "sha256:c", "parity", "outputs differ", time="2023-11-14T00:00:00+00:00"),
     ])
-    failed = _failed_validation(rec, "sha256:a", definition)
+    failed = failed_before(rec, "sha256:a", definition)
     assert failed is not None and failed.error == "eval mIoU too low"
-    assert _failed_validation(rec, "sha256:b", definition) is None, "an export failure may pass next time"
-    assert _failed_validation(rec, "sha256:c", definition) is None, "the definition changed since"
-    assert _failed_validation(rec, "sha256:new", definition) is None
+    assert failed_before(rec, "sha256:b", definition) is None, "an export failure may pass next time"
+    assert failed_before(rec, "sha256:c", definition) is None, "the definition changed since"
+    assert failed_before(rec, "sha256:new", definition) is None

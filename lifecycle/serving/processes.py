@@ -1,0 +1,295 @@
+"""The server processes ``mlc serve`` runs on this machine: start, wait ready, supervise, stop.
+
+``mlc serve`` starts every server of this machine listed in configs/servers.yaml (or one on the
+default ports), records each under ``.mlc/servers/`` (:mod:`lifecycle.serving.fleet`), waits
+until each serves the registry's versions, and then either returns (``--detach``) or supervises
+them in the foreground until they exit, SIGTERM or Ctrl-C.
+
+This module must not import TensorFlow or grpc at import time: the CLI imports it for the
+``--engine`` choices.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from lifecycle.errors import LifecycleError, ServerUnavailable, UsageError
+from lifecycle.serving import fleet, tfs_config
+from lifecycle.serving.fleet import ServerRecord, ServerSpec
+from lifecycle.store.config import Paths
+
+TFSERVING_BINARY = "tensorflow_model_server"
+
+
+class Engine(str, Enum):
+    """Which server ``mlc serve`` runs."""
+
+    auto = "auto"  # tfserving when tensorflow_model_server is on PATH, else embedded
+    embedded = "embedded"  # mlc-model-server
+    tfserving = "tfserving"  # tensorflow_model_server
+
+
+ENGINES = tuple(e.value for e in Engine)
+
+Started = tuple["subprocess.Popen[bytes]", ServerRecord]
+
+
+def specs_to_start(
+    paths: Paths, grpc_port: int | None, rest_port: int | None, reload: str
+) -> list[ServerSpec]:
+    """The servers ``mlc serve`` should start here: those of configs/servers.yaml not running yet,
+    or one on the given (default) ports. Refuses a server that already runs."""
+    reload = str(getattr(reload, "value", reload))
+    if reload not in fleet.RELOAD_MODES:
+        raise UsageError(f"--reload must be one of {', '.join(fleet.RELOAD_MODES)}")
+    file = fleet.servers_file(paths)
+    if file.exists():
+        if grpc_port is not None or rest_port is not None:
+            raise UsageError(f"ports come from {file} when it exists; edit it instead of passing --grpc-port/--rest-port")
+        specs = fleet.load(paths).servers
+    else:
+        g = fleet.DEFAULT_GRPC_PORT if grpc_port is None else grpc_port
+        r = fleet.DEFAULT_REST_PORT if rest_port is None else rest_port
+        specs = [ServerSpec(f"127.0.0.1:{g}", f"127.0.0.1:{r}" if r else None, reload)]
+    running = {rec.grpc: rec for rec in fleet.live_records(paths)}
+    if file.exists():  # (re)start the listed servers of this machine that do not run
+        specs = [spec for spec in specs if spec.grpc not in running and fleet.is_local(spec)]
+        if not specs:
+            raise UsageError(f"every server of this machine listed in {file} already runs; stop them with `mlc stop`")
+    for spec in specs:
+        if spec.grpc in running:
+            raise UsageError(
+                f"a server started by mlc already runs at {spec.grpc} (pid {running[spec.grpc].pid}); stop it with `mlc stop`"
+            )
+    return specs
+
+
+def start(
+    paths: Paths, engine: str, specs: list[ServerSpec], serving: tfs_config.Serving, detach: bool, timeout: float
+) -> list[Started]:
+    """Start ``specs`` on configs/models.config and wait until each serves ``serving``.
+
+    The caller holds the registry lock, from this first config write to the last, so no rollout
+    interleaves. Labels may point only at AVAILABLE versions, and nothing is available before a
+    server has started: request-mode servers start on the versions alone and get the labels by
+    a reload once ready. Anything that fails stops what was started and writes the full config.
+    """
+    # The rollout driver is the one piece that makes servers take a config.
+    from lifecycle.rollout import apply_registry_config
+
+    expect = {name: s.labels.get("stable", max(s.versions)) for name, s in serving.items()}
+    poll = all(spec.reload == fleet.ReloadMode.poll.value for spec in specs)
+    if poll:
+        # Polling servers read the labelled file on their own; they start with
+        # --allow_version_labels_for_unavailable_models (TF Serving's rule at start-up).
+        tfs_config.write(paths, tfs_config.build(paths, serving))
+    else:
+        unlabelled = {name: tfs_config.ModelServing(s.versions, {}) for name, s in serving.items()}
+        tfs_config.write(paths, tfs_config.build(paths, unlabelled))
+    started: list[Started] = []
+    try:
+        for spec in specs:
+            started.append(start_process(paths, engine, spec, detach))
+        for proc, record in started:
+            wait_ready(proc, record, expect, timeout)
+        if not poll:
+            apply_registry_config(paths, [record.spec() for _, record in started], timeout)
+    except BaseException:
+        for _, record in started:
+            stop_record(paths, record, grace=5.0)
+        tfs_config.write(paths, tfs_config.build(paths, serving))
+        raise
+    return started
+
+
+def supervise(paths: Paths, started: list[Started]) -> int:
+    """Block until a foreground server exits (its exit code) or SIGTERM/Ctrl-C (0); stop them all."""
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    # Ctrl-C must stop a foreground server even when SIGINT was inherited as ignored (a
+    # non-interactive shell starts background jobs that way, and Python keeps SIG_IGN).
+    previous_int = signal.signal(signal.SIGINT, terminate)
+    try:
+        while all(proc.poll() is None for proc, _ in started):
+            try:
+                started[0][0].wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+        return next(proc.returncode for proc, _ in started if proc.poll() is not None)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+        for proc, record in started:
+            stop_record(paths, record, grace=10.0)
+            proc.wait()
+
+
+def stop(paths: Paths, grpc_port: int | None = None) -> list[ServerRecord]:
+    """Stop the servers ``mlc serve`` started (all, or the one on ``grpc_port``); the ones that ran."""
+    stopped = []
+    for record in fleet.read_records(paths):
+        if grpc_port is not None and record.grpc.rpartition(":")[2] != str(grpc_port):
+            continue
+        if stop_record(paths, record):
+            stopped.append(record)
+    return stopped
+
+
+def resolve_engine(engine: str) -> str:
+    """auto -> tfserving when tensorflow_model_server is on PATH, else embedded."""
+    engine = str(getattr(engine, "value", engine))
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if engine == "auto":
+        return "tfserving" if shutil.which(TFSERVING_BINARY) else "embedded"
+    if engine == "tfserving" and not shutil.which(TFSERVING_BINARY):
+        raise UsageError(f"--engine tfserving: {TFSERVING_BINARY} is not on PATH; use --engine embedded")
+    return engine
+
+
+def server_command(engine: str, spec: ServerSpec, config_file: Path) -> list[str]:
+    """tensorflow_model_server's command line for ``spec`` (same flags for both engines)."""
+    grpc_port = spec.grpc.rpartition(":")[2]
+    flags = [f"--port={grpc_port}", f"--model_config_file={config_file}"]
+    if spec.rest:
+        flags.append(f"--rest_api_port={spec.rest.rpartition(':')[2]}")
+    if spec.reload == "poll":
+        # The server reads the labelled file at start-up, before any version is AVAILABLE.
+        flags.append(f"--model_config_file_poll_wait_seconds={spec.poll_seconds}")
+        flags.append("--allow_version_labels_for_unavailable_models=true")
+    if engine == "tfserving":
+        return [shutil.which(TFSERVING_BINARY) or TFSERVING_BINARY, *flags]
+    return [sys.executable, "-m", "lifecycle.server.main", *flags]
+
+
+def _child_env() -> dict[str, str]:
+    """The environment for a server child: it imports this mlc even when not pip-installed."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> Any:
+    """A preexec_fn: the child gets SIGTERM when its parent dies (Linux PR_SET_PDEATHSIG).
+
+    Set between fork and exec, so it holds for any server binary; the signal comes when the
+    forking thread ends, so start_process must be called from a thread that lives as long as
+    the foreground serve (the main thread). If the parent died before the prctl, exit at once.
+    """
+    def arm() -> None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm if sys.platform.startswith("linux") else None
+
+
+def start_process(paths: Paths, engine: str, spec: ServerSpec, detach: bool) -> tuple[subprocess.Popen[bytes], ServerRecord]:
+    """Start one server process on configs/models.config and record it."""
+    command = server_command(engine, spec, paths.serving_config)
+    log: Path | None = None
+    if detach:
+        log = paths.state_dir / "logs" / f"server-{spec.grpc.rpartition(':')[2]}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(log, "ab")
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=_child_env(), start_new_session=True, cwd=paths.home,
+        )
+        out.close()
+    else:
+        # A foreground server must not outlive `mlc serve`, even one killed with SIGKILL.
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=_child_env(), cwd=paths.home,
+                                preexec_fn=_die_with_parent(os.getpid()))
+    record = ServerRecord(
+        pid=proc.pid, engine=engine, grpc=spec.grpc, rest=spec.rest, reload=spec.reload,
+        poll_seconds=spec.poll_seconds, config_file=str(paths.serving_config),
+        log=None if log is None else str(log), command=command, detached=detach,
+    )
+    fleet.write_record(paths, record)
+    return proc, record
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes], record: ServerRecord, expect: Mapping[str, int], timeout: float
+) -> None:
+    """Wait until the server answers and reports each ``expect`` model's version AVAILABLE."""
+    from lifecycle.serving.client import rest_model_status, tcp_ready
+
+    deadline = time.monotonic() + timeout
+    pending = dict(expect)
+    while True:
+        code = proc.poll()
+        if code is not None:
+            tail = ""
+            if record.log and Path(record.log).exists():
+                lines = Path(record.log).read_text(errors="replace").strip().splitlines()
+                tail = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
+            raise ServerUnavailable(
+                f"server {record.grpc} exited with code {code} while starting"
+                + (f": {tail.strip()}" if tail else "")
+                + (f" (log: {record.log})" if record.log else "")
+            )
+        try:
+            up = tcp_ready(record.grpc) and (record.rest is None or tcp_ready(record.rest))
+            if up and record.rest:
+                for model, version in list(pending.items()):
+                    states = rest_model_status(record.rest, model, timeout=1.0)
+                    if states.get(version) is not None and states[version].state == "AVAILABLE":
+                        del pending[model]
+                if not pending:
+                    return
+            elif up:
+                return
+        except LifecycleError:  # not up yet (unreachable, model not loaded): the deadline decides
+            pass
+        if time.monotonic() > deadline:
+            raise ServerUnavailable(
+                f"server {record.grpc} did not become ready within {timeout:.0f} s"
+                + (f" (log: {record.log})" if record.log else "")
+            )
+        time.sleep(0.1)
+
+
+def stop_record(paths: Paths, record: ServerRecord, grace: float = 10.0) -> bool:
+    """Stop one recorded server (SIGTERM, then SIGKILL after ``grace``); True if it was running."""
+    was_running = fleet.is_ours(record)
+    if was_running:
+        try:
+            os.kill(record.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            was_running = False
+        deadline = time.monotonic() + grace
+        while was_running and fleet.pid_alive(record.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if fleet.pid_alive(record.pid):
+            try:
+                os.kill(record.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    fleet.remove_record(paths, record)
+    return was_running

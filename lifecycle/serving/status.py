@@ -1,0 +1,225 @@
+"""``mlc status``: the registry, configs/models.config and each server's live state, with drift flagged.
+
+Live state is read over REST, in parallel, with short deadlines. This module must not import
+TensorFlow or grpc: ``mlc status`` is a fast command.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lifecycle.errors import LifecycleError, ModelNotFound
+from lifecycle.serving import fleet, tfs_config
+from lifecycle.serving.client import VersionState, rest_model_status, tcp_ready
+from lifecycle.store import journal, registry
+from lifecycle.store.config import Paths, check_model_name
+from lifecycle.store.registry import HistoryEvent
+
+
+@dataclass
+class VersionStatus:
+    """One version as ``mlc status`` shows it."""
+
+    version: int
+    checkpoint: str
+    step: int | None
+    created: str
+    validated: bool
+    golden_digest: str | None
+    miou: float | None
+    labels: list[str] = field(default_factory=list)
+    in_config: bool = False
+    servers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ModelStatus:
+    """One model as ``mlc status`` shows it."""
+
+    name: str
+    stable: int | None
+    canary: int | None
+    versions: list[VersionStatus]
+    config: dict[str, Any] | None = None  # {"versions": [...], "labels": {...}} from models.config
+    drift: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    last_event: HistoryEvent | None = None
+
+
+@dataclass
+class StatusReport:
+    """The result of ``mlc status``."""
+
+    models: list[ModelStatus]
+    servers: dict[str, str] = field(default_factory=dict)  # address -> "ok" | "unreachable: ..."
+    servers_source: str = "none"
+    pending_rollout: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return asdict(self)
+
+
+# What one server said about one model: its versions' states, or why it could not say.
+Live = dict[tuple[str, str], dict[int, VersionState] | LifecycleError]
+
+
+def report(paths: Paths, model: str | None = None) -> StatusReport:
+    """The registry, configs/models.config and every server's live state, with drift flagged.
+
+    Live state is read over REST, in parallel, with short deadlines; TensorFlow is not imported.
+    A pending rollout journal is reported, not recovered: recovery drives servers, and only the
+    commands that drive servers (promote, rollback, serve) run it.
+    """
+    reg = registry.load(paths)
+    if model:
+        check_model_name(model)
+        reg.model(model)  # ModelNotFound for an unknown model
+    names = [model] if model else sorted(reg.models)
+    warnings: list[str] = []
+    try:
+        config = tfs_config.read(paths)
+    except LifecycleError as e:
+        config, warnings = None, [*warnings, e.message]
+    try:
+        servers = fleet.load(paths)
+    except LifecycleError as e:
+        servers, warnings = fleet.Fleet([], "none"), [*warnings, e.message]
+    try:
+        pending = journal.load(paths)
+    except LifecycleError as e:
+        pending, warnings = None, [*warnings, e.message]
+
+    live = _read_live(servers.servers, names)
+    models = [_model_status(reg.models[name], config, servers.servers, live) for name in names]
+    pending_text = None
+    if pending is not None:
+        pending_text = pending.describe()
+        warnings.append(
+            f"an interrupted rollout is pending ({pending_text}); the next mlc promote, rollback or serve recovers it"
+        )
+    return StatusReport(
+        models=models, servers=_reachability(servers.servers, names, live), servers_source=servers.source,
+        pending_rollout=pending_text, warnings=warnings,
+    )
+
+
+def _read_live(servers: list[fleet.ServerSpec], names: list[str]) -> Live:
+    """Live states, one REST call per (server, model), all at once."""
+    live: Live = {}
+
+    def fetch(job: tuple[fleet.ServerSpec, str]) -> None:
+        spec, name = job
+        if not spec.rest:
+            live[(spec.name, name)] = LifecycleError("no REST address configured; status reads servers over REST")
+            return
+        try:
+            live[(spec.name, name)] = rest_model_status(spec.rest, name, timeout=1.0)
+        except LifecycleError as e:
+            live[(spec.name, name)] = e
+
+    jobs = [(spec, name) for spec in servers for name in names]
+    if jobs:
+        with ThreadPoolExecutor(max_workers=min(16, len(jobs))) as pool:
+            list(pool.map(fetch, jobs))
+    return live
+
+
+def _reachability(servers: list[fleet.ServerSpec], names: list[str], live: Live) -> dict[str, str]:
+    """Each server's address -> "ok", "unreachable: ..." or "unknown: ..."."""
+    reachable: dict[str, str] = {}
+    for spec in servers:
+        if not names:  # no model to ask about: is anything listening?
+            reachable[spec.name] = "ok" if tcp_ready(spec.rest or spec.grpc) else "unreachable: connection refused"
+            continue
+        errors = [
+            e for n in names
+            if isinstance(e := live.get((spec.name, n)), LifecycleError) and not isinstance(e, ModelNotFound)
+        ]
+        if not spec.rest:
+            reachable[spec.name] = "unknown: no REST address in configs/servers.yaml (status reads servers over REST)"
+        else:
+            reachable[spec.name] = f"unreachable: {errors[0].message}" if errors else "ok"
+    return reachable
+
+
+def _model_status(
+    rec: registry.ModelRecord, config: tfs_config.Serving | None, servers: list[fleet.ServerSpec],
+    live: Live,
+) -> ModelStatus:
+    """One model's versions side by side with the config and the servers; drift and warnings."""
+    name = rec.name
+    wanted = tfs_config.ModelServing.of(rec.stable, rec.canary)
+    in_config = (config or {}).get(name)
+    drift: list[str] = []
+    model_warnings: list[str] = []
+    if config is not None and (in_config or tfs_config.ModelServing(())) != wanted:
+        shown = f"versions {list(in_config.versions)} labels {dict(in_config.labels)}" if in_config else "nothing"
+        drift.append(
+            f"configs/models.config serves {shown}, the registry says {dict(wanted.labels) or 'nothing'}"
+        )
+    versions = []
+    for v in sorted(rec.versions, key=lambda v: v.version):
+        labels = [label for label, n in (("stable", rec.stable), ("canary", rec.canary)) if n == v.version]
+        per_server: dict[str, str] = {}
+        for spec in servers:
+            got = live.get((spec.name, name))
+            if isinstance(got, dict):
+                per_server[spec.name] = got[v.version].describe() if v.version in got else "-"
+            elif isinstance(got, ModelNotFound):
+                per_server[spec.name] = "-"
+            else:
+                per_server[spec.name] = "unreachable" if spec.rest else "unknown"
+        versions.append(
+            VersionStatus(
+                version=v.version,
+                checkpoint=v.checkpoint,
+                step=v.step,
+                created=v.created,
+                validated=v.validated,
+                golden_digest=(v.report.get("golden") or {}).get("digest"),
+                miou=(v.report.get("metrics") or {}).get("miou"),
+                labels=labels,
+                in_config=bool(in_config and v.version in in_config.versions),
+                servers=per_server,
+            )
+        )
+    for spec in servers:
+        got = live.get((spec.name, name))
+        if not isinstance(got, dict):
+            if isinstance(got, ModelNotFound):
+                if wanted.versions:
+                    drift.append(f"server {spec.name} does not serve {name}")
+            else:
+                if spec.rest:
+                    drift.append(f"server {spec.name} is unreachable")
+            continue
+        for v in wanted.versions:
+            state = got.get(v)
+            if state is None or state.state != "AVAILABLE":
+                drift.append(f"server {spec.name}: version {v} is {state.describe() if state else 'not loaded'}")
+        available = sorted(v for v, s in got.items() if s.state == "AVAILABLE")
+        extra = [v for v in available if v not in wanted.versions]
+        if extra:
+            drift.append(f"server {spec.name} serves version(s) {extra} the registry does not ask for")
+        if available and rec.stable is not None and available[-1] != rec.stable:
+            model_warnings.append(
+                f"clients that name no version reach version {available[-1]} on {spec.name}, not stable "
+                f"{rec.stable}; address requests with version_label \"stable\""
+            )
+    if rec.stable is None and rec.versions:
+        model_warnings.append(f"no stable version yet: promote one with `mlc promote {name} N`")
+    last = rec.history[-1] if rec.history else None
+    if last and "by recovery" in last.detail:
+        model_warnings.append(
+            f"the last rollout was interrupted and {last.result} by recovery at {last.time} "
+            f"(see `mlc history {name}`)"
+        )
+    return ModelStatus(
+        name=name, stable=rec.stable, canary=rec.canary, versions=versions,
+        config=None if in_config is None else {"versions": list(in_config.versions), "labels": dict(in_config.labels)},
+        drift=drift, warnings=model_warnings, last_event=last,
+    )
