@@ -49,7 +49,7 @@ from lifecycle.serving import fleet, tfs_config
 from lifecycle.serving.client import ServingClient, VersionState
 from lifecycle.serving.tfs_config import ModelServing
 from lifecycle.store import journal, registry
-from lifecycle.store.config import Paths, load_definition
+from lifecycle.store.config import Paths, Thresholds, load_definition
 from lifecycle.store.registry import HistoryEvent, ModelRecord, Registry, VersionRecord
 
 T = TypeVar("T")
@@ -60,7 +60,6 @@ RPC_TIMEOUT_S = 10.0
 # How long a failed END state seen before our reload may be a leftover of an earlier attempt
 # (TF Serving's file-system source aspires new versions on its next poll, not at once).
 STALE_END_GRACE_S = 3.0
-DEFAULT_MIOU_TOLERANCE = 0.0
 
 SUCCESS_RESULTS = ("ok", "recovered")
 
@@ -118,11 +117,12 @@ def check_servable(paths: Paths, rec: ModelRecord, version: int) -> VersionRecor
     return vrec
 
 
-def _definition_thresholds(paths: Paths, model: str) -> dict[str, Any]:
+def _definition_thresholds(paths: Paths, model: str) -> Thresholds:
+    """The model definition's thresholds; the defaults for a model without a definition."""
     try:
-        return dict(load_definition(paths, model).thresholds)
-    except (ModelNotFound, ConfigError):
-        return {}
+        return load_definition(paths, model).thresholds
+    except ModelNotFound:
+        return Thresholds()
 
 
 def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force: bool) -> str | None:
@@ -155,8 +155,7 @@ def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force
         if not force:
             raise FailedPrecondition(f"{why}; promote with --force --reason TEXT to override")
         return f"forced past the {why}"
-    thresholds = _definition_thresholds(paths, rec.name)
-    tolerance = float(thresholds.get("max_miou_drop", thresholds.get("miou_tolerance", DEFAULT_MIOU_TOLERANCE)))
+    tolerance = _definition_thresholds(paths, rec.name).max_miou_drop
     if float(new) >= float(old) - tolerance:
         return None
     why = (

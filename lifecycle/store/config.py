@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,6 +115,13 @@ class SignatureContract:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """The ``thresholds`` section of a model definition: the limits of promote's quality gate."""
+
+    max_miou_drop: float = 0.0  # refuse a candidate whose eval mIoU is more than this below stable's
+
+
+@dataclass(frozen=True)
 class ModelDefinition:
     """configs/<model>.yaml, parsed. ``raw`` keeps sections other modules interpret."""
 
@@ -122,7 +130,7 @@ class ModelDefinition:
     network: dict[str, Any]
     signature: SignatureContract
     validation: dict[str, Any] = field(default_factory=dict)
-    thresholds: dict[str, Any] = field(default_factory=dict)
+    thresholds: Thresholds = field(default_factory=Thresholds)
     raw: dict[str, Any] = field(default_factory=dict)
 
     def resolve(self, relative: str | Path) -> Path:
@@ -237,9 +245,52 @@ def parse_definition(data: Any, path: Path) -> ModelDefinition:
         network=network,
         signature=contract,
         validation=dict(data.get("validation") or {}),
-        thresholds=dict(data.get("thresholds") or {}),
+        thresholds=parse_thresholds(data.get("thresholds"), path),
         raw=data,
     )
+
+
+def parse_thresholds(section: Any, path: Path) -> Thresholds:
+    """The typed ``thresholds`` section; an unknown key or a bad value is a ConfigError naming the line."""
+    if section is None:
+        return Thresholds()
+    if not isinstance(section, dict):
+        raise ConfigError(f"{yaml_location(path, ['thresholds'])}: 'thresholds' must be a mapping")
+    known = [f.name for f in fields(Thresholds)]
+    for key in section:
+        if key not in known:
+            raise ConfigError(
+                f"{yaml_location(path, ['thresholds', str(key)])}: unknown threshold {key!r} in model definition "
+                f"(known: {', '.join(known)})"
+            )
+    values = {}
+    for key, value in section.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(
+                f"{yaml_location(path, ['thresholds', key])}: thresholds.{key} must be a number, got {value!r}"
+            )
+        values[key] = float(value)
+    return Thresholds(**values)
+
+
+def yaml_location(path: Path, keys: Sequence[str]) -> str:
+    """``path:line`` of the key reached by ``keys`` in a YAML file, as far as it is found, else ``path``.
+
+    Read only to word an error: the fast loader keeps no line numbers.
+    """
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return str(path)
+    line = None
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        found = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
+        if found is None:
+            break
+        line, node = found[0].start_mark.line + 1, found[1]
+    return f"{path}:{line}" if line is not None else str(path)
 
 
 def load_definition(paths: Paths, model: str) -> ModelDefinition:
