@@ -1,0 +1,226 @@
+"""Driving servers: push a config to every server at once and wait for version states.
+
+Every step polls all servers within one deadline; any failure is a :class:`StepFailed`
+naming the step and the server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from lifecycle.errors import (
+    LifecycleError,
+    ModelNotFound,
+    ServerUnavailable,
+    StepFailed,
+)
+from lifecycle.rollout.live_check import RPC_TIMEOUT_S, LiveCheck
+from lifecycle.serving import fleet, tfs_config
+from lifecycle.serving.client import ServingClient, VersionState
+from lifecycle.store import registry
+from lifecycle.store.config import Paths
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_S = 120.0
+POLL_INTERVAL_S = 0.05
+# How long a failed END state seen before our reload may be a leftover of an earlier attempt
+# (TF Serving's file-system source aspires new versions on its next poll, not at once).
+STALE_END_GRACE_S = 3.0
+
+
+def parallel(servers: Sequence[T], fn: Callable[[T], Any]) -> list[tuple[T, BaseException | None]]:
+    """Run ``fn`` on every server at once; return each server's exception (or None)."""
+    if not servers:
+        return []
+
+    def call(s: T) -> BaseException | None:
+        try:
+            fn(s)
+            return None
+        except Exception as e:  # noqa: BLE001 - reported per server by the caller
+            return e
+
+    with ThreadPoolExecutor(max_workers=len(servers)) as pool:
+        return list(zip(servers, pool.map(call, servers)))
+
+
+@dataclass
+class DrivenServer:
+    """One server being driven, with its client."""
+
+    spec: fleet.ServerSpec
+    client: ServingClient
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def driven(servers: Sequence[fleet.ServerSpec]) -> list[DrivenServer]:
+    """A client for each server (the caller closes them)."""
+    return [DrivenServer(s, ServingClient(s.grpc, s.rest, timeout=RPC_TIMEOUT_S)) for s in servers]
+
+
+class Driver:
+    """Pushes configs to servers and waits for states, within one deadline."""
+
+    def __init__(self, paths: Paths, model: str, targets: list[DrivenServer], deadline: float) -> None:
+        self.paths = paths
+        self.model = model
+        self.targets = targets
+        self.deadline = deadline
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def push(self, step: str, serving: tfs_config.Serving) -> None:
+        """Write configs/models.config and reload every server in request mode."""
+        config = tfs_config.build(self.paths, serving)
+        tfs_config.write(self.paths, config)
+
+        def reload(t: DrivenServer) -> None:
+            if t.spec.reload == "request":
+                t.client.reload(config, timeout=max(1.0, self.remaining()))
+
+        self._raise_first(step, parallel(self.targets, reload))
+
+    def _raise_first(self, step: str, results: list[tuple[DrivenServer, BaseException | None]]) -> None:
+        errors = [(t, e) for t, e in results if e is not None]
+        if errors:
+            t, e = errors[0]
+            message = e.message if isinstance(e, LifecycleError) else f"{type(e).__name__}: {e}"
+            if not message.startswith("server "):
+                message = f"server {t.name}: {message}"
+            raise StepFailed(step, message) from e
+
+    def status(self, t: DrivenServer) -> dict[int, VersionState]:
+        try:
+            return t.client.model_status(self.model, timeout=min(RPC_TIMEOUT_S, max(0.5, self.remaining())))
+        except ModelNotFound:
+            return {}
+
+    def wait(self, step: str, what: str, done: Callable[[DrivenServer, dict[int, VersionState]], bool]) -> None:
+        """Poll every server until ``done`` holds on each; StepFailed on timeout or error."""
+        pending = list(self.targets)
+        while pending:
+            still = []
+            for t in pending:
+                try:
+                    states = self.status(t)
+                except LifecycleError as e:
+                    raise StepFailed(step, e.message) from e
+                if not done(t, states):
+                    still.append(t)
+            pending = still
+            if not pending:
+                return
+            if self.remaining() <= 0:
+                raise StepFailed(step, f"timed out waiting for {what} on {', '.join(t.name for t in pending)}")
+            time.sleep(POLL_INTERVAL_S)
+
+    def wait_available(self, step: str, versions: Sequence[int], baseline: dict[str, dict[int, VersionState]]) -> None:
+        """Wait until ``versions`` are AVAILABLE everywhere; a load failure fails at once."""
+        started = time.monotonic()
+
+        def done(t: DrivenServer, states: dict[int, VersionState]) -> bool:
+            ok = True
+            for v in versions:
+                s = states.get(v)
+                if s is not None and s.state == "AVAILABLE":
+                    continue
+                ok = False
+                if s is not None and s.failed:
+                    old = baseline.get(t.name, {}).get(v)
+                    stale = old is not None and old == s and time.monotonic() - started < STALE_END_GRACE_S + t.spec.poll_seconds
+                    if not stale:
+                        raise StepFailed(step, f"version {v} of {self.model} failed to load on {t.name}: {s.error_message or s.error_code}")
+            return ok
+
+        self.wait(step, f"version(s) {', '.join(map(str, versions))} AVAILABLE", done)
+
+    def wait_unloaded(self, step: str, versions: Sequence[int]) -> None:
+        """Wait until ``versions`` are gone (END or absent) everywhere."""
+
+        def done(t: DrivenServer, states: dict[int, VersionState]) -> bool:
+            return all(states.get(v) is None or states[v].state == "END" for v in versions)
+
+        self.wait(step, f"version(s) {', '.join(map(str, versions))} to unload", done)
+
+    def snapshot(self) -> dict[str, dict[int, VersionState]]:
+        """Each reachable server's current states of the model (for stale END detection)."""
+        out: dict[str, dict[int, VersionState]] = {}
+        for t in self.targets:
+            try:
+                out[t.name] = self.status(t)
+            except LifecycleError:
+                out[t.name] = {}
+        return out
+
+    def verify(self, step: str, check: LiveCheck) -> None:
+        """Round-trip the test request on every server, addressed to the check's version."""
+
+        def run(t: DrivenServer) -> None:
+            answered = check.run(t.client, self.model, version=check.version, timeout=max(1.0, min(RPC_TIMEOUT_S * 3, self.remaining())))
+            if answered != check.version:
+                raise StepFailed(step, f"server {t.name}: a request for version {check.version} was answered by {answered}")
+
+        self._raise_first(step, parallel(self.targets, run))
+
+    def confirm_labels(self, step: str, labels: dict[str, int], checks: dict[int, LiveCheck]) -> None:
+        """Wait until a label-addressed request answers from the labelled version on every server."""
+        for label, version in sorted(labels.items()):
+            check = checks.get(version)
+            if check is None or not check.requests:
+                continue
+
+            def run(t: DrivenServer, label: str = label, version: int = version, check: LiveCheck = check) -> None:
+                while True:
+                    try:
+                        answered = check.run(t.client, self.model, label=label, timeout=max(1.0, min(RPC_TIMEOUT_S, self.remaining())))
+                        if answered == version:
+                            return
+                        why = f"label {label!r} answers from version {answered}, expected {version}"
+                    except StepFailed:
+                        raise
+                    except LifecycleError as e:
+                        if t.spec.reload == "request":
+                            raise
+                        why = e.message  # poll mode: the server may not have read the file yet
+                    if self.remaining() <= 0:
+                        raise StepFailed(step, f"server {t.name}: {why}")
+                    time.sleep(POLL_INTERVAL_S)
+
+            self._raise_first(step, parallel(self.targets, run))
+
+
+def apply_registry_config(paths: Paths, servers: list[fleet.ServerSpec], timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    """Write the registry's config (with labels) and make ``servers`` take it. Caller holds the lock."""
+    config = tfs_config.build(paths, tfs_config.served_from_registry(registry.load(paths)))
+    tfs_config.write(paths, config)
+    targets = driven(servers)
+    serving = tfs_config.serving_of(config)
+    try:
+        # Servers in poll mode read the file on their own; the others get it by a reload.
+        Driver(paths, "", targets, time.monotonic() + timeout).push("label", serving)
+    except StepFailed as e:
+        raise ServerUnavailable(f"the servers started but did not take the labels: {e.message}") from e
+    finally:
+        for t in targets:
+            t.client.close()
+
+
+def ensure_servers_reachable(servers: list[fleet.ServerSpec]) -> None:
+    """Refuse early when a listed server does not accept connections."""
+    from lifecycle.serving.client import tcp_ready
+
+    down = [s.name for s in servers if not tcp_ready(s.grpc)]
+    if down:
+        raise ServerUnavailable(
+            f"server(s) {', '.join(down)} do not accept connections; nothing was changed. "
+            "Start them with `mlc serve` or fix configs/servers.yaml"
+        )

@@ -1,0 +1,220 @@
+"""What a rollout will do: preconditions, the quality gate, the stable chain and the plan.
+
+Nothing here touches a server: :func:`plan_rollout` is also what ``--dry-run`` prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lifecycle.errors import (
+    FailedPrecondition,
+    LifecycleError,
+    ModelNotFound,
+    VersionNotFound,
+)
+from lifecycle.serving import tfs_config
+from lifecycle.serving.tfs_config import ModelServing
+from lifecycle.store.config import Paths, Thresholds, load_definition
+from lifecycle.store.registry import ModelRecord, Registry, VersionRecord
+
+SUCCESS_RESULTS = ("ok", "recovered")
+
+
+@dataclass
+class Plan:
+    """What a rollout will do: states, versions loaded and dropped, steps, config diff."""
+
+    action: str
+    model: str
+    version: int | None
+    before: dict[str, int | None]
+    after: dict[str, int | None]
+    load: list[int]
+    drop: list[int]
+    steps: list[str]
+    servers: list[str]
+    config_diff: str
+    forced: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RolloutResult:
+    """The outcome of a promote or rollback that succeeded (failures raise)."""
+
+    plan: Plan
+    result: str  # ok | noop | dry-run
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    recovered: list[str] = field(default_factory=list)
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return asdict(self)
+
+
+def check_servable(paths: Paths, rec: ModelRecord, version: int) -> VersionRecord:
+    """The version record if ``version`` exists, is validated and is on disk; else refuse."""
+    vrec = rec.version(version)
+    if not vrec.validated:
+        raise FailedPrecondition(
+            f"version {version} of {rec.name} is not validated; only validated versions can serve "
+            f"(see `mlc status {rec.name}`)"
+        )
+    try:
+        vdir = paths.store.version_path(rec.name, version)
+    except VersionNotFound as e:
+        raise FailedPrecondition(f"version {version} of {rec.name} is registered but not published: {e.message}") from e
+    if not ((vdir / "saved_model.pb").exists() or (vdir / "saved_model.pbtxt").exists()):
+        raise FailedPrecondition(f"version {version} of {rec.name} is registered but {vdir} holds no SavedModel")
+    return vrec
+
+
+def _definition_thresholds(paths: Paths, model: str) -> Thresholds:
+    """The model definition's thresholds; the defaults for a model without a definition."""
+    try:
+        return load_definition(paths, model).thresholds
+    except ModelNotFound:
+        return Thresholds()
+
+
+def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force: bool) -> str | None:
+    """Refuse a candidate whose mIoU is below stable's by more than the definition's tolerance.
+
+    The tolerance is ``thresholds.max_miou_drop`` in configs/<model>.yaml (default 0). The gate
+    is skipped when either version has no mIoU, and refuses when the two were scored on
+    different evaluation sets. With ``force`` the refusal becomes a note that the history
+    records (``promote`` then insists on a reason). Returns that note, or None when it passed.
+    """
+    if rec.stable is None or rec.stable == candidate.version:
+        return None
+    try:
+        stable = rec.version(rec.stable)
+    except LifecycleError:
+        return None
+    new_metrics, old_metrics = candidate.report.get("metrics") or {}, stable.report.get("metrics") or {}
+    new, old = new_metrics.get("miou"), old_metrics.get("miou")
+    if new is None or old is None:
+        return None
+    new_eval, old_eval = new_metrics.get("eval"), old_metrics.get("eval")
+    if new_eval and old_eval and new_eval != old_eval:
+        # mIoU on another evaluation set (the definition's changed in between) says nothing
+        # about which version is better.
+        why = (
+            f"quality gate: version {candidate.version} and stable {rec.stable} were scored on different "
+            f"evaluation sets ({_describe_eval(new_eval)} vs {_describe_eval(old_eval)}), so their mIoU "
+            f"cannot be compared"
+        )
+        if not force:
+            raise FailedPrecondition(f"{why}; promote with --force --reason TEXT to override")
+        return f"forced past the {why}"
+    tolerance = _definition_thresholds(paths, rec.name).max_miou_drop
+    if float(new) >= float(old) - tolerance:
+        return None
+    why = (
+        f"quality gate: version {candidate.version} has mIoU {float(new):.4f}, below stable {rec.stable}'s "
+        f"{float(old):.4f} by more than the tolerance {tolerance:g}"
+    )
+    if not force:
+        raise FailedPrecondition(f"{why}; promote with --force --reason TEXT to override")
+    return f"forced past the {why}"
+
+
+def _describe_eval(spec: Any) -> str:
+    if not isinstance(spec, dict):
+        return str(spec)
+    return ", ".join(f"{k} {v}" for k, v in spec.items() if k != "classes")
+
+
+def stable_chain(rec: ModelRecord) -> list[int]:
+    """The stack of stable versions the history built: promotes push, rollbacks pop."""
+    stack: list[int] = []
+    for event in rec.history:
+        if event.result not in SUCCESS_RESULTS or event.to_version is None:
+            continue
+        if event.action == "promote":
+            if not stack or stack[-1] != event.to_version:
+                stack.append(event.to_version)
+        elif event.action == "rollback":
+            if event.to_version in stack:
+                del stack[len(stack) - stack[::-1].index(event.to_version):]
+            else:
+                stack.append(event.to_version)
+    if rec.stable is not None and (not stack or stack[-1] != rec.stable):
+        stack.append(rec.stable)  # a stable set outside the history
+    return stack
+
+
+def rollback_target(paths: Paths, rec: ModelRecord) -> int:
+    """The previous known-good stable: walk the stable chain back past unusable versions."""
+    chain = stable_chain(rec)
+    for candidate in reversed(chain[:-1]):
+        if candidate == rec.stable:
+            continue
+        try:
+            check_servable(paths, rec, candidate)
+        except LifecycleError:
+            continue
+        return candidate
+    raise FailedPrecondition(
+        f"nothing to roll back to for {rec.name}: no earlier stable version in its history "
+        f"(stable is {rec.stable if rec.stable is not None else 'unset'}; see `mlc history {rec.name}`)"
+    )
+
+
+def state_of(stable: int | None, canary: int | None) -> dict[str, int | None]:
+    return {"stable": stable, "canary": canary}
+
+
+def serving_of(state: dict[str, int | None]) -> ModelServing:
+    return ModelServing.of(state.get("stable"), state.get("canary"))
+
+
+def serving_with(reg: Registry, model: str, state: ModelServing) -> tfs_config.Serving:
+    """Every model's registry state, with ``model`` replaced by ``state`` (left out when it serves nothing)."""
+    serving = tfs_config.served_from_registry(reg)
+    serving.pop(model, None)
+    if state.versions:
+        serving[model] = state
+    return serving
+
+
+def plan_rollout(
+    paths: Paths,
+    reg: Registry,
+    action: str,
+    model: str,
+    version: int | None,
+    after: dict[str, int | None],
+    servers: list[str],
+    forced: bool = False,
+    notes: Sequence[str] = (),
+) -> Plan:
+    """The plan for moving ``model`` from its registry state to ``after``."""
+    rec = reg.model(model)
+    before = state_of(rec.stable, rec.canary)
+    b, a = serving_of(before), serving_of(after)
+    load = sorted(set(a.versions) - set(b.versions))
+    drop = sorted(set(b.versions) - set(a.versions))
+    steps = []
+    if load:
+        steps.append(f"sandbox: load {model} {', '.join(map(str, load))} alone on 127.0.0.1:0 and check the golden digest")
+        steps.append(f"load: serve {list(b.union(a, b.labels).versions)} with labels {dict(b.labels)} and reload")
+        steps.append(f"available: wait for {', '.join(map(str, load))} AVAILABLE on every server")
+        steps.append("verify: round-trip the test request on every server, addressed to the new version")
+    if dict(a.labels) != dict(b.labels):
+        steps.append(f"label: move labels to {dict(a.labels)} and confirm with label-addressed requests")
+    if drop:
+        steps.append(f"drop: serve {list(a.versions)} only and reload")
+        steps.append(f"unloaded: wait for {', '.join(map(str, drop))} to unload on every server")
+    steps.append(f"commit: record stable={after['stable']} canary={after['canary']} in the registry and the history")
+    current = tfs_config.read_text(paths)
+    new_text = tfs_config.render(tfs_config.build(paths, serving_with(reg, model, a)))
+    return Plan(
+        action=action, model=model, version=version, before=before, after=after, load=load, drop=drop,
+        steps=steps, servers=servers, config_diff=tfs_config.diff(current, new_text), forced=forced, notes=list(notes),
+    )
