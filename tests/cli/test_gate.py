@@ -110,10 +110,10 @@ def test_a_forced_dry_run_shows_the_gate_note_in_the_plan(home: Paths) -> None:
 def test_mlc_status_shows_each_versions_miou(home: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
 
-    from lifecycle import cli
+    from lifecycle.cli import render
 
     # A terminal wide enough for every column (at 80 columns rich shortens them all).
-    monkeypatch.setattr(cli, "stdout", Console(width=160, highlight=False, soft_wrap=True))
+    monkeypatch.setattr(render, "stdout", Console(width=160, highlight=False, soft_wrap=True))
     result = runner.invoke(app, ["status", MODEL])
     assert result.exit_code == 0, result.output
     for value in ("0.300", "0.490", "0.500", "0.700"):

@@ -1,0 +1,478 @@
+"""The mlc commands: each parses its arguments, makes exactly one ``api`` call and renders.
+
+Every command runs through :func:`run`, which turns a :class:`LifecycleError` into one red line
+on stderr and the error's exit code; the hidden ``--traceback`` flag shows the stack instead.
+Rendering lives in :mod:`lifecycle.cli.render`. This module must not import TensorFlow
+(``mlc --help``, ``status`` and ``history`` are fast paths); commands that need it import it
+inside ``api``.
+
+About 480 lines, above the usual 400, on purpose: eleven commands whose option declarations and
+docstrings (their --help text, with examples) are most of it; the code per command is a few lines.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from lifecycle import api
+from lifecycle.cli.render import (
+    WatchDisplay,
+    print_json,
+    render_diff,
+    render_history,
+    render_predict,
+    render_register,
+    render_rollout,
+    render_serve,
+    render_status,
+    render_stop,
+    render_train,
+    stderr,
+    stdout,
+)
+from lifecycle.errors import LifecycleError
+from lifecycle.serving.fleet import ReloadMode
+from lifecycle.serving.processes import Engine
+
+app = typer.Typer(
+    name="mlc",
+    help="mlc: model-version lifecycle manager for TensorFlow Serving.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+T = TypeVar("T")
+
+_state: dict[str, bool] = {"traceback": False}
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+ModelArg = Annotated[str, typer.Argument(help="Model name (configs/<model>.yaml).", show_default=False)]
+
+
+@app.callback()
+def _root(
+    traceback: Annotated[
+        bool, typer.Option("--traceback", hidden=True, help="Show the Python traceback on errors.")
+    ] = False,
+) -> None:
+    """mlc: model-version lifecycle manager for TensorFlow Serving."""
+    _state["traceback"] = traceback
+
+
+def run(call: Callable[[], T]) -> T:
+    """Run one api call; a LifecycleError becomes one red stderr line and its exit code."""
+    try:
+        return call()
+    except LifecycleError as e:
+        if _state["traceback"]:
+            raise
+        stderr.print(f"[red]Error:[/red] {e.message}", markup=True, highlight=False)
+        raise typer.Exit(e.exit_code) from None
+
+
+@app.command()
+def status(
+    model: Annotated[str | None, typer.Argument(help="Only this model.", show_default=False)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the registry, the serving config and every server's live state side by side.
+
+    Examples:
+
+        mlc status
+
+        mlc status deeplab --json
+    """
+    report = run(lambda: api.status(model))
+    if as_json:
+        print_json(report.to_dict())
+        return
+    render_status(report)
+
+
+@app.command()
+def history(model: ModelArg, as_json: JsonOption = False) -> None:
+    """List every promote and rollback of a model: time, user, action, from -> to, result, reason.
+
+    Examples:
+
+        mlc history deeplab
+
+        mlc history deeplab --json
+    """
+    report = run(lambda: api.history(model))
+    if as_json:
+        print_json(report.to_dict())
+        return
+    render_history(report)
+
+
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", min=1, help="Seconds to wait for the servers at each rollout (load, label, unload).")
+]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why; recorded in the history.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the config diff and the plan; change nothing.")]
+
+
+@app.command()
+def promote(
+    model: ModelArg,
+    version: Annotated[int, typer.Argument(help="The version to promote.", show_default=False, min=1)],
+    canary: Annotated[
+        bool, typer.Option("--canary", help="Label the version 'canary' beside stable; a later promote finishes the move.")
+    ] = False,
+    timeout: TimeoutOption = 120.0,
+    reason: ReasonOption = "",
+    expect_current: Annotated[
+        int | None,
+        typer.Option("--expect-current", help="Refuse unless stable is this version now (compare-and-swap).", show_default=False),
+    ] = None,
+    dry_run: DryRunOption = False,
+    force: Annotated[bool, typer.Option("--force", help="Promote past a failed quality gate (needs --reason; both are recorded in the history).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Move traffic to a version: sandbox check, load beside stable, verify, move the label, drop the old one.
+
+    Every server must pass; any failure reverts all of them to the previous config and exits 1.
+
+    Examples:
+
+        mlc promote deeplab 4
+
+        mlc promote deeplab 4 --canary --reason "try the new checkpoint"
+
+        mlc promote deeplab 4 --expect-current 3 --dry-run
+    """
+    result = run(
+        lambda: api.promote(
+            model, version, canary=canary, timeout=timeout, reason=reason, expect_current=expect_current,
+            dry_run=dry_run, force=force,
+        )
+    )
+    render_rollout(result, as_json)
+
+
+@app.command()
+def rollback(
+    model: ModelArg,
+    to: Annotated[int | None, typer.Option("--to", help="Roll back to this version instead of the previous stable.", show_default=False)] = None,
+    reason: ReasonOption = "",
+    timeout: TimeoutOption = 120.0,
+    dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Go back to the previous known-good stable version, with the same safety as promote.
+
+    Repeated rollbacks walk further back through the history; a canary is withdrawn first.
+
+    Examples:
+
+        mlc rollback deeplab
+
+        mlc rollback deeplab --to 2 --reason "v4 mislabels cats"
+    """
+    result = run(lambda: api.rollback(model, to=to, reason=reason, timeout=timeout, dry_run=dry_run))
+    render_rollout(result, as_json)
+
+
+@app.command()
+def serve(
+    engine: Annotated[
+        Engine, typer.Option("--engine", help="auto: tensorflow_model_server if on PATH, else embedded mlc-model-server.")
+    ] = Engine.auto,
+    grpc_port: Annotated[
+        int | None, typer.Option("--grpc-port", min=0, max=65535,
+                                 help="gRPC port, 0-65535 (default 8500; not with configs/servers.yaml).", show_default=False)
+    ] = None,
+    rest_port: Annotated[
+        int | None, typer.Option("--rest-port", min=0, max=65535,
+                                 help="REST port, 0-65535 (default 8501; 0 = off; not with configs/servers.yaml).", show_default=False)
+    ] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Run in the background; stop it with `mlc stop`.")] = False,
+    reload: Annotated[
+        ReloadMode,
+        typer.Option("--reload", help="request: mlc sends HandleReloadConfigRequest; poll: servers poll the config file."),
+    ] = ReloadMode.request,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds to wait for the server to be ready.")] = 120.0,
+) -> None:
+    """Run a TF-Serving-compatible server on configs/models.config (rewritten from the registry first).
+
+    It binds 127.0.0.1 and serves each model's stable (and canary) version. With
+    configs/servers.yaml it starts every server listed there. The addresses are recorded under
+    .mlc/servers/ so promote, rollback and status find them. Stop a detached server with
+    `mlc stop`; stop a foreground one with Ctrl-C.
+
+    Examples:
+
+        mlc serve --detach
+
+        mlc serve --grpc-port 9000 --rest-port 9001
+
+        mlc serve --engine embedded --reload poll
+    """
+
+    def ready(result: api.ServeResult) -> None:
+        render_serve(result)
+        stdout.print("Serving; press Ctrl-C to stop.")
+
+    result = run(
+        lambda: api.serve(
+            engine=engine.value, grpc_port=grpc_port, rest_port=rest_port, detach=detach, reload=reload.value,
+            timeout=timeout,
+            on_ready=ready,
+        )
+    )
+    if detach:
+        render_serve(result)
+        stdout.print("Stop with: mlc stop")
+    elif result.exit_code:
+        stderr.print(f"[red]Error:[/red] the server exited with code {result.exit_code}", markup=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def stop(
+    grpc_port: Annotated[
+        int | None, typer.Option("--grpc-port", help="Only the server on this gRPC port (default: all).", show_default=False)
+    ] = None,
+) -> None:
+    """Stop the servers `mlc serve --detach` started (SIGTERM, then SIGKILL after 10 s).
+
+    Examples:
+
+        mlc stop
+
+        mlc stop --grpc-port 9000
+    """
+    result = run(lambda: api.stop(grpc_port))
+    render_stop(result)
+
+
+@app.command()
+def register(
+    path: Annotated[str, typer.Argument(help="Run folder (its latest checkpoint) or checkpoint prefix.", show_default=False)],
+    model: Annotated[str | None, typer.Option("--model", help="Model to register into (configs/<model>.yaml); default: the only one.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Export a checkpoint to the next integer version, validated by round-tripping the test image.
+
+    Prints the version. Registering the same checkpoint content again prints its existing version.
+
+    Examples:
+
+        mlc register ckpt/16645
+
+        mlc register ckpt/16645/ckpt-200 --model deeplab --json
+    """
+    result = run(lambda: api.register(path, model))
+    if as_json:
+        print_json(result.to_dict())
+        return
+    render_register(result)
+
+
+@app.command()
+def train(
+    run_dir: Annotated[str, typer.Argument(help="Run folder to write checkpoints into (created if missing).", show_default=False)],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Train until this global step.")] = 300,
+    save_every: Annotated[int, typer.Option("--save-every", min=1, help="Write a checkpoint every this many steps.")] = 100,
+    backbone: Annotated[
+        str | None, typer.Option("--backbone", help="Backbone (small or resnet50); default: the model definition's.")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model definition to train (configs/<model>.yaml).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train the demo network on procedural scenes and write TF checkpoints into RUN_DIR.
+
+    Later checkpoints score better on the evaluation set. A RUN_DIR that already holds
+    checkpoints is resumed from its latest one.
+
+    Examples:
+
+        mlc train ckpt/16645
+
+        mlc train ckpt/16645 --steps 600 --save-every 200
+    """
+
+    def progress(c: api.TrainedCheckpoint) -> None:
+        if not as_json:
+            stdout.print(f"step {c.step}: loss {c.loss:.4f} -> {c.prefix}")
+
+    result = run(lambda: api.train(run_dir, steps, save_every, backbone, model, on_checkpoint=progress))
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        render_train(result)
+
+
+@app.command()
+def watch(
+    run_dirs: Annotated[
+        list[str], typer.Argument(help="Run folders to watch (they may not exist yet).", show_default=False, metavar="RUN_DIR...")
+    ],
+    model: Annotated[str | None, typer.Option("--model", help="Model to register into (configs/<model>.yaml); default: the only one.")] = None,
+    promote_if_better: Annotated[
+        bool, typer.Option("--promote-if-better", help="Promote each new version that passes the quality gate (safe rollout).")
+    ] = False,
+    settle: Annotated[
+        float, typer.Option("--settle", min=0, help="Seconds a checkpoint's files must stay unchanged before it is read.")
+    ] = 2.0,
+    max_events: Annotated[
+        int | None, typer.Option("--max-events", min=1, help="Stop after this many checkpoints were handled (registered, known, failed or skipped).")
+    ] = None,
+    exit_after: Annotated[
+        float | None, typer.Option("--exit-after", min=0.001, help="Stop after this many seconds.")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Register what the folders hold now (waiting for it to settle), then stop.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per event, then the summary, instead of text.")
+    ] = False,
+) -> None:
+    """Register every new checkpoint written into run folders, as soon as it is complete.
+
+    A checkpoint is read once the run folder's `checkpoint` state file names it and its
+    .index and .data-* files exist and have not changed for --settle seconds. Registration is
+    idempotent by content, so restarting the watch registers nothing twice. A checkpoint that
+    fails validation is logged and the watch goes on. With --promote-if-better, each new
+    version that passes the quality gate (thresholds in configs/<model>.yaml) is promoted
+    through the normal safe rollout; in a burst, only the newest. Ctrl-C (or SIGTERM) stops
+    after the current checkpoint; a second Ctrl-C aborts.
+
+    Examples:
+
+        mlc watch ckpt/16645
+
+        mlc watch ckpt/16645 ckpt/16646 --promote-if-better
+
+        mlc watch ckpt/16645 --once --json
+
+        mlc watch ckpt/16645 --max-events 3 --exit-after 600
+    """
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        stderr.print("stopping after the current checkpoint (Ctrl-C again to abort)")
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with WatchDisplay(len(run_dirs), as_json) as display:
+            summary = run(lambda: api.watch(run_dirs, model, promote_if_better, settle, max_events, exit_after, once,
+                                            stop=stop, on_event=display.event))
+    except KeyboardInterrupt:
+        stderr.print("aborted")
+        raise typer.Exit(130) from None
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+    display.summary(summary)
+
+
+@app.command()
+def predict(
+    model: ModelArg,
+    images: Annotated[
+        list[Path], typer.Argument(help="Photos to segment: JPEG, PNG or any image pillow reads, any size.",
+                                   show_default=False)
+    ],
+    version: Annotated[
+        int | None, typer.Option("--version", min=1, help="Ask for this version number (model_spec.version).")
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="Ask for the version this label points at, e.g. stable or canary.")
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="HOST:PORT of the server (its REST port with --rest). Default: the first server of "
+            "configs/servers.yaml, else the one `mlc serve` started.",
+        ),
+    ] = None,
+    rest: Annotated[bool, typer.Option("--rest", help="Send TF Serving REST JSON instead of gRPC.")] = False,
+    use_async: Annotated[
+        bool, typer.Option("--async", help="Send all photos at once through Predict.future, then collect.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.001, help="Deadline of each request, in seconds.")
+    ] = 30.0,
+    out: Annotated[
+        Path, typer.Option("--out", file_okay=False, help="Folder for <name>.mask.png and <name>.overlay.png.")
+    ] = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Segment photos with the served model: a VOC-coloured mask and an overlay per photo.
+
+    Prints each photo's share of every class by name, and which version answered.
+
+    Examples:
+
+        mlc predict deeplab photo.jpg
+
+        mlc predict deeplab a.jpg b.png --label canary --out masks/
+
+        mlc predict deeplab photo.jpg --version 3 --async --timeout 5
+
+        mlc predict deeplab photo.jpg --rest --server 127.0.0.1:8501
+    """
+    if version is not None and label is not None:
+        raise typer.BadParameter("give --version or --label, not both", param_hint="--version/--label")
+    result = run(
+        lambda: api.predict(
+            model, list(images), version=version, label=label, server=server, rest=rest,
+            use_async=use_async, timeout=timeout, out=out,
+        )
+    )
+    if as_json:
+        print_json(result.to_dict())
+        return
+    render_predict(result)
+
+
+@app.command()
+def diff(
+    model: ModelArg,
+    a: Annotated[int, typer.Argument(help="Version A, the reference.", show_default=False, min=1)],
+    b: Annotated[int, typer.Argument(help="Version B, compared with A.", show_default=False, min=1)],
+    image: Annotated[
+        list[Path] | None,
+        typer.Option("--image", help="Also compare on this photo (repeatable); the test image is always used."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", file_okay=False, help="Folder for the side-by-side pictures.")
+    ] = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Tell two versions apart: signatures, pixel agreement and mIoU of B against A, and pictures.
+
+    Both versions are loaded from model_repo in this process (no server needed). Compares the
+    masks on the test image, on each --image and on the evaluation set, and writes
+    <model>-<A>-vs-<B>.<image>.png: photo | mask A | mask B | disagreement (white).
+
+    Examples:
+
+        mlc diff deeplab 2 3
+
+        mlc diff deeplab 2 3 --image photo.jpg --out diffs/
+
+        mlc diff deeplab 2 3 --json
+    """
+    result = run(lambda: api.diff(model, a, b, images=list(image or []), out=out))
+    if as_json:
+        print_json(result.to_dict())
+        return
+    render_diff(result)

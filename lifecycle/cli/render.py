@@ -1,0 +1,295 @@
+"""Rendering for the mlc command line: rich tables and lines for people, JSON for scripts.
+
+Every function here takes an ``api`` result and prints it; none calls the api. This module must
+not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from lifecycle.api import (
+        HistoryReport,
+        RegisterResult,
+        ServeResult,
+        StatusReport,
+        StopResult,
+        TrainResult,
+    )
+    from lifecycle.build.watch import WatchEvent, WatchSummary
+    from lifecycle.predictions.diff import DiffResult
+    from lifecycle.predictions.predict import PredictResult
+    from lifecycle.rollout import RolloutResult
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as JSON to stdout (no rich markup, no wrapping)."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def render_status(report: StatusReport) -> None:
+    """Print a status report as one rich table per model."""
+    if not report.models:
+        stdout.print("No models registered yet. Register a checkpoint with: mlc register RUN_DIR")
+    servers = list(report.servers)
+    for m in report.models:
+        title = f"{m.name}  (stable: {m.stable if m.stable is not None else '-'}"
+        title += (f", canary: {m.canary}" if m.canary is not None else "") + ")"
+        table = Table(title=title)
+        # On a narrow terminal the created time, digest and checkpoint wrap; the rest stays whole.
+        for col in ("ver", "labels", "step"):
+            table.add_column(col, no_wrap=True, min_width=len(col))
+        table.add_column("created", overflow="fold")
+        for col in ("valid", "mIoU"):
+            table.add_column(col, no_wrap=True, min_width=5)
+        table.add_column("golden", overflow="fold")
+        table.add_column("in config", no_wrap=True, min_width=3)
+        table.add_column("checkpoint", overflow="fold")
+        for addr in servers:
+            table.add_column(addr, overflow="fold", min_width=9)
+        for v in m.versions:
+            table.add_row(
+                str(v.version),
+                ",".join(v.labels),
+                "" if v.step is None else str(v.step),
+                v.created[5:16].replace("T", " "),
+                "yes" if v.validated else "NO",
+                "" if v.miou is None else f"{v.miou:.3f}",
+                (v.golden_digest or "").removeprefix("sha256:")[:8],
+                "yes" if v.in_config else "",
+                v.checkpoint,
+                *[_state_markup(v.servers.get(addr, "")) for addr in servers],
+            )
+        stdout.print(table)
+        for d in m.drift:
+            stdout.print(f"[red]drift:[/red] {escape(d)}")
+        for w in m.warnings:
+            stdout.print(f"[yellow]warning:[/yellow] {escape(w)}")
+        if m.last_event:
+            e = m.last_event
+            stdout.print(f"last rollout: {e.time} {e.action} {e.from_version} -> {e.to_version}: {e.result}")
+    if report.servers:
+        for addr, state in report.servers.items():
+            stdout.print(f"server {addr}: {escape(state)}")
+    else:
+        stdout.print("servers: none running or listed in configs/servers.yaml (start one with: mlc serve --detach)")
+    for w in report.warnings:
+        stdout.print(f"[yellow]warning:[/yellow] {escape(w)}")
+
+
+def _state_markup(state: str) -> str:
+    if state == "AVAILABLE":
+        return "[green]AVAILABLE[/green]"
+    if state.startswith("END:") or state == "unreachable":
+        return f"[red]{escape(state)}[/red]"
+    return escape(state)
+
+
+def render_history(report: HistoryReport) -> None:
+    """Print a model's rollout history as a table."""
+    if not report.events:
+        stdout.print(f"{report.model}: no promotions or rollbacks yet")
+        return
+    table = Table(title=f"{report.model} rollout history (stable: {report.stable if report.stable is not None else '-'})")
+    for col in ("time", "user", "action", "from -> to", "result", "reason", "detail"):
+        table.add_column(col)
+    for e in report.events:
+        result = e.result + (" (forced)" if e.forced else "")
+        colour = "green" if e.result in ("ok", "recovered") else "red"
+        table.add_row(
+            e.time, e.user, e.action, f"{_v(e.from_version)} -> {_v(e.to_version)}",
+            f"[{colour}]{escape(result)}[/{colour}]", escape(e.reason), escape(e.detail),
+        )
+    stdout.print(table)
+
+
+def _v(n: int | None) -> str:
+    return "-" if n is None else str(n)
+
+
+def render_rollout(result: RolloutResult, as_json: bool) -> None:
+    """Print a promote or rollback result (JSON with ``as_json``)."""
+    if as_json:
+        print_json(result.to_dict())
+        return
+    plan = result.plan
+    for note in result.recovered:
+        stdout.print(f"[yellow]recovered:[/yellow] {escape(note)}")
+    if result.result == "dry-run":
+        stdout.print(f"Plan for {plan.action} of {plan.model} {plan.version} on {len(plan.servers)} server(s):")
+        for i, step in enumerate(plan.steps, 1):
+            stdout.print(f"  {i}. {escape(step)}")
+        for note in plan.notes:
+            stdout.print(f"[yellow]note:[/yellow] {escape(note)}")
+        if plan.config_diff:
+            sys.stdout.write(plan.config_diff)
+        else:
+            stdout.print("configs/models.config would not change")
+        return
+    if result.result == "noop":
+        stdout.print(escape(result.message))
+        return
+    after = plan.after
+    what = f"{plan.model}: stable {_v(plan.before['stable'])} -> {_v(after['stable'])}"
+    if after["canary"] != plan.before["canary"]:
+        what += f", canary {_v(plan.before['canary'])} -> {_v(after['canary'])}"
+    stdout.print(f"[green]{plan.action} ok[/green] {escape(what)} on {len(plan.servers)} server(s) in {result.seconds:.1f} s")
+    for note in plan.notes:
+        stdout.print(f"[yellow]note:[/yellow] {escape(note)}")
+
+
+def render_serve(result: ServeResult) -> None:
+    """Print the servers mlc serve started."""
+    if result.recovered:
+        stdout.print(f"[yellow]recovered:[/yellow] {escape(result.recovered)}")
+    for s in result.servers:
+        rest = f", REST http://{s.rest}" if s.rest else ""
+        log = f", log {s.log}" if s.log else ""
+        stdout.print(f"{result.engine} server pid {s.pid}: gRPC {s.grpc}{rest} on {result.config_file}{log}")
+
+
+def render_stop(result: StopResult) -> None:
+    """Print the servers ``mlc stop`` stopped."""
+    if not result.stopped:
+        stdout.print("No running server started by mlc serve.")
+    for s in result.stopped:
+        stdout.print(f"stopped server pid {s.pid} (gRPC {s.grpc})")
+
+
+def render_register(result: RegisterResult) -> None:
+    """Print the registered (or already known) version, then the bare number on its own line."""
+    step = "" if result.step is None else f" (step {result.step})"
+    if result.reused:
+        stdout.print(f"{result.checkpoint}{step} is already {result.model} version {result.version}")
+    else:
+        miou = "" if result.miou is None else f", eval mIoU {result.miou:.3f}"
+        stdout.print(f"Registered {result.checkpoint}{step} as {result.model} version {result.version}{miou}")
+    stdout.print(str(result.version))
+
+
+def render_train(result: TrainResult) -> None:
+    """Print what ``mlc train`` wrote."""
+    if not result.checkpoints:
+        stdout.print(f"{result.run_dir} is already at step {result.start_step}; nothing to do (raise --steps)")
+    else:
+        stdout.print(f"Wrote {len(result.checkpoints)} checkpoints to {result.run_dir}. "
+                     f"Register the latest with: mlc register {result.run_dir}")
+
+
+_EVENT_STYLES = {
+    "watching": "cyan", "waiting": "yellow", "gone": "yellow", "seen": "dim", "incomplete": "dim",
+    "registered": "green", "known": "dim", "failed": "red", "skipped": "yellow",
+    "promoted": "bold green", "kept": "yellow", "promote-failed": "red", "stopped": "cyan",
+}
+
+
+class WatchDisplay:
+    """``mlc watch`` output: one line per event and a progress spinner, or one JSON object per event."""
+
+    QUIET = frozenset({"registering", "promoting"})  # shown in the progress line only
+
+    def __init__(self, folders: int, as_json: bool) -> None:
+        self.folders = folders
+        self.as_json = as_json
+        self.counts = {"registered": 0, "known": 0, "failed": 0, "promoted": 0}
+        self.spinner = None if as_json else stdout.status("watching ...", spinner="dots")
+
+    def __enter__(self) -> WatchDisplay:
+        if self.spinner is not None:
+            self.spinner.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.spinner is not None:
+            self.spinner.stop()
+
+    def event(self, e: WatchEvent) -> None:
+        """Show one watch event."""
+        if self.as_json:
+            sys.stdout.write(json.dumps(e.to_dict(), default=str) + "\n")
+            sys.stdout.flush()
+            return
+        kind = "failed" if e.kind == "skipped" else e.kind
+        if kind in self.counts:
+            self.counts[kind] += 1
+        if e.kind not in self.QUIET:
+            style = _EVENT_STYLES.get(e.kind, "")
+            stdout.print(f"{e.time[11:19]}  [{style}]{e.kind:<14}[/{style}] {escape(e.message)}" if style
+                         else f"{e.time[11:19]}  {e.kind:<14} {escape(e.message)}", markup=True, highlight=False)
+        if self.spinner is not None:
+            doing = f"{e.message} ... " if e.kind in self.QUIET else ""
+            c, n = self.counts, self.folders
+            self.spinner.update(f"{doing}{n} folder{'s' if n != 1 else ''}, {e.pending} pending, "
+                                f"{c['registered']} registered, {c['known']} known, {c['failed']} failed, "
+                                f"{c['promoted']} promoted (Ctrl-C to stop)")
+
+    def summary(self, summary: WatchSummary) -> None:
+        """Show the summary of a watch session."""
+        if self.as_json:
+            sys.stdout.write(json.dumps({"kind": "summary", **summary.to_dict()}, default=str) + "\n")
+            return
+        stdout.print(
+            f"Watched {len(summary.run_dirs)} folder{'s' if len(summary.run_dirs) != 1 else ''}: "
+            f"{len(summary.registered)} registered, {len(summary.known)} already known, {len(summary.failed)} failed, "
+            f"{len(summary.promoted)} promoted, {len(summary.kept)} kept back by the gate."
+        )
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f}%" if share >= 0.001 else "<0.1%"
+
+
+def render_predict(result: PredictResult) -> None:
+    """Print each photo's answering version, class shares and picture paths."""
+    stdout.print(
+        f"{result.model}: asked for {result.asked} over {result.transport} ({result.call}) at {result.server}"
+    )
+    for p in result.images:
+        answered = f"version {p.version}" if p.version is not None else "an unreported version"
+        stdout.print(f"\n{p.image}  {p.width}x{p.height}  answered by {answered}")
+        stdout.print("  " + "  ".join(f"{name} {_percent(share)}" for name, share in p.classes.items()))
+        stdout.print(f"  mask     {p.mask}")
+        stdout.print(f"  overlay  {p.overlay}")
+
+
+def render_diff(result: DiffResult) -> None:
+    """Print signature changes, then agreement per image and on the evaluation set."""
+    stdout.print(f"{result.model}: version {result.a} (A) vs version {result.b} (B)")
+    if result.signature_changes:
+        stdout.print("Signatures:")
+        for change in result.signature_changes:
+            stdout.print(f"  {change['description']}")
+    else:
+        stdout.print("Signatures: identical")
+    table = Table(title="Masks of B against A")
+    for col in ("image", "size", "agreement", "mIoU", "differing px"):
+        table.add_column(col)
+    for d in result.images:
+        table.add_row(Path(d.image).name, f"{d.width}x{d.height}", f"{100 * d.agreement:.2f}%", f"{d.miou:.3f}",
+                      str(d.differing_pixels))
+    if result.eval is not None:
+        e = result.eval
+        table.add_row(f"eval set ({e.images} scenes)", f"{e.size}x{e.size}", f"{100 * e.agreement:.2f}%",
+                      f"{e.miou:.3f}", str(e.differing_pixels))
+    stdout.print(table)
+    if result.eval is not None:
+        stdout.print(
+            f"Eval mIoU against ground truth: version {result.a} {result.eval.miou_a:.3f}, "
+            f"version {result.b} {result.eval.miou_b:.3f}"
+        )
+    stdout.print("Pictures (photo | mask A | mask B | disagreement in white):")
+    for d in result.images:
+        stdout.print(f"  {d.picture}")
+    if result.identical:
+        stdout.print("The two versions give the same masks.")
