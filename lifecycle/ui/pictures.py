@@ -102,16 +102,16 @@ def _segment_test_image(paths: Paths, model: str, version: int, into: Path) -> N
 
     import numpy as np
 
-    from lifecycle.predictions import images
+    from lifecycle.predictions import pictures
     from lifecycle.predictions.diff import loaded
 
     definition = load_definition(paths, model)
-    photo = images.read_photo(test_image(paths, model))
+    photo = pictures.read_photo(test_image(paths, model))
     signature, output = definition.signature.key, definition.signature.outputs[0].name
     with loaded(model, version, paths.version_dir(model, version), signature, output) as v:
         mask = v.segment(photo[None].astype(np.float32))[0]
-    images.write_png(into / "mask.png", images.mask_image(mask))
-    images.write_png(into / "overlay.png", images.overlay(photo, mask))
+    pictures.write_png(into / "mask.png", pictures.mask_image(mask))
+    pictures.write_png(into / "overlay.png", pictures.overlay(photo, mask))
 
 
 def version_diff(paths: Paths, model: str, a: int, b: int) -> tuple[dict[str, Any], Path]:
