@@ -52,7 +52,7 @@ def current_user() -> str:
     """Who runs this command, for provenance and history."""
     try:
         return getpass.getuser()
-    except Exception:  # no passwd entry (containers): fall back to the uid
+    except (OSError, KeyError):  # no passwd entry (containers): fall back to the uid
         return f"uid{os.getuid()}"
 
 
