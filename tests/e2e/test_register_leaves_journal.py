@@ -23,12 +23,12 @@ def test_register_leaves_a_pending_rollout_journal_for_the_commands_that_drive_s
     journal.write(paths, pending)
     journal.step(paths, pending, "intent", "done")
     journal.step(paths, pending, "sandbox", "done")
-    left = journal.path(paths).read_bytes()
+    left = journal.load(paths)
 
     result = api.register(variant_checkpoints[0], paths=paths)
 
     assert (result.version, result.reused) == (4, False)
-    assert journal.path(paths).read_bytes() == left, "register must not touch the journal"
+    assert left is not None and journal.load(paths) == left, "register must not touch the journal"
     assert registry.load(paths).model("deeplab").history == []
     status = api.status(paths=paths)
     assert status.pending_rollout is not None and "sandbox:done" in status.pending_rollout
