@@ -239,6 +239,17 @@ class RequestTooLarge(LifecycleError):
         return 413
 
 
+class RequestHeadersTooLarge(LifecycleError):
+    """A REST request's line and headers exceed the server's bound (HTTP 431)."""
+
+    grpc_code = "INVALID_ARGUMENT"
+
+    @property
+    def http_status(self) -> int:
+        """431 Request Header Fields Too Large."""
+        return 431
+
+
 class InternalError(LifecycleError):
     """An unexpected failure inside the model server."""
 

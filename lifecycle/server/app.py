@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle.errors import BindError, InvalidArgument, LifecycleError, StartupError
-from lifecycle.server.config_file import ConfigFileWatcher, file_digest, read_model_config_file, single_model_config
+from lifecycle.server.config_file import (
+    ConfigFileWatcher,
+    file_digest,
+    read_model_config_file,
+    single_model_config,
+)
 
 log = logging.getLogger("mlc-model-server")
 
@@ -244,7 +249,10 @@ def _create_server(options: ServerOptions) -> RunningServer:
     else:
         session = session_config(options)
         if options.enable_batching:
-            from lifecycle.server.batching import BatchingOptions, read_batching_parameters
+            from lifecycle.server.batching import (
+                BatchingOptions,
+                read_batching_parameters,
+            )
 
             batching = (read_batching_parameters(options.batching_parameters_file) if options.batching_parameters_file
                         else BatchingOptions(thread_pool_name="model_server_batch_threads"))

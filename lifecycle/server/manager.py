@@ -13,6 +13,10 @@ with the AvailabilityPreservingPolicy:
 
 Requests look servables up in copy-on-write maps without taking the manager lock, and hold a
 handle while they run so that an unload waits for them.
+
+(Over 400 lines on purpose: loading, unloading, states, labels and the reconcile loop share one
+lock and one condition; split apart they would have to reach into each other's state. The
+config checks and the version policy live in ``model_configs``.)
 """
 
 from __future__ import annotations
@@ -35,12 +39,10 @@ from lifecycle.errors import (
     ServingError,
 )
 from lifecycle.server.loader import Servable
+from lifecycle.server.model_configs import aspired_versions, validate_model_configs
 from lifecycle.server.monitoring import note_served
 
 log = logging.getLogger("mlc-model-server")
-
-TENSORFLOW_PLATFORM = "tensorflow"
-
 
 class State(Enum):
     """A version's manager state, named as in ModelVersionStatus.State."""
@@ -139,7 +141,7 @@ class ServableManager:
                     "from one ModelConfigList to another."
                 )
             model_configs = list(config.model_config_list.config)
-            _validate_model_configs(model_configs, self._configs)
+            validate_model_configs(model_configs, self._configs)
             new_labels = self._check_labels(model_configs)
             with self._lock:
                 new_names = [c.name for c in model_configs if c.name not in self._configs]
@@ -224,7 +226,7 @@ class ServableManager:
         """Read every base path once and update each model's aspired versions."""
         with self._lock:
             configs = dict(self._configs)
-        found = {name: _aspired_versions(config) for name, config in configs.items()}
+        found = {name: aspired_versions(config) for name, config in configs.items()}
         with self._lock:
             for name, versions in found.items():
                 if name in self._configs:
@@ -443,64 +445,3 @@ class ServableManager:
             self._serving = {}
         for servable in servables:
             servable.close()
-
-
-def _validate_model_configs(model_configs: list[object], old: dict[str, object]) -> None:
-    seen: set[str] = set()
-    for config in model_configs:
-        if config.name in seen:
-            raise InvalidArgument(f"Illegal to list model {config.name} multiple times in config list")
-        seen.add(config.name)
-        platform = _platform(config)
-        if platform != TENSORFLOW_PLATFORM:
-            raise InvalidArgument(f"Model {config.name} requests unsupported platform {platform}")
-        if config.name in old and _platform(old[config.name]) != platform:
-            raise InvalidArgument(
-                f"Illegal to change a model's platform. For model {config.name} platform was "
-                f"{_platform(old[config.name])} and new platform requested is {platform}"
-            )
-
-
-def _platform(config: object) -> str:
-    if config.model_type:  # deprecated ModelType enum; 1 == TENSORFLOW
-        if config.model_platform:
-            raise InvalidArgument(
-                "Illegal setting both ModelServerConfig::model_type (deprecated) and "
-                "ModelServerConfig::model_platform."
-            )
-        if config.model_type == 1:
-            return TENSORFLOW_PLATFORM
-        raise InvalidArgument(f"ModelServerConfig::model_type choice {config.model_type} not supported.")
-    if not config.model_platform:
-        raise InvalidArgument(
-            "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
-            "ModelServerConfig::model_platform."
-        )
-    return config.model_platform
-
-
-def _aspired_versions(config: object) -> dict[int, Path]:
-    """The versions the model's policy wants among the integer folders of its base path."""
-    base = Path(config.base_path)
-    try:
-        entries = list(base.iterdir())
-    except OSError:
-        log.warning("File system storage path source: base path %s for servable %s does not exist", base, config.name)
-        return {}
-    on_disk: dict[int, Path] = {}
-    for entry in entries:
-        name = entry.name
-        if name.isascii() and name.isdigit() and entry.is_dir():
-            on_disk[int(name)] = entry
-    policy = config.model_version_policy
-    choice = policy.WhichOneof("policy_choice")
-    if choice == "all":
-        return on_disk
-    if choice == "specific":
-        wanted = set(policy.specific.versions)
-        missing = wanted - on_disk.keys()
-        if missing:
-            log.warning("Version(s) %s of servable %s not found under %s", sorted(missing), config.name, base)
-        return {v: p for v, p in on_disk.items() if v in wanted}
-    count = policy.latest.num_versions if choice == "latest" and policy.latest.num_versions > 0 else 1
-    return {v: on_disk[v] for v in sorted(on_disk, reverse=True)[:count]}

@@ -45,7 +45,12 @@ class TensorFlowPlatform:
 
 def _adapter_class() -> Any:
     """The SavedModelBundleSourceAdapterConfig message class, described once in the default pool."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+    from google.protobuf import (
+        descriptor_pb2,
+        descriptor_pool,
+        message_factory,
+        wrappers_pb2,
+    )
     from tensorflow.core.protobuf import config_pb2
 
     from lifecycle.server.protos import batching_pb2

@@ -21,17 +21,15 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-import numpy as np
-
 from lifecycle.errors import (
     InvalidArgument,
     LifecycleError,
     RequestTooLarge,
     ResourceExhausted,
 )
-from lifecycle.server import rest_json
+from lifecycle.server import json_tensor, rest_json
 from lifecycle.server.core import ModelRef, ServerCore
-from lifecycle.server.examples import input_from_json, is_b64
+from lifecycle.server.examples import input_from_json
 from lifecycle.server.monitoring import request_observer
 
 log = logging.getLogger("mlc-model-server")
@@ -333,89 +331,15 @@ def predict_json(core: ServerCore, ref: ModelRef, body: bytes, timeout_ms: int) 
             )
         if not instances:
             raise InvalidArgument(f"JSON Value: {rest_json.value_text(document)} No values in 'instances' array")
-        inputs = _rows_to_arrays(instances, infos, bools)
+        inputs = json_tensor.arrays_from_instances(instances, infos, bools)
     elif has_inputs:
-        inputs = _columns_to_arrays(document["inputs"], infos, bools)
+        inputs = json_tensor.arrays_from_inputs(document["inputs"], infos, bools)
     else:
         raise InvalidArgument("Missing 'inputs' or 'instances' key")
     prediction = core.predict_arrays(ref, signature_name, inputs, timeout_ms=timeout_ms or None)
     if has_instances:
         return rest_json.rows_json(prediction.outputs)
     return rest_json.columns_json(prediction.outputs)
-
-
-def _dtype(info: object) -> str:
-    return rest_json.tf_dtype_name(info.dtype)
-
-
-def _rows_to_arrays(instances: list[Any], infos: dict[str, object], bools: bool = True) -> dict[str, np.ndarray]:
-    """FillTensorMapFromInstancesList: every element adds one row to each named input."""
-    first = instances[0]
-    if not isinstance(first, dict) and len(infos) > 1:
-        raise InvalidArgument(
-            "instances is a plain list, but expecting list of objects as multiple input tensors "
-            "required as per tensorinfo_map"
-        )
-
-    def is_object(value: Any) -> bool:
-        return isinstance(value, dict) and not is_b64(value)
-
-    objects = is_object(first)
-    names = sorted(infos)
-    if not objects:
-        (alias, info), = infos.items()
-        for index, element in enumerate(instances):
-            if is_object(element):
-                raise InvalidArgument(f"Expecting value/list but got object at item {index} of input list")
-        # The rows stacked: one array whose first dimension is the number of instances.
-        try:
-            return {alias: rest_json.json_to_array(instances, _dtype(info), bools)}
-        except InvalidArgument as e:
-            raise InvalidArgument(f"Failed to process 'instances' list. Error: {e.grpc_code}: {e.message}") from None
-    columns: dict[str, list[Any]] = {alias: [] for alias in infos}
-    for index, element in enumerate(instances):
-        if not is_object(element):
-            raise InvalidArgument(f"Expecting object but got list at item {index} of input list")
-        for key in element:
-            if key not in infos:
-                raise InvalidArgument(
-                    f"Failed to process element: {index} key: {key} of 'instances' list. Error: "
-                    f"INVALID_ARGUMENT: JSON object: does not have named input: {key}"
-                )
-        if set(element) != set(infos):
-            raise InvalidArgument(
-                f"Failed to process element: {index} of 'instances' list. JSON object: "
-                f"{rest_json.value_text(element)} keys must be equal to: {','.join(names)}"
-            )
-        for alias, value in element.items():
-            columns[alias].append(value)
-    arrays = {}
-    for alias, values in columns.items():
-        try:
-            arrays[alias] = rest_json.json_to_array(values, _dtype(infos[alias]), bools)
-        except InvalidArgument as e:
-            raise InvalidArgument(
-                f"Failed to process 'instances' list key: {alias}. Error: {e.grpc_code}: {e.message}"
-            ) from None
-    return arrays
-
-
-def _columns_to_arrays(inputs: Any, infos: dict[str, object], bools: bool = True) -> dict[str, np.ndarray]:
-    """FillTensorMapFromInputsMap: one value per named input (or a bare value for one input)."""
-    if not isinstance(inputs, dict) or is_b64(inputs):
-        if len(infos) > 1:
-            raise InvalidArgument(
-                "inputs is a plain value/list, but expecting an object as multiple input tensors "
-                "required as per tensorinfo_map"
-            )
-        (alias, info), = infos.items()
-        return {alias: rest_json.json_to_array(inputs, _dtype(info), bools)}
-    arrays = {}
-    for alias in sorted(infos):
-        if alias not in inputs:
-            raise InvalidArgument(f"Missing named input: {alias} in 'inputs' object.")
-        arrays[alias] = rest_json.json_to_array(inputs[alias], _dtype(infos[alias]), bools)
-    return arrays
 
 
 def classify_json(core: ServerCore, ref: ModelRef, body: bytes, timeout_ms: int) -> bytes:

@@ -31,6 +31,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from lifecycle.errors import RequestHeadersTooLarge
 from lifecycle.server import rest_json
 
 log = logging.getLogger("mlc-model-server")
@@ -57,10 +58,6 @@ def default_num_threads() -> int:
     return 4 * cpus
 
 
-class _TooLarge(Exception):
-    """The request line and headers exceed MAX_HEADER_BYTES."""
-
-
 def _header(head: bytes, name: bytes) -> bytes | None:
     for line in head.split(b"\r\n")[1:]:
         key, sep, value = line.partition(b":")
@@ -82,7 +79,8 @@ async def read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             return None
         raise
     except asyncio.LimitOverrunError:
-        raise _TooLarge() from None
+        raise RequestHeadersTooLarge(
+            f"Request line and headers exceed {MAX_HEADER_BYTES} bytes") from None
     if b"chunked" in (_header(head, b"transfer-encoding") or b"").lower():
         parts = [head]
         total = 0
@@ -162,8 +160,8 @@ class RestServer:
                     self.dropped += 1
                     log.debug("rest: dropped %s: no whole request within %s s", peer, self.timeout_s)
                     return
-                except _TooLarge:
-                    writer.write(_error_response(431, "Request Header Fields Too Large"))
+                except RequestHeadersTooLarge as e:
+                    writer.write(_error_response(e.http_status, e.message))
                     await asyncio.wait_for(writer.drain(), self.timeout_s)
                     return
                 if raw is None:
@@ -215,7 +213,10 @@ class RestServer:
 
 
 def _error_response(status: int, message: str) -> bytes:
+    """A JSON error answer written by the loop itself (the handler never saw the request)."""
+    from http import HTTPStatus
+
     body = rest_json.error_json(message)
     data = body if isinstance(body, bytes) else body.encode()
-    return (f"HTTP/1.1 {status} {message}\r\nContent-Type: application/json\r\n"
+    return (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode() + data

@@ -15,10 +15,8 @@ As tensorflow_model_server does:
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import socket
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass

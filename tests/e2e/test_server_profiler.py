@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from lifecycle.server import ServerOptions, create_server
-from tests.support.server_support import Client, add_version, model_config, server_config
+from tests.support.server_support import (
+    Client,
+    add_version,
+    model_config,
+    server_config,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -161,6 +161,12 @@ def test_other_methods_and_paths(server: RunningServer) -> None:
     assert_json_error(status, body)
 
 
+def test_oversized_headers_are_a_431(server: RunningServer) -> None:
+    status, body = request(server, "GET", "/v1/models/hp", headers={"X-Big": "x" * 70_000})
+    assert (status, json.loads(body)) == (431, {"error": "Request line and headers exceed 65536 bytes"})
+    assert request(server, "GET", "/v1/models/hp")[0] == 200  # the server goes on
+
+
 def test_rest_timeout_is_a_504(server: RunningServer) -> None:
     status, body = request(server, "POST", "/v1/models/spin:predict", b'{"instances": [100000000000]}')
     assert status == 504, body

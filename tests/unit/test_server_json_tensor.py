@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lifecycle.errors import InvalidArgument, Unimplemented
-from lifecycle.server.rest_json import json_to_array
+from lifecycle.server.json_tensor import json_to_array
 
 
 @pytest.mark.parametrize("fast", [False, True])
