@@ -26,7 +26,7 @@ from lifecycle.server.batching import (
 from lifecycle.server.loader import DEFAULT_SIGNATURE, Servable
 from lifecycle.server.manager import ManagerOptions, ServableManager
 from lifecycle.server.monitoring import Metrics
-from lifecycle.server.tensors import fill_tensor_proto, to_ndarray
+from lifecycle.server.tensors import length_delimited, tensor_proto_parts, to_ndarray
 
 log = logging.getLogger("mlc-model-server")
 
@@ -135,23 +135,28 @@ class ServerCore:
         outputs = servable.run(name, inputs, output_filter, timeout_ms)
         return Prediction(servable.name, servable.version, name, outputs)
 
-    def predict(self, request: object, timeout_ms: int | None = None) -> object:
-        """PredictionService.Predict on protos."""
-        from tensorflow_serving.apis import predict_pb2
+    def predict(self, request: object, timeout_ms: int | None = None) -> bytes:
+        """PredictionService.Predict on protos; returns the encoded PredictResponse.
+
+        The response is assembled from encoded pieces (outputs = 1, model_spec = 2, in field
+        order as TF Serving writes it): the output tensors are copied once, into the bytes
+        gRPC sends, instead of being parsed into a message and serialized again.
+        """
+        from tensorflow_serving.apis import model_pb2
 
         if not request.HasField("model_spec"):
             raise InvalidArgument("Missing ModelSpec")
         ref = model_ref(request.model_spec)
         with self.manager.servable(ref.name, ref.version, ref.label) as servable:
             prediction = self._predict_on(servable, request, timeout_ms)
-        response = predict_pb2.PredictResponse()
-        spec = response.model_spec
-        spec.name = request.model_spec.name
+        spec = model_pb2.ModelSpec(name=request.model_spec.name, signature_name=prediction.signature_name)
         spec.version.value = prediction.version
-        spec.signature_name = prediction.signature_name
+        parts: list[bytes] = []
         for alias, value in prediction.outputs.items():
-            fill_tensor_proto(response.outputs[alias], value, as_content=self.tensor_content)
-        return response
+            parts += length_delimited(1, [*length_delimited(1, [alias.encode()]),
+                                          *length_delimited(2, tensor_proto_parts(value, self.tensor_content))])
+        parts += length_delimited(2, [spec.SerializeToString()])
+        return b"".join(parts)
 
     def _predict_on(self, servable: Servable, request: object, timeout_ms: int | None) -> Prediction:
         signature_name = request.model_spec.signature_name

@@ -94,7 +94,28 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return _call(context, "HandleReloadConfigRequest", lambda: self.core.reload_config(request))
 
 
+class _EncodedPredict(grpc.GenericRpcHandler):
+    """Predict with a response serializer that passes on the bytes ServerCore.predict encoded.
+
+    Registered before the generated handlers, so it answers Predict and they answer the rest.
+    """
+
+    def __init__(self, service: PredictionService) -> None:
+        from tensorflow_serving.apis import predict_pb2
+
+        self._handler = grpc.unary_unary_rpc_method_handler(
+            service.Predict, request_deserializer=predict_pb2.PredictRequest.FromString,
+            response_serializer=bytes)
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        if handler_call_details.method == "/tensorflow.serving.PredictionService/Predict":
+            return self._handler
+        return None
+
+
 def add_services(server: grpc.Server, core: ServerCore) -> None:
     """Register both TF Serving services on a grpc server."""
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
+    service = PredictionService(core)
+    server.add_generic_rpc_handlers((_EncodedPredict(service),))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(service, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)

@@ -1,10 +1,11 @@
 """TensorProto <-> numpy conversion for the server, matching TF Serving's wire format.
 
-Requests may carry ``tensor_content`` or the typed ``*_val`` fields (TF Serving accepts both).
+Requests may carry ``tensor_content`` or the typed ``*_val`` fields (TF Serving accepts both);
+``tensor_content`` of a numeric dtype is read with ``np.frombuffer``, without a copy.
 Responses are written like TF Serving's default ``AsProtoField``: values in the typed repeated
-fields (``float_val``, ``int64_val`` ...). For every numeric dtype the packed field is encoded
-with numpy (raw bytes, or vectorised varints) and parsed, instead of appending one Python object
-per element.
+fields (``float_val``, ``int64_val`` ...). For every numeric dtype the TensorProto is encoded
+directly as wire bytes with numpy (raw bytes, or vectorised varints), so a large response is
+never parsed into a message only to be serialized again (see :func:`tensor_proto_parts`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,30 @@ import numpy as np
 
 from lifecycle.errors import InvalidArgument
 
+# tensorflow.DataType values (tensorflow/core/framework/types.proto) of plain numpy dtypes.
+DATA_TYPES = {
+    np.dtype(np.float32): 1, np.dtype(np.float64): 2, np.dtype(np.int32): 3, np.dtype(np.uint8): 4,
+    np.dtype(np.int16): 5, np.dtype(np.int8): 6, np.dtype(np.complex64): 8, np.dtype(np.int64): 9,
+    np.dtype(np.bool_): 10, np.dtype(np.uint16): 17, np.dtype(np.complex128): 18,
+    np.dtype(np.float16): 19, np.dtype(np.uint32): 22, np.dtype(np.uint64): 23,
+}
+_NUMPY_TYPES = {enum: dtype for dtype, enum in DATA_TYPES.items()}
+
 
 def to_ndarray(proto: object, alias: str = "") -> np.ndarray:
-    """A request TensorProto as a numpy array; malformed tensors are INVALID_ARGUMENT."""
+    """A request TensorProto as a numpy array; malformed tensors are INVALID_ARGUMENT.
+
+    ``tensor_content`` of a plain numeric dtype becomes a read-only view of the bytes; typed
+    fields, strings and TensorFlow-only dtypes go through ``tf.make_ndarray``.
+    """
+    dtype = _NUMPY_TYPES.get(proto.dtype)
+    if dtype is not None and proto.tensor_content:
+        shape = [d.size for d in proto.tensor_shape.dim]
+        if all(size >= 0 for size in shape):
+            try:
+                return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
+            except ValueError as e:  # content size does not match the shape
+                raise InvalidArgument(f"tensor parsing error: {alias}") from e
     import tensorflow as tf
 
     try:
@@ -67,6 +89,8 @@ def _packed_values(array: np.ndarray) -> tuple[int, bytes] | None:
     field = _VARINT_FIELDS.get(array.dtype)
     if field is None:
         return None
+    if array.dtype.kind in "biu" and array.min() >= 0 and array.max() < 128:
+        return field, array.astype(np.uint8).tobytes()  # one byte per value (e.g. class maps)
     if array.dtype == np.float16:
         as_ints = array.view(np.uint16).astype(np.uint64)
     elif array.dtype.kind == "i":
@@ -76,41 +100,61 @@ def _packed_values(array: np.ndarray) -> tuple[int, bytes] | None:
     return field, _varints(as_ints)
 
 
-def fill_tensor_proto(proto: object, array: np.ndarray, as_content: bool = False) -> None:
-    """Write ``array`` into ``proto`` (an empty TensorProto) as TF Serving's AsProtoField does.
+def length_delimited(field: int, parts: list[bytes]) -> list[bytes]:
+    """A length-delimited protobuf field around already-encoded ``parts`` (not joined)."""
+    return [_varint((field << 3) | 2), _varint(sum(len(part) for part in parts)), *parts]
 
-    Numeric values go into the typed repeated fields (``float_val``, ``int64_val`` ...). They
-    are encoded as one packed field and parsed, instead of appended one Python object at a time.
+
+def tensor_proto_parts(array: np.ndarray, as_content: bool = False) -> list[bytes]:
+    """The encoded TensorProto of ``array`` as TF Serving's AsProtoField writes it, in pieces.
+
+    Joining the pieces gives the message's bytes; callers nest them in an enclosing message
+    with :func:`length_delimited` and join once, so the values are copied once.
     ``as_content`` (--enable_serialization_as_tensor_content) writes numeric values as raw
     ``tensor_content`` instead, as AsProtoTensorContent; strings stay in ``string_val``.
     """
-    from tensorflow.python.framework import dtypes, tensor_util
-
     array = np.asarray(array)
-    if as_content and array.dtype.kind not in ("O", "S", "U"):
-        proto.CopyFrom(tensor_util.make_tensor_proto(array))
-        return
-    packed = _packed_values(array) if array.size else None
-    if packed is None and array.dtype.kind not in ("O", "S", "U", "c") and not array.size:
-        packed = (0, b"")
-    if packed is not None:
-        field, payload = packed
-        header = type(proto)()
-        header.dtype = dtypes.as_dtype(array.dtype).as_datatype_enum
-        for dim in array.shape:
-            header.tensor_shape.dim.add().size = dim
-        body = _varint((field << 3) | 2) + _varint(len(payload)) + payload if payload else b""
-        proto.ParseFromString(header.SerializeToString() + body)
-        return
-    made = tensor_util.make_tensor_proto(array)
-    if made.tensor_content and array.dtype.kind == "c":
-        flat = array.ravel()
-        proto.dtype = made.dtype
-        proto.tensor_shape.CopyFrom(made.tensor_shape)
-        target = proto.scomplex_val if array.dtype == np.complex64 else proto.dcomplex_val
-        target.extend(np.stack([flat.real, flat.imag], -1).ravel().tolist())
+    enum = DATA_TYPES.get(array.dtype)
+    if as_content and enum is not None:
+        content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        packed = (4, content)  # TensorProto.tensor_content
     else:
-        proto.CopyFrom(made)
+        packed = _packed_values(array) if array.size else None
+        if packed is None and enum is not None and array.dtype.kind != "c" and not array.size:
+            packed = (0, b"")
+    if packed is None:  # strings, complex, TensorFlow-only dtypes: TensorFlow's converter
+        return [_converted_proto(array, as_content).SerializeToString()]
+    field, payload = packed
+    dims = [b"".join(length_delimited(2, [b"\x08" + _varint(size)] if size else [])) for size in array.shape]
+    parts = [b"\x08" + _varint(enum)]
+    if dims:
+        parts += length_delimited(2, dims)
+    if payload:
+        parts += length_delimited(field, [payload])
+    return parts
+
+
+def tensor_proto_bytes(array: np.ndarray, as_content: bool = False) -> bytes:
+    """The encoded TensorProto of ``array`` (see :func:`tensor_proto_parts`)."""
+    return b"".join(tensor_proto_parts(array, as_content))
+
+
+def fill_tensor_proto(proto: object, array: np.ndarray, as_content: bool = False) -> None:
+    """Write ``array`` into ``proto`` (an empty TensorProto) as TF Serving's AsProtoField does
+    (or AsProtoTensorContent with ``as_content``)."""
+    proto.ParseFromString(tensor_proto_bytes(array, as_content))
+
+
+def _converted_proto(array: np.ndarray, as_content: bool) -> object:
+    from tensorflow.python.framework import tensor_util
+
+    made = tensor_util.make_tensor_proto(array)
+    if made.tensor_content and array.dtype.kind == "c" and not as_content:
+        flat = array.ravel()
+        target = made.scomplex_val if array.dtype == np.complex64 else made.dcomplex_val
+        target.extend(np.stack([flat.real, flat.imag], -1).ravel().tolist())
+        made.tensor_content = b""
+    return made
 
 
 def proto_shape(proto: object) -> list[int]:

@@ -1,4 +1,5 @@
-"""Unit: response tensors are written as TF Serving's AsProtoField and read back exactly."""
+"""Unit: request tensors are read without copies; response tensors are written as TF Serving's
+AsProtoField and read back exactly."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from tensorflow.core.framework import tensor_pb2
 
-from lifecycle.server.tensors import fill_tensor_proto
+from lifecycle.errors import InvalidArgument
+from lifecycle.server.tensors import DATA_TYPES, fill_tensor_proto, tensor_proto_bytes, to_ndarray
 
 DTYPES = [np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
           np.uint32, np.uint64, np.bool_, np.float16]
@@ -45,3 +47,44 @@ def test_strings() -> None:
     fill_tensor_proto(proto, np.array([[b"a", b"bc"]], dtype=object))
     assert list(proto.string_val) == [b"a", b"bc"]
     assert [d.size for d in proto.tensor_shape.dim] == [1, 2]
+
+
+def test_data_type_table_matches_tensorflow() -> None:
+    for dtype, enum in DATA_TYPES.items():
+        assert tf.as_dtype(dtype).as_datatype_enum == enum
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(DTYPES).flatmap(lambda d: hnp.arrays(d, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5))))
+def test_request_tensor_content_is_read_without_a_copy(array: np.ndarray) -> None:
+    proto = tf.make_tensor_proto(array)
+    back = to_ndarray(proto, "x")
+    expected = tf.make_ndarray(proto)
+    assert back.dtype == expected.dtype and back.shape == expected.shape
+    np.testing.assert_array_equal(back, expected)
+    if proto.tensor_content:
+        assert not back.flags.owndata  # a view of the request's bytes
+
+
+def test_tensor_content_that_does_not_fit_its_shape_is_invalid_argument() -> None:
+    proto = tf.make_tensor_proto(np.zeros((2, 3), np.float32))
+    proto.tensor_shape.dim[0].size = 3
+    with pytest.raises(InvalidArgument, match="tensor parsing error: images"):
+        to_ndarray(proto, "images")
+
+
+def test_encoded_bytes_parse_to_the_same_tensor_as_the_message() -> None:
+    array = np.arange(-3, 300, dtype=np.int64).reshape(3, 101)
+    proto = tensor_pb2.TensorProto.FromString(tensor_proto_bytes(array))
+    assert list(proto.int64_val) == array.ravel().tolist()
+    assert [d.size for d in proto.tensor_shape.dim] == [3, 101]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(DTYPES).flatmap(lambda d: hnp.arrays(d, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5))))
+def test_as_content_round_trips_through_tensor_content(array: np.ndarray) -> None:
+    proto = tensor_pb2.TensorProto.FromString(tensor_proto_bytes(array, as_content=True))
+    back = tf.make_ndarray(proto)
+    assert back.dtype == array.dtype and back.shape == array.shape
+    np.testing.assert_array_equal(back, array)
+    assert proto.tensor_content == array.tobytes()
