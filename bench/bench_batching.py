@@ -66,9 +66,11 @@ def measure(port: int, concurrency: int, seconds: float, width: int) -> tuple[fl
     """(requests per second, p50 latency ms) of ``concurrency`` closed-loop clients."""
     import grpc
     import numpy as np
-    import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+    from lifecycle.tf_import import import_tensorflow
+
+    tf = import_tensorflow()  # quietly (no CUDA probe, no deprecations)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "mlp"
     request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.random.default_rng(1).normal(size=(1, width)).astype(np.float32)))

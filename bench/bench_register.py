@@ -40,10 +40,12 @@ def main() -> int:
     args = parser.parse_args()
 
     import numpy as np
-    import tensorflow as tf
     import yaml
     from PIL import Image
 
+    from lifecycle.tf_import import import_tensorflow
+
+    tf = import_tensorflow()  # first, and quietly (no CUDA probe, no deprecations)
     from lifecycle import api
     from lifecycle.build import deeplab
     from lifecycle.store.config import Paths

@@ -9,7 +9,9 @@ throughput and p50/p99 latency of:
 - ``echo``: a bare grpcio server in a child process answering bytes of the Predict response's
   size to a request of the Predict request's size (the transport floor).
 
-and prints the server's figures as ratios to both baselines. Client threads share one
+and prints the server's figures as ratios to both baselines, and the issue-15 figure
+``(in-process + echo) / server``: the time per request of the signature alone plus that of the
+transport alone, over the server's (times from throughput; 1.0 = the server adds nothing). Client threads share one
 process (and its GIL) for every target, so the ratios compare like with like.
 
     TF_CPP_MIN_LOG_LEVEL=2 python bench/bench_server.py            # ~2 minutes
@@ -138,7 +140,10 @@ def main() -> None:
 
     import grpc
     import numpy as np
-    import tensorflow as tf
+
+    from lifecycle.tf_import import import_tensorflow
+
+    tf = import_tensorflow()
     from google.protobuf import text_format
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -174,7 +179,7 @@ def main() -> None:
         }
         print(f"# mlc-model-server Predict benchmark, {args.seconds:.1f} s per cell, {os.cpu_count()} CPUs")
         print(f"{'model':<18} {'clients':>7} {'target':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-              f"   {'server/in-proc':>14} {'server/echo':>11}")
+              f"   {'server/in-proc':>14} {'server/echo':>11}   {'(in+echo)/server':>16}")
         for label, (inputs, output_filter) in cases.items():
             name = label.split()[0]
             servable = Servable(name, 1, work / name / "1", ["serve"])
@@ -212,7 +217,8 @@ def main() -> None:
                     if target == "server":
                         base, floor = results["in-proc"], results["echo"]
                         ratio = (f"   thr {r['rps'] / base['rps']:5.2f}x p50 {r['p50'] / base['p50']:6.1f}x"
-                                 f"   thr {r['rps'] / floor['rps']:5.2f}x p50 {r['p50'] / floor['p50']:5.1f}x")
+                                 f"   thr {r['rps'] / floor['rps']:5.2f}x p50 {r['p50'] / floor['p50']:5.1f}x"
+                                 f"   {(1 / base['rps'] + 1 / floor['rps']) * r['rps']:8.2f}")
                     print(f"{label:<18} {clients:>7} {target:<10} {r['rps']:>9.1f} {r['p50']:>8.2f} {r['p99']:>8.2f}{ratio}")
             print(f"# {label}: request {request_size} B, response {response_size} B")
             servable.close()

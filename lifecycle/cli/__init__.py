@@ -12,16 +12,21 @@ import os
 import sys
 
 from lifecycle.cli.commands import app
+from lifecycle.tf_import import VERBOSE_ENV, verbose
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
     """Console-script entry point."""
-    # Commands that load models (promote's sandbox, register) import TensorFlow; keep its
-    # start-up chatter and deprecation warnings out of the one-line-per-outcome output.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # Commands that load models (promote's sandbox, register) import TensorFlow; its start-up
+    # chatter and deprecation warnings stay out of the output unless --verbose (which servers
+    # this command starts inherit through the environment).
+    if "--verbose" in sys.argv[1:sys.argv.index("--") if "--" in sys.argv else None]:
+        os.environ[VERBOSE_ENV] = "1"
+    if not verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if _needs_tensorflow(sys.argv[1:]):
         from lifecycle.tf_import import import_tensorflow
 

@@ -64,9 +64,13 @@ def _root(
     traceback: Annotated[
         bool, typer.Option("--traceback", hidden=True, help="Show the Python traceback on errors.")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also show TensorFlow's own log (start-up, deprecations).")
+    ] = False,
 ) -> None:
     """mlc: model-version lifecycle manager for TensorFlow Serving."""
     _state["traceback"] = traceback
+    # lifecycle.cli.main acted on --verbose already: TensorFlow is imported before typer parses.
 
 
 def run(call: Callable[[], T]) -> T:

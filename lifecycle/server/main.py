@@ -44,7 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = options_from_flags(values)
     from lifecycle.tf_import import import_tensorflow
 
-    import_tensorflow()  # before any model loads, without the CUDA-probe noise of a CPU machine
+    # Before any model loads, without the CUDA-probe noise of a CPU machine or deprecation
+    # warnings (all of TensorFlow's log with MLC_VERBOSE=1); the rest goes to this server's log.
+    import_tensorflow()
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

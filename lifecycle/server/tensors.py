@@ -22,22 +22,30 @@ DATA_TYPES = {
     np.dtype(np.float16): 19, np.dtype(np.uint32): 22, np.dtype(np.uint64): 23,
 }
 _NUMPY_TYPES = {enum: dtype for dtype, enum in DATA_TYPES.items()}
+# The typed field a request tensor of each DataType may carry its values in (not half/complex).
+_VALUE_FIELDS = {1: "float_val", 2: "double_val", 3: "int_val", 4: "int_val", 5: "int_val", 6: "int_val",
+                 9: "int64_val", 10: "bool_val", 17: "int_val", 22: "uint32_val", 23: "uint64_val"}
 
 
 def to_ndarray(proto: object, alias: str = "") -> np.ndarray:
     """A request TensorProto as a numpy array; malformed tensors are INVALID_ARGUMENT.
 
-    ``tensor_content`` of a plain numeric dtype becomes a read-only view of the bytes; typed
-    fields, strings and TensorFlow-only dtypes go through ``tf.make_ndarray``.
+    ``tensor_content`` of a plain numeric dtype becomes a read-only view of the bytes, and a
+    typed field holding every value becomes an array; anything else (a short field that
+    TensorFlow broadcasts, strings, TensorFlow-only dtypes) goes through ``tf.make_ndarray``.
     """
     dtype = _NUMPY_TYPES.get(proto.dtype)
-    if dtype is not None and proto.tensor_content:
-        shape = [d.size for d in proto.tensor_shape.dim]
-        if all(size >= 0 for size in shape):
-            try:
+    shape = [d.size for d in proto.tensor_shape.dim]
+    if dtype is not None and all(size >= 0 for size in shape):
+        try:
+            if proto.tensor_content:
                 return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
-            except ValueError as e:  # content size does not match the shape
-                raise InvalidArgument(f"tensor parsing error: {alias}") from e
+            field = _VALUE_FIELDS.get(proto.dtype)
+            values = getattr(proto, field) if field else ()
+            if field and len(values) == np.prod(shape, dtype=np.int64):
+                return np.array(values, dtype=dtype).reshape(shape)
+        except ValueError as e:  # content size does not match the shape, or a value its dtype
+            raise InvalidArgument(f"tensor parsing error: {alias}") from e
     import tensorflow as tf
 
     try:

@@ -88,3 +88,16 @@ def test_as_content_round_trips_through_tensor_content(array: np.ndarray) -> Non
     assert back.dtype == array.dtype and back.shape == array.shape
     np.testing.assert_array_equal(back, array)
     assert proto.tensor_content == array.tobytes()
+
+
+@pytest.mark.parametrize("proto", [
+    tensor_pb2.TensorProto(dtype=1, float_val=[1.5, 2.5], tensor_shape={"dim": [{"size": 2}, {"size": 1}]}),
+    tensor_pb2.TensorProto(dtype=9, int64_val=[7], tensor_shape={"dim": [{"size": 3}]}),  # broadcast
+    tensor_pb2.TensorProto(dtype=4, int_val=[1, 255], tensor_shape={"dim": [{"size": 2}]}),
+    tensor_pb2.TensorProto(dtype=10, bool_val=[True], tensor_shape={}),
+    tensor_pb2.TensorProto(dtype=22, uint32_val=[4000000000], tensor_shape={"dim": [{"size": 1}]}),
+])
+def test_request_typed_fields_read_as_tensorflow_reads_them(proto: object) -> None:
+    back, expected = to_ndarray(proto), tf.make_ndarray(proto)
+    assert back.dtype == expected.dtype and back.shape == expected.shape
+    np.testing.assert_array_equal(back, expected)
