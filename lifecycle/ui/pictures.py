@@ -108,7 +108,8 @@ def _segment_test_image(paths: Paths, model: str, version: int, into: Path) -> N
     definition = load_definition(paths, model)
     photo = pictures.read_photo(test_image(paths, model))
     signature, output = definition.signature.key, definition.signature.outputs[0].name
-    with loaded(model, version, paths.version_dir(model, version), signature, output) as v:
+    # The store gives a local folder of the complete version (the folder itself, or a verified copy).
+    with loaded(model, version, paths.store.version_path(model, version), signature, output) as v:
         mask = v.segment(photo[None].astype(np.float32))[0]
     pictures.write_png(into / "mask.png", pictures.mask_image(mask))
     pictures.write_png(into / "overlay.png", pictures.overlay(photo, mask))
