@@ -64,14 +64,6 @@ ROUTES: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
-class Response(Exception):  # noqa: N818 - control flow inside the handler, never leaves this module
-    """An HTTP answer other than 200 that a route gives up with (404, 400)."""
-
-    def __init__(self, status: int, title: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.title, self.message = status, title, message
-
-
 class Handler(BaseHTTPRequestHandler):
     """Answers one request by route; the home comes from the server."""
 
@@ -81,20 +73,21 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- plumbing --------------------------------------------------------------------------------
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._answer(head=False)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._answer(head=True)
 
     def _refuse(self) -> None:
         self._head = False
+        self.close_connection = True  # its body, if any, is not read: the connection cannot be reused
         self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"mlc ui is read-only: GET and HEAD only\n",
                    "text/plain; charset=utf-8", extra={"Allow": "GET, HEAD"})
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815 - read-only: nothing changes state
+    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse  # read-only: nothing changes state
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: one line per request would drown the terminal at one poll per second."""
 
     @property
@@ -116,6 +109,9 @@ class Handler(BaseHTTPRequestHandler):
     def _html(self, html: str, status: int = 200) -> None:
         self._send(status, html.encode(), "text/html; charset=utf-8")
 
+    def _error(self, status: int, title: str, message: str) -> None:
+        self._html(pages.error_page(status, title, message, self.home), status)
+
     def _json(self, data: Any) -> None:
         self._send(200, json.dumps(redact_data(data), default=str).encode(), "application/json")
 
@@ -136,24 +132,21 @@ class Handler(BaseHTTPRequestHandler):
         path = unquote(url.path)
         try:
             if not self._host_allowed():
-                raise Response(403, "forbidden", "this page answers only requests addressed to 127.0.0.1 or localhost")
+                return self._error(403, "forbidden", "this page answers only requests addressed to 127.0.0.1 or localhost")
             for pattern, name in ROUTES:
                 match = pattern.fullmatch(path)
                 if match:
-                    getattr(self, f"route_{name}")(**match.groupdict(), query=parse_qs(url.query))
-                    return
-            raise Response(404, "not found", f"nothing at {path}")
-        except Response as r:
-            self._html(pages.error_page(r.status, r.title, r.message, self.home), r.status)
+                    return getattr(self, f"route_{name}")(**match.groupdict(), query=parse_qs(url.query))
+            self._error(404, "not found", f"nothing at {path}")
         except (ModelNotFound, VersionNotFound, UsageError) as e:  # an unknown or impossible name
-            self._html(pages.error_page(404, "not found", e.message, self.home), 404)
+            self._error(404, "not found", e.message)
         except LifecycleError as e:
-            self._html(pages.error_page(e.http_status, "cannot show this", e.message, self.home), e.http_status)
+            self._error(e.http_status, "cannot show this", e.message)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the browser left
-        except Exception as e:  # the page must not die with one request; say what broke
+        except Exception as e:  # noqa: BLE001 - the transport boundary: a bug is one stderr line and a 500 page, not a dropped connection
             print(f"mlc ui: {self.command} {redact(path)}: {type(e).__name__}: {redact(str(e))}", file=sys.stderr)
-            self._html(pages.error_page(500, "internal error", f"{type(e).__name__}: {e}", self.home), 500)
+            self._error(500, "internal error", f"{type(e).__name__}: {e}")
 
     # --- routes ----------------------------------------------------------------------------------
 
@@ -189,8 +182,8 @@ class Handler(BaseHTTPRequestHandler):
     def route_diff(self, model: str, query: dict[str, list[str]]) -> None:
         try:
             a, b = int(query["a"][0]), int(query["b"][0])
-        except (KeyError, ValueError) as e:
-            raise Response(400, "bad request", "name two versions: ?a=N&b=M") from e
+        except (KeyError, ValueError):
+            return self._error(400, "bad request", "name two versions: ?a=N&b=M")
         result, _ = pictures.version_diff(self.server.paths, model, a, b)
         self._html(pages.diff_page(result, self.home))
 
@@ -201,7 +194,7 @@ class Handler(BaseHTTPRequestHandler):
     def route_diff_picture(self, model: str, a: str, b: str, index: str, query: dict[str, list[str]]) -> None:
         path = pictures.diff_picture(self.server.paths, model, int(a), int(b), int(index))
         if path is None:
-            raise Response(404, "not found", f"the diff of {model} {a} and {b} has no picture {index}")
+            return self._error(404, "not found", f"the diff of {model} {a} and {b} has no picture {index}")
         self._file(path, "image/png", f"private, max-age={PICTURE_MAX_AGE}")
 
     def route_favicon(self, query: dict[str, list[str]]) -> None:
@@ -209,7 +202,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def route_static(self, name: str, query: dict[str, list[str]]) -> None:
         if name not in STATIC:
-            raise Response(404, "not found", f"no static file {name}")
+            return self._error(404, "not found", f"no static file {name}")
         body = resources.files("lifecycle.ui").joinpath("static", name).read_bytes()
         self._send(200, body, STATIC[name], cache="no-cache")
 

@@ -50,8 +50,10 @@ def metric_chart(points: list[Point], stable: int | None, canary: int | None, me
         return TOP + plot_h * (1 - (v - lo) / (hi - lo))
 
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" '
-        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        (
+            f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" '
+            f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
+        ),
         f"<title>{escape(title)}</title>",
     ]
     for k in range(Y_TICKS):

@@ -19,12 +19,12 @@ from typing import Any
 
 MASK = "***"
 
-SECRET_NAME = re.compile(r"secret|passw(or)?d|token|signature|credential|access[_-]?key|api[_-]?key", re.I)
+SECRET_NAME = re.compile(r"secret|passw(or)?d|token|signature|credential|access[_-]?key|api[_-]?key", re.IGNORECASE)
 USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s@<>\"']+)@")
 KEY_VALUE = re.compile(
     r"(?P<key>[A-Za-z0-9_.-]*(?:secret|passw(?:or)?d|token|signature|credential|access[_-]?key|api[_-]?key)[A-Za-z0-9_.-]*)"
     r"(?P<sep>\s*[=:]\s*)(?P<quote>[\"']?)(?P<value>[^\s&\"',;<>]+)",
-    re.I,
+    re.IGNORECASE,
 )
 MIN_SECRET_LENGTH = 4  # shorter environment values ("1", "yes") would mask ordinary words
 

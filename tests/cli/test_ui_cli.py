@@ -106,7 +106,7 @@ def test_port_in_use_is_one_line_and_exit_2(tmp_path: Path, python: str, subproc
         port = taken.getsockname()[1]
         done = subprocess.run(
             [python, "-m", "lifecycle", "ui", "--port", str(port)],
-            env=dict(subprocess_env, MLC_HOME=str(paths.home)), capture_output=True, text=True, timeout=60,
+            env=dict(subprocess_env, MLC_HOME=str(paths.home)), capture_output=True, text=True, timeout=60, check=False,
         )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
@@ -130,3 +130,26 @@ def test_pages_do_not_import_tensorflow(tmp_path: Path, python: str, subprocess_
     out = subprocess.run([python, "-c", code], env=dict(subprocess_env, MLC_HOME=str(paths.home)),
                          capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.startswith("clean"), out.stdout
+
+
+def test_a_new_version_and_a_new_stable_change_the_polled_sections(tmp_path: Path) -> None:
+    from lifecycle.ui import create_server
+
+    paths = registry_home(tmp_path / "home")
+    ui = create_server(paths)
+    try:
+        first = json.loads(request(ui.url + "api/models/hpt")[2])
+        again = json.loads(request(ui.url + "api/models/hpt")[2])
+        assert {k: v["digest"] for k, v in first["sections"].items()} == {k: v["digest"] for k, v in again["sections"].items()}
+        with registry.transaction(paths) as reg:
+            rec = reg.model(MODEL)
+            rec.versions.append(VersionRecord(4, "d4", "ckpt/run/ckpt-4", 40, True, {"metrics": {"miou": 0.9}}))
+            rec.stable = 4
+            rec.history.append(HistoryEvent("promote", 2, 4, "ok", reason="better"))
+        after = json.loads(request(ui.url + "api/models/hpt")[2])
+        changed = {k for k in first["sections"] if first["sections"][k]["digest"] != after["sections"][k]["digest"]}
+        assert {"summary", "versions", "chart", "timeline"} <= changed
+        assert 'data-version="4"' in after["sections"]["chart"]["html"]
+        assert 'class="point stable" data-version="4"' in after["sections"]["chart"]["html"]
+    finally:
+        ui.stop()

@@ -17,8 +17,8 @@ from lifecycle.build.validate import output_digest
 from lifecycle.store.config import Paths
 from lifecycle.ui import create_server
 from lifecycle.ui.pictures import cache_dir
-from tests.support.homes import REPO_ROOT, tree_state
 from tests.support.browser import browser, wait_until  # noqa: F401 - a fixture
+from tests.support.homes import REPO_ROOT, tree_state
 
 pytestmark = pytest.mark.e2e
 
