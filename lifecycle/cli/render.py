@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -38,37 +39,40 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+# Below this many columns (a pipe gets 80) status leaves out the created time and the golden
+# digest, names servers "srv1".. with a legend, and shortens checkpoints, so that every version
+# stays on one line.
+WIDE_STATUS = 120
+
+
 def render_status(report: StatusReport) -> None:
-    """Print a status report as one rich table per model."""
+    """Print a status report as one table per model, one line per version."""
     if not report.models:
         stdout.print("No models registered yet. Register a checkpoint with: mlc register RUN_DIR")
     servers = list(report.servers)
+    wide = stdout.width >= WIDE_STATUS
+    names = servers if wide else [f"srv{i}" for i in range(1, len(servers) + 1)]
     for m in report.models:
         title = f"{m.name}  (stable: {m.stable if m.stable is not None else '-'}"
         title += (f", canary: {m.canary}" if m.canary is not None else "") + ")"
-        table = Table(title=title)
-        # On a narrow terminal the created time, digest and checkpoint wrap; the rest stays whole.
-        for col in ("ver", "labels", "step"):
-            table.add_column(col, no_wrap=True, min_width=len(col))
-        table.add_column("created", overflow="fold")
-        for col in ("valid", "mIoU"):
-            table.add_column(col, no_wrap=True, min_width=5)
-        table.add_column("golden", overflow="fold")
-        table.add_column("in config", no_wrap=True, min_width=3)
-        table.add_column("checkpoint", overflow="fold")
-        for addr in servers:
-            table.add_column(addr, overflow="fold", min_width=9)
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                      padding=(0, 1, 0, 0))
+        columns = ["ver", "labels", "step", *(["created"] if wide else []), "valid", "mIoU",
+                   *(["golden"] if wide else []), "cfg", "checkpoint", *names]
+        for col in columns:
+            # Only the checkpoint gives way (cut with an ellipsis); no cell wraps onto more lines.
+            table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=len(col) if col != "checkpoint" else 8)
         for v in m.versions:
             table.add_row(
                 str(v.version),
                 ",".join(v.labels),
                 "" if v.step is None else str(v.step),
-                v.created[5:16].replace("T", " "),
+                *([v.created[5:16].replace("T", " ")] if wide else []),
                 "yes" if v.validated else "NO",
                 "" if v.miou is None else f"{v.miou:.3f}",
-                (v.golden_digest or "").removeprefix("sha256:")[:8],
+                *([(v.golden_digest or "").removeprefix("sha256:")[:8]] if wide else []),
                 "yes" if v.in_config else "",
-                v.checkpoint,
+                v.checkpoint if wide else _short_path(v.checkpoint),
                 *[_state_markup(v.servers.get(addr, "")) for addr in servers],
             )
         stdout.print(table)
@@ -80,12 +84,18 @@ def render_status(report: StatusReport) -> None:
             e = m.last_event
             stdout.print(f"last rollout: {e.time} {e.action} {e.from_version} -> {e.to_version}: {e.result}")
     if report.servers:
-        for addr, state in report.servers.items():
-            stdout.print(f"server {addr}: {escape(state)}")
+        for name, (addr, state) in zip(names, report.servers.items(), strict=True):
+            stdout.print(f"server {addr}{'' if wide else f' ({name})'}: {escape(state)}")
     else:
         stdout.print("servers: none running or listed in configs/servers.yaml (start one with: mlc serve --detach)")
     for w in report.warnings:
         stdout.print(f"[yellow]warning:[/yellow] {escape(w)}")
+
+
+def _short_path(path: str) -> str:
+    """The last two parts of a checkpoint path (run folder and checkpoint), for narrow tables."""
+    parts = Path(path).parts
+    return str(Path(*parts[-2:])) if len(parts) > 2 else path
 
 
 def _state_markup(state: str) -> str:

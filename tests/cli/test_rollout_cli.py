@@ -102,6 +102,28 @@ def test_status_reports_unreachable_servers(served_home: Paths) -> None:
     assert "server 127.0.0.1:1 is unreachable" in m["drift"]
 
 
+def test_status_piped_at_80_columns_keeps_each_version_on_one_line(
+        served_home: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from lifecycle.cli import render
+
+    fleet.servers_file(served_home).write_text(
+        "servers:\n  - grpc: 127.0.0.1:1\n    rest: 127.0.0.1:2\n  - grpc: 127.0.0.1:3\n    rest: 127.0.0.1:4\n")
+    monkeypatch.setattr(render, "stdout", Console(width=80, highlight=False, soft_wrap=True))
+    result = runner.invoke(app, ["status", "m"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("ver "))
+    table = lines[lines.index(header):lines.index(header) + 4]
+    assert all(len(line.rstrip()) <= 80 for line in table), result.stdout
+    assert header.split() == ["ver", "labels", "step", "valid", "mIoU", "cfg", "checkpoint", "srv1", "srv2"]
+    rows = [line.split() for line in lines if line[:1].isdigit()]
+    assert [row[0] for row in rows] == ["1", "2"]  # one line per version, nothing wrapped
+    assert rows[0][-2:] == ["unreachable", "unreachable"]
+    assert "server 127.0.0.1:1 (srv1): unreachable" in result.stdout
+
+
 def test_status_shows_a_pending_journal(served_home: Paths) -> None:
     j = journal.Journal("promote", "m", 2, {"stable": 1, "canary": None}, {"stable": 2, "canary": None})
     journal.write(served_home, j)
