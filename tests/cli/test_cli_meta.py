@@ -1,22 +1,43 @@
-"""Meta-tests: every command and option is documented, and every command is in the README."""
+"""Meta-tests: every command and option is documented in --help and in the README's CLI reference,
+and --help imports no TensorFlow."""
 
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 import typer.main
+from typer.core import TyperArgument, TyperOption
+from typer.testing import CliRunner
 
 from lifecycle.cli import app
 from tests.support.homes import REPO_ROOT
+from tests.support.no_tensorflow import assert_no_tensorflow
 
 COMMAND = typer.main.get_command(app)
 COMMANDS = sorted(COMMAND.commands)
 
 
-def test_there_are_commands() -> None:
-    assert "status" in COMMANDS
+def cli_reference() -> str:
+    """The README's "CLI reference" section."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("## CLI reference"):]
+    return section[: section.index("\n## ", 1)]
+
+
+def usages(name: str) -> str:
+    """Every backticked ``mlc NAME ...`` of the CLI reference, joined."""
+    return " ".join(re.findall(rf"`mlc {name}\b[^`]*`", cli_reference()))
+
+
+def visible_params(name: str) -> list[TyperOption | TyperArgument]:
+    return [p for p in COMMAND.commands[name].params if not getattr(p, "hidden", False)]
+
+
+def test_the_readme_documents_exactly_the_commands() -> None:
+    assert len(COMMANDS) >= 10, COMMANDS
+    documented = set(re.findall(r"`mlc ([a-z][a-z-]*)", cli_reference()))
+    assert documented == set(COMMANDS), f"README only: {documented - set(COMMANDS)}; CLI only: {set(COMMANDS) - documented}"
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -24,34 +45,31 @@ def test_every_command_has_help_and_examples(name: str) -> None:
     cmd = COMMAND.commands[name]
     assert cmd.help and cmd.help.strip(), f"mlc {name} has no help text"
     assert "Examples" in cmd.help, f"mlc {name} --help shows no Examples block"
+    shown = CliRunner().invoke(app, [name, "--help"], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert cmd.help.strip().splitlines()[0] in shown.stdout
 
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_option_and_argument_has_help(name: str) -> None:
-    cmd = COMMAND.commands[name]
-    for param in cmd.params:
-        if getattr(param, "hidden", False):
-            continue
-        assert getattr(param, "help", None), f"mlc {name}: parameter {param.name!r} has no help text"
+    shown = CliRunner().invoke(app, [name, "--help"], terminal_width=200).stdout
+    for param in visible_params(name):
+        text = getattr(param, "help", None)
+        assert text and text.strip(), f"mlc {name}: parameter {param.name!r} has no help text"
+        if isinstance(param, TyperOption):
+            assert any(opt in shown for opt in param.opts), f"mlc {name} --help does not show {param.opts}"
 
 
 @pytest.mark.parametrize("name", COMMANDS)
-def test_every_command_is_in_the_readme(name: str) -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    assert re.search(rf"\bmlc {name}\b", readme), f"README.md does not mention `mlc {name}`"
+def test_every_command_and_option_is_in_the_readme(name: str) -> None:
+    usage = usages(name)
+    assert usage, f"README.md's CLI reference has no `mlc {name} ...`"
+    for param in visible_params(name):
+        if isinstance(param, TyperOption):
+            longs = [o for o in param.opts if o.startswith("--")]
+            assert any(o in usage for o in longs), f"README.md's `mlc {name} ...` does not name {longs}"
 
 
-def test_help_does_not_import_tensorflow(python: str, subprocess_env: dict[str, str]) -> None:
-    code = (
-        "import sys\n"
-        "from typer.testing import CliRunner\n"
-        "from lifecycle.cli import app\n"
-        "r = CliRunner().invoke(app, ['--help'])\n"
-        "assert r.exit_code == 0, r.output\n"
-        "for name in ('status', 'history'):\n"
-        "    CliRunner().invoke(app, [name, '--help'])\n"
-        "bad = sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.'))\n"
-        "print('TF' if bad else 'clean', bad[:3])\n"
-    )
-    out = subprocess.run([python, "-c", code], env=subprocess_env, capture_output=True, text=True, check=True)
-    assert out.stdout.startswith("clean"), out.stdout
+def test_help_does_not_import_tensorflow(subprocess_env: dict[str, str]) -> None:
+    printed = assert_no_tensorflow([["--help"], *([name, "--help"] for name in COMMANDS)], subprocess_env)
+    assert all(f" {name} " in printed for name in COMMANDS)

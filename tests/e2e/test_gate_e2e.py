@@ -23,6 +23,7 @@ from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from lifecycle.store.registry import HistoryEvent
 from tests.support.deeplab_runs import TinyRun
+from tests.support.polling import wait_until
 from tests.support.rollout_support import start_server
 from tests.support.trainer_sim import SimTrainer, real_files
 
@@ -134,7 +135,7 @@ def test_watch_promote_if_better_keeps_a_worse_checkpoint_and_promotes_a_better_
         thread.start()
         try:
             trainer.write(100, real_files(worse), half_pause=0.1)
-            _wait(lambda: bool(outcome("kept") or outcome("promoted") or outcome("failed")), "the worse checkpoint")
+            wait_until(lambda: outcome("kept") or outcome("promoted") or outcome("failed"), 120, "the worse checkpoint")
             kept = outcome("kept")
             assert kept and kept[0].version == 4, [e.message for e in events]
             assert "quality gate: version 4 has mIoU" in kept[0].message
@@ -143,8 +144,8 @@ def test_watch_promote_if_better_keeps_a_worse_checkpoint_and_promotes_a_better_
             assert rec.stable == 2 and rec.version(4).validated, "registered but not promoted"
 
             trainer.write(200, real_files(better))
-            _wait(lambda: bool(outcome("promoted") or outcome("promote-failed") or len(outcome("kept")) > 1),
-                  "the better checkpoint")
+            wait_until(lambda: outcome("promoted") or outcome("promote-failed") or len(outcome("kept")) > 1, 120,
+                       "the better checkpoint")
             promoted = outcome("promoted")
             assert promoted and promoted[0].version == 5, [e.message for e in events]
             assert promoted[0].message.startswith("deeplab: version 5 is now stable on 1 server, after ")
@@ -161,13 +162,3 @@ def test_watch_promote_if_better_keeps_a_worse_checkpoint_and_promotes_a_better_
         assert tfs_config.read(paths) == {MODEL: tfs_config.ModelServing((5,), {"stable": 5})}
     finally:
         server.stop()
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)

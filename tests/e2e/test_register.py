@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from tests.support.deeplab_runs import TinyRun
 from tests.support.homes import tree_state
+from tests.support.no_tensorflow import assert_no_tensorflow
 
 pytestmark = pytest.mark.e2e
 
@@ -97,21 +97,10 @@ def test_status_json_keeps_its_keys(registered_home: Paths) -> None:
     assert table.exit_code == 0 and "deeplab" in table.stdout
 
 
-def test_status_does_not_import_tensorflow(registered_home: Paths, python: str, subprocess_env: dict[str, str]) -> None:
-    code = (
-        "import sys\n"
-        "from typer.testing import CliRunner\n"
-        "from lifecycle.cli import app\n"
-        "r = CliRunner().invoke(app, ['status', '--json'])\n"
-        "assert r.exit_code == 0, r.output\n"
-        "assert '\"version\": 3' in r.stdout\n"
-        "bad = sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.'))\n"
-        "print('TF' if bad else 'clean', bad[:3])\n"
-    )
-    env = dict(subprocess_env, MLC_HOME=str(registered_home.home))
-    out = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("clean"), out.stdout
+def test_status_and_history_do_not_import_tensorflow(registered_home: Paths, subprocess_env: dict[str, str]) -> None:
+    printed = assert_no_tensorflow([["status", "--json"], ["history", "deeplab", "--json"]],
+                                   dict(subprocess_env, MLC_HOME=str(registered_home.home)))
+    assert '"version": 3' in printed and '"events": []' in printed
 
 
 # --- registering ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from lifecycle import api
 from lifecycle.build import validate
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -69,15 +70,6 @@ def test_eight_concurrent_registers_get_versions_1_to_8(make_home, variant_check
     assert_consistent(paths)
 
 
-def wait_for(predicate, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
-
-
 def test_sigkill_at_any_moment_leaves_a_consistent_tree(
     registered_home: Paths, variant_checkpoints: list[Path], python: str, subprocess_env: dict[str, str]
 ) -> None:
@@ -97,10 +89,11 @@ def test_sigkill_at_any_moment_leaves_a_consistent_tree(
         if moment == "startup":
             time.sleep(rng.uniform(0.5, 3.0))
         elif moment == "staging":
-            assert wait_for(staging), proc.communicate()[1]
+            wait_until(staging, 60, "a staging folder", interval=0.005, details=lambda: proc.communicate()[1])
             time.sleep(rng.uniform(0.0, 1.5))
         else:
-            assert wait_for(lambda: set(registry.versions_on_disk(paths, "deeplab")) - before, 120), proc.communicate()[1]
+            wait_until(lambda: set(registry.versions_on_disk(paths, "deeplab")) - before, 120, "a new version folder",
+                       interval=0.005, details=lambda: proc.communicate()[1])
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert_consistent(paths)

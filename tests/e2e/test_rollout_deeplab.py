@@ -12,7 +12,8 @@ from lifecycle.cli import app
 from lifecycle.serving import fleet, tfs_config
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
-from tests.support.rollout_support import Load, start_server, wait_for
+from tests.support.polling import wait_until
+from tests.support.rollout_support import Load, start_server
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -38,7 +39,7 @@ def test_deeplab_lifecycle_under_label_addressed_load(registered_home: Paths, mo
         load = Load(server.grpc_address, request=request, digests=digests, output="segmentation_map",
                     threads=2, pause=0.01, allowed={1})
         with load:
-            wait_for(lambda: load.total() > 2, timeout=60)
+            wait_until(lambda: load.total() > 2, timeout=60)
 
             def step(args: list[str], before: set[int], after: set[int]) -> str:
                 load.allow(before | after)
@@ -46,7 +47,7 @@ def test_deeplab_lifecycle_under_label_addressed_load(registered_home: Paths, mo
                 out = runner.invoke(app, args)
                 assert out.exit_code == 0, out.output
                 load.allow(after)
-                wait_for(lambda: load.total() > seen + 2, timeout=60)
+                wait_until(lambda: load.total() > seen + 2, timeout=60)
                 return out.output
 
             step(["promote", MODEL, "2"], {1}, {2})

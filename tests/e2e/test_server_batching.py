@@ -25,7 +25,7 @@ from lifecycle.server.batching import (
     BatchScheduler,
     read_batching_parameters,
 )
-from tests.support.server_support import wait_until
+from tests.support.polling import wait_until
 
 
 def _run_recording(seen: list[dict[str, tuple[int, ...]]], delay: float = 0.0):  # noqa: ANN202

@@ -13,6 +13,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import grpc
 import pytest
 from google.protobuf import text_format
 
@@ -151,13 +152,13 @@ def _free_port() -> int:
 
 @pytest.mark.e2e
 def test_console_entry_serves_and_stops_on_sigterm(tmp_path: Path, python: str, subprocess_env: dict[str, str]) -> None:
+    from tests.support.polling import wait_until
     from tests.support.server_support import (
         Client,
         add_version,
         model_config,
         server_config,
         value,
-        wait_until,
     )
 
     base = tmp_path / "m"
@@ -173,7 +174,8 @@ def test_console_entry_serves_and_stops_on_sigterm(tmp_path: Path, python: str, 
     )
     client = Client(f"127.0.0.1:{grpc_port}")
     try:
-        wait_until(lambda: process.poll() is not None or client.status("m") == {1: ("AVAILABLE", 0, "")}, timeout=90)
+        wait_until(lambda: process.poll() is not None or client.status("m") == {1: ("AVAILABLE", 0, "")}, timeout=90,
+                   what="the server to serve m 1", ignore=(grpc.RpcError,))
         assert process.poll() is None
         assert float(value(client.predict("m", [[2.0]]))[0][0]) == 2.0
         import urllib.request

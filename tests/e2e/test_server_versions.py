@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from tensorflow_serving.apis import predict_pb2
 from lifecycle.errors import StartupError
 from lifecycle.server import RunningServer, ServerOptions, create_server
 from lifecycle.store.files import atomic_write_text
+from tests.support.polling import wait_until
 from tests.support.savedmodels import write_warmup_requests
 from tests.support.server_support import (
     Client,
@@ -32,7 +32,6 @@ from tests.support.server_support import (
     server_config,
     value,
     wait_state,
-    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
@@ -126,7 +125,7 @@ def test_failed_load_retries_then_ends_with_error_while_old_serves(
     broken = base / "2"
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"this is not a SavedModel")
-    wait_until(lambda: client.status("m").get(2, ("",))[0] == "END")
+    wait_state(client, "m", 2, "END")
     state, code, message = client.status("m")[2]
     assert code != 0 and message
     assert client.status("m")[1] == ("AVAILABLE", 0, "")
@@ -380,7 +379,9 @@ def test_no_failed_requests_during_label_moves_and_version_swaps(tmp_path: Path,
             client.reload(server_config(model_config("m", base, policy="specific", versions=[new], labels={"stable": new})))
             wait_state(client, "m", stable, "END")
             stable = new
-        time.sleep(0.2)
+        # Requests keep going after the last step: every thread answers a few more times.
+        after_last_step = len(results)
+        wait_until(lambda: len(results) >= after_last_step + 40, timeout=30, what="40 answers after the last step")
     finally:
         stop.set()
         for t in threads:

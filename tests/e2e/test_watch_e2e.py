@@ -111,7 +111,8 @@ def test_the_watcher_follows_tensorflows_own_checkpoint_writer(tmp_path: Path) -
     import tensorflow as tf
 
     from lifecycle.build import checkpoints
-    from tests.support.watch_support import FakeRegister, wait_until, watching
+    from tests.support.polling import wait_until
+    from tests.support.watch_support import FakeRegister, watching
 
     run = tmp_path / "run"
     weights = tf.Variable(tf.zeros([128, 128]))

@@ -207,7 +207,6 @@ def build_half_plus_two_examples(path: str | Path, scale: float = 0.5, offset: f
         classes = tf.tile(tf.constant([["neg", "pos"]]), tf.stack([tf.shape(y)[0], 1]), name="classes")
         x = v1.placeholder(tf.float32, shape=(None, 1), name="x")
         y_predict = tf.add(tf.multiply(a, x), b, name="y")
-        info = v1.saved_model.utils.build_tensor_info
         sig = v1.saved_model.signature_def_utils
         with v1.Session(graph=graph) as sess:
             sess.run(v1.global_variables_initializer())
@@ -272,7 +271,6 @@ def build_spinner(path: str | Path) -> Path:
         loop = tf.while_loop(lambda i: i < tf.reduce_max(n), lambda i: i + 1, [tf.constant(0, tf.int64)])
         count = tf.nest.flatten(loop)[0]
         out = tf.identity(n + 0 * count, name="out")
-        info = v1.saved_model.utils.build_tensor_info
         with v1.Session(graph=graph) as sess:
             builder = v1.saved_model.Builder(str(path))
             builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from tests.support.polling import wait_until
 from tests.support.savedmodels import build_half_plus_two_tf1
 
 TIMEOUT_S = 10.0
@@ -127,23 +127,10 @@ class Client:
         self.channel.close()
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0, interval: float = 0.02) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if condition():
-                return
-        except grpc.RpcError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
-
-
 def wait_state(client: Client, name: str, version: int, state: str, timeout: float = 30.0) -> None:
     """Wait until GetModelStatus reports ``state`` for one version."""
-    wait_until(lambda: client.status(name).get(version, ("",))[0] == state, timeout)
+    wait_until(lambda: client.status(name).get(version, ("",))[0] == state, timeout,
+               what=f"{name} version {version} to be {state}", ignore=(grpc.RpcError,))
 
 
 def value(response: predict_pb2.PredictResponse, alias: str = "y") -> np.ndarray:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 
 import pytest
 
@@ -15,6 +14,7 @@ from lifecycle.errors import ConfigError, FailedPrecondition, VersionNotFound
 from lifecycle.serving import fleet, processes, tfs_config
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths
+from tests.support.no_tensorflow import assert_no_tensorflow
 from tests.support.placeholders import add_placeholder_versions, history
 
 # --- tfs_config ---------------------------------------------------------------------------
@@ -67,11 +67,9 @@ def test_malformed_config_names_the_file(bare_home: Paths) -> None:
         tfs_config.read(bare_home)
 
 
-def test_config_module_does_not_import_tensorflow(python: str, subprocess_env: dict[str, str]) -> None:
-    code = "import sys, lifecycle.serving.tfs_config, lifecycle.serving.fleet, lifecycle.store.journal, lifecycle.serving.client, lifecycle.rollout\n" \
-           "print(sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.'))[:3])"
-    out = subprocess.run([python, "-c", code], env=subprocess_env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+def test_config_module_does_not_import_tensorflow(subprocess_env: dict[str, str]) -> None:
+    assert_no_tensorflow("import lifecycle.serving.tfs_config, lifecycle.serving.fleet, lifecycle.store.journal, "
+                         "lifecycle.serving.client, lifecycle.rollout", subprocess_env)
 
 
 # --- servers file -------------------------------------------------------------------------

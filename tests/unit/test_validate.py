@@ -11,6 +11,7 @@ from lifecycle.build import validate
 from lifecycle.errors import ImageError, SignatureMismatch, ValidationFailed
 from lifecycle.store.config import SignatureContract, TensorSpec
 from tests.support.homes import CONFIGS
+from tests.support.no_tensorflow import assert_no_tensorflow
 
 DEEPLAB = SignatureContract(
     key="predict_images",
@@ -143,11 +144,7 @@ def test_metrics_properties(truth: np.ndarray, pred: np.ndarray) -> None:
     assert (m["miou"] == 1.0) == bool(np.array_equal(truth, pred))
 
 
-def test_validate_imports_no_tensorflow(python: str, subprocess_env: dict[str, str]) -> None:
+def test_validate_imports_no_tensorflow(subprocess_env: dict[str, str]) -> None:
     """The rollout calls output_digest on live answers: importing validate must stay cheap."""
-    import subprocess
-
-    code = ("import sys, lifecycle.build.validate, lifecycle.build.checkpoints, lifecycle.build.export\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow')[:3])")
-    out = subprocess.run([python, "-c", code], env=subprocess_env, capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.strip() == "[]"
+    assert_no_tensorflow("import lifecycle.build.validate, lifecycle.build.checkpoints, lifecycle.build.export",
+                         subprocess_env)

@@ -14,13 +14,13 @@ from pathlib import Path
 from lifecycle.build import checkpoints
 from lifecycle.build.watch import Registered, Watcher
 from lifecycle.errors import CheckpointError, FailedPrecondition, ValidationFailed
+from tests.support.polling import wait_until
 from tests.support.trainer_sim import SimTrainer, digest_of, synthetic_files
 from tests.support.watch_support import (
     POLL,
     SETTLE,
     FakeRegister,
     run_once,
-    wait_until,
     watching,
 )
 
