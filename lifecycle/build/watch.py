@@ -231,6 +231,8 @@ class Watcher:
         self.summary = WatchSummary(run_dirs=[_display(d) for d in self.run_dirs])
         self._observer: BaseObserver | None = None
         self._once = False
+        # Full rescans started so far: lets a caller wait until every folder was looked at again.
+        self.full_scans = 0
 
     # -- events --
 
@@ -277,6 +279,7 @@ class Watcher:
                 if time.monotonic() - last_full_scan >= self.rescan:
                     dirty |= {d for d, a in self.armed.items() if a.identity is not None}
                     last_full_scan = time.monotonic()
+                    self.full_scans += 1
                 for d in sorted(dirty):
                     self._scan(d)
                 self._settle(stop, max_events)

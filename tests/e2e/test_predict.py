@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from lifecycle.build.deeplab import VOC_CLASSES, voc_palette
 from lifecycle.cli import app
+from lifecycle.predictions.images import read_photo
 from tests.support.deeplab_runs import ServedDeeplab
 
 pytestmark = pytest.mark.e2e
@@ -120,10 +121,22 @@ def test_async_rest_and_sync_agree_per_version(served_deeplab: ServedDeeplab, ph
     assert latest["asked"] == "latest" and latest["images"][0]["version"] == 3
 
 
-def test_versions_differ_in_their_masks(served_deeplab: ServedDeeplab, photos: list[Path], tmp_path: Path) -> None:
-    one = predict_json(served_deeplab, photos[1], "--version", "1", "--out", tmp_path / "1")
-    three = predict_json(served_deeplab, photos[1], "--version", "3", "--out", tmp_path / "3")
-    assert one["images"][0]["classes"] != three["images"][0]["classes"]
+def test_each_version_answers_with_its_own_mask(served_deeplab: ServedDeeplab, photos: list[Path], tmp_path: Path) -> None:
+    """The mask of ``--version N`` is exactly what version N's SavedModel computes for the photo."""
+    import tensorflow as tf
+
+    pixels = read_photo(photos[1]).astype(np.float32)
+    h, w = pixels.shape[:2]
+    masks = {}
+    for version in (1, 3):
+        report = predict_json(served_deeplab, photos[1], "--version", str(version), "--out", tmp_path / str(version))
+        assert report["images"][0]["version"] == version
+        masks[version] = np.asarray(Image.open(report["images"][0]["mask"]))
+        model = tf.saved_model.load(str(served_deeplab.paths.version_dir("deeplab", version)))
+        own = model.signatures["predict_images"](
+            images=tf.constant(pixels[None]), height=tf.constant([h]), width=tf.constant([w]))["segmentation_map"]
+        np.testing.assert_array_equal(masks[version], own.numpy()[0])
+    assert not np.array_equal(masks[1], masks[3]), "versions 1 and 3 answered with the same mask"
 
 
 def one_error_line(result: object) -> str:

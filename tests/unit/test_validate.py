@@ -9,8 +9,8 @@ import pytest
 
 from lifecycle.build import validate
 from lifecycle.errors import ImageError, SignatureMismatch, ValidationFailed
-from lifecycle.store.config import SignatureContract, TensorSpec
-from tests.support.homes import CONFIGS
+from lifecycle.store.config import Paths, SignatureContract, TensorSpec, load_definition
+from tests.support.homes import CONFIGS, REPO_ROOT
 from tests.support.no_tensorflow import assert_no_tensorflow
 
 DEEPLAB = SignatureContract(
@@ -30,8 +30,19 @@ def exported_like(contract: SignatureContract) -> dict:
     return {d["key"]: d}
 
 
-def test_contract_matches_itself() -> None:
-    validate.check_contract(DEEPLAB, exported_like(DEEPLAB))
+def test_the_repository_definition_declares_this_contract_and_an_export_holding_it_passes() -> None:
+    assert load_definition(Paths(REPO_ROOT), "deeplab").signature == DEEPLAB
+    assert validate.contract_to_dict(DEEPLAB) == {
+        "key": "predict_images",
+        "method": "tensorflow/serving/predict",
+        "inputs": {"images": {"dtype": "float32", "shape": [-1, -1, -1, 3]},
+                   "height": {"dtype": "int32", "shape": [1]}, "width": {"dtype": "int32", "shape": [1]}},
+        "outputs": {"segmentation_map": {"dtype": "int32", "shape": [-1, -1, -1]}},
+    }
+    # Other signatures beside the contract's are the export's own business.
+    exported = {**exported_like(DEEPLAB), "serving_default": {"method": validate.PREDICT, "inputs": {}, "outputs": {}}}
+    assert validate.check_contract(DEEPLAB, exported) is None
+    assert validate.check_contract(validate.contract_to_dict(DEEPLAB), exported) is None  # the same as plain data
 
 
 @pytest.mark.parametrize(

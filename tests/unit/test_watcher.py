@@ -60,12 +60,16 @@ def test_slow_half_written_and_burst_checkpoints_are_each_registered_once_from_c
         for step in range(3, 8):  # a burst
             trainer.write(step)
 
-    with watching([run], register) as w:
+    with watching([run], register, rescan=SETTLE / 2) as w:
         t = threading.Thread(target=train)
         t.start()
         t.join()
         wait_until(lambda: len(register.reads) >= 7, what="7 registrations")
-        time.sleep(SETTLE * 2)  # time for a duplicate to show up, if there were one
+        # A duplicate would start as a pending candidate, found by a scan and pending for the
+        # settle time, longer than the rescan period: two more full rescans and nothing pending
+        # mean every folder was looked at again after the last registration and nothing is coming.
+        scans = w.watcher.full_scans
+        wait_until(lambda: w.watcher.full_scans >= scans + 2 and not w.watcher.pending, what="two idle rescans")
     names = [name for name, _ in register.reads]
     assert sorted(names) == sorted(f"ckpt-{s}" for s in range(1, 8)), names
     for name, digest in register.reads:
