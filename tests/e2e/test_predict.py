@@ -7,7 +7,6 @@ The session server (``served_deeplab`` in conftest.py) serves versions 1, 2 and 
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from lifecycle.build.deeplab import VOC_CLASSES, voc_palette
 from lifecycle.cli import app
 from lifecycle.predictions.images import read_photo
 from tests.support.deeplab_runs import ServedDeeplab
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -44,13 +44,6 @@ def photos(tmp_path_factory: pytest.TempPathFactory, served_deeplab: ServedDeepl
     jpeg = folder / "street.jpg"
     Image.open(png).convert("RGB").resize((90, 70), Image.BILINEAR).save(jpeg, quality=92)
     return [png, jpeg]
-
-
-def free_closed_port() -> int:
-    """A port nothing listens on (bound, released, not reused by us)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def check_pictures(photo: Path, mask_file: Path, overlay_file: Path) -> np.ndarray:
@@ -160,7 +153,7 @@ def test_refuses_a_file_that_is_not_an_image(served_deeplab: ServedDeeplab, phot
 
 
 def test_unreachable_server_is_one_line(served_deeplab: ServedDeeplab, photos: list[Path], tmp_path: Path) -> None:
-    port = free_closed_port()
+    port = free_port()
     grpc_line = one_error_line(
         mlc(served_deeplab, "predict", "deeplab", photos[0], "--server", f"127.0.0.1:{port}", "--timeout", "5",
             "--out", tmp_path)

@@ -21,6 +21,7 @@ from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths
 from tests.support.no_tensorflow import assert_no_tensorflow
 from tests.support.polling import wait_until
+from tests.support.ports import free_ports
 from tests.support.rollout_support import (
     MODEL,
     Load,
@@ -204,7 +205,7 @@ def test_fleet_of_three_with_one_killed_mid_promote_reverts_all(
     tmp_path: Path, built: Path, python: str, subprocess_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     paths = make_home(tmp_path, built, [1, 2], stable=1)
-    ports = [_free_port() for _ in range(6)]
+    ports = free_ports(6)
     specs = [fleet.ServerSpec(f"127.0.0.1:{ports[i]}", f"127.0.0.1:{ports[i + 3]}") for i in range(3)]
     fleet.write_servers_file(paths, specs)
     for k, v in subprocess_env.items():
@@ -255,20 +256,12 @@ def test_fleet_of_three_with_one_killed_mid_promote_reverts_all(
     assert fleet.read_records(paths) == []
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_foreground_serve_in_poll_mode_promotes_through_the_file(
     tmp_path: Path, built: Path, python: str, subprocess_env: dict[str, str]
 ) -> None:
     """`mlc serve --reload poll` in the foreground: promote writes the file, the server polls it; Ctrl-C stops."""
     paths = make_home(tmp_path, built, [1, 2], stable=1)
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = free_ports(2)
     env = dict(subprocess_env, MLC_HOME=str(paths.home))
     proc = subprocess.Popen(
         [python, "-m", "lifecycle", "serve", "--engine", "embedded", "--reload", "poll",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from lifecycle.errors import FlagError, InvalidArgument
 from lifecycle.server.config_file import read_model_config_file
 from lifecycle.server.flags import FLAGS, options_from_flags, parse_flags, usage
 from lifecycle.store.files import atomic_write_text
+from tests.support.ports import free_ports
 
 
 def test_flag_forms() -> None:
@@ -144,12 +144,6 @@ def test_start_up_failures_print_tf_servings_line(tmp_path: Path, python: str, s
         assert result.stdout == usage()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.e2e
 def test_console_entry_serves_and_stops_on_sigterm(tmp_path: Path, python: str, subprocess_env: dict[str, str]) -> None:
     from tests.support.polling import wait_until
@@ -165,7 +159,7 @@ def test_console_entry_serves_and_stops_on_sigterm(tmp_path: Path, python: str, 
     add_version(base, 1)
     config_file = tmp_path / "models.config"
     atomic_write_text(config_file, text_format.MessageToString(server_config(model_config("m", base))))
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = free_ports(2)
     process = subprocess.Popen(
         [python, "-m", "lifecycle.server.main", f"--port={grpc_port}", "--rest_api_port", str(rest_port),
          f"--model_config_file={config_file}", "--model_config_file_poll_wait_seconds=1",

