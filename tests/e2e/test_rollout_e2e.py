@@ -19,6 +19,7 @@ from lifecycle.serving import fleet, tfs_config
 from lifecycle.serving.client import ServingClient
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths
+from tests.support import forked_cli
 from tests.support.no_tensorflow import assert_no_tensorflow
 from tests.support.polling import wait_until
 from tests.support.ports import free_ports
@@ -125,28 +126,26 @@ def test_broken_candidate_fails_reverts_and_no_request_fails(tmp_path: Path, bui
         server.stop()
 
 
-def _mlc(python: str, env: dict[str, str], *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(env)
-    if fault:
-        env[failpoints.ENV] = f"journal:{fault}"
-    return subprocess.run([python, "-m", "lifecycle", *args], env=env, capture_output=True, text=True, timeout=120)
-
-
 KILL_POINTS = [
     "intent:done", "sandbox:done", "load:done", "available:done", "verify:done",
     "label:begin", "label:done", "drop:done", "unloaded:done", "commit:begin",
 ]
 
 
-def _kill_and_recover(point: str, home: Path, built: Path, python: str, env: dict[str, str]) -> None:
-    """Kill `mlc promote hpt 2` with SIGKILL right after ``point``; the next command recovers."""
+def _kill_and_recover(point: str, home: Path, built: Path) -> None:
+    """Kill `mlc promote hpt 2` with SIGKILL right after ``point``; the next command recovers.
+
+    The promote is a child forked from a process that imported TensorFlow once
+    (tests/support/forked_cli.py): ten ``python -m lifecycle`` starts would each import it again.
+    """
     paths = make_home(home, built, [1, 2], stable=1)
     server = start_server(paths)
     try:
         served(paths, server.grpc_address, f"127.0.0.1:{server.rest_port}")
         with Load(server.grpc_address, threads=1, pause=0.01, allowed={1, 2}) as load:
-            out = _mlc(python, dict(env, MLC_HOME=str(paths.home)), "promote", MODEL, "2", fault=point)
-            assert out.returncode == -signal.SIGKILL, (point, out.stderr[-2000:])
+            env = {"MLC_HOME": str(paths.home), failpoints.ENV: f"journal:{point}"}
+            out = forked_cli.run(["promote", MODEL, "2"], env, home / "promote.out", timeout=120)
+            assert out.exitcode == -signal.SIGKILL, (point, out.stderr[-2000:])
             pending = journal.load(paths)
             assert pending is not None and pending.last() == point
             assert api.status(paths=paths).pending_rollout is not None
@@ -171,14 +170,12 @@ def _kill_and_recover(point: str, home: Path, built: Path, python: str, env: dic
         server.stop()
 
 
-def test_sigkill_after_each_journal_step_is_recovered(
-    tmp_path: Path, built: Path, python: str, subprocess_env: dict[str, str]
-) -> None:
+def test_sigkill_after_each_journal_step_is_recovered(tmp_path: Path, built: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = {
-            point: pool.submit(_kill_and_recover, point, tmp_path / point.replace(":", "-"), built, python, subprocess_env)
+            point: pool.submit(_kill_and_recover, point, tmp_path / point.replace(":", "-"), built)
             for point in KILL_POINTS
         }
     errors = {point: f.exception() for point, f in futures.items() if f.exception() is not None}
@@ -294,7 +291,7 @@ def test_foreground_serve_in_poll_mode_promotes_through_the_file(
     assert fleet.read_records(paths) == []
 
 
-def test_concurrent_promotes_compare_and_swap(tmp_path: Path, built: Path, python: str, subprocess_env: dict[str, str]) -> None:
+def test_concurrent_promotes_compare_and_swap(tmp_path: Path, built: Path, subprocess_env: dict[str, str]) -> None:
     """Two promotes at once, both expecting stable 1: the lock serialises them, exactly one wins."""
     from concurrent.futures import ThreadPoolExecutor
 

@@ -13,7 +13,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from multiprocessing.context import BaseContext
+from pathlib import Path
+
+from lifecycle import failpoints
 
 PRELOAD = [
     "tensorflow",
@@ -22,6 +27,9 @@ PRELOAD = [
     "lifecycle.build.deeplab",
     "lifecycle.build.export",
     "lifecycle.build.validate",
+    "lifecycle.rollout",
+    "lifecycle.server",
+    "lifecycle.serving.client",
     "tests.support.forked_cli",
 ]
 
@@ -35,6 +43,8 @@ def context() -> BaseContext:
 
 def run_cli(args: list[str], env: dict[str, str], output: str) -> None:
     """Child body: ``mlc *args`` with ``env`` added; stdout to ``output``, stderr to ``output.err``."""
+    # Failpoints come only from ``env``, not from the test process as it was when the forkserver started.
+    os.environ.pop(failpoints.ENV, None)
     os.environ.update(env)
     for target, path in ((1, output), (2, output + ".err")):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -56,3 +66,25 @@ def run_cli(args: list[str], env: dict[str, str], output: str) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a forked ``mlc`` child ended: its exit code (``-9`` after SIGKILL) and what it printed."""
+
+    exitcode: int | None
+    stdout: str
+    stderr: str
+
+
+def run(args: Sequence[str], env: Mapping[str, str], output: Path, timeout: float = 300) -> Finished:
+    """Run ``mlc *args`` in a forked child with ``env`` added and wait for it (killed after ``timeout``)."""
+    child = context().Process(target=run_cli, args=(list(args), dict(env), str(output)))
+    child.start()
+    child.join(timeout)
+    if child.is_alive():
+        child.kill()
+        child.join()
+    err = Path(str(output) + ".err")
+    return Finished(child.exitcode, output.read_text() if output.exists() else "",
+                    err.read_text() if err.exists() else "")
