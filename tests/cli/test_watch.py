@@ -6,8 +6,8 @@ The watcher itself is tested in tests/unit/test_watcher.py.
 from __future__ import annotations
 
 import json
+import os
 import signal
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lifecycle.cli import app
+from tests.support import forked_cli
+from tests.support.polling import wait_until
 
 # --- the command line -----------------------------------------------------------------------------
 
@@ -65,29 +67,25 @@ def test_cli_watch_refuses_bad_input(home_env: Path, tmp_path: Path, args: list[
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_cli_watch_stops_cleanly_on_ctrl_c_and_sigterm(
-    python: str, subprocess_env: dict[str, str], make_home: Callable[..., Any], tmp_path: Path, sig: int,
-) -> None:
+def test_cli_watch_stops_cleanly_on_ctrl_c_and_sigterm(make_home: Callable[..., Any], tmp_path: Path, sig: int) -> None:
+    """``mlc watch`` in its own process (forked from one that imported TensorFlow once) stops on a signal."""
     paths = make_home()
     run = tmp_path / "run"
     run.mkdir()
-    proc = subprocess.Popen(
-        [python, "-m", "lifecycle", "watch", str(run), "--json", "--exit-after", "60"],
-        env=dict(subprocess_env, MLC_HOME=str(paths.home)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    out, err = tmp_path / "watch.out", tmp_path / "watch.out.err"
+    child = forked_cli.start(["watch", str(run), "--json", "--exit-after", "60"], {"MLC_HOME": str(paths.home)}, out)
     try:
-        assert proc.stdout is not None
-        first = json.loads(proc.stdout.readline())
-        assert first["kind"] == "watching"
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=30)
+        first = wait_until(lambda: out.exists() and out.read_text().partition("\n")[0], timeout=120,
+                           what="the first event", details=lambda: err.read_text() if err.exists() else "")
+        assert json.loads(first)["kind"] == "watching"
+        os.kill(child.pid, sig)
+        child.join(30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
-    lines = [json.loads(line) for line in out.splitlines()]
+        if child.is_alive():
+            child.kill()
+            child.join()
+    assert child.exitcode == 0, err.read_text()
+    lines = [json.loads(line) for line in out.read_text().splitlines()[1:]]
     assert [line["kind"] for line in lines] == ["stopped", "summary"]
     assert lines[-1]["stopped_by"] == "signal"
-    assert "stopping after the current checkpoint" in err
+    assert "stopping after the current checkpoint" in err.read_text()

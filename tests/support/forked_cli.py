@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from lifecycle import failpoints
@@ -50,6 +51,9 @@ def run_cli(args: list[str], env: dict[str, str], output: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, target)
         os.close(fd)
+    # Line by line, like a child started with PYTHONUNBUFFERED: a test may read while the command runs.
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.argv = ["mlc", *args]
     code = 0
     try:
@@ -77,10 +81,16 @@ class Finished:
     stderr: str
 
 
-def run(args: Sequence[str], env: Mapping[str, str], output: Path, timeout: float = 300) -> Finished:
-    """Run ``mlc *args`` in a forked child with ``env`` added and wait for it (killed after ``timeout``)."""
+def start(args: Sequence[str], env: Mapping[str, str], output: Path) -> BaseProcess:
+    """Start ``mlc *args`` in a forked child with ``env`` added; stdout to ``output``, stderr to ``output.err``."""
     child = context().Process(target=run_cli, args=(list(args), dict(env), str(output)))
     child.start()
+    return child
+
+
+def run(args: Sequence[str], env: Mapping[str, str], output: Path, timeout: float = 300) -> Finished:
+    """Run ``mlc *args`` in a forked child with ``env`` added and wait for it (killed after ``timeout``)."""
+    child = start(args, env, output)
     child.join(timeout)
     if child.is_alive():
         child.kill()
