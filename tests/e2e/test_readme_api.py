@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import socket
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from tests.support.deeplab_runs import TINY_SAVE_EVERY
 from tests.support.homes import REPO_ROOT, new_home
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -37,15 +37,6 @@ def readme_example() -> str:
 def replace_once(code: str, old: str, new: str) -> str:
     assert code.count(old) == 1, f"the README example no longer contains {old!r} exactly once"
     return code.replace(old, new)
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports free on 127.0.0.1 now (bound to port 0, then released)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
 
 
 def test_the_readme_python_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -18,8 +17,9 @@ from lifecycle import api
 from lifecycle.serving import fleet
 from lifecycle.store.config import Paths
 from tests.support import tfserving_standin
+from tests.support.polling import wait_until
+from tests.support.ports import free_ports
 from tests.support.rollout_support import MODEL, build_versions, make_home
-from tests.support.server_support import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -27,12 +27,6 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_versions(tmp_path_factory.mktemp("engine_versions"), [1, 2])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _gone(pid: int) -> bool:
@@ -66,7 +60,7 @@ def test_serve_engine_tfserving_promotes_rolls_back_and_reports(
     log = tmp_path / "standin.log"
     env = dict(subprocess_env, MLC_HOME=str(paths.home), PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
                TFSERVING_STANDIN_LOG=str(log))
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = free_ports(2)
     old_path = os.environ["PATH"]
     os.environ["PATH"] = env["PATH"]  # promote and rollback below run in this process
     try:
@@ -98,7 +92,7 @@ def test_foreground_serve_killed_with_sigkill_takes_its_server_down(
 ) -> None:
     paths: Paths = make_home(tmp_path / "home", built, [1], stable=1)
     env = dict(subprocess_env, MLC_HOME=str(paths.home))
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = free_ports(2)
     serve = subprocess.Popen(
         [python, "-m", "lifecycle", "serve", "--engine", "embedded", "--grpc-port", str(grpc_port),
          "--rest-port", str(rest_port)],
