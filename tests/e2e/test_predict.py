@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from lifecycle.build.deeplab import VOC_CLASSES, voc_palette
 from lifecycle.cli import app
-from lifecycle.predictions.images import read_photo
+from lifecycle.predictions.pictures import read_photo
 from tests.support.deeplab_runs import ServedDeeplab
 from tests.support.ports import free_port
 
