@@ -21,12 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lifecycle.server import RunningServer, ServerOptions, create_server
+from tests.support.polling import wait_until
 from tests.support.savedmodels import (
     build_half_plus_two_examples,
     build_spinner,
     build_string_model,
 )
-from tests.support.server_support import add_version, model_config, server_config, wait_until
+from tests.support.server_support import add_version, model_config, server_config
 
 pytestmark = pytest.mark.e2e
 
