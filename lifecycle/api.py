@@ -236,6 +236,13 @@ def train(
         raise UsageError("--steps and --save-every must be at least 1")
     name = check_model_name(model) if model else default_model(paths)
     definition = load_definition(paths, name)
+    from lifecycle.build import networks
+
+    plan = networks.plan(definition.network, definition.raw.get("serving"), f"{definition.path}: network")
+    if plan.builder != networks.ALIASES["deeplab_v3"]:
+        if backbone is not None:
+            raise UsageError(f"--backbone chooses the DeepLab backbone; {name} is built by {plan.builder}")
+        return _train_with_builder_module(plan, definition, Path(run_dir), steps, save_every, on_checkpoint)
     from lifecycle.build import deeplab  # TensorFlow: only here
 
     spec = deeplab.NetworkSpec.from_definition(definition.network, f"{definition.path}: network", backbone)
@@ -261,6 +268,30 @@ def train(
     )
 
 
+def _train_with_builder_module(plan: Any, definition: Any, run: Path, steps: int, save_every: int,
+                               on_checkpoint: Callable[[TrainedCheckpoint], None] | None) -> TrainResult:
+    """Train a network whose builder module has a ``train`` function (the shapes classifier's has)."""
+    from lifecycle.build import checkpoints, networks
+    from lifecycle.errors import CheckpointError
+
+    module = plan.builder.split(":", 1)[0]
+    trainer = networks.import_callable(f"{module}:train", f"{definition.path}: network.builder", plan.home)
+    if run.exists() and not run.is_dir():
+        raise UsageError(f"{run} exists and is not a folder")
+    try:
+        start = checkpoints.step_of(checkpoints.resolve_prefix(run)) or 0
+    except CheckpointError:  # no checkpoint yet: a fresh run
+        start = 0
+
+    def saved(step: int, prefix: str, loss: float) -> None:
+        if on_checkpoint is not None:
+            on_checkpoint(TrainedCheckpoint(step, prefix, loss))
+
+    written = trainer(run, steps, save_every, dict(definition.network), dict(definition.raw.get("training") or {}), saved)
+    return TrainResult(str(run), definition.name, plan.to_dict(), start, steps,
+                       [TrainedCheckpoint(s, p, loss) for s, p, loss in written])
+
+
 # --- register ------------------------------------------------------------------------------
 
 
@@ -279,6 +310,8 @@ class RegisterResult:
     golden_digest: str | None
     miou: float | None
     report: dict[str, Any]
+    accuracy: float | None = None  # a classifier's eval accuracy
+    source_kind: str = "checkpoint"  # or savedmodel-tf2, savedmodel-keras, savedmodel-tf1
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
@@ -299,18 +332,22 @@ class RegisterResult:
             golden_digest=(v.report.get("golden") or {}).get("digest"),
             miou=(v.report.get("metrics") or {}).get("miou"),
             report=v.report,
+            accuracy=(v.report.get("metrics") or {}).get("accuracy"),
+            source_kind=(v.report.get("source") or {}).get("kind", "checkpoint"),
         )
 
 
 def register(path: str | Path, model: str | None = None, paths: Paths | None = None) -> RegisterResult:
-    """Export a checkpoint, validate the export, and publish it as the model's next version.
+    """Validate a checkpoint's export, or a SavedModel folder, and publish it as the model's next version.
 
-    ``path`` is a run folder (its latest checkpoint) or a checkpoint prefix. The same
-    checkpoint content registered again returns its existing version. Refused input (a missing
-    or corrupt checkpoint, a bad name, a malformed file) changes nothing on disk; a checkpoint
-    that fails validation publishes nothing and is recorded as a failed attempt.
+    ``path`` is a run folder (its latest checkpoint), a checkpoint prefix, or a SavedModel folder
+    (``saved_model.pb`` or ``.pbtxt`` and ``variables/``; a copy is published, the folder is only
+    read). The same content registered again returns its existing version. Refused input (a
+    missing or corrupt checkpoint, a SavedModel whose signatures break the contract, a bad name,
+    a malformed file or evaluation set) changes nothing on disk; a version that fails validation
+    publishes nothing and is recorded as a failed attempt.
     """
-    from lifecycle.build import checkpoints, validate
+    from lifecycle.build import checkpoints, evalsets, networks, savedmodels, tasks, validate
     from lifecycle.errors import ConfigError, SignatureMismatch
     from lifecycle.store.config import validation_settings
 
@@ -318,19 +355,24 @@ def register(path: str | Path, model: str | None = None, paths: Paths | None = N
     name = check_model_name(model) if model else default_model(paths)
     definition = load_definition(paths, name)
     settings = validation_settings(definition)
-    contract = validate.contract_to_dict(definition.signature)
-    try:
-        validate.check_contract_kind(contract)
-    except SignatureMismatch as e:
-        raise ConfigError(f"model definition {definition.path}: {e.message}") from e
-    if contract["method"] != validate.PREDICT or set(contract["inputs"]) != {"images", "height", "width"}:
-        raise ConfigError(
-            f"model definition {definition.path}: register exports the images/height/width predict "
-            f"signature; signature {contract['key']!r} is not one"
-        )
+    for contract in definition.signatures:
+        try:
+            validate.check_contract_kind(validate.contract_to_dict(contract))
+        except SignatureMismatch as e:
+            raise ConfigError(f"model definition {definition.path}: {e.message}") from e
+    task = tasks.for_definition(definition)
     current = registry.load(paths)  # a malformed registry is refused before any work
-    ref = checkpoints.resolve(path)
+    is_saved_model = savedmodels.is_saved_model(Path(path))
+    if is_saved_model:
+        ref: Any = savedmodels.resolve(path)
+        # A SavedModel whose signatures break the contract is refused before anything is written.
+        validate.check_contracts(definition.signatures, validate.read_signatures(ref.path))
+    else:
+        networks.plan(definition.network, definition.raw.get("serving"), f"{definition.path}: network")
+        ref = checkpoints.resolve(path)
     validate.load_image(settings.test_image)
+    synthetic = settings.eval.source == "synthetic"
+    eval_set = None if synthetic else evalsets.load(settings.eval, settings.eval_root, task.class_names)
     known = current.models.get(name)
     existing = known.version_for_digest(ref.digest) if known else None
     if existing is not None:
@@ -340,7 +382,12 @@ def register(path: str | Path, model: str | None = None, paths: Paths | None = N
 
     from lifecycle.build import export  # TensorFlow from here on
 
-    outcome = export.register_checkpoint(paths, definition, settings, ref)
+    if eval_set is None:
+        eval_set = evalsets.load(settings.eval, settings.eval_root, task.class_names)
+    if is_saved_model:
+        outcome = export.register_saved_model(paths, definition, settings, ref, eval_set)
+    else:
+        outcome = export.register_checkpoint(paths, definition, settings, ref, eval_set)
     return RegisterResult.of(paths, name, outcome.version, outcome.reused)
 
 

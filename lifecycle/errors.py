@@ -142,6 +142,12 @@ class SignatureMismatch(ValidationFailed):
         super().__init__(message, check="contract")
 
 
+class EvalSetError(LifecycleError):
+    """An evaluation set on disk is missing, incomplete or malformed (a file is named)."""
+
+    grpc_code = "INVALID_ARGUMENT"
+
+
 class ImageError(LifecycleError):
     """A file given as an image is missing or is not a readable image."""
 

@@ -223,3 +223,45 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             "these tests train or serve DeepLab but are not marked @pytest.mark.e2e: " + ", ".join(unmarked)
         )
+
+
+# --- homes for bring-your-own models: SavedModel definitions and the shipped labelled sets ----
+
+
+@pytest.fixture
+def make_byo_home(tmp_path: Path) -> Callable[..., Paths]:
+    """Factory: ``make_byo_home("segmenter", "shapes", name="home")`` -> Paths (see ``homes.byo_home``)."""
+    from tests.support.homes import byo_home
+
+    def make(*definitions: str, name: str = "byo") -> Paths:
+        return byo_home(tmp_path / name, *definitions)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def user_saved_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """SavedModel folders a user brings: keras_saved (tf.saved_model.save of a Keras model),
+    keras_export (Keras ExportArchive), seed_tf1 and seed_tf1_text (TF1 SavedModelBuilder)."""
+    from tests.support import savedmodels as sm
+
+    root = tmp_path_factory.mktemp("user-saved-models")
+    return {
+        "keras_saved": sm.build_keras_segmenter_saved(root / "keras_saved"),
+        "keras_export": sm.build_keras_segmenter_export(root / "keras_export", seed=1),
+        "seed_tf1": sm.build_seed_deeplab_tf1(root / "seed_tf1"),
+        "seed_tf1_text": sm.build_seed_deeplab_tf1(root / "seed_tf1_text", as_text=True, seed=2),
+    }
+
+
+@pytest.fixture(scope="session")
+def shapes_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a ShapesRun
+    """Session fixture: the shapes classifier trained with mlc train's code (steps 3, 120, 150; seconds)."""
+    from lifecycle import api
+    from tests.support.homes import ShapesRun, byo_home
+
+    home = byo_home(tmp_path_factory.mktemp("shapes-home") / "home", "shapes")
+    run_dir = tmp_path_factory.mktemp("shapes-run") / "run"
+    api.train(run_dir, steps=3, save_every=3, model="shapes", paths=home)
+    result = api.train(run_dir, steps=150, save_every=120, model="shapes", paths=home)
+    return ShapesRun(run_dir, (3, *(c.step for c in result.checkpoints)))

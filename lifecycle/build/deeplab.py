@@ -359,8 +359,13 @@ def _class_colour(class_id: int, classes: tuple[int, ...]) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(hue, 0.85, 0.95), np.float32) * 255.0
 
 
-def synthetic_scene(seed: int, index: int, size: int, classes: tuple[int, ...] = DEMO_CLASSES) -> tuple[np.ndarray, np.ndarray]:
-    """One scene: 1-3 coloured shapes labelled with VOC ids on a low-saturation texture."""
+def synthetic_scene(
+    seed: int, index: int, size: int, classes: tuple[int, ...] = DEMO_CLASSES, objects: tuple[int, ...] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One scene: 1-3 coloured shapes labelled with VOC ids on a low-saturation texture.
+
+    ``objects`` names the classes to draw instead (one shape each): the classifier's images.
+    """
     rng = np.random.default_rng([seed, index])
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     # Background: a grey level, a few oriented sine gratings and noise, slightly tinted.
@@ -370,8 +375,10 @@ def synthetic_scene(seed: int, index: int, size: int, classes: tuple[int, ...] =
         texture += rng.uniform(8, 25) * np.sin(2 * math.pi * freq * (xx * math.cos(theta) + yy * math.sin(theta)) + phase)
     image = texture[..., None] + rng.uniform(-12, 12, 3).astype(np.float32) + rng.normal(0, 6, (size, size, 3))
     label = np.zeros((size, size), np.int32)
-    for _ in range(int(rng.integers(1, 4))):
-        cls = int(rng.choice(classes))
+    count = len(objects) if objects is not None else int(rng.integers(1, 4))
+    for n in range(count):
+        # The draws stay in this order (count, then class and geometry per shape): scenes are fixed by (seed, index).
+        cls = objects[n] if objects is not None else int(rng.choice(classes))
         shape = SHAPES[classes.index(cls) % len(SHAPES)]
         cy, cx = rng.uniform(0.2, 0.8, 2)
         r = rng.uniform(0.12, 0.25)

@@ -51,7 +51,7 @@ from lifecycle.errors import (
 from lifecycle.failpoints import failpoint
 from lifecycle.store import registry
 from lifecycle.store.config import ModelDefinition, Paths, ValidationSettings
-from lifecycle.store.files import atomic_write_text, fsync_dir, fsync_tree
+from lifecycle.store.files import atomic_write_bytes, atomic_write_text, fsync_dir, fsync_tree
 
 STAGING_PREFIX = ".staging-"
 LOCK_SUFFIX = ".lock"
@@ -235,7 +235,29 @@ def load_network(definition: ModelDefinition, ref: CheckpointRef) -> LoadedNetwo
     return LoadedNetwork(net, p, step, signatures)
 
 
-def export_saved_model(net: Any, signatures: dict[str, Any], target: Path) -> None:
+def set_method_names(target: Path, methods: dict[str, str]) -> None:
+    """Give signatures TF Serving's Classify or Regress method names in a saved ``saved_model.pb``.
+
+    ``tf.saved_model.save`` writes every signature as a Predict; TF Serving (with
+    ``--enable_signature_method_name_check``) and clients that read the method expect a Classify
+    signature to say so. The fingerprint is rewritten to match the changed file.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.saved_model import fingerprinting_utils
+
+    pb = target / "saved_model.pb"
+    sm = saved_model_pb2.SavedModel.FromString(pb.read_bytes())
+    for graph in sm.meta_graphs:
+        for key, method in methods.items():
+            if key in graph.signature_def:
+                graph.signature_def[key].method_name = method
+    atomic_write_bytes(pb, sm.SerializeToString())
+    if (target / "fingerprint.pb").exists():
+        (target / "fingerprint.pb").unlink()
+        fingerprinting_utils.write_fingerprint(str(target))
+
+
+def export_saved_model(net: Any, signatures: dict[str, Any], target: Path, methods: dict[str, str] | None = None) -> None:
     """``tf.saved_model.save`` the network with its signatures into the (existing, empty) folder ``target``.
 
     The signature functions are not attributes of the saved root: ``tf.saved_model.save`` would
@@ -245,8 +267,14 @@ def export_saved_model(net: Any, signatures: dict[str, Any], target: Path) -> No
 
     root = tf.Module()
     root.net = net
+    if not isinstance(net, tf.Module):
+        # Keras 3 variables wrap tf.Variables that TF Serving's loader only restores when the saved
+        # object tracks them itself (keras-team/keras#19274); Keras's own export does the same.
+        root.keras_variables = [v.value for v in net.variables]
     try:
         tf.saved_model.save(root, str(target), signatures=signatures)
+        if methods:
+            set_method_names(target, methods)
     except (tf.errors.OpError, ValueError, TypeError, OSError) as e:
         raise ExportError(f"exporting the SavedModel to {target} failed: {_first_line(e)}") from e
 
@@ -272,12 +300,10 @@ def display_path(paths: Paths, p: Path) -> str:
 
 
 def register_checkpoint(
-    paths: Paths, definition: ModelDefinition, settings: ValidationSettings, ref: CheckpointRef,
+    paths: Paths, definition: ModelDefinition, settings: ValidationSettings, ref: CheckpointRef, eval_set: Any,
 ) -> Registered:
     """Export, validate and publish ``ref`` as the next version of the definition's model."""
     import tensorflow as tf
-
-    from lifecycle.build import deeplab, validate
 
     model = definition.name
     started = time.perf_counter()
@@ -288,55 +314,95 @@ def register_checkpoint(
     checkpoint = registry.CheckpointRecord(
         digest=ref.digest, path=display_path(paths, ref.prefix), step=step, tf_version=tf.__version__,
     )
-    key = definition.signature.key
-    if key not in loaded.signatures:
+    missing = [c.key for c in definition.signatures if c.key not in loaded.signatures]
+    if missing:
         raise ConfigError(f"{definition.path}: serving: {loaded.plan.serving} gave signatures "
-                          f"{sorted(loaded.signatures)}, not the contract's {key!r}")
+                          f"{sorted(loaded.signatures)}, not the contract's {missing[0]!r}")
 
     staging_dir = paths.store.staging_dir(model)
     clean_stale_staging(staging_dir)
     with Staging(staging_dir) as staging:
         try:
-            export_saved_model(loaded.net, loaded.signatures, staging.dir)
+            methods = {c.key: c.method for c in definition.signatures if c.method != "tensorflow/serving/predict"}
+            export_saved_model(loaded.net, loaded.signatures, staging.dir, methods)
         except ExportError as e:
             _record_failure(paths, model, checkpoint, "export", e.message)
             raise
         exported = time.perf_counter()
-        eval_set = deeplab.SyntheticSet(settings.eval.seed, settings.eval.count, settings.eval.size)
-        images, labels = eval_set.arrays()
-        num_classes = int(loaded.plan.kwargs.get("num_classes", 21))
+        timings = {"restore_s": round(restored - started, 3), "export_s": round(exported - restored, 3)}
+        return validate_and_publish(paths, definition, settings, staging.dir, checkpoint, loaded.signatures,
+                                    eval_set, {"network": loaded.report}, timings)
+
+
+def register_saved_model(
+    paths: Paths, definition: ModelDefinition, settings: ValidationSettings, ref: Any, eval_set: Any,
+) -> Registered:
+    """Copy the SavedModel folder ``ref`` (:class:`lifecycle.build.savedmodels.SavedModelRef`), validate
+    the copy and publish it as the next version. The user's folder is only read."""
+    import tensorflow as tf
+
+    from lifecycle.build import savedmodels
+
+    source = registry.CheckpointRecord(
+        digest=ref.digest, path=display_path(paths, ref.path), step=None, tf_version=tf.__version__, kind=ref.kind,
+    )
+    staging_dir = paths.store.staging_dir(definition.name)
+    clean_stale_staging(staging_dir)
+    with Staging(staging_dir) as staging:
+        started = time.perf_counter()
         try:
-            report = validate.validate_export(
-                staging.dir, model, definition.signature, settings.test_image, loaded.signatures[key],
-                images, labels, num_classes, [deeplab.class_name(i, num_classes) for i in range(num_classes)],
-                settings.min_miou,
-            )
-        except ValidationFailed as e:
-            _record_failure(paths, model, checkpoint, e.check, e.message)
-            e.message = f"validation check '{e.check}' failed: {e.message}; nothing was published"
-            e.args = (e.message,)
-            raise
-        report["metrics"]["eval"] = eval_set.to_dict()
-        report["network"] = loaded.report
-        report["tf_version"] = tf.__version__
-        report["timings"] = {
-            "restore_s": round(restored - started, 3),
-            "export_s": round(exported - restored, 3),
-            "validate_s": round(time.perf_counter() - exported, 3),
-            **report.get("timings", {}),
-        }
-        version_fields = registry.VersionRecord(
-            version=0, checkpoint_digest=ref.digest, checkpoint=checkpoint.path, step=step,
-            validated=True, report=report,
-        )
-        own_record = {
-            "checkpoint": dataclasses.asdict(checkpoint),
-            "version": {k: v for k, v in dataclasses.asdict(version_fields).items() if k != "version"},
-        }
-        atomic_write_text(registry.version_record_file(staging.dir), json.dumps(own_record, indent=1, default=str))
-        # Flushed here, outside the registry lease, so the store's own fsync finds little left to do.
-        fsync_tree(staging.dir)
-        return _publish(paths, model, staging.dir, checkpoint, version_fields)
+            savedmodels.copy_into(ref, staging.dir)
+        except OSError as e:
+            error = f"copying the SavedModel {ref.path} to {staging.dir} failed: {_first_line(e)}"
+            _record_failure(paths, definition.name, source, "export", error)
+            raise ExportError(error) from e
+        timings = {"copy_s": round(time.perf_counter() - started, 3)}
+        extra = {"source": {"kind": ref.kind, "path": source.path, "digest": ref.digest, "files": ref.files}}
+        return validate_and_publish(paths, definition, settings, staging.dir, source, None, eval_set, extra, timings)
+
+
+def validate_and_publish(
+    paths: Paths, definition: ModelDefinition, settings: ValidationSettings, staged: Path,
+    checkpoint: registry.CheckpointRecord, references: dict[str, Any] | None, eval_set: Any,
+    extra_report: dict[str, Any], timings: dict[str, float],
+) -> Registered:
+    """Validate the SavedModel in ``staged``, write its own record, and publish it as the next version.
+
+    A failed check records the attempt and publishes nothing.
+    """
+    import tensorflow as tf
+
+    from lifecycle.build import tasks, validate
+
+    model = definition.name
+    task = tasks.for_definition(definition)
+    minimum = settings.min_accuracy if task.primary_metric == "accuracy" else settings.min_miou
+    started = time.perf_counter()
+    try:
+        report = validate.validate_export(staged, model, definition.signatures, settings.test_image, references,
+                                          eval_set, task, minimum)
+    except ValidationFailed as e:
+        _record_failure(paths, model, checkpoint, e.check, e.message)
+        e.message = f"validation check '{e.check}' failed: {e.message}; nothing was published"
+        e.args = (e.message,)
+        raise
+    report["metrics"]["eval"] = eval_set.description
+    report["task"] = task.name
+    report.update(extra_report)
+    report["tf_version"] = tf.__version__
+    report["timings"] = {**timings, "validate_s": round(time.perf_counter() - started, 3), **report.get("timings", {})}
+    version_fields = registry.VersionRecord(
+        version=0, checkpoint_digest=checkpoint.digest, checkpoint=checkpoint.path, step=checkpoint.step,
+        validated=True, report=report,
+    )
+    own_record = {
+        "checkpoint": dataclasses.asdict(checkpoint),
+        "version": {k: v for k, v in dataclasses.asdict(version_fields).items() if k != "version"},
+    }
+    atomic_write_text(registry.version_record_file(staged), json.dumps(own_record, indent=1, default=str))
+    # Flushed here, outside the registry lease, so the store's own fsync finds little left to do.
+    fsync_tree(staged)
+    return _publish(paths, model, staged, checkpoint, version_fields)
 
 
 def _publish(

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lifecycle.errors import (
-    ConfigError,
     ImageError,
     SignatureMismatch,
     ValidationFailed,
@@ -135,14 +134,15 @@ def check_contract(contract: SignatureContract | Mapping[str, Any], exported: Ma
 def read_signatures(saved_model_dir: Path) -> dict[str, dict[str, Any]]:
     """Every signature of the ``serve`` meta graph of a SavedModel on disk, as plain data."""
     import tensorflow as tf
-    from tensorflow.core.protobuf import saved_model_pb2
+
+    from lifecycle.build.savedmodels import read_proto
+    from lifecycle.errors import CheckpointError
 
     pb = Path(saved_model_dir) / "saved_model.pb"
-    sm = saved_model_pb2.SavedModel()
     try:
-        sm.ParseFromString(pb.read_bytes())
-    except Exception as e:  # OSError, or protobuf's DecodeError: either way not a SavedModel
-        raise ValidationFailed(f"cannot read {pb}: {e}", check="contract") from e
+        sm = read_proto(Path(saved_model_dir))
+    except CheckpointError as e:
+        raise ValidationFailed(e.message, check="contract") from e
     graphs = [mg for mg in sm.meta_graphs if "serve" in mg.meta_info_def.tags]
     if not graphs:
         raise SignatureMismatch(f"{pb} has no meta graph tagged 'serve'")
@@ -212,14 +212,12 @@ def decode_request(request: PredictRequest) -> dict[str, np.ndarray]:
     return {name: tf.make_ndarray(proto) for name, proto in parsed.inputs.items()}
 
 
-def run_signature(fn: Callable[..., Any], inputs: Mapping[str, np.ndarray], output: str) -> np.ndarray:
-    """Run a signature function on decoded inputs and round-trip ``output`` through a TensorProto."""
+def run_outputs(fn: Callable[..., Any], inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run a signature function on decoded inputs; every output round-tripped through a TensorProto."""
     import tensorflow as tf
 
     result = fn(**{k: tf.constant(v) for k, v in inputs.items()})
-    if output not in result:
-        raise ValidationFailed(f"the signature returned {sorted(result)}, not {output!r}", check="round_trip")
-    return tf.make_ndarray(tf.make_tensor_proto(result[output].numpy()))
+    return {k: tf.make_ndarray(tf.make_tensor_proto(v.numpy())) for k, v in result.items()}
 
 
 def check_segmentation_map(mask: np.ndarray, height: int, width: int, num_classes: int) -> None:
@@ -323,25 +321,65 @@ def read_warmup_requests(version_dir: Path) -> list[PredictRequest]:
     return requests
 
 
+# Keras 3 models saved with tf.saved_model.save load in TF2 but not in TF Serving.
+_KERAS_HINT = (" (a Keras 3 model saved with tf.saved_model.save? Make the saved object track the backing "
+               "tf.Variables, each variable's .value, or export with model.export(); keras-team/keras#19274)")
+
+
+def check_under_serving_loader(staged: Path, model: str, key: str, decoded: Mapping[str, np.ndarray], output: str,
+                               expected: np.ndarray) -> None:
+    """The export must give the same answer when loaded as tensorflow_model_server loads it.
+
+    That is a TF1 session on the SavedModel's graph (:class:`lifecycle.server.loader.Servable`, the
+    loader of the embedded server and of promote's sandbox), not ``tf.saved_model.load``: an
+    export can work in one and fail in the other.
+    """
+    from lifecycle.errors import LifecycleError
+    from lifecycle.server.loader import Servable
+
+    try:
+        servable = Servable(model, 0, staged, ["serve"])
+        try:
+            got = np.asarray(servable.run(key, decoded, output_filter=[output])[output])
+        finally:
+            servable.close()
+    except LifecycleError as e:
+        line = str(e).strip().splitlines()[0].split(". This could mean")[0][:240]
+        hint = _KERAS_HINT if "Could not find variable" in line else ""
+        raise ValidationFailed(f"the export does not answer under TF Serving's loader: {line}{hint}",
+                               check="round_trip") from e
+    if output_digest(got) != output_digest(expected):
+        raise ValidationFailed(f"the export answers the test request differently under TF Serving's loader "
+                               f"({got.dtype} {list(got.shape)})", check="round_trip")
+
+
 # --- the whole validation of a staged export -----------------------------------------------
+
+
+def check_contracts(contracts: Sequence[SignatureContract], exported: Mapping[str, Mapping[str, Any]]) -> str:
+    """Every contract of the definition must be in the export, exactly; returns the check's summary."""
+    for contract in contracts:
+        check_contract(contract, exported)
+    return ", ".join(f"{c.key} ({c.method})" for c in contracts) + " match the definition"
 
 
 def validate_export(
     staged: Path,
     model: str,
-    contract: SignatureContract,
+    contracts: Sequence[SignatureContract],
     image_path: Path,
-    reference: Callable[..., Any],
-    eval_images: np.ndarray,
-    eval_labels: np.ndarray,
-    num_classes: int,
-    class_names: list[str],
-    min_miou: float = 0.0,
+    references: Mapping[str, Callable[..., Any]] | None,
+    eval_set: Any,
+    task: Any,
+    minimum: float = 0.0,
 ) -> dict[str, Any]:
     """Run checks (a)-(e) on the SavedModel in ``staged`` and write its warmup file.
 
-    ``reference`` is the checkpoint model's signature function (same inputs and outputs as the
-    export's). Returns the report: ``signature``, ``golden``, ``metrics``, ``checks``.
+    ``task`` (:mod:`lifecycle.build.tasks`) builds the request and judges the answers;
+    ``references`` are the checkpoint model's signature functions (None for a version
+    registered from a SavedModel: there is no other model to compare with). ``minimum`` is
+    the lowest acceptable primary metric (mIoU or accuracy). Returns the report:
+    ``signature``, ``golden``, ``metrics``, ``checks``, ``timings``.
     """
     import tensorflow as tf
 
@@ -354,67 +392,72 @@ def validate_export(
         timings[name] = round(now - clock[0], 3)
         clock[0] = now
 
+    contract = contracts[0]
     exported = read_signatures(staged)
-    check_contract(contract, exported)
-    checks["contract"] = f"{contract.key} ({contract.method}) matches the definition"
+    checks["contract"] = check_contracts(contracts, exported)
     lap("contract_s")
-    if contract.method != PREDICT or {t.name for t in contract.inputs} != {"images", "height", "width"}:
-        raise ConfigError(
-            f"the round trip needs a predict contract with inputs images, height and width; {contract.key!r} is not"
-        )
-    output = contract.outputs[0].name
+    output = task.output
 
     image = load_image(image_path)
-    h, w = image.shape[:2]
-    request = predict_request(model, contract.key, image)
+    request = task.request(model, image)
     decoded = decode_request(request)
     try:
         loaded = tf.saved_model.load(str(staged), tags=["serve"])
         fn = loaded.signatures[contract.key]
         lap("load_s")
-        mask = run_signature(fn, decoded, output)
-    except (tf.errors.OpError, ValueError, KeyError) as e:
+        outputs = run_outputs(fn, decoded)
+    except (tf.errors.OpError, ValueError, KeyError, TypeError) as e:
         raise ValidationFailed(f"the export did not answer the test request: {str(e).splitlines()[0]}", check="round_trip") from e
-    check_segmentation_map(mask, h, w, num_classes)
-    checks["round_trip"] = f"[1,{h},{w}] int32 mask from TensorProtos through the export loaded from disk"
+    if output not in outputs:
+        raise ValidationFailed(f"the signature returned {sorted(outputs)}, not {output!r}", check="round_trip")
+    out = outputs[output]
+    task.check_output(out, image)
+    shape = ",".join(str(d) for d in out.shape)
+    checks["round_trip"] = f"[{shape}] {out.dtype} {output} from TensorProtos through the export loaded from disk"
+    check_under_serving_loader(staged, model, contract.key, decoded, output, out)
+    checks["round_trip"] += "; the same answer under TF Serving's loader"
+    extra = task.extra_round_trip(loaded, image_path, out)
+    if extra:
+        checks["round_trip"] += "; " + extra
     lap("round_trip_s")
 
-    check_parity(mask, run_signature(reference, decoded, output))
-    checks["parity"] = f"equal to the checkpoint model's mask in all {mask.size} pixels"
+    if references is not None:
+        ref_outputs = run_outputs(references[contract.key], decoded)
+        checks["parity"] = task.check_parity(out, ref_outputs[output], outputs, ref_outputs)
+    else:
+        checks["parity"] = "skipped: registered from a SavedModel, which is its own reference"
     lap("parity_s")
 
     golden = {
-        "digest": output_digest(mask),
+        "digest": output_digest(out),
         "output": output,
-        "shape": list(mask.shape),
-        "histogram": class_histogram(mask, class_names),
+        "shape": list(out.shape),
+        **task.golden_extra(out),
         "image": str(image_path.name),
         "image_digest": "sha256:" + hashlib.sha256(image_path.read_bytes()).hexdigest(),
     }
-    checks["golden"] = "digest and class histogram recorded"
+    checks["golden"] = "digest of the test answer recorded"
 
-    size = eval_images.shape[1]
     try:
-        pred = fn(images=tf.constant(eval_images), height=tf.constant([size], tf.int32),
-                  width=tf.constant([eval_images.shape[2]], tf.int32))[output].numpy()
-    except tf.errors.OpError as e:
+        metrics = task.evaluate(fn, eval_set)
+    except (tf.errors.OpError, ValueError, TypeError) as e:
         raise ValidationFailed(f"the export failed on the evaluation set: {str(e).splitlines()[0]}", check="metrics") from e
-    metrics = segmentation_metrics(confusion_matrix(eval_labels, pred, num_classes), class_names)
-    if metrics["miou"] < min_miou:
-        raise ValidationFailed(
-            f"eval mIoU {metrics['miou']:.4f} is below validation.min_miou {min_miou}", check="metrics"
-        )
-    checks["metrics"] = f"mIoU {metrics['miou']:.4f} on {len(eval_images)} evaluation images"
+    score = metrics[task.primary_metric]
+    if score < minimum:
+        name = {"miou": "mIoU", "accuracy": "accuracy"}[task.primary_metric]
+        setting = {"miou": "min_miou", "accuracy": "min_accuracy"}[task.primary_metric]
+        raise ValidationFailed(f"eval {name} {score:.4f} is below validation.{setting} {minimum}", check="metrics")
+    checks["metrics"] = task.summary(metrics, len(eval_set))
     lap("metrics_s")
 
     write_warmup(staged, [request])
     # The golden digest is what the warmup request returns: the file must hold exactly the
-    # request the round trip ran (same bytes in, same graph, so the same mask out).
+    # request the round trip ran (same bytes in, same graph, so the same answer out).
     replay = read_warmup_requests(staged)
     if [r.SerializeToString(deterministic=True) for r in replay] != [request.SerializeToString(deterministic=True)]:
         raise ValidationFailed("the warmup file does not hold the test request", check="warmup")
     checks["warmup"] = f"{WARMUP_DIR}/{WARMUP_FILE} holds the test request, whose answer is the golden digest"
     lap("warmup_s")
 
-    return {"signature": exported[contract.key], "golden": golden, "metrics": metrics, "checks": checks,
-            "timings": timings}
+    return {"signature": exported[contract.key], "signatures": {c.key: exported[c.key] for c in contracts},
+            "golden": golden, "metrics": metrics, "checks": checks, "timings": timings}

@@ -264,17 +264,19 @@ def stop(
 
 @app.command()
 def register(
-    path: Annotated[str, typer.Argument(help="Run folder (its latest checkpoint) or checkpoint prefix.", show_default=False)],
+    path: Annotated[str, typer.Argument(help="Run folder (its latest checkpoint), checkpoint prefix, or SavedModel folder.", show_default=False)],
     model: Annotated[str | None, typer.Option("--model", help="Model to register into (configs/<model>.yaml); default: the only one.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Export a checkpoint to the next integer version, validated by round-tripping the test image.
+    """Export a checkpoint (or copy a SavedModel folder) to the next integer version, validated.
 
-    Prints the version. Registering the same checkpoint content again prints its existing version.
+    Prints the version. Registering the same content again prints its existing version.
 
     Examples:
 
         mlc register ckpt/16645
+
+        mlc register exports/my_saved_model --model segmenter
 
         mlc register ckpt/16645/ckpt-200 --model deeplab --json
     """
@@ -392,7 +394,7 @@ def watch(
 def predict(
     model: ModelArg,
     images: Annotated[
-        list[Path], typer.Argument(help="Photos to segment: JPEG, PNG or any image pillow reads, any size.",
+        list[Path], typer.Argument(help="Photos to segment or classify: JPEG, PNG or any image pillow reads, any size.",
                                    show_default=False)
     ],
     version: Annotated[
@@ -411,7 +413,7 @@ def predict(
     ] = None,
     rest: Annotated[bool, typer.Option("--rest", help="Send TF Serving REST JSON instead of gRPC.")] = False,
     use_async: Annotated[
-        bool, typer.Option("--async", help="Send all photos at once through Predict.future, then collect.")
+        bool, typer.Option("--async", help="Send all photos at once through Predict.future (Classify.future), then collect.")
     ] = False,
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.001, help="Deadline of each request, in seconds.")
@@ -421,13 +423,16 @@ def predict(
     ] = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Segment photos with the served model: a VOC-coloured mask and an overlay per photo.
+    """Segment photos with the served model (a VOC-coloured mask and an overlay each), or classify them.
 
-    Prints each photo's share of every class by name, and which version answered.
+    Prints each photo's share of every class by name (a classifier: its top 5 classes and scores,
+    asked through TF Serving's Classify API), and which version answered.
 
     Examples:
 
         mlc predict deeplab photo.jpg
+
+        mlc predict shapes photo.png --label stable
 
         mlc predict deeplab a.jpg b.png --label canary --out masks/
 
@@ -467,7 +472,9 @@ def diff(
 
     Both versions are loaded from model_repo in this process (no server needed). Compares the
     masks on the test image, on each --image and on the evaluation set, and writes
-    <model>-<A>-vs-<B>.<image>.png: photo | mask A | mask B | disagreement (white).
+    <model>-<A>-vs-<B>.<image>.png: photo | mask A | mask B | disagreement (white). For a
+    classifier: the top classes of A and B per photo, top-1 agreement and accuracy on the
+    evaluation set (no pictures).
 
     Examples:
 

@@ -183,8 +183,11 @@ def render_register(result: RegisterResult) -> None:
     if result.reused:
         stdout.print(f"{result.checkpoint}{step} is already {result.model} version {result.version}")
     else:
-        miou = "" if result.miou is None else f", eval mIoU {result.miou:.3f}"
-        stdout.print(f"Registered {result.checkpoint}{step} as {result.model} version {result.version}{miou}")
+        score = "" if result.miou is None else f", eval mIoU {result.miou:.3f}"
+        if result.accuracy is not None:
+            score = f", eval accuracy {result.accuracy:.3f}"
+        what = "" if result.source_kind == "checkpoint" else f" ({result.source_kind})"
+        stdout.print(f"Registered {result.checkpoint}{what}{step} as {result.model} version {result.version}{score}")
     stdout.print(str(result.version))
 
 
@@ -268,6 +271,12 @@ def render_predict(result: PredictResult) -> None:
     for p in result.images:
         answered = f"version {p.version}" if p.version is not None else "an unreported version"
         stdout.print(f"\n{p.image}  {p.width}x{p.height}  answered by {answered}")
+        if result.task == "classification":
+            table = Table("rank", "class", "score", box=None)
+            for rank, (name, score) in enumerate(p.classes.items(), 1):
+                table.add_row(str(rank), name, f"{score:.4f}")
+            stdout.print(table)
+            continue
         stdout.print("  " + "  ".join(f"{name} {_percent(share)}" for name, share in p.classes.items()))
         stdout.print(f"  mask     {p.mask}")
         stdout.print(f"  overlay  {p.overlay}")
@@ -282,6 +291,9 @@ def render_diff(result: DiffResult) -> None:
             stdout.print(f"  {change['description']}")
     else:
         stdout.print("Signatures: identical")
+    if result.classification is not None:
+        render_class_diff(result)
+        return
     table = Table(title="Masks of B against A")
     for col in ("image", "size", "agreement", "mIoU", "differing px"):
         table.add_column(col)
@@ -303,3 +315,23 @@ def render_diff(result: DiffResult) -> None:
         stdout.print(f"  {d.picture}")
     if result.identical:
         stdout.print("The two versions give the same masks.")
+
+
+def render_class_diff(result: DiffResult) -> None:
+    """A classifier's diff: top classes of A and B per photo, agreement and accuracy on the evaluation set."""
+    c = result.classification
+    assert c is not None
+    table = Table(title="Top classes of A and B")
+    for col in ("image", f"A (version {result.a})", f"B (version {result.b})", "same class"):
+        table.add_column(col)
+    for i in c.images:
+        table.add_row(Path(i["image"]).name, ", ".join(f"{n} {s:.3f}" for n, s in i["a"][:3]),
+                      ", ".join(f"{n} {s:.3f}" for n, s in i["b"][:3]), "yes" if i["agree"] else "NO")
+    stdout.print(table)
+    changed = f": {', '.join(c.changed[:5])}" if c.changed else ""
+    stdout.print(f"Eval set ({c.eval_images} images): B gives A's class on {100 * c.agreement:.2f}% "
+                 f"({c.changed_count} changed{changed})")
+    stdout.print(f"Eval accuracy against the labels: version {result.a} {c.accuracy_a:.3f} (top-5 {c.top5_a:.3f}), "
+                 f"version {result.b} {c.accuracy_b:.3f} (top-5 {c.top5_b:.3f})")
+    if result.identical:
+        stdout.print("The two versions give the same classes.")

@@ -29,6 +29,7 @@ import numpy as np
 
 from lifecycle.build.validate import confusion_matrix, segmentation_metrics
 from lifecycle.errors import UsageError
+from lifecycle.predictions.classify import ClassDiff, compare_classifiers
 from lifecycle.store import registry
 from lifecycle.store.config import Paths, load_definition, validation_settings
 
@@ -109,8 +110,10 @@ def agreement(masks_a: np.ndarray, masks_b: np.ndarray, num_classes: int, class_
 
 
 def miou_against_truth(labels: np.ndarray, masks: np.ndarray, num_classes: int, class_names: list[str]) -> float:
-    """mIoU of class maps against ground-truth labels (the evaluation metric)."""
-    return float(segmentation_metrics(confusion_matrix(labels, masks, num_classes), class_names)["miou"])
+    """mIoU of class maps against ground-truth labels (the evaluation metric; 255 = ignore)."""
+    from lifecycle.build.evalsets import segmentation_confusion
+
+    return float(segmentation_metrics(segmentation_confusion(labels, masks, num_classes), class_names)["miou"])
 
 
 EVAL_BATCH = 8  # images per run: a ResNet-50 DeepLab on a large evaluation set would not fit at once
@@ -193,13 +196,14 @@ class DiffResult:
     signature_changes: list[dict[str, Any]]
     images: list[ImageDiff]
     eval: EvalDiff | None
+    classification: ClassDiff | None = None  # a classifier's diff (then images is empty and eval None)
 
     @property
     def identical(self) -> bool:
-        """Same signatures and the same mask in every pixel compared."""
+        """Same signatures and the same mask in every pixel (a classifier: the same class for every image)."""
         return not self.signature_changes and all(i.differing_pixels == 0 for i in self.images) and (
             self.eval is None or self.eval.differing_pixels == 0
-        )
+        ) and (self.classification is None or self.classification.identical)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
@@ -225,18 +229,21 @@ def compare_versions(
     if clash:
         raise UsageError(f"several images are named {clash[0]}; their pictures would overwrite each other")
 
-    from lifecycle.build import deeplab  # TensorFlow from here on
-    from lifecycle.build.validate import read_signatures
+    from lifecycle.build import evalsets, tasks
+    from lifecycle.build.validate import read_signatures  # TensorFlow from here on
     from lifecycle.predictions import pictures
 
     photos = [pictures.read_photo(p) for p in photo_paths]
     dir_a, dir_b = paths.store.version_path(model, a), paths.store.version_path(model, b)
-    changes = signature_changes(read_signatures(dir_a), read_signatures(dir_b))
-    num_classes = int(definition.network.get("num_classes", 21))
-    names = [deeplab.class_name(i, num_classes) for i in range(num_classes)]
+    changes = [asdict(c) | {"description": c.describe()}
+               for c in signature_changes(read_signatures(dir_a), read_signatures(dir_b))]
+    if definition.task == "classification":
+        compared = compare_classifiers(definition, settings, model, (a, dir_a), (b, dir_b), photo_paths, photos)
+        return DiffResult(model, a, b, changes, [], None, compared)
+    names = tasks.class_names(definition)
+    num_classes = len(names)
     key, output = definition.signature.key, definition.signature.outputs[0].name
-    ev = settings.eval
-    eval_images, eval_labels = deeplab.SyntheticSet(ev.seed, ev.count, ev.size).arrays()
+    data = evalsets.load(settings.eval, settings.eval_root, names)
 
     folder = Path(out)
     image_diffs = []
@@ -251,12 +258,15 @@ def compare_versions(
                 ImageDiff(str(path), int(photo.shape[1]), int(photo.shape[0]), agree.agreement, agree.miou,
                           agree.differing, str(picture))
             )
-        masks_a, masks_b = va.segment(eval_images), vb.segment(eval_images)
+        groups = list(data.batches(EVAL_BATCH))  # same-sized images together (VOC photos vary)
+        masks_a = np.concatenate([va.segment(batch).reshape(-1) for _, batch in groups])
+        masks_b = np.concatenate([vb.segment(batch).reshape(-1) for _, batch in groups])
+    truth = np.concatenate([np.asarray(data.labels[i]).reshape(-1) for idx, _ in groups for i in idx])
     agree = agreement(masks_a, masks_b, num_classes, names)
     eval_diff = EvalDiff(
-        images=len(eval_images), size=ev.size, agreement=agree.agreement, miou=agree.miou,
+        images=len(data), size=int(data.images[0].shape[0]), agreement=agree.agreement, miou=agree.miou,
         differing_pixels=agree.differing,
-        miou_a=miou_against_truth(eval_labels, masks_a, num_classes, names),
-        miou_b=miou_against_truth(eval_labels, masks_b, num_classes, names),
+        miou_a=miou_against_truth(truth, masks_a, num_classes, names),
+        miou_b=miou_against_truth(truth, masks_b, num_classes, names),
     )
-    return DiffResult(model, a, b, [asdict(c) | {"description": c.describe()} for c in changes], image_diffs, eval_diff)
+    return DiffResult(model, a, b, changes, image_diffs, eval_diff)

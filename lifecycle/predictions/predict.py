@@ -45,6 +45,7 @@ class RequestTarget:
     signature: str = CLASSIC_SIGNATURE
     output: str = CLASSIC_OUTPUT
     num_classes: int = CLASSIC_NUM_CLASSES
+    classes: tuple[str, ...] = ()  # a classifier's class names: asked through the Classify API
 
     def describe(self) -> str:
         """``version 3``, ``label stable`` or ``latest``, as people read it."""
@@ -166,9 +167,9 @@ class ImagePrediction:
     width: int
     height: int
     version: int | None
-    mask: str
-    overlay: str
-    classes: dict[str, float]
+    mask: str | None  # segmentation: the mask and overlay PNGs; classification: None
+    overlay: str | None
+    classes: dict[str, float]  # segmentation: share of pixels per class; classification: top-k scores
 
 
 @dataclass
@@ -181,6 +182,7 @@ class PredictResult:
     call: str  # sync | async
     asked: str  # "version 3", "label stable" or "latest"
     images: list[ImagePrediction]
+    task: str = "segmentation"  # or "classification"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
@@ -223,6 +225,17 @@ def predict_photos(
     photos = [pictures.read_photo(p) for p in images]
     target = request_target(paths, model, version, label)
     grpc_address, rest_address = server_addresses(paths, server, rest)
+    if target.classes:
+        from lifecycle.predictions.classify import classify_photos
+
+        answered = classify_photos(target, photos, grpc_address, rest_address, rest, use_async, timeout)
+        results = [
+            ImagePrediction(image=str(path), width=int(photo.shape[1]), height=int(photo.shape[0]), version=a.version,
+                            mask=None, overlay=None, classes=dict(a.scores))
+            for path, photo, a in zip(images, photos, answered, strict=True)
+        ]
+        return PredictResult(model, (rest_address if rest else grpc_address) or "", "rest" if rest else "grpc",
+                             "async" if use_async else "sync", target.describe(), results, "classification")
     with ServingClient(grpc_address or "", rest_address, timeout=timeout) as client:
         if rest:
             answers = predict_rest(client, target, photos, timeout)
@@ -256,6 +269,10 @@ def request_target(paths: Paths, model: str, version: int | None, label: str | N
     if not paths.definition_file(model).exists():
         return RequestTarget(model, version, label)
     definition = load_definition(paths, model)
+    classify = definition.contract("tensorflow/serving/classify")
+    if definition.task == "classification" and classify is not None:  # asked through the Classify API
+        classes = tuple(definition.classes)
+        return RequestTarget(model, version, label, classify.key, "scores", len(classes), classes)
     output = definition.signature.outputs[0].name
     num_classes = int(definition.network.get("num_classes", 21))
     return RequestTarget(model, version, label, definition.signature.key, output, num_classes)

@@ -83,9 +83,9 @@ def _definition_thresholds(paths: Paths, model: str) -> Thresholds:
 
 
 def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force: bool) -> str | None:
-    """Refuse a candidate whose mIoU is below stable's by more than the definition's tolerance.
+    """Refuse a candidate whose mIoU (a classifier's: accuracy) is below stable's by more than the tolerance.
 
-    The tolerance is ``thresholds.max_miou_drop`` in configs/<model>.yaml (default 0). The gate
+    The tolerance is ``thresholds.max_miou_drop`` (``max_accuracy_drop``) in configs/<model>.yaml (default 0). The gate
     is skipped when either version has no mIoU, and refuses when the two were scored on
     different evaluation sets. With ``force`` the refusal becomes a note that the history
     records (``promote`` then insists on a reason). Returns that note, or None when it passed.
@@ -97,7 +97,10 @@ def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force
     except LifecycleError:
         return None
     new_metrics, old_metrics = candidate.report.get("metrics") or {}, stable.report.get("metrics") or {}
-    new, old = new_metrics.get("miou"), old_metrics.get("miou")
+    # Segmentation versions are compared by mIoU, classifiers by accuracy.
+    metric = "miou" if "miou" in new_metrics else "accuracy"
+    label = "mIoU" if metric == "miou" else "accuracy"
+    new, old = new_metrics.get(metric), old_metrics.get(metric)
     if new is None or old is None:
         return None
     new_eval, old_eval = new_metrics.get("eval"), old_metrics.get("eval")
@@ -106,17 +109,18 @@ def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force
         # about which version is better.
         why = (
             f"quality gate: version {candidate.version} and stable {rec.stable} were scored on different "
-            f"evaluation sets ({_describe_eval(new_eval)} vs {_describe_eval(old_eval)}), so their mIoU "
+            f"evaluation sets ({_describe_eval(new_eval)} vs {_describe_eval(old_eval)}), so their {label} "
             f"cannot be compared"
         )
         if not force:
             raise FailedPrecondition(f"{why}; promote with --force --reason TEXT to override")
         return f"forced past the {why}"
-    tolerance = _definition_thresholds(paths, rec.name).max_miou_drop
+    thresholds = _definition_thresholds(paths, rec.name)
+    tolerance = thresholds.max_miou_drop if metric == "miou" else thresholds.max_accuracy_drop
     if float(new) >= float(old) - tolerance:
         return None
     why = (
-        f"quality gate: version {candidate.version} has mIoU {float(new):.4f}, below stable {rec.stable}'s "
+        f"quality gate: version {candidate.version} has {label} {float(new):.4f}, below stable {rec.stable}'s "
         f"{float(old):.4f} by more than the tolerance {tolerance:g}"
     )
     if not force:
@@ -127,7 +131,7 @@ def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force
 def _describe_eval(spec: Any) -> str:
     if not isinstance(spec, dict):
         return str(spec)
-    return ", ".join(f"{k} {v}" for k, v in spec.items() if k != "classes")
+    return ", ".join(f"{k} {str(v)[:19]}" for k, v in spec.items() if k != "classes" and v is not None)
 
 
 def stable_chain(rec: ModelRecord) -> list[int]:

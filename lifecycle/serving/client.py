@@ -228,6 +228,21 @@ class ServingClient:
         except grpc.RpcError as e:
             raise self._translate(e, f"Predict({request.model_spec.name})") from e
 
+    def classify(self, request: Any, timeout: float | None = None) -> Any:
+        """``PredictionService.Classify`` (a ClassificationRequest of tf.Examples) with a deadline."""
+        import grpc
+
+        prediction, _ = self._stubs()
+        try:
+            return prediction.Classify(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as e:
+            raise self._translate(e, f"Classify({request.model_spec.name})") from e
+
+    def classify_future(self, request: Any, timeout: float | None = None) -> Any:
+        """``Classify.future``: a grpc future; call :meth:`result` on it to get translated errors."""
+        prediction, _ = self._stubs()
+        return prediction.Classify.future(request, timeout=timeout or self.timeout)
+
     def predict_future(self, request: predict_pb2.PredictRequest, timeout: float | None = None) -> Any:
         """``Predict.future``: a grpc future; call :meth:`result` on it to get translated errors."""
         prediction, _ = self._stubs()
@@ -251,16 +266,17 @@ class ServingClient:
         version: int | None = None,
         label: str | None = None,
         timeout: float | None = None,
+        verb: str = "predict",
     ) -> dict[str, Any]:
-        """``POST /v1/models/<m>[/versions/<n>|/labels/<l>]:predict`` with a JSON body."""
+        """``POST /v1/models/<m>[/versions/<n>|/labels/<l>]:<verb>`` (predict, classify) with a JSON body."""
         if not self.rest_address:
             raise ServerUnavailable(f"server {self.grpc_address} has no known REST address")
         where = f"/versions/{version}" if version is not None else f"/labels/{label}" if label else ""
         answer = rest_request(
-            self.rest_address, "POST", f"/v1/models/{model}{where}:predict", timeout or self.timeout, body
+            self.rest_address, "POST", f"/v1/models/{model}{where}:{verb}", timeout or self.timeout, body
         )
         if not isinstance(answer, dict):
-            raise ServingError(f"server {self.rest_address} answered Predict({model}) with {type(answer).__name__}")
+            raise ServingError(f"server {self.rest_address} answered {verb}({model}) with {type(answer).__name__}")
         return answer
 
     def serving_version(self, model: str, label: str | None = None, timeout: float | None = None) -> int | None:

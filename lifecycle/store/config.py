@@ -114,16 +114,29 @@ class SignatureContract:
     outputs: tuple[TensorSpec, ...]
 
 
+SEGMENTATION = "segmentation"
+CLASSIFICATION = "classification"
+TASKS = (SEGMENTATION, CLASSIFICATION)
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """The ``thresholds`` section of a model definition: the limits of promote's quality gate."""
 
     max_miou_drop: float = 0.0  # refuse a candidate whose eval mIoU is more than this below stable's
+    max_accuracy_drop: float = 0.0  # the same for a classifier's eval accuracy
 
 
 @dataclass(frozen=True)
 class ModelDefinition:
-    """configs/<model>.yaml, parsed. ``raw`` keeps sections other modules interpret."""
+    """configs/<model>.yaml, parsed. ``raw`` keeps sections other modules interpret.
+
+    ``signature`` is the primary contract (the one the warmup request and the golden digest
+    use); ``signatures`` lists every contract, the primary first (``signatures:`` in the file,
+    or the single ``signature:``). ``task`` says how outputs are judged: a ``segmentation`` map
+    per pixel, or a ``classification`` per image (the default when a contract is a Classify).
+    """
 
     name: str
     path: Path
@@ -132,21 +145,45 @@ class ModelDefinition:
     validation: dict[str, Any] = field(default_factory=dict)
     thresholds: Thresholds = field(default_factory=Thresholds)
     raw: dict[str, Any] = field(default_factory=dict)
+    signatures: tuple[SignatureContract, ...] = ()
+    task: str = SEGMENTATION
+    classes: tuple[str, ...] = ()
 
     def resolve(self, relative: str | Path) -> Path:
         """A path from the definition, relative to the definition's folder."""
         p = Path(relative)
         return p if p.is_absolute() else (self.path.parent / p)
 
+    @property
+    def home(self) -> Path:
+        """The mlc home the definition belongs to (the folder above ``configs/``)."""
+        return self.path.parent.parent
+
+    def contract(self, method: str) -> SignatureContract | None:
+        """The first contract with this method name, if any."""
+        return next((c for c in self.signatures if c.method == method), None)
+
+
+EVAL_SOURCES = ("synthetic", "voc", "folder")
+
 
 @dataclass(frozen=True)
 class EvalSetSpec:
-    """The evaluation set for mIoU (``validation.eval``): procedural scenes fixed by a seed."""
+    """The evaluation set (``validation.eval``).
+
+    - ``synthetic``: procedural scenes fixed by ``seed``, ``count`` and ``size``;
+    - ``voc``: labelled images in the Pascal VOC layout under ``root``, the ids of ``split``;
+    - ``folder``: a folder per class under ``root`` (or ``root/<split>`` when that exists).
+
+    ``root`` is relative to the mlc home.
+    """
 
     source: str = "synthetic"
     seed: int = 0
     count: int = 8
     size: int = 64
+    root: str | None = None
+    split: str = "val"
 
 
 @dataclass(frozen=True)
@@ -156,6 +193,8 @@ class ValidationSettings:
     test_image: Path
     eval: EvalSetSpec
     min_miou: float = 0.0
+    eval_root: Path | None = None  # eval.root resolved against the mlc home
+    min_accuracy: float = 0.0
 
 
 def validation_settings(definition: ModelDefinition) -> ValidationSettings:
@@ -173,15 +212,27 @@ def validation_settings(definition: ModelDefinition) -> ValidationSettings:
             seed=int(ev.get("seed", 0)),
             count=int(ev.get("count", 8)),
             size=int(ev.get("size", 64)),
+            root=None if ev.get("root") is None else str(ev["root"]),
+            split=str(ev.get("split", "val")),
         )
         min_miou = float(section.get("min_miou", 0.0))
+        min_accuracy = float(section.get("min_accuracy", 0.0))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from e
-    if eval_spec.source != "synthetic":
-        raise ConfigError(f"{where}.eval.source: unknown source {eval_spec.source!r} (known: synthetic)")
-    if eval_spec.count < 1 or eval_spec.size < 16:
+    if eval_spec.source not in EVAL_SOURCES:
+        raise ConfigError(f"{where}.eval.source: unknown source {eval_spec.source!r} (known: {', '.join(EVAL_SOURCES)})")
+    if eval_spec.source == "synthetic" and (eval_spec.count < 1 or eval_spec.size < 16):
         raise ConfigError(f"{where}.eval: need count >= 1 and size >= 16")
-    return ValidationSettings(definition.resolve(str(section["test_image"])), eval_spec, min_miou)
+    root = None
+    if eval_spec.source != "synthetic":
+        if not eval_spec.root:
+            raise ConfigError(f"{where}.eval: source {eval_spec.source!r} needs 'root' (a folder, relative to the mlc home)")
+        root = Path(eval_spec.root) if Path(eval_spec.root).is_absolute() else definition.home / eval_spec.root
+    expected = "folder" if definition.task == CLASSIFICATION else ("synthetic", "voc")
+    if eval_spec.source not in expected:
+        raise ConfigError(f"{where}.eval.source: {eval_spec.source!r} does not score a {definition.task} model "
+                          f"(use {' or '.join(expected) if isinstance(expected, tuple) else expected})")
+    return ValidationSettings(definition.resolve(str(section["test_image"])), eval_spec, min_miou, root, min_accuracy)
 
 
 def load_yaml_file(path: Path, what: str) -> Any:
@@ -215,38 +266,61 @@ def _tensor_specs(section: Any, where: str) -> tuple[TensorSpec, ...]:
     return tuple(specs)
 
 
+def _contract(sig: Any, where: str) -> SignatureContract:
+    if not isinstance(sig, dict):
+        raise ConfigError(f"{where}: a signature must be a mapping")
+    return SignatureContract(
+        key=str(sig.get("key", "serving_default")),
+        method=str(sig.get("method", "tensorflow/serving/predict")),
+        inputs=_tensor_specs(sig.get("inputs"), f"{where}.inputs"),
+        outputs=_tensor_specs(sig.get("outputs"), f"{where}.outputs"),
+    )
+
+
 def parse_definition(data: Any, path: Path) -> ModelDefinition:
     """Build a ModelDefinition from parsed YAML; structural problems raise ConfigError."""
     if not isinstance(data, dict):
         raise ConfigError(f"malformed model definition {path}: expected a mapping at the top")
-    for key in ("name", "network", "signature"):
-        if key not in data:
-            raise ConfigError(f"model definition {path} lacks the required key '{key}'")
+    if "name" not in data:
+        raise ConfigError(f"model definition {path} lacks the required key 'name'")
+    if "signature" not in data and "signatures" not in data:
+        raise ConfigError(f"model definition {path} lacks the required key 'signature' (or a list 'signatures')")
     name = str(data["name"])
     try:
         check_model_name(name)
     except UsageError as e:
         raise ConfigError(f"model definition {path}: {e.message}") from e
-    sig = data["signature"]
-    if not isinstance(sig, dict):
-        raise ConfigError(f"model definition {path}: 'signature' must be a mapping")
-    contract = SignatureContract(
-        key=str(sig.get("key", "serving_default")),
-        method=str(sig.get("method", "tensorflow/serving/predict")),
-        inputs=_tensor_specs(sig.get("inputs"), f"{path}: signature.inputs"),
-        outputs=_tensor_specs(sig.get("outputs"), f"{path}: signature.outputs"),
-    )
-    network = data["network"]
+    if "signatures" in data:
+        listed = data["signatures"]
+        if not isinstance(listed, list) or not listed:
+            raise ConfigError(f"model definition {path}: 'signatures' must be a non-empty list of signatures")
+        contracts = tuple(_contract(s, f"{path}: signatures[{i}]") for i, s in enumerate(listed))
+    else:
+        contracts = (_contract(data["signature"], f"{path}: signature"),)
+    keys = [c.key for c in contracts]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"model definition {path}: signature keys repeat: {keys}")
+    network = data.get("network") or {}
     if not isinstance(network, dict):
         raise ConfigError(f"model definition {path}: 'network' must be a mapping")
+    inferred = CLASSIFICATION if any(c.method == CLASSIFY_METHOD for c in contracts) else SEGMENTATION
+    task = str(data.get("task", inferred))
+    if task not in TASKS:
+        raise ConfigError(f"model definition {path}: task {task!r} is unknown (known: {', '.join(TASKS)})")
+    classes = data.get("classes") or ()
+    if not isinstance(classes, list | tuple) or not all(isinstance(c, str) for c in classes):
+        raise ConfigError(f"model definition {path}: 'classes' must be a list of class names")
     return ModelDefinition(
         name=name,
         path=path,
         network=network,
-        signature=contract,
+        signature=contracts[0],
         validation=dict(data.get("validation") or {}),
         thresholds=parse_thresholds(data.get("thresholds"), path),
         raw=data,
+        signatures=contracts,
+        task=task,
+        classes=tuple(classes),
     )
 
 

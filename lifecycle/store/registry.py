@@ -58,7 +58,12 @@ def current_user() -> str:
 
 @dataclass
 class CheckpointRecord:
-    """A training checkpoint mlc has seen, identified by the digest of its files."""
+    """A source mlc has seen, identified by the digest of its files.
+
+    ``kind`` says what it is: a training ``checkpoint``, or a SavedModel folder
+    (``savedmodel-tf2``: ``tf.saved_model.save``; ``savedmodel-keras``: Keras ``model.export()``;
+    ``savedmodel-tf1``: TF1 ``SavedModelBuilder``).
+    """
 
     digest: str
     path: str
@@ -66,6 +71,7 @@ class CheckpointRecord:
     tf_version: str
     created: str = field(default_factory=now_iso)
     user: str = field(default_factory=current_user)
+    kind: str = "checkpoint"
 
 
 @dataclass

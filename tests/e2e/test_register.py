@@ -142,8 +142,12 @@ def test_concurrent_duplicate_is_resolved_under_the_lock(registered_home: Paths,
     from lifecycle.build.checkpoints import resolve
     from lifecycle.store.config import load_definition, validation_settings
 
+    from lifecycle.build import evalsets, tasks
+
     definition = load_definition(definition_paths, "deeplab")
-    outcome = export.register_checkpoint(paths, definition, validation_settings(definition), resolve(tiny_run.prefixes[1]))
+    settings = validation_settings(definition)
+    eval_set = evalsets.load(settings.eval, settings.eval_root, tasks.class_names(definition))
+    outcome = export.register_checkpoint(paths, definition, settings, resolve(tiny_run.prefixes[1]), eval_set)
     assert outcome.reused and outcome.version.version == 2
     assert sorted(p.name for p in paths.model_dir("deeplab").iterdir()) == ["1", "2", "3"]
 

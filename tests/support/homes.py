@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from lifecycle.store.config import Paths
@@ -30,3 +31,27 @@ def tree_state(root: Path) -> dict[str, str]:
         rel = str(p.relative_to(root))
         state[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
     return state
+
+
+def byo_home(root: Path, *definitions: str) -> Paths:
+    """A fresh home plus the named definitions (``segmenter`` and ``seed`` from examples/byo/,
+    ``shapes`` from configs/), the classifier's test image and the shipped labelled sets (``data/``)."""
+    paths = new_home(root)
+    for name in definitions:
+        source = CONFIGS / f"{name}.yaml" if name == "shapes" else REPO_ROOT / "examples" / "byo" / f"{name}.yaml"
+        shutil.copy2(source, paths.configs / f"{name}.yaml")
+    shutil.copy2(CONFIGS / "shapes_test.png", paths.configs / "shapes_test.png")
+    shutil.copytree(REPO_ROOT / "data", paths.home / "data")
+    return paths
+
+
+@dataclass(frozen=True)
+class ShapesRun:
+    """A run folder of shapes-classifier checkpoints (``mlc train --model shapes``)."""
+
+    run_dir: Path
+    steps: tuple[int, ...]
+
+    def prefix(self, step: int) -> Path:
+        """The checkpoint prefix of ``step``."""
+        return self.run_dir / f"ckpt-{step}"

@@ -388,3 +388,53 @@ def _rewrite_tflite_signatures(data: bytes, with_metadata: bool) -> bytes:
         entry.buffer = len(model.buffers) - 1
         model.metadata = [*(model.metadata or []), entry]
     return flatbuffer_utils.convert_object_to_bytearray(model)
+
+
+# --- segmentation SavedModels a user brings (mlc register PATH) -----------------------------
+
+
+def build_seed_deeplab_tf1(path: str | Path, **knobs: object) -> Path:
+    """The classic seed tutorial's export (TF1 ``SavedModelBuilder``, ``predict_images``), written by
+    ``examples/byo/seed_export.py``; ``knobs`` (signature_name, images_dtype, method_name, as_text,
+    seed) break the contract on purpose for the refusal tests."""
+    import importlib.util
+
+    from tests.support.homes import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("seed_export", REPO_ROOT / "examples" / "byo" / "seed_export.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.export(path, **knobs)
+
+
+def build_keras_segmenter_saved(path: str | Path, num_classes: int = 21, seed: int = 0,
+                                track_variables: bool = True) -> Path:
+    """A Keras segmenter saved with ``tf.saved_model.save`` and a ``predict_images`` signature.
+
+    With ``track_variables`` the saved root also tracks the backing tf.Variables, without which
+    TF Serving's loader cannot restore a Keras 3 model (keras-team/keras#19274).
+    """
+    tf = _tf()
+    from tests.support import usernets
+
+    model = usernets.build_keras_segmenter(num_classes, 8, seed)
+    root = tf.Module()
+    root.model = model
+    if track_variables:
+        root.variables_ = [v.value for v in model.variables]
+    tf.saved_model.save(root, str(path), signatures=usernets.serve_segmenter(model))
+    return Path(path)
+
+
+def build_keras_segmenter_export(path: str | Path, num_classes: int = 21, seed: int = 0) -> Path:
+    """The same Keras segmenter through Keras's own export (``keras.export.ExportArchive``)."""
+    import keras
+
+    from tests.support import usernets
+
+    model = usernets.build_keras_segmenter(num_classes, 8, seed)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("predict_images", usernets.serve_segmenter(model)["predict_images"])
+    archive.write_out(str(path), verbose=False)
+    return Path(path)

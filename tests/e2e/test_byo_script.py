@@ -1,0 +1,46 @@
+"""scripts/byo.sh end to end: the README's three bring-your-own cases, from a copy of the repository's files."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.homes import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_byo_script_registers_promotes_and_predicts_all_three(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    home = tmp_path / "byo"
+    env = dict(subprocess_env, MLC_BYO_NO_VENV="1", PYTHON=sys.executable, MLC_BYO_HOME=str(home),
+               MLC_BYO_GRPC_PORT=str(free_port()), MLC_BYO_REST_PORT=str(free_port()), MLC_BYO_EPOCHS="1")
+    r = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "byo.sh")], env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    out = r.stdout
+    assert "Registered exports/keras_segmenter (savedmodel-tf2) as segmenter version 1, eval mIoU" in out
+    assert "Registered exports/seed_deeplab (savedmodel-tf1) as seed version 1, eval mIoU" in out
+    assert "as shapes version 2, eval accuracy" in out
+    registry = yaml.safe_load((home / "model_repo" / "registry.yaml").read_text())["models"]
+    assert {m: registry[m]["stable"] for m in ("segmenter", "seed", "shapes")} == {"segmenter": 1, "seed": 1, "shapes": 2}
+    for model in ("segmenter", "seed"):
+        metrics = registry[model]["versions"][0]["report"]["metrics"]
+        assert metrics["eval"]["source"] == "voc" and "per_class_iou" in metrics
+        assert (home / "out" / model / "test_image.mask.png").is_file()
+        assert (home / "out" / model / "test_image.overlay.png").is_file()
+    assert registry["shapes"]["versions"][1]["report"]["metrics"]["eval"]["source"] == "folder"
+    assert "answered by version 2" in out and "Top classes of A and B" in out
+    assert not (home / ".mlc" / "servers").exists() or not any((home / ".mlc" / "servers").iterdir())
+    assert os.environ.get("MLC_HOME") != str(home)
