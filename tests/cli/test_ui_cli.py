@@ -17,27 +17,9 @@ import pytest
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from lifecycle.store.registry import HistoryEvent, VersionRecord
+from tests.support.ui_homes import MODEL, registry_home
 from tests.support.homes import tree_state
 from tests.support.no_tensorflow import assert_no_tensorflow
-
-MODEL = "hpt"
-
-
-def registry_home(root: Path) -> Paths:
-    """A home whose registry lists versions 1-3 of ``hpt`` (stable 2); no SavedModel is needed to show it."""
-    paths = Paths(root.resolve())
-    paths.configs.mkdir(parents=True)
-    (paths.configs / f"{MODEL}.yaml").write_text(
-        f"name: {MODEL}\nnetwork: {{}}\nsignature: {{key: serving_default, inputs: {{x: {{dtype: float32, shape: [-1, 1]}}}}, "
-        "outputs: {y: {dtype: float32, shape: [-1, 1]}}}\n"
-    )
-    with registry.transaction(paths) as reg:
-        rec = reg.model(MODEL, create=True)
-        for v in (1, 2, 3):
-            rec.versions.append(VersionRecord(v, f"d{v}", f"ckpt/run/ckpt-{v}", v * 10, True, {"metrics": {"miou": v / 10}}))
-        rec.stable = 2
-        rec.history.append(HistoryEvent("promote", None, 2, "ok", reason="first"))
-    return paths
 
 
 def request(url: str, method: str = "GET", host: str | None = None) -> tuple[int, dict[str, str], bytes]:
