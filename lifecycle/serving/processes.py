@@ -79,7 +79,7 @@ def start(
 ) -> list[Started]:
     """Start ``specs`` on configs/models.config and wait until each serves ``serving``.
 
-    The caller holds the registry lock, from this first config write to the last, so no rollout
+    The caller holds the registry lease, from this first config write to the last, so no rollout
     interleaves. Labels may point only at AVAILABLE versions, and nothing is available before a
     server has started: request-mode servers start on the versions alone and get the labels by
     a reload once ready. Anything that fails stops what was started and writes the full config.
