@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from lifecycle.errors import UsageError
 from lifecycle.serving.fleet import ServerRecord
-from lifecycle.serving.status import ModelStatus, StatusReport, VersionStatus
+from lifecycle.serving.status import (
+    ModelStatus,
+    ServedConfig,
+    StatusReport,
+    VersionStatus,
+)
 from lifecycle.store import registry
 from lifecycle.store.config import (
     Paths,
@@ -42,7 +47,8 @@ if TYPE_CHECKING:
     from lifecycle.serving.processes import Engine
 
 __all__ = [
-    "HistoryEvent", "HistoryReport", "ModelStatus", "RegisterResult", "ServeResult", "StatusReport", "StopResult",
+    "HistoryEvent", "HistoryReport", "ModelStatus", "RegisterResult", "ServeResult", "ServedConfig", "StatusReport",
+    "StopResult",
     "TrainResult", "TrainedCheckpoint", "VersionStatus",
     "diff", "history", "predict", "promote", "register", "rollback", "serve", "status", "stop", "train", "watch",
 ]

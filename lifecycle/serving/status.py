@@ -35,6 +35,14 @@ class VersionStatus:
 
 
 @dataclass
+class ServedConfig:
+    """What configs/models.config serves of one model."""
+
+    versions: list[int]
+    labels: dict[str, int]
+
+
+@dataclass
 class ModelStatus:
     """One model as ``mlc status`` shows it."""
 
@@ -42,7 +50,7 @@ class ModelStatus:
     stable: int | None
     canary: int | None
     versions: list[VersionStatus]
-    config: dict[str, Any] | None = None  # {"versions": [...], "labels": {...}} from models.config
+    config: ServedConfig | None = None  # what configs/models.config serves of this model
     drift: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     last_event: HistoryEvent | None = None
@@ -220,6 +228,6 @@ def _model_status(
         )
     return ModelStatus(
         name=name, stable=rec.stable, canary=rec.canary, versions=versions,
-        config=None if in_config is None else {"versions": list(in_config.versions), "labels": dict(in_config.labels)},
+        config=None if in_config is None else ServedConfig(list(in_config.versions), dict(in_config.labels)),
         drift=drift, warnings=model_warnings, last_event=last,
     )
