@@ -6,7 +6,7 @@ Rendering lives in :mod:`lifecycle.cli.render`. This module must not import Tens
 (``mlc --help``, ``status`` and ``history`` are fast paths); commands that need it import it
 inside ``api``.
 
-About 510 lines, above the usual 400, on purpose: twelve commands whose option declarations and
+About 530 lines, above the usual 400, on purpose: twelve commands whose option declarations and
 docstrings (their --help text, with examples) are most of it; the code per command is a few lines.
 """
 
