@@ -158,12 +158,8 @@ class Handler(BaseHTTPRequestHandler):
         paths = self.server.paths
         status = api.status(model, paths=paths).to_dict()
         history = api.history(model, paths=paths).to_dict()
-        try:
-            pictures.test_image(paths, model)
-            unavailable = None
-        except LifecycleError as e:
-            unavailable = f"No test image to show or compare: {e.message}"
-        return status, history, pages.model_sections(status, history, unavailable)
+        no_masks, no_diff = pictures.unavailable(paths, model)
+        return status, history, pages.model_sections(status, history, no_masks, no_diff)
 
     def route_overview(self, query: dict[str, list[str]]) -> None:
         self._html(pages.overview_page(self._overview()[1], self.home))

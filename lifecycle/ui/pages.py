@@ -245,8 +245,7 @@ def compare_form(model: dict[str, Any], unavailable: str | None) -> str:
     """Pick any two versions for the side-by-side diff (``mlc diff`` needs the model's test image)."""
     numbers = sorted(v["version"] for v in model.get("versions") or [])
     if unavailable or len(numbers) < 2:
-        why = "mlc diff compares the versions' masks of the test image, which this model lacks (see above)." \
-            if unavailable else "Needs two versions."
+        why = unavailable or "Needs two versions."
         return f'<h2>Compare two versions</h2><p class="empty">{t(why)}</p>'
     a_default = model.get("stable") or numbers[-2]
     b_default = model.get("canary") or (numbers[-1] if numbers[-1] != a_default else numbers[-2])
@@ -262,7 +261,9 @@ def compare_form(model: dict[str, Any], unavailable: str | None) -> str:
     )
 
 
-def model_sections(status: dict[str, Any], history: dict[str, Any], unavailable: str | None) -> dict[str, str]:
+def model_sections(
+    status: dict[str, Any], history: dict[str, Any], no_masks: str | None = None, no_diff: str | None = None
+) -> dict[str, str]:
     """The model page's live sections, from ``api.status(model)`` and ``api.history(model)``."""
     model = status["models"][0]
     servers = sorted(status.get("servers") or {})
@@ -271,8 +272,8 @@ def model_sections(status: dict[str, Any], history: dict[str, Any], unavailable:
         "versions": versions_table(model, servers),
         "chart": chart(model),
         "timeline": timeline(history),
-        "pictures": pictures(model, unavailable),
-        "compare": compare_form(model, unavailable),
+        "pictures": pictures(model, no_masks),
+        "compare": compare_form(model, no_diff),
         "servers": servers_table(status),
     }
 
@@ -287,23 +288,11 @@ def model_page(name: str, sections: dict[str, str], home: str) -> str:
 # --- diff and errors -----------------------------------------------------------------------------
 
 
-def diff_page(result: dict[str, Any], home: str) -> str:
-    """``mlc diff`` of two versions: the pictures side by side and the numbers."""
+def _mask_diff(result: dict[str, Any]) -> str:
+    """A segmentation diff: numbers on the evaluation set, then photo | mask A | mask B | disagreement."""
     model, a, b = result["model"], result["a"], result["b"]
-    changes = _list([c.get("description", c) for c in result.get("signature_changes") or []], "changes")
-    verdict = "identical on every pixel compared" if result.get("identical") else "they differ"
-    rows = []
-    for i, image in enumerate(result.get("images") or []):
-        rows.append(
-            f'<figure class="diff"><figcaption>{t(PurePath(image["image"]).name)} ({t(image["width"])}×{t(image["height"])}): '
-            f'agreement {image["agreement"]:.4f}, mIoU of {t(b)} against {t(a)} {image["miou"]:.4f}, '
-            f'{t(image["differing_pixels"])} differing pixels</figcaption>'
-            f'<div class="strip-head"><span>photo</span><span>mask {t(a)}</span><span>mask {t(b)}</span>'
-            f'<span>disagreement</span></div>'
-            f'<img src="{href("models", model, "diff", f"{a}-vs-{b}", f"{i}.png")}" alt="diff strip of {t(image["image"])}"></figure>'
-        )
     ev = result.get("eval")
-    eval_html = (
+    numbers = (
         f'<table class="numbers"><tr><th>evaluation set</th><td>{t(ev["images"])} images of {t(ev["size"])}²</td></tr>'
         f'<tr><th>pixel agreement</th><td>{ev["agreement"]:.4f}</td></tr>'
         f'<tr><th>mIoU of {t(b)} against {t(a)}</th><td>{ev["miou"]:.4f}</td></tr>'
@@ -311,10 +300,51 @@ def diff_page(result: dict[str, Any], home: str) -> str:
         f'<tr><th>mIoU against ground truth</th><td>{t(a)}: {ev["miou_a"]:.4f} · {t(b)}: {ev["miou_b"]:.4f}</td></tr></table>'
         if ev else ""
     )
+    figures = "".join(
+        f'<figure class="diff"><figcaption>{t(PurePath(image["image"]).name)} ({t(image["width"])}×{t(image["height"])}): '
+        f'agreement {image["agreement"]:.4f}, mIoU of {t(b)} against {t(a)} {image["miou"]:.4f}, '
+        f'{t(image["differing_pixels"])} differing pixels</figcaption>'
+        f'<div class="strip-head"><span>photo</span><span>mask {t(a)}</span><span>mask {t(b)}</span>'
+        f'<span>disagreement</span></div>'
+        f'<img src="{href("models", model, "diff", f"{a}-vs-{b}", f"{i}.png")}" alt="diff strip of {t(image["image"])}"></figure>'
+        for i, image in enumerate(result.get("images") or [])
+    )
+    return f"<h2>Numbers</h2>{numbers}<h2>Pictures</h2>{figures}"
+
+
+def _class_diff(result: dict[str, Any]) -> str:
+    """A classifier diff: top classes on each photo, agreement and accuracy on the evaluation set."""
+    c, a, b = result["classification"], result["a"], result["b"]
+
+    def top(answer: list[Any]) -> str:
+        return ", ".join(f"{t(name)} {float(score):.3f}" for name, score in answer[:3]) or "–"
+
+    photos = "".join(
+        f'<tr><td>{t(PurePath(i["image"]).name)}</td><td>{top(i["a"])}</td><td>{top(i["b"])}</td>'
+        f'<td>{"yes" if i["agree"] else "<b class=bad>no</b>"}</td></tr>'
+        for i in c.get("images") or []
+    )
+    changed = _list(c.get("changed") or [], "changes")
+    return (
+        f'<h2>Numbers</h2><table class="numbers"><tr><th>evaluation set</th><td>{t(c["eval_images"])} images</td></tr>'
+        f'<tr><th>top-class agreement</th><td>{c["agreement"]:.4f} ({t(c["changed_count"])} changed)</td></tr>'
+        f'<tr><th>accuracy</th><td>{t(a)}: {c["accuracy_a"]:.4f} · {t(b)}: {c["accuracy_b"]:.4f}</td></tr>'
+        f'<tr><th>top-5 accuracy</th><td>{t(a)}: {c["top5_a"]:.4f} · {t(b)}: {c["top5_b"]:.4f}</td></tr></table>'
+        f'<h2>Photos</h2><table class="classes"><thead><tr><th>photo</th><th>{t(a)}: top classes</th>'
+        f'<th>{t(b)}: top classes</th><th>same class</th></tr></thead><tbody>{photos}</tbody></table>'
+        + (f"<h2>Evaluation images whose class changed</h2>{changed}" if changed else "")
+    )
+
+
+def diff_page(result: dict[str, Any], home: str) -> str:
+    """``mlc diff`` of two versions: its numbers, and its pictures side by side (or a classifier's classes)."""
+    model, a, b = result["model"], result["a"], result["b"]
+    changes = _list([c.get("description", c) for c in result.get("signature_changes") or []], "changes")
+    verdict = "identical on everything compared" if result.get("identical") else "they differ"
+    details = _class_diff(result) if result.get("classification") else _mask_diff(result)
     body = (
         f'<h1>{t(model)}: version {t(a)} vs {t(b)}</h1><p class="verdict">{t(verdict)}</p>'
-        f'<h2>Signatures</h2>{changes or "<p class=ok>The same signatures.</p>"}'
-        f"<h2>Numbers</h2>{eval_html}<h2>Pictures</h2>{''.join(rows)}"
+        f'<h2>Signatures</h2>{changes or "<p class=ok>The same signatures.</p>"}{details}'
         f'<p><a href="{href("models", model)}">back to {t(model)}</a></p>'
     )
     crumbs = f' <span class="crumb">/ <a href="{href("models", model)}">{t(model)}</a> / diff</span>'

@@ -22,9 +22,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lifecycle.errors import ConfigError
+from lifecycle.errors import ConfigError, LifecycleError
 from lifecycle.store import registry
-from lifecycle.store.config import Paths, load_definition, validation_settings
+from lifecycle.store.config import SEGMENTATION, Paths, load_definition, validation_settings
 
 CACHE = "ui"  # the UI's folder under the home's private state folder (.mlc/)
 VERSION_PICTURES = ("mask.png", "overlay.png")
@@ -42,6 +42,18 @@ def cache_dir(paths: Paths) -> Path:
 def test_image(paths: Paths, model: str) -> Path:
     """The test image of configs/<model>.yaml; ConfigError says why a model has none."""
     return validation_settings(load_definition(paths, model)).test_image
+
+
+def unavailable(paths: Paths, model: str) -> tuple[str | None, str | None]:
+    """Why the model page can show no masks, and why it can compare no versions (None: it can)."""
+    try:
+        definition = load_definition(paths, model)
+        validation_settings(definition)
+    except LifecycleError as e:
+        return f"No test image: {e.message}", "mlc diff compares versions on the test image, which this model lacks (see above)."
+    if definition.task != SEGMENTATION:
+        return f"A {definition.task} model answers classes, not masks: compare two versions below.", None
+    return None, None
 
 
 def _digest(*parts: bytes) -> str:

@@ -75,3 +75,25 @@ def test_version_pictures_and_the_side_by_side_diff(browser: Any, registered_hom
     finally:
         ui.stop()
     assert tree_state(paths.model_repo) == repo_before  # pictures live in .mlc/ui, never in model_repo
+
+
+def test_a_classifier_has_no_masks_and_its_diff_shows_classes(browser: Any, make_byo_home: Any, shapes_run: Any) -> None:
+    paths = make_byo_home("shapes")
+    early = api.register(shapes_run.prefix(3), "shapes", paths=paths).version
+    late = api.register(shapes_run.run_dir, "shapes", paths=paths).version
+    ui = create_server(paths)
+    try:
+        browser.get(ui.url + "models/shapes")
+        gallery = wait_until(browser, lambda d: d.find_elements("css selector", '[data-live="pictures"] p'), what="no masks")
+        assert "classification model answers classes, not masks" in gallery[0].text
+        assert not browser.find_elements("css selector", "figure.version-pictures img")
+        browser.get(ui.url + f"models/shapes/diff?a={early}&b={late}")
+        wait_until(browser, lambda d: d.find_elements("css selector", "table.classes"), timeout=PICTURE_WAIT,
+                   what="the classifier diff")
+        result = api.diff("shapes", early, late, out=str(paths.home / "diff-out"), paths=paths).to_dict()["classification"]
+        page = browser.find_element("tag name", "main").text
+        assert f"{result['accuracy_a']:.4f}" in page and f"{result['accuracy_b']:.4f}" in page
+        first = result["images"][0]
+        assert f"{first['a'][0][0]} {first['a'][0][1]:.3f}" in page  # A's top class on the photo, with its score
+    finally:
+        ui.stop()
