@@ -39,6 +39,7 @@ from lifecycle.store.config import (
 from lifecycle.store.registry import HistoryEvent
 
 if TYPE_CHECKING:
+    from lifecycle.rollout.reconcile import ReconcileResult
     from lifecycle.build.watch import WatchEvent, WatchSummary
     from lifecycle.predictions.diff import DiffResult
     from lifecycle.predictions.predict import PredictResult
@@ -50,7 +51,7 @@ __all__ = [
     "HistoryEvent", "HistoryReport", "ModelStatus", "RegisterResult", "ServeResult", "ServedConfig", "StatusReport",
     "StopResult",
     "TrainResult", "TrainedCheckpoint", "VersionStatus",
-    "diff", "history", "predict", "promote", "register", "rollback", "serve", "status", "stop", "train", "watch",
+    "diff", "history", "predict", "promote", "reconcile", "register", "rollback", "serve", "status", "stop", "train", "watch",
 ]
 
 
@@ -122,6 +123,14 @@ def rollback(
 
     paths = paths or Paths.from_env()
     return rollout.rollback(paths, check_model_name(model), to=to, reason=reason, timeout=timeout, dry_run=dry_run)
+
+
+def reconcile(model: str | None = None, timeout: float = 120.0, paths: Paths | None = None) -> ReconcileResult:
+    """Bring every reachable replica to the recorded serving state; report what changed."""
+    from lifecycle.rollout.reconcile import reconcile as reconcile_fleet
+
+    paths = paths or Paths.from_env()
+    return reconcile_fleet(paths, model, timeout=timeout)
 
 
 # --- serve and stop --------------------------------------------------------------------------

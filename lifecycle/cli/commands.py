@@ -28,6 +28,7 @@ from lifecycle.cli.render import (
     print_json,
     render_diff,
     render_history,
+    render_reconcile,
     render_predict,
     render_register,
     render_rollout,
@@ -187,6 +188,35 @@ def rollback(
     """
     result = run(lambda: api.rollback(model, to=to, reason=reason, timeout=timeout, dry_run=dry_run))
     render_rollout(result, as_json)
+
+
+@app.command()
+def reconcile(
+    model: Annotated[str | None, typer.Argument(help="Report only this model (every model is reconciled: a reload replaces the whole config).", show_default=False)] = None,
+    timeout: TimeoutOption = 120.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Bring every reachable replica to the recorded serving state and report what changed.
+
+    Each replica (configs/servers.yaml, dns entries resolved now) that differs from the
+    registry's stable/canary gets the wanted versions first and its labels only once they are
+    AVAILABLE. Exits 1 naming the replicas that could not be reconciled.
+
+    Examples:
+
+        mlc reconcile
+
+        mlc reconcile deeplab --json
+    """
+    result = run(lambda: api.reconcile(model, timeout=timeout))
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        render_reconcile(result)
+    if result.failed:
+        names = ", ".join(r.server for r in result.failed)
+        stderr.print(f"[red]Error:[/red] not reconciled: {escape(names)}", markup=True, highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         TrainResult,
     )
     from lifecycle.build.watch import WatchEvent, WatchSummary
+    from lifecycle.rollout.reconcile import ReconcileResult
     from lifecycle.predictions.diff import DiffResult
     from lifecycle.predictions.predict import PredictResult
     from lifecycle.rollout import RolloutResult
@@ -164,9 +165,26 @@ def render_serve(result: ServeResult) -> None:
     if result.recovered:
         stdout.print(f"[yellow]recovered:[/yellow] {escape(result.recovered)}")
     for s in result.servers:
-        rest = f", REST http://{s.rest}" if s.rest else ""
+        rest = f", REST {s.rest if '://' in s.rest else 'http://' + s.rest}" if s.rest else ""
         log = f", log {s.log}" if s.log else ""
         stdout.print(f"{result.engine} server pid {s.pid}: gRPC {s.grpc}{rest} on {result.config_file}{log}")
+
+
+def render_reconcile(result: ReconcileResult) -> None:
+    """Print what ``mlc reconcile`` changed on each replica."""
+    stdout.print(f"recorded serving state: generation {result.generation} (servers from {result.servers_source})")
+    if result.recovered:
+        stdout.print(f"[yellow]recovered:[/yellow] {escape(result.recovered)}")
+    if not result.replicas:
+        stdout.print("no servers listed in configs/servers.yaml or started by mlc serve")
+    for r in result.replicas:
+        where = f"{r.server}" + (f" ({r.found_by})" if r.found_by else "")
+        if r.error:
+            stdout.print(f"[red]{escape(where)}: not reconciled:[/red] {escape(r.error)}")
+        elif r.changes:
+            stdout.print(f"{escape(where)}: {escape('; '.join(r.changes))}")
+        else:
+            stdout.print(f"{escape(where)}: in sync")
 
 
 def render_stop(result: StopResult) -> None:

@@ -24,7 +24,7 @@ from lifecycle.rollout.driver import (
 from lifecycle.rollout.live_check import LiveCheck
 from lifecycle.rollout.plan import Plan, serving_of, serving_with
 from lifecycle.rollout.sandbox import sandbox_check
-from lifecycle.serving import fleet, tfs_config
+from lifecycle.serving import desired, fleet, tfs_config
 from lifecycle.serving.tfs_config import ModelServing
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths
@@ -159,6 +159,7 @@ def complete_forward(rollout: Rollout, driver: Driver, a: ModelServing, result: 
         rec.canary = plan.after["canary"]
         rec.history.append(_event(rollout.journal, result, detail))
         registry.save(rollout.paths, reg)
+        desired.record(rollout.paths, tfs_config.served_from_registry(reg))
     journal.clear(rollout.paths)
 
 

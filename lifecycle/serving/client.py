@@ -30,6 +30,46 @@ STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "U
 
 
 @dataclass(frozen=True)
+class Tls:
+    """TLS to a server: the CA that signs its certificate, and a client certificate for mutual TLS.
+
+    Paths to PEM files. ``server_name`` overrides the name checked against the server's
+    certificate (replicas found by DNS are dialled by IP address; their certificate names the
+    Service).
+    """
+
+    ca: str
+    cert: str | None = None
+    key: str | None = None
+    server_name: str | None = None
+
+    def read(self) -> tuple[bytes, bytes | None, bytes | None]:
+        """The PEM bytes of the CA, the client certificate and key; ConfigError if unreadable."""
+        from pathlib import Path
+
+        from lifecycle.errors import ConfigError
+
+        def pem(path: str | None) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                return Path(path).read_bytes()
+            except OSError as e:
+                raise ConfigError(f"cannot read TLS file {path}: {e.strerror}") from e
+
+        return pem(self.ca) or b"", pem(self.cert), pem(self.key)
+
+    def ssl_context(self) -> Any:
+        """An ``ssl.SSLContext`` for HTTPS to a server (REST)."""
+        import ssl
+
+        context = ssl.create_default_context(cafile=self.ca)
+        if self.cert:
+            context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+@dataclass(frozen=True)
 class VersionState:
     """One version's state on one server, as GetModelStatus reports it."""
 
@@ -52,22 +92,28 @@ class VersionState:
 
 def tcp_ready(address: str, timeout: float = 0.5) -> bool:
     """Whether something accepts TCP connections at host:port."""
-    host, _, port = address.rpartition(":")
+    host, _, port = address.rpartition("://")[2].rpartition(":")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             return True
     except OSError:
         return False
 
 
 def rest_request(
-    rest: str, method: str, path: str, timeout: float = DEFAULT_TIMEOUT_S, body: Any = None
+    rest: str, method: str, path: str, timeout: float = DEFAULT_TIMEOUT_S, body: Any = None, tls: Tls | None = None
 ) -> Any:
-    """One JSON request to ``rest`` (host:port); HTTP and socket errors become mlc's errors."""
+    """One JSON request to ``rest`` (host:port, or an http:// or https:// URL); errors become mlc's."""
     import http.client  # the standard library's client; urllib.request costs more to import
 
-    host, _, port = rest.rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    scheme, _, address = rest.rpartition("://")
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if scheme == "https":  # TF Serving's REST has no TLS; a proxy in front of it may
+        context = tls.ssl_context() if tls else None
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(host, int(port), timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
         if body is None:
             conn.request(method, path)
@@ -92,10 +138,10 @@ def rest_request(
 
 
 def rest_model_status(
-    rest: str, model: str, timeout: float = DEFAULT_TIMEOUT_S, label: str | None = None
+    rest: str, model: str, timeout: float = DEFAULT_TIMEOUT_S, label: str | None = None, tls: Tls | None = None
 ) -> dict[int, VersionState]:
-    """``GET /v1/models/<model>[/labels/<label>]`` on ``rest`` (host:port): each version's state."""
-    body = rest_request(rest, "GET", f"/v1/models/{model}" + (f"/labels/{label}" if label else ""), timeout)
+    """``GET /v1/models/<model>[/labels/<label>]`` on ``rest`` (host:port or URL): each version's state."""
+    body = rest_request(rest, "GET", f"/v1/models/{model}" + (f"/labels/{label}" if label else ""), timeout, tls=tls)
     states = {}
     for entry in body.get("model_version_status", []) if isinstance(body, dict) else []:
         status = entry.get("status") or {}
@@ -115,10 +161,13 @@ def _grpc_code_for_http(status: int) -> str:
 class ServingClient:
     """A client for one server (gRPC address, optional REST address). Use as a context manager."""
 
-    def __init__(self, grpc_address: str, rest_address: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self, grpc_address: str, rest_address: str | None = None, timeout: float = DEFAULT_TIMEOUT_S, tls: Tls | None = None
+    ) -> None:
         self.grpc_address = grpc_address
         self.rest_address = rest_address
         self.timeout = timeout
+        self.tls = tls
         self._channel: grpc.Channel | None = None
         self._prediction: Any = None
         self._model_service: Any = None
@@ -147,7 +196,14 @@ class ServingClient:
 
             # Segmentation maps of large images exceed gRPC's 4 MB default.
             options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
-            self._channel = grpc.insecure_channel(self.grpc_address, options=options)
+            if self.tls is None:
+                self._channel = grpc.insecure_channel(self.grpc_address, options=options)
+            else:
+                ca, cert, key = self.tls.read()
+                credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+                if self.tls.server_name:
+                    options.append(("grpc.ssl_target_name_override", self.tls.server_name))
+                self._channel = grpc.secure_channel(self.grpc_address, credentials, options=options)
             self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
             self._model_service = model_service_pb2_grpc.ModelServiceStub(self._channel)
         return self._prediction, self._model_service
@@ -169,7 +225,7 @@ class ServingClient:
     def model_status(self, model: str, timeout: float | None = None) -> dict[int, VersionState]:
         """Each version's state of ``model``: over REST when known (no TensorFlow), else gRPC."""
         if self.rest_address:
-            return rest_model_status(self.rest_address, model, timeout or self.timeout)
+            return rest_model_status(self.rest_address, model, timeout or self.timeout, tls=self.tls)
         return self.model_status_grpc(model, timeout)
 
     def model_status_grpc(self, model: str, timeout: float | None = None) -> dict[int, VersionState]:
@@ -273,7 +329,7 @@ class ServingClient:
             raise ServerUnavailable(f"server {self.grpc_address} has no known REST address")
         where = f"/versions/{version}" if version is not None else f"/labels/{label}" if label else ""
         answer = rest_request(
-            self.rest_address, "POST", f"/v1/models/{model}{where}:{verb}", timeout or self.timeout, body
+            self.rest_address, "POST", f"/v1/models/{model}{where}:{verb}", timeout or self.timeout, body, tls=self.tls
         )
         if not isinstance(answer, dict):
             raise ServingError(f"server {self.rest_address} answered {verb}({model}) with {type(answer).__name__}")
@@ -283,5 +339,5 @@ class ServingClient:
         """The version a request naming no version (or naming ``label``) reaches: the highest AVAILABLE."""
         if not self.rest_address:
             raise ServerUnavailable(f"server {self.grpc_address} has no known REST address")
-        states = rest_model_status(self.rest_address, model, timeout or self.timeout, label=label)
+        states = rest_model_status(self.rest_address, model, timeout or self.timeout, label=label, tls=self.tls)
         return max((v for v, s in states.items() if s.state == "AVAILABLE"), default=None)

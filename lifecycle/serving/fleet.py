@@ -7,11 +7,22 @@ replica), else the servers ``mlc serve`` started, as recorded under ``.mlc/serve
     reload: request        # request: HandleReloadConfigRequest (default)
                            # poll: write the file and wait for the servers' own file poll
     poll_seconds: 1        # --model_config_file_poll_wait_seconds that `mlc serve` passes in poll mode
+    tls:                   # optional: gRPC over TLS to every server (paths relative to configs/)
+      ca: certs/ca.pem       # the CA that signs the servers' certificates
+      cert: certs/mlc.pem    # a client certificate and key, for mutual TLS
+      key: certs/mlc.key
+      server_name: hpt.serving   # optional: the name the servers' certificates carry
     servers:
       - grpc: 127.0.0.1:8500
-        rest: 127.0.0.1:8501
-      - grpc: 127.0.0.1:8510
-        rest: 127.0.0.1:8511
+        rest: 127.0.0.1:8501               # or a URL: http://10.0.0.7:8501
+      - grpc: 10.0.0.8:8500
+        rest: http://10.0.0.8:8501
+      - dns: hpt-replicas.serving.svc.cluster.local:8500   # every address the name resolves to
+        rest_port: 8501                                     # (a Kubernetes headless Service)
+
+A ``dns`` entry is resolved through the system resolver (``socket.getaddrinfo``: resolv.conf,
+search domains, nsswitch, exactly what any program in the same pod or host sees), again by
+every command, so replicas that came or went since the last command are driven as they are now.
 
 Every server reads the same ``configs/models.config``. ``mlc serve`` starts every listed
 server on this machine (or one on the default ports without a servers file) and writes one
@@ -25,12 +36,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import socket
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from lifecycle.errors import ConfigError
+from lifecycle.errors import ConfigError, ServerUnavailable
+from lifecycle.serving.client import Tls
 from lifecycle.store.config import Paths, load_yaml_file
 from lifecycle.store.files import atomic_write_text
 from lifecycle.store.registry import now_iso
@@ -54,9 +67,11 @@ class ServerSpec:
     """One server to drive: its gRPC address, its REST address (optional) and reload mode."""
 
     grpc: str
-    rest: str | None = None
+    rest: str | None = None  # host:port, or an http:// or https:// URL
     reload: str = "request"
     poll_seconds: int = DEFAULT_POLL_SECONDS
+    tls: Tls | None = None
+    found_by: str | None = None  # "dns NAME:PORT" for a replica found by discovery
 
     @property
     def name(self) -> str:
@@ -104,43 +119,121 @@ def servers_file(paths: Paths) -> Path:
     return paths.configs / "servers.yaml"
 
 
-def _address(value: Any, where: str) -> str:
+def _address(value: Any, where: str, url: bool = False) -> str:
     text = str(value)
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ConfigError(f"{where}: expected host:port, got {text!r}")
-    return text
+    scheme, sep, rest = text.partition("://")
+    if url and sep and scheme not in ("http", "https"):
+        raise ConfigError(f"{where}: a REST URL must start with http:// or https://, got {text!r}")
+    host, sep2, port = (rest if sep and url else text).rstrip("/").rpartition(":")
+    if not sep2 or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{where}: expected host:port{' or http(s)://host:port' if url else ''}, got {text!r}")
+    return text.rstrip("/")
 
 
-def parse_servers(data: Any, source: Path) -> list[ServerSpec]:
+def _port(value: Any, where: str) -> int:
+    if not isinstance(value, int) or not 0 < value <= 65535:
+        raise ConfigError(f"{where}: expected a port number, got {value!r}")
+    return value
+
+
+def _tls(data: Any, where: str, base: Path) -> Tls | None:
+    """The ``tls`` section: paths relative to the servers file's folder."""
+    if data is None:
+        return None
+    if not isinstance(data, dict) or "ca" not in data or set(data) - {"ca", "cert", "key", "server_name"}:
+        raise ConfigError(f"{where}: expected {{ca, cert, key, server_name}} with at least ca")
+    if ("cert" in data) != ("key" in data):
+        raise ConfigError(f"{where}: mutual TLS needs both cert and key")
+
+    def path(key: str) -> str | None:
+        return None if data.get(key) is None else str(base / str(data[key]))
+
+    name = data.get("server_name")
+    return Tls(ca=str(path("ca")), cert=path("cert"), key=path("key"), server_name=None if name is None else str(name))
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """A ``dns: NAME:PORT`` entry: every address NAME resolves to, at gRPC PORT."""
+
+    name: str
+    port: int
+    rest_port: int | None
+    rest_scheme: str
+    template: ServerSpec  # reload mode, poll seconds, TLS
+
+    def resolve(self) -> list[ServerSpec]:
+        """One spec per address NAME resolves to now (sorted); ServerUnavailable if it does not."""
+        try:
+            infos = socket.getaddrinfo(self.name, self.port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as e:
+            raise ServerUnavailable(
+                f"cannot resolve {self.name} (dns entry in configs/servers.yaml): {getattr(e, 'strerror', None) or e}"
+            ) from e
+        hosts = sorted({info[4][0] for info in infos})
+        out = []
+        for host in hosts:
+            h = f"[{host}]" if ":" in host else host
+            rest = None if self.rest_port is None else f"{self.rest_scheme}://{h}:{self.rest_port}"
+            out.append(replace(self.template, grpc=f"{h}:{self.port}", rest=rest, found_by=f"dns {self.name}:{self.port}"))
+        return out
+
+
+def parse_entries(data: Any, source: Path) -> list[ServerSpec | Discovery]:
     """Parse the servers file's data; structural problems raise ConfigError naming the file."""
     if not isinstance(data, dict) or not isinstance(data.get("servers"), list) or not data["servers"]:
-        raise ConfigError(f"malformed servers file {source}: expected a non-empty 'servers' list of {{grpc, rest}}")
+        raise ConfigError(f"malformed servers file {source}: expected a non-empty 'servers' list of {{grpc, rest}} or {{dns}}")
     reload = str(data.get("reload", "request"))
     if reload not in RELOAD_MODES:
         raise ConfigError(f"{source}: reload must be one of {', '.join(RELOAD_MODES)}, got {reload!r}")
     poll = data.get("poll_seconds", DEFAULT_POLL_SECONDS)
     if not isinstance(poll, int) or poll < 1:
         raise ConfigError(f"{source}: poll_seconds must be a positive integer, got {poll!r}")
-    specs = []
+    tls = _tls(data.get("tls"), f"{source}: tls", source.parent)
+    entries: list[ServerSpec | Discovery] = []
     for i, entry in enumerate(data["servers"]):
         where = f"{source}: servers[{i}]"
         if isinstance(entry, str):
             entry = {"grpc": entry}
-        if not isinstance(entry, dict) or "grpc" not in entry:
-            raise ConfigError(f"{where}: expected {{grpc: host:port, rest: host:port}}")
+        if not isinstance(entry, dict) or ("grpc" in entry) == ("dns" in entry):
+            raise ConfigError(f"{where}: expected {{grpc: host:port, rest: host:port}} or {{dns: NAME:PORT, rest_port: PORT}}")
+        own_tls = _tls(entry["tls"], f"{where}.tls", source.parent) if "tls" in entry else tls
+        template = ServerSpec(grpc="", reload=reload, poll_seconds=poll, tls=own_tls)
+        if "dns" in entry:
+            name, _, port = _address(entry["dns"], f"{where}.dns").rpartition(":")
+            scheme = str(entry.get("rest_scheme", "http"))
+            if scheme not in ("http", "https"):
+                raise ConfigError(f"{where}.rest_scheme: expected http or https, got {scheme!r}")
+            rest_port = None if entry.get("rest_port") is None else _port(entry["rest_port"], f"{where}.rest_port")
+            entries.append(Discovery(name, int(port), rest_port, scheme, template))
+            continue
         rest = entry.get("rest")
-        specs.append(
-            ServerSpec(
+        entries.append(
+            replace(
+                template,
                 grpc=_address(entry["grpc"], f"{where}.grpc"),
-                rest=None if rest is None else _address(rest, f"{where}.rest"),
-                reload=reload,
-                poll_seconds=poll,
+                rest=None if rest is None else _address(rest, f"{where}.rest", url=True),
             )
         )
-    if len({s.grpc for s in specs}) != len(specs):
-        raise ConfigError(f"{source}: the same gRPC address is listed twice")
+    return entries
+
+
+def resolve(entries: list[ServerSpec | Discovery], source: Path | str = "configs/servers.yaml") -> list[ServerSpec]:
+    """Every server of the entries, dns entries resolved now; the same address twice is an error."""
+    specs: list[ServerSpec] = []
+    for entry in entries:
+        specs.extend(entry.resolve() if isinstance(entry, Discovery) else [entry])
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.grpc in seen:
+            raise ConfigError(f"{source}: the gRPC address {spec.grpc} is listed twice")
+        seen.add(spec.grpc)
     return specs
+
+
+def parse_servers(data: Any, source: Path) -> list[ServerSpec]:
+    """The servers the file's data lists, dns entries resolved now."""
+    return resolve(parse_entries(data, source), source)
 
 
 def write_servers_file(paths: Paths, servers: list[ServerSpec], reload: str = "request") -> None:
@@ -158,8 +251,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
 def is_local(spec: ServerSpec) -> bool:
-    """Whether ``mlc serve`` can start this server here (a loopback address)."""
-    return spec.grpc.rpartition(":")[0] in LOCAL_HOSTS
+    """Whether ``mlc serve`` can start this server here (a listed loopback address)."""
+    return spec.found_by is None and spec.grpc.rpartition(":")[0] in LOCAL_HOSTS
 
 
 # --- records of started servers -------------------------------------------------------------

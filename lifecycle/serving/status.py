@@ -125,7 +125,7 @@ def _read_live(servers: list[fleet.ServerSpec], names: list[str]) -> Live:
             live[(spec.name, name)] = LifecycleError("no REST address configured; status reads servers over REST")
             return
         try:
-            live[(spec.name, name)] = rest_model_status(spec.rest, name, timeout=1.0)
+            live[(spec.name, name)] = rest_model_status(spec.rest, name, timeout=1.0, tls=spec.tls)
         except LifecycleError as e:
             live[(spec.name, name)] = e
 
