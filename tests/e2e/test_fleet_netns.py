@@ -1,0 +1,213 @@
+"""A fleet on separate hosts: three mlc-model-servers, each in its own network namespace.
+
+The replicas are found through one DNS name (``dns:`` in configs/servers.yaml) served by a real
+DNS server (dnslib) on the test bridge; mlc runs in a fourth namespace whose resolv.conf names
+that server, so it resolves the way it would in a pod. Label-addressed REST load runs from every
+namespace. Traffic stays inside these namespaces (198.18.0.0/15 on a bridge of this run). Needs
+root (``ip netns``); skipped elsewhere with the reason.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from lifecycle.serving import tfs_config
+from lifecycle.serving.tfs_config import ModelServing
+from lifecycle.store import journal, registry
+from lifecycle.store.config import Paths
+from tests.support import netns
+from tests.support.rollout_support import MODEL, build_versions, make_home, wait_for
+
+REASON = netns.unavailable()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=f"fleet namespace tests: {REASON}")
+
+GRPC_PORT, REST_PORT = 8500, 8501
+NAME = "hpt.mlct.test"
+REPLICAS = ("r0", "r1", "r2")
+
+
+@dataclass
+class Fleet:
+    lab: netns.NetLab
+    paths: Paths
+    env: dict[str, str]
+    addresses: dict[str, str]  # replica -> address
+
+    def mlc(self, *args: str, timeout: float = 120, **env: str) -> tuple[int, str, str]:
+        """Run mlc inside the client namespace (it resolves NAME through the test DNS server)."""
+        out = self.lab.run("c", [sys.executable, "-m", "lifecycle", *args], env={**self.env, **env}, timeout=timeout)
+        return out.returncode, out.stdout, out.stderr
+
+    def status(self) -> dict:
+        code, out, err = self.mlc("status", MODEL, "--json")
+        assert code == 0, err
+        return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, subprocess_env: dict[str, str]) -> Iterator[Fleet]:
+    netns.clean_stale()
+    root = tmp_path_factory.mktemp("fleet")
+    built = build_versions(root / "built", [1, 2])
+    paths = make_home(root / "home", built, [1, 2], stable=1)
+    (paths.configs / "servers.yaml").write_text(f"servers:\n  - dns: {NAME}:{GRPC_PORT}\n    rest_port: {REST_PORT}\n")
+    # A replica starts on the versions alone (labels may point only at AVAILABLE versions);
+    # `mlc reconcile` gives it the labels once they have loaded.
+    startup = root / "startup.config"
+    startup.write_text(tfs_config.render(tfs_config.build(paths, {MODEL: ModelServing((1,), {})})))
+    env = dict(subprocess_env, MLC_HOME=str(paths.home))
+    lab = netns.NetLab()
+    try:
+        addresses = {r: lab.add_host(r) for r in REPLICAS}
+        lab.add_host("c")
+        lab.names[NAME] = sorted(addresses.values())
+        lab.serve_dns()
+        for r, address in addresses.items():
+            lab.popen(
+                r,
+                [sys.executable, "-m", "lifecycle.server.main", f"--port={GRPC_PORT}", f"--rest_api_port={REST_PORT}",
+                 f"--mlc_bind_address={address}", f"--model_config_file={startup}", "--max_num_load_retries=0"],
+                env=env, stdout=(root / f"{r}.log").open("wb"), stderr=subprocess.STDOUT,
+            )
+        f = Fleet(lab, paths, env, addresses)
+        for r in REPLICAS:
+            wait_for(lambda r=r: _answers(lab, r, addresses[r], None), 120, f"replica {r} to serve version 1")
+        code, out, err = f.mlc("reconcile")
+        assert code == 0, out + err
+        assert out.count("label stable: - -> 1") == 3, out
+        yield f
+    finally:
+        lab.close()
+
+
+def _answers(lab: netns.NetLab, host: str, address: str, label: str | None) -> bool:
+    """Whether ``address`` answers a Predict (asked from inside ``host``)."""
+    result: list[object] = []
+
+    def ask() -> None:
+        try:
+            result.append(_predict(http.client.HTTPConnection(address, REST_PORT, timeout=2), label))
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            result.append(e)
+
+    t = lab.thread(host, ask)
+    t.start()
+    t.join()
+    return isinstance(result[0], int)
+
+
+def _predict(conn: http.client.HTTPConnection, label: str | None) -> int:
+    """One REST Predict; the version that answered, from y = 0.5 * x + version."""
+    where = f"/labels/{label}" if label else ""
+    conn.request("POST", f"/v1/models/{MODEL}{where}:predict", body=json.dumps({"instances": [[1.0]]}),
+                 headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    body = resp.read()
+    if resp.status != 200:
+        raise ValueError(f"HTTP {resp.status}: {body[:200]!r}")
+    return int(round(json.loads(body)["predictions"][0][0] - 0.5))
+
+
+@dataclass
+class Load:
+    """Label-addressed REST Predicts from every namespace to every replica, counted."""
+
+    fleet: Fleet
+    allowed: set[int]
+    label: str = "stable"
+    failures: list[str] = field(default_factory=list)
+    answers: dict[tuple[str, int], int] = field(default_factory=dict)  # (replica, version) -> count
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def _run(self) -> None:
+        conns = {r: http.client.HTTPConnection(a, REST_PORT, timeout=10) for r, a in self.fleet.addresses.items()}
+        while not self._stop.is_set():
+            for r, conn in conns.items():
+                try:
+                    version = _predict(conn, self.label)
+                except (OSError, http.client.HTTPException, ValueError) as e:
+                    self.failures.append(f"{r}: {e}")
+                    conn.close()
+                    continue
+                if version not in self.allowed:
+                    self.failures.append(f"{r}: answered by version {version}, allowed {self.allowed}")
+                self.answers[(r, version)] = self.answers.get((r, version), 0) + 1
+
+    def seen(self, version: int) -> bool:
+        """Every replica has answered from ``version``."""
+        return all(self.answers.get((r, version), 0) > 0 for r in REPLICAS)
+
+    def __enter__(self) -> Load:
+        for host in (*REPLICAS, "c"):
+            t = self.fleet.lab.thread(host, self._run)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+
+
+def test_promote_and_rollback_across_namespaces_under_load(fleet: Fleet) -> None:
+    with Load(fleet, allowed={1, 2}) as load:
+        wait_for(lambda: load.seen(1), 30, "load on every replica")
+        code, out, err = fleet.mlc("promote", MODEL, "2", "--reason", "fleet test")
+        assert code == 0, out + err
+        wait_for(lambda: load.seen(2), 30, "every replica to answer stable from version 2")
+        code, out, err = fleet.mlc("rollback", MODEL)
+        assert code == 0, out + err
+        after_rollback = {r: load.answers.get((r, 1), 0) for r in REPLICAS}
+        wait_for(lambda: all(load.answers.get((r, 1), 0) > after_rollback[r] for r in REPLICAS), 30,
+                 "every replica to answer stable from version 1 again")
+    assert load.failures == []
+    assert sum(load.answers.values()) > 50
+    report = fleet.status()
+    assert report["models"][0]["drift"] == []
+    assert set(report["servers"]) == {f"{a}:{GRPC_PORT}" for a in fleet.addresses.values()}
+
+
+def test_lost_replica_mid_promote_reverts_the_rest_and_reconcile_brings_it_back(fleet: Fleet) -> None:
+    lost = fleet.addresses["r2"]
+    proc = fleet.lab.popen(
+        "c", [sys.executable, "-m", "lifecycle", "promote", MODEL, "2", "--timeout", "12"],
+        env={**fleet.env, "MLC_FAILPOINTS": "journal:available:done=pause:3"}, stdout=-1, stderr=-1, text=True,
+    )
+    try:
+        wait_for(lambda: (j := journal.load(fleet.paths)) is not None and j.reached("available"), 60,
+                 "the promote to load version 2 everywhere")
+        fleet.lab.link("r2", up=False)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0, out
+        assert "reverted" in err and f"{lost}:{GRPC_PORT}" in err.split("revert problems")[-1], err
+        assert registry.load(fleet.paths).model(MODEL).stable == 1
+        # r0 and r1 are back on version 1 alone (version 2 unloads after the revert's reload).
+        unreachable = [f"server {lost}:{GRPC_PORT} is unreachable"]
+        wait_for(lambda: fleet.status()["models"][0]["drift"] == unreachable, 30, "r0 and r1 to drop version 2")
+        report = fleet.status()
+        for r in ("r0", "r1"):
+            states = {v["version"]: v["servers"][f"{fleet.addresses[r]}:{GRPC_PORT}"] for v in report["models"][0]["versions"]}
+            assert states[1] == "AVAILABLE" and states[2] in ("END", "-"), states
+    finally:
+        fleet.lab.link("r2", up=True)
+        if proc.poll() is None:
+            proc.kill()
+    # Back on the bridge, r2 still holds what it had loaded when it was lost.
+    wait_for(lambda: any("serves version(s) [2]" in d for d in fleet.status()["models"][0]["drift"]), 30,
+             "status to show r2's drift")
+    code, out, err = fleet.mlc("reconcile", MODEL)
+    assert code == 0, out + err
+    assert f"{lost}:{GRPC_PORT} (dns {NAME}:{GRPC_PORT}): {MODEL}: unloaded version(s) [2]" in out, out
+    assert out.count(": in sync") == 2, out
+    assert fleet.status()["models"][0]["drift"] == []
