@@ -23,7 +23,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lifecycle.errors import LifecycleError
-from lifecycle.rollout.driver import DEFAULT_TIMEOUT_S, DrivenServer, Driver, driven, parallel
+from lifecycle.rollout.driver import (
+    DEFAULT_TIMEOUT_S,
+    DrivenServer,
+    Driver,
+    driven,
+    parallel,
+)
 from lifecycle.rollout.live_check import RPC_TIMEOUT_S
 from lifecycle.rollout.recovery import recover_pending
 from lifecycle.serving import desired, fleet, replicas, tfs_config

@@ -48,7 +48,7 @@ class Desired:
 
 def _models(data: object) -> tfs_config.Serving:
     if not isinstance(data, dict):
-        raise ValueError("models is not a mapping")
+        raise TypeError("models is not a mapping")
     return {
         str(m): ModelServing(tuple(int(v) for v in s["versions"]), {str(k): int(v) for k, v in s["labels"].items()})
         for m, s in data.items()

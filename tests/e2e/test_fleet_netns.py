@@ -14,7 +14,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -114,7 +113,7 @@ def _predict(conn: http.client.HTTPConnection, label: str | None) -> int:
     body = resp.read()
     if resp.status != 200:
         raise ValueError(f"HTTP {resp.status}: {body[:200]!r}")
-    return int(round(json.loads(body)["predictions"][0][0] - 0.5))
+    return round(json.loads(body)["predictions"][0][0] - 0.5)
 
 
 @dataclass

@@ -34,7 +34,7 @@ CLONE_NEWNET = 0x40000000
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(["ip", *args], check=False, capture_output=True, text=True, timeout=30)
     if check and result.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
     return result
@@ -187,7 +187,7 @@ class NetLab:
 
     def run(self, name: str, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` inside host ``name``'s namespace to completion."""
-        return subprocess.run(["ip", "netns", "exec", self.ns(name), *argv], capture_output=True, text=True, **kwargs)
+        return subprocess.run(["ip", "netns", "exec", self.ns(name), *argv], check=False, capture_output=True, text=True, **kwargs)
 
     def in_namespace(self, name: str, fn: Callable[[], T]) -> Callable[[], T]:
         """``fn`` wrapped to run in a thread that first enters host ``name``'s network namespace.
