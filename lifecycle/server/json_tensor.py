@@ -21,6 +21,7 @@ _INT_RANGES = {
     "uint8": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1), "uint32": (0, 2**32 - 1),
     "uint64": (0, 2**64 - 1),
 }
+MAX_RANK = 64  # numpy's limit on dimensions
 _WRAPPING_INTS = ("int8", "int16", "uint8")  # accepted as int32 (IsInt), stored in fewer bits
 
 
@@ -28,6 +29,10 @@ def dense_shape(value: Any) -> list[int]:
     """GetDenseTensorShape: the sizes along the first element of each nested list."""
     shape: list[int] = []
     while isinstance(value, list):
+        if len(shape) == MAX_RANK:
+            # numpy (so this server) holds at most 64 dimensions; TF Serving builds the tensor
+            # and the model then refuses its rank, also an INVALID_ARGUMENT
+            raise InvalidArgument(f"JSON Value: tensor has more than {MAX_RANK} dimensions, the most this server supports")
         shape.append(len(value))
         if not value:
             break
