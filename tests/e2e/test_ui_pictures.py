@@ -95,5 +95,6 @@ def test_a_classifier_has_no_masks_and_its_diff_shows_classes(browser: Any, make
         assert f"{result['accuracy_a']:.4f}" in page and f"{result['accuracy_b']:.4f}" in page
         first = result["images"][0]
         assert f"{first['a'][0][0]} {first['a'][0][1]:.3f}" in page  # A's top class on the photo, with its score
+        browser.save_screenshot(str(SCREENSHOT.with_name("ui-screenshot-classifier-diff.png")))
     finally:
         ui.stop()
