@@ -85,6 +85,39 @@ class LockTimeout(LifecycleError):
     grpc_code = "ABORTED"
 
 
+# --- object storage (a repository at s3://bucket/prefix) -----------------------------------
+
+
+class StorageError(LifecycleError):
+    """The object store refused or failed a request (the base of the storage conditions)."""
+
+    grpc_code = "UNAVAILABLE"
+
+
+class StorageUnreachable(StorageError):
+    """The object store's endpoint does not answer (wrong AWS_ENDPOINT_URL, network down)."""
+
+    grpc_code = "UNAVAILABLE"
+
+
+class StorageAccessDenied(StorageError):
+    """The object store refuses the credentials (unknown key, wrong secret, no permission)."""
+
+    grpc_code = "PERMISSION_DENIED"
+
+
+class BucketNotFound(StorageError):
+    """The repository's bucket does not exist."""
+
+    grpc_code = "NOT_FOUND"
+
+
+class CorruptVersion(StorageError):
+    """A published version's files do not match its manifest (size or sha256)."""
+
+    grpc_code = "DATA_LOSS"
+
+
 # --- registry lookups ----------------------------------------------------------------------
 
 

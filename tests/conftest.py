@@ -22,7 +22,7 @@ from tests.support.deeplab_runs import (
     TinyRun,
 )
 from tests.support.homes import REPO_ROOT, new_home
-from tests.support.seaweed import s3_bucket, seaweed  # noqa: F401 - fixtures: a real S3 server
+from tests.support.seaweed import s3_bucket, s3_env, seaweed  # noqa: F401 - fixtures: a real S3 server
 
 # The Store implementations every contract test runs against (fixtures store, store_factory).
 pytest_plugins = ["tests.support.stores"]

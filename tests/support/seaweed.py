@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.polling import poll
 from tests.support.ports import free_ports
 
@@ -180,8 +182,6 @@ def start(root: Path, attempts: int = 3) -> Seaweed:
 
 # --- pytest fixtures (imported by tests/conftest.py) -----------------------------------------
 
-import pytest  # noqa: E402
-
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
@@ -197,3 +197,12 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
 def s3_bucket(seaweed: Seaweed) -> str:
     """A new, empty bucket on the session's SeaweedFS, for this test alone."""
     return seaweed.new_bucket()
+
+
+@pytest.fixture
+def s3_env(seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point this process's AWS configuration (and so mlc's boto3) at the session's SeaweedFS."""
+    env = seaweed.env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
