@@ -17,12 +17,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from lifecycle.errors import ConfigError
-from lifecycle.store.config import Paths
+from lifecycle.store.config import Paths, check_model_name
 from lifecycle.store.files import atomic_write_text
 from lifecycle.store.registry import Registry
 
@@ -71,8 +72,13 @@ def served_from_registry(reg: Registry) -> Serving:
     return out
 
 
-def build(paths: Paths, serving: Mapping[str, ModelServing]) -> model_server_config_pb2.ModelServerConfig:
-    """The ModelServerConfig message for ``serving`` (models in name order)."""
+def build(
+    paths: Paths, serving: Mapping[str, ModelServing], base: Path | None = None,
+) -> model_server_config_pb2.ModelServerConfig:
+    """The ModelServerConfig message for ``serving`` (models in name order).
+
+    Base paths are ``model_repo/<model>``, or ``<base>/<model>`` for a folder ``mlc sync`` fills.
+    """
     config = model_server_config_pb2.ModelServerConfig()
     config_list = config.model_config_list
     config_list.SetInParent()  # an empty list still prints as ``model_config_list {}``
@@ -85,7 +91,7 @@ def build(paths: Paths, serving: Mapping[str, ModelServing]) -> model_server_con
             raise ConfigError(f"model {name!r}: labels {unknown} point outside served versions {list(s.versions)}")
         m = config_list.config.add()
         m.name = name
-        m.base_path = str(paths.model_dir(name))
+        m.base_path = str(base / check_model_name(name) if base is not None else paths.model_dir(name))
         m.model_platform = PLATFORM
         m.model_version_policy.specific.versions.extend(sorted(s.versions))
         for label in sorted(s.labels):

@@ -42,6 +42,16 @@ REGISTRY_LEASE = "registry"
 
 
 @dataclass(frozen=True)
+class Leftover:
+    """An upload that never completed: version ``number``'s files, ``age_s`` seconds old."""
+
+    model: str
+    number: int
+    objects: int
+    age_s: float
+
+
+@dataclass(frozen=True)
 class Document:
     """A document's bytes and the generation they were read at."""
 
@@ -112,9 +122,51 @@ class Store(ABC):
         Raises VersionNotFound if the version is not published.
         """
 
+    def copy_version(self, model: str, number: int, target_base: Path) -> Path:
+        """Copy the complete version to ``target_base/<N>`` (``mlc sync``): into a temp folder
+        there, then renamed into place, so a server polling ``target_base`` never sees a partial
+        copy. An existing ``target_base/<N>`` is kept. An object store overrides this to
+        download and verify against the manifest.
+        """
+        import shutil
+        import uuid
+
+        source = self.version_path(model, number)
+        target = Path(target_base) / str(int(number))
+        if target.is_dir():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.parent / f".incoming-{int(number)}-{uuid.uuid4().hex[:8]}"
+        try:
+            shutil.copytree(source, temp)
+            from lifecycle.store.files import fsync_dir, fsync_tree
+
+            fsync_tree(temp)
+            try:
+                temp.rename(target)
+            except OSError:
+                if not target.is_dir():
+                    raise
+                shutil.rmtree(temp, ignore_errors=True)
+            fsync_dir(target.parent)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        return target
+
+    def leftovers(self, model: str) -> list[Leftover]:
+        """Uploads of ``model`` that never completed (an object store's; a local folder has none:
+        its staging folders are cleaned by the next register)."""
+        return []
+
+    def remove_leftover(self, model: str, number: int) -> bool:
+        """Delete an unfinished upload so it can never complete; False if it completed meanwhile."""
+        return False
+
     @abstractmethod
     def delete_version(self, model: str, number: int) -> None:
-        """Remove a published version (retention); its files go before its completion marker."""
+        """Remove a published version (retention): it stops being visible first (renamed away, or
+        its manifest tombstoned), then its files go, so no reader ever sees a partial version."""
 
     # --- leases ----------------------------------------------------------------------------
 

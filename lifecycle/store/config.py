@@ -381,13 +381,49 @@ def load_definition(paths: Paths, model: str) -> ModelDefinition:
     return definition
 
 
+# Files under configs/ that are not model definitions.
+NOT_DEFINITIONS = {"servers", "mlc"}
+REPOSITORY_ENV = "MLC_REPOSITORY"
+
+
 def list_models(paths: Paths) -> list[str]:
     """Names of the models defined under configs/ (files ``<name>.yaml``)."""
     if not paths.configs.is_dir():
         return []
     return sorted(
-        p.stem for p in paths.configs.glob("*.yaml") if MODEL_NAME_RE.match(p.stem) and p.stem != "servers"
+        p.stem for p in paths.configs.glob("*.yaml") if MODEL_NAME_RE.match(p.stem) and p.stem not in NOT_DEFINITIONS
     )
+
+
+def repository_url(paths: Paths) -> str | None:
+    """Where the repository lives when it is not ``model_repo/``: an ``s3://bucket/prefix``.
+
+    ``$MLC_REPOSITORY`` if set, else ``repository:`` in ``configs/mlc.yaml``, else None (the
+    local folder). Anything but an s3:// URL is a ConfigError naming where it was set.
+    """
+    where = f"${REPOSITORY_ENV}"
+    url = os.environ.get(REPOSITORY_ENV, "").strip()
+    if not url:
+        file = paths.configs / "mlc.yaml"
+        if not file.exists():
+            return None
+        data = load_yaml_file(file, "mlc settings") or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"malformed mlc settings {file}: expected a mapping (repository: s3://bucket/prefix)")
+        unknown = sorted(set(data) - {"repository"})
+        if unknown:
+            raise ConfigError(f"{file}: unknown setting(s) {', '.join(map(str, unknown))} (known: repository)")
+        url = str(data.get("repository") or "").strip()
+        where = f"{file}: repository"
+        if not url:
+            return None
+    from lifecycle.store.s3_client import parse_s3_url  # no boto3: only the URL's syntax
+
+    try:
+        parse_s3_url(url)
+    except UsageError as e:
+        raise ConfigError(f"{where}: {e.message} (leave it unset for model_repo/)") from e
+    return url
 
 
 def default_model(paths: Paths) -> str:

@@ -37,7 +37,6 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from typing import Any
 from lifecycle.errors import StaleGeneration, StorageError, VersionNotFound
 from lifecycle.failpoints import failpoint
 from lifecycle.store import manifest as manifests
-from lifecycle.store.base import Document, Store
+from lifecycle.store.base import Document, Leftover, Store
 from lifecycle.store.config import MODEL_NAME_RE, check_model_name
 from lifecycle.store.files import fsync_dir
 from lifecycle.build.export import fsync_tree  # TEMP until the store seam lands
@@ -64,16 +63,6 @@ TOMBSTONE = b'{"tombstone": true}\n'
 DEFAULT_LEASE_TTL_S = 30.0
 LEASE_TTL_ENV = "MLC_S3_LEASE_TTL"
 TRANSFER_THREADS = 8
-
-
-@dataclass(frozen=True)
-class Leftover:
-    """An upload that never wrote its manifest: version ``number``'s files, ``age_s`` old."""
-
-    model: str
-    number: int
-    objects: int
-    age_s: float
 
 
 class S3Store(Store):
@@ -320,8 +309,8 @@ class S3Store(Store):
         fsync_dir(target_base)
         return target
 
-    def download_version(self, model: str, number: int, target_base: Path) -> Path:
-        """Copy version N to ``target_base/<N>``: into a temp folder, verified, renamed into place.
+    def copy_version(self, model: str, number: int, target_base: Path) -> Path:
+        """Download version N to ``target_base/<N>``: into a temp folder, verified, renamed into place.
 
         An existing ``target_base/<N>`` is kept (copies are only ever renamed in whole).
         """
@@ -354,7 +343,7 @@ class S3Store(Store):
         VersionNotFound if the version is not published (any more). A copy of a version deleted
         remotely is left for ``mlc sync`` or ``mlc gc`` to remove once no server has it loaded.
         """
-        return self.download_version(model, number, self._copies_dir(model))
+        return self.copy_version(model, number, self._copies_dir(model))
 
     def delete_version(self, model: str, number: int) -> None:
         """Tombstone the manifest (If-Match) first, so no reader sees the version, then delete its
