@@ -10,11 +10,22 @@ if TYPE_CHECKING:
 
 
 def open_store(paths: Paths) -> Store:
-    """The repository of the home ``paths``: the local folder ``model_repo/``.
+    """The repository of the home ``paths``: ``model_repo/``, or the s3:// prefix it names.
 
-    The one place that chooses the implementation (issue 12 adds ``s3://`` prefixes, chosen by
-    ``configs/mlc.yaml`` or ``$MLC_REPOSITORY``). Use ``paths.store``, built once per Paths.
+    The one place that chooses the implementation: ``$MLC_REPOSITORY`` or ``repository:`` in
+    ``configs/mlc.yaml`` (:func:`lifecycle.store.config.repository_url`) selects an object
+    store, whose verified local copies of versions then live in ``model_repo/``. Use
+    ``paths.store``, built once per Paths.
     """
-    from lifecycle.store.local import LocalStore
+    from lifecycle.store.config import repository_url
 
-    return LocalStore(paths.model_repo)
+    url = repository_url(paths)
+    if url is None:
+        from lifecycle.store.local import LocalStore
+
+        return LocalStore(paths.model_repo)
+    from lifecycle.store.s3 import S3Store
+    from lifecycle.store.s3_client import parse_s3_url
+
+    bucket, prefix = parse_s3_url(url)
+    return S3Store(bucket, prefix, paths.model_repo)

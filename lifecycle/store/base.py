@@ -31,11 +31,15 @@ publisher there.
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+
+from lifecycle.store.files import fsync_dir, fsync_tree
 
 #: The lease every registry mutation holds (``model_repo/.mlc.lock`` in a local folder).
 REGISTRY_LEASE = "registry"
@@ -128,9 +132,6 @@ class Store(ABC):
         copy. An existing ``target_base/<N>`` is kept. An object store overrides this to
         download and verify against the manifest.
         """
-        import shutil
-        import uuid
-
         source = self.version_path(model, number)
         target = Path(target_base) / str(int(number))
         if target.is_dir():
@@ -139,8 +140,6 @@ class Store(ABC):
         temp = target.parent / f".incoming-{int(number)}-{uuid.uuid4().hex[:8]}"
         try:
             shutil.copytree(source, temp)
-            from lifecycle.store.files import fsync_dir, fsync_tree
-
             fsync_tree(temp)
             try:
                 temp.rename(target)

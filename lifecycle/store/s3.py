@@ -46,8 +46,7 @@ from lifecycle.failpoints import failpoint
 from lifecycle.store import manifest as manifests
 from lifecycle.store.base import Document, Leftover, Store
 from lifecycle.store.config import MODEL_NAME_RE, check_model_name
-from lifecycle.store.files import fsync_dir
-from lifecycle.build.export import fsync_tree  # TEMP until the store seam lands
+from lifecycle.store.files import fsync_dir, fsync_tree
 from lifecycle.store.registry import now_iso
 from lifecycle.store.s3_client import (
     SCHEME,
@@ -60,6 +59,8 @@ from lifecycle.store.s3_lease import LeaseHolder, owner_id, server_date
 
 # A manifest key holding this is a tombstone: the number is used up, the version does not exist.
 TOMBSTONE = b'{"tombstone": true}\n'
+# User metadata (x-amz-meta-mlc-write) naming the write that put an object there.
+WRITE_TOKEN = "mlc-write"
 DEFAULT_LEASE_TTL_S = 30.0
 LEASE_TTL_ENV = "MLC_S3_LEASE_TTL"
 TRANSFER_THREADS = 8
@@ -125,19 +126,24 @@ class S3Store(Store):
     def _put(self, rel: str, data: bytes, generation: str | None, create: bool) -> str:
         """Conditionally write ``rel``: create only if absent, or replace at ``generation``.
 
-        A 412 whose object now holds exactly ``data`` is our own write whose answer was lost
-        (and retried): success. Any other 412 is StaleGeneration.
+        Each write carries a unique token in its metadata. botocore retries a request whose
+        answer was lost; if the first attempt had landed, the retry meets 412. Finding our own
+        token on the object tells that case (success) from a lost race (StaleGeneration).
+        Comparing bytes would not: two writers may compute the same bytes from one stale read.
         """
         from botocore.exceptions import ClientError
 
+        token = uuid.uuid4().hex
         condition = {"IfNoneMatch": "*"} if create else {"IfMatch": generation}
         try:
-            return str(self._call(rel, "put_object", Key=self._key(rel), Body=data, **condition)["ETag"])
+            response = self._call(rel, "put_object", Key=self._key(rel), Body=data,
+                                  Metadata={WRITE_TOKEN: token}, **condition)
+            return str(response["ETag"])
         except ClientError as e:
             if not is_precondition_failed(e):
                 raise translate(e, self._where(rel)) from e
             current = self._get(rel)
-            if current is not None and current[0] == data:
+            if current is not None and current[2].get("Metadata", {}).get(WRITE_TOKEN) == token:
                 return current[1]
             what = "was created" if create else "changed"
             raise StaleGeneration(f"{self._where(rel)} {what} meanwhile (another mlc wrote it); re-read it and retry") from e

@@ -21,6 +21,7 @@ from lifecycle.errors import (
     StorageUnreachable,
     VersionNotFound,
 )
+from lifecycle.store.base import Document
 from lifecycle.store.s3 import S3Store
 from tests.support.seaweed import Seaweed
 
@@ -78,13 +79,31 @@ def test_documents_create_replace_and_refuse_stale_writes(s3_env: dict, s3_bucke
     assert store.read("registry.yaml") is None
 
 
-def test_a_write_whose_answer_was_lost_is_recognised_as_ours(s3_env: dict, s3_bucket: str, tmp_path: Path) -> None:
-    # botocore retries a PUT whose response was lost; the retry meets 412 from our own write.
+def test_a_write_whose_answer_was_lost_is_recognised_as_ours(
+    s3_env: dict, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # botocore retries a PUT whose answer was lost; the retry meets 412 from our own write.
     store = new_store(s3_bucket, tmp_path)
-    g1 = store.write("registry.yaml", b"same", None)
-    assert store.write("registry.yaml", b"same", None) == g1
-    g2 = store.write("registry.yaml", b"next", g1)
-    assert store.write("registry.yaml", b"next", g1) == g2
+    g1 = store.write("registry.yaml", b"one", None)
+    real_call = store._call
+    calls = {"put": 0}
+
+    def answer_lost_once(rel: str, method: str, **kwargs: object) -> object:
+        if method == "put_object" and calls["put"] == 0:
+            calls["put"] += 1
+            real_call(rel, method, **kwargs)  # lands on the server...
+            return real_call(rel, method, **kwargs)  # ...and the "retry" of the same request gets 412
+        return real_call(rel, method, **kwargs)
+
+    monkeypatch.setattr(store, "_call", answer_lost_once)
+    g2 = store.write("registry.yaml", b"two", g1)
+    assert store.read("registry.yaml") == Document(b"two", g2)
+    # Equal bytes from another writer are a lost race, not our write (two increments of one
+    # stale read would otherwise both "succeed").
+    other = new_store(s3_bucket, tmp_path / "other")
+    other.write("registry.yaml", b"three", g2)
+    with pytest.raises(StaleGeneration):
+        store.write("registry.yaml", b"three", g2)
 
 
 # --- versions ------------------------------------------------------------------------------
@@ -209,6 +228,7 @@ def test_a_lease_is_held_by_one_writer_at_a_time(s3_env: dict, s3_bucket: str, t
 LEASE_THEN_DIE = """
 import os, signal, sys
 from pathlib import Path
+from lifecycle.store.base import Document
 from lifecycle.store.s3 import S3Store
 store = S3Store(sys.argv[1], "team/repo", Path(sys.argv[2]), lease_ttl=2.0)
 with store.lease("registry", timeout=10):
