@@ -78,6 +78,8 @@ def build(
     """The ModelServerConfig message for ``serving`` (models in name order).
 
     Base paths are ``model_repo/<model>``, or ``<base>/<model>`` for a folder ``mlc sync`` fills.
+    With a remote repository the versions are copied to ``model_repo/`` first, so a config never
+    names a version this machine does not hold.
     """
     config = model_server_config_pb2.ModelServerConfig()
     config_list = config.model_config_list
@@ -91,6 +93,8 @@ def build(
             raise ConfigError(f"model {name!r}: labels {unknown} point outside served versions {list(s.versions)}")
         m = config_list.config.add()
         m.name = name
+        if base is None:
+            paths.store.fetch_versions(name, s.versions)  # a remote repository's copies, made first
         m.base_path = str(base / check_model_name(name) if base is not None else paths.model_dir(name))
         m.model_platform = PLATFORM
         m.model_version_policy.specific.versions.extend(sorted(s.versions))

@@ -34,7 +34,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +152,11 @@ class Store(ABC):
             shutil.rmtree(temp, ignore_errors=True)
             raise
         return target
+
+    def fetch_versions(self, model: str, numbers: Iterable[int]) -> None:
+        """Make sure this machine holds these versions where a serving config names them
+        (``model_repo/<model>/<N>``), before the config is written or pushed. A local folder
+        holds them there already; an object store copies them (verified) first."""
 
     def leftovers(self, model: str) -> list[Leftover]:
         """Uploads of ``model`` that never completed (an object store's; a local folder has none:

@@ -34,7 +34,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
@@ -350,6 +350,11 @@ class S3Store(Store):
         remotely is left for ``mlc sync`` or ``mlc gc`` to remove once no server has it loaded.
         """
         return self.copy_version(model, number, self._copies_dir(model))
+
+    def fetch_versions(self, model: str, numbers: Iterable[int]) -> None:
+        """Copy the versions a serving config is about to name to ``model_repo/<model>/`` (once)."""
+        for number in numbers:
+            self.version_path(model, number)
 
     def delete_version(self, model: str, number: int) -> None:
         """Tombstone the manifest (If-Match) first, so no reader sees the version, then delete its

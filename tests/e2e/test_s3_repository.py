@@ -16,7 +16,7 @@ import pytest
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from lifecycle.store.s3 import S3Store
-from tests.conftest import tree_state
+from tests.support.homes import tree_state
 from tests.support.seaweed import Seaweed, free_ports
 
 pytestmark = pytest.mark.e2e

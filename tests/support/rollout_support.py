@@ -74,8 +74,12 @@ def make_home(home: Path, built: Path, versions: list[int], stable: int | None =
     )
     with registry.transaction(paths) as reg:
         rec = reg.model(MODEL, create=True)
+        store = paths.store  # published through the store: a local folder or an s3:// prefix
         for v in versions:
-            shutil.copytree(built / str(v), paths.version_dir(MODEL, v))
+            assert store.claim_version(MODEL, v, "tests")
+            staged = store.staging_dir(MODEL) / f".staging-test-{v}"
+            shutil.copytree(built / str(v), staged)
+            store.publish_version(MODEL, v, staged)
             rec.versions.append(
                 VersionRecord(v, f"digest{v}", f"ckpt/run/ckpt-{v}", v * 100, True,
                               {"golden": {"digest": golden(v), "output": "y"}})
