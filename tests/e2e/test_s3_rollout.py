@@ -20,13 +20,13 @@ from lifecycle.serving.client import ServingClient
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths
 from lifecycle.store.s3 import S3Store
+from tests.support.polling import wait_until
 from tests.support.rollout_support import (
     MODEL,
     Load,
     build_versions,
     make_home,
     start_server,
-    wait_for,
 )
 from tests.support.seaweed import Seaweed
 
@@ -76,17 +76,17 @@ def test_promote_and_rollback_from_a_remote_repository_under_load(
     try:
         fleet.write_servers_file(paths, [fleet.ServerSpec(server.grpc_address, f"127.0.0.1:{server.rest_port}")])
         with Load(server.grpc_address, threads=2, allowed={1}) as load:
-            wait_for(lambda: load.total() > 5, what="first answers")
+            wait_until(lambda: load.total() > 5, what="first answers")
             load.allow({1, 2})
             assert api.promote(MODEL, 2, reason="remote", paths=paths, timeout=60).result == "ok"
             load.allow({2})
-            wait_for(lambda: states(server.grpc_address).get(1) in (None, "END"), what="1 unloaded")
+            wait_until(lambda: states(server.grpc_address).get(1) in (None, "END"), what="1 unloaded")
             load.allow({1, 2})
             assert api.rollback(MODEL, reason="back", paths=paths, timeout=60).result == "ok"
             load.allow({1})
-            wait_for(lambda: states(server.grpc_address).get(2) in (None, "END"), what="2 unloaded")
+            wait_until(lambda: states(server.grpc_address).get(2) in (None, "END"), what="2 unloaded")
             before = load.total()
-            wait_for(lambda: load.total() > before + 5, what="answers after the rollback")
+            wait_until(lambda: load.total() > before + 5, what="answers after the rollback")
         assert load.failures == [] and load.wrong == []
         assert load.answers.get(2, 0) > 0 and load.answers.get(1, 0) > 0
         # Version 2 was copied on demand, verified; the trainer sees the history the server's machine wrote.
@@ -120,7 +120,7 @@ def test_a_promote_killed_on_one_machine_is_completed_from_another(
         assert journal.load(first) is None
         rec = registry.load(first).model(MODEL)
         assert rec.stable == 2 and rec.history[-1].result == "recovered" and "by recovery" in rec.history[-1].detail
-        wait_for(lambda: states(server.grpc_address).get(1) in (None, "END"), what="1 unloaded")
+        wait_until(lambda: states(server.grpc_address).get(1) in (None, "END"), what="1 unloaded")
         assert states(server.grpc_address)[2] == "AVAILABLE"
     finally:
         server.stop()
