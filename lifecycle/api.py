@@ -46,12 +46,15 @@ if TYPE_CHECKING:
     from lifecycle.rollout import RolloutResult
     from lifecycle.serving.fleet import ReloadMode
     from lifecycle.serving.processes import Engine
+    from lifecycle.serving.retention import GcResult, PinResult
+    from lifecycle.serving.sync import SyncResult
 
 __all__ = [
     "HistoryEvent", "HistoryReport", "ModelStatus", "RegisterResult", "ServeResult", "ServedConfig", "StatusReport",
     "StopResult",
     "TrainResult", "TrainedCheckpoint", "VersionStatus",
-    "diff", "history", "predict", "promote", "reconcile", "register", "rollback", "serve", "status", "stop", "train", "watch",
+    "diff", "gc", "history", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status",
+    "stop", "sync", "train", "watch",
 ]
 
 
@@ -552,3 +555,64 @@ def ui(
     if on_ready is not None:
         on_ready(server.url)
     serve_until_stopped(server)
+
+
+# --- many machines: sync, gc, pin --------------------------------------------------------------
+
+
+def sync(
+    to: str | Path,
+    models: Sequence[str] = (),
+    follow: bool = False,
+    servers: Sequence[str] = (),
+    interval: float = 2.0,
+    unload_grace: float = 60.0,
+    stop: threading.Event | None = None,
+    on_pass: Callable[[Any], None] | None = None,
+    paths: Paths | None = None,
+) -> SyncResult:
+    """Mirror the versions the serving config needs into ``to`` and write ``to/models.config``.
+
+    Each version is downloaded to a temp folder, verified against its manifest and renamed into
+    place; versions the config no longer lists go once no server holds them
+    (:mod:`lifecycle.serving.sync`). With ``follow`` it repeats every ``interval`` seconds until
+    ``stop`` is set, calling ``on_pass`` with each pass's SyncResult (or a later pass's error),
+    and returns the last result.
+    """
+    from lifecycle.serving import sync as syncing
+
+    paths = paths or Paths.from_env()
+    for name in models:
+        check_model_name(name)
+    if interval <= 0 or unload_grace < 0:
+        raise UsageError("--interval must be positive and --unload-grace not negative")
+    if not follow:
+        return syncing.sync_once(paths, Path(to), models, servers, unload_grace)
+    last: list[SyncResult] = []
+
+    def record(outcome: Any) -> None:
+        if isinstance(outcome, syncing.SyncResult):
+            last[:] = [outcome]
+        if on_pass is not None:
+            on_pass(outcome)
+
+    syncing.follow(paths, Path(to), models, servers, unload_grace, interval, stop, record)
+    return last[0] if last else syncing.SyncResult(str(Path(to).resolve()))
+
+
+def gc(
+    model: str | None = None, keep: int = 3, dry_run: bool = False, grace: float = 3600.0,
+    paths: Paths | None = None,
+) -> GcResult:
+    """Delete old versions (never labelled, rollback-chain, pinned, configured or loaded ones)
+    and incomplete uploads older than ``grace`` seconds; each deletion goes into the history."""
+    from lifecycle.serving import retention
+
+    return retention.gc(paths or Paths.from_env(), model, keep, dry_run, grace)
+
+
+def pin(model: str, version: int, unpin: bool = False, paths: Paths | None = None) -> PinResult:
+    """Pin a version so ``gc`` never deletes it (``unpin=True`` lifts the pin)."""
+    from lifecycle.serving import retention
+
+    return retention.pin(paths or Paths.from_env(), check_model_name(model), version, pinned=not unpin)

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 
+from lifecycle.cli import storage  # noqa: F401 - registers sync, gc, pin and unpin on the app
 from lifecycle.cli.commands import app
 from lifecycle.tf_import import VERBOSE_ENV, verbose
 

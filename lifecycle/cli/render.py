@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from lifecycle.rollout.reconcile import ReconcileResult
     from lifecycle.predictions.diff import DiffResult
     from lifecycle.predictions.predict import PredictResult
+    from lifecycle.errors import LifecycleError
     from lifecycle.rollout import RolloutResult
+    from lifecycle.serving.retention import GcResult, PinResult
+    from lifecycle.serving.sync import SyncResult
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -353,3 +356,37 @@ def render_class_diff(result: DiffResult) -> None:
                  f"version {result.b} {c.accuracy_b:.3f} (top-5 {c.top5_b:.3f})")
     if result.identical:
         stdout.print("The two versions give the same classes.")
+
+
+# --- many machines: sync, gc, pin --------------------------------------------------------------
+
+
+def render_sync(result: SyncResult | LifecycleError) -> None:
+    """One pass of ``mlc sync``: what was copied, removed and kept; or a later pass's error line."""
+    from lifecycle.errors import LifecycleError
+
+    if isinstance(result, LifecycleError):
+        stderr.print(f"[red]Error:[/red] {escape(result.message)} (retrying)", markup=True, highlight=False)
+        return
+    changes = [f"copied {x}" for x in result.copied] + [f"removed {x}" for x in result.removed]
+    changes += [f"kept {x}" for x in result.kept]
+    if result.config_changed:
+        changes.append(f"wrote {result.target}/models.config")
+    stdout.print(f"{result.target}: " + ("; ".join(changes) if changes else "up to date"))
+
+
+def render_gc(result: GcResult) -> None:
+    """``mlc gc``: each deletion (or planned one with --dry-run), then what was kept and why."""
+    verb = "would delete" if result.dry_run else "deleted"
+    for r in result.removed:
+        stdout.print(f"{verb} {r.model} {r.kind} {r.version}" + (f" ({r.detail})" if r.detail else ""))
+    if not result.removed:
+        stdout.print("nothing to delete")
+    for line in result.kept:
+        stdout.print(f"kept {escape(line)}")
+
+
+def render_pin(result: PinResult) -> None:
+    """``mlc pin`` / ``mlc unpin``: the model's pinned versions now."""
+    pinned = ", ".join(str(v) for v in result.pinned) or "none"
+    stdout.print(f"{result.model}: pinned {pinned}")

@@ -10,7 +10,9 @@ a local disk, such as ``tensorflow_model_server`` (which reads no ``s3://`` sinc
    against the version's manifest, renamed into place (:meth:`Store.copy_version`), so a
    server polling the folder never sees a partial version;
 3. only then write ``<DIR>/models.config`` (atomically, base paths ``<DIR>/<model>``), so the
-   config never names a version that is not complete on disk;
+   config never names a version that is not complete on disk. A label that moves to a version
+   the servers do not load yet moves in two steps, as ``mlc promote`` moves it: first the new
+   versions beside the old ones, then the labels once the servers report them AVAILABLE;
 4. remove versions the config no longer lists, once no server has them loaded: the servers
    named with ``--server`` are asked over REST (an unreachable one keeps everything); with no
    server named, a version goes once ``models.config`` has been unchanged for the unload grace
@@ -30,7 +32,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifecycle.errors import LifecycleError, ModelNotFound, ServerUnavailable, ServingError
+from lifecycle.errors import (
+    LifecycleError,
+    ModelNotFound,
+    ServerUnavailable,
+    ServingError,
+)
 from lifecycle.serving import tfs_config
 from lifecycle.serving.client import rest_model_status
 from lifecycle.store import registry
@@ -60,12 +67,19 @@ class SyncResult:
         return asdict(self)
 
 
-def loaded_on(server: str, model: str) -> set[int]:
-    """Versions of ``model`` the server at REST ``server`` holds; ServerUnavailable if it does not answer."""
+def loaded_on(server: str, model: str, unknown_is_empty: bool = False) -> set[int]:
+    """Versions of ``model`` the server at REST ``server`` holds; ServerUnavailable if it does not answer.
+
+    A server that does not know the model holds none of it with ``unknown_is_empty``; else it
+    counts as not answering: a server polling a config file may not know the model yet, or not
+    right now, while it re-reads the file.
+    """
     try:
         states = rest_model_status(server, model, timeout=5.0)
-    except ModelNotFound:
-        return set()
+    except ModelNotFound as e:
+        if unknown_is_empty:
+            return set()
+        raise ServerUnavailable(f"server {server} does not report {model}: {e.message}") from e
     except ServingError as e:
         raise ServerUnavailable(f"server {server} did not report {model}: {e.message}") from e
     return {v for v, s in states.items() if s.state in HELD_STATES}
@@ -112,15 +126,21 @@ def sync_once(
                 result.copied.append(f"{name}/{version}")
         result.serving[name] = {"versions": list(serving.versions), "labels": dict(serving.labels)}
     config_file = target / CONFIG_NAME
-    text = tfs_config.render(tfs_config.build(paths, wanted, base=target))
     try:
         current = config_file.read_text(encoding="utf-8")
     except FileNotFoundError:
         current = None
+    age = time.time() - config_file.stat().st_mtime if current is not None else 0.0
+    config = _next_config(wanted, current, servers, age, unload_grace)
+    text = tfs_config.render(tfs_config.build(paths, config, base=target))
+    if config != wanted:
+        result.kept.append(f"{CONFIG_NAME}: labels move once the servers have loaded {_describe(wanted)}")
     if current != text:
         atomic_write_text(config_file, text)
         result.config_changed = True
     config_age = time.time() - config_file.stat().st_mtime
+    if config != wanted:
+        return result  # nothing is removed while the labels have not moved
     names = set(models) if models else {p.name for p in target.iterdir() if p.is_dir() and not p.name.startswith(".")}
     for name in sorted(names):
         stale = [v for v in _copies(target / name) if v not in (wanted[name].versions if name in wanted else ())]
@@ -134,6 +154,55 @@ def sync_once(
                 _remove(target / name / str(version))
                 result.removed.append(f"{name}/{version}")
     return result
+
+
+def _describe(serving: tfs_config.Serving) -> str:
+    return ", ".join(f"{name} {'/'.join(map(str, s.versions))}" for name, s in sorted(serving.items()))
+
+
+def _next_config(
+    wanted: tfs_config.Serving, current: str | None, servers: Sequence[str], age: float, grace: float,
+) -> tfs_config.Serving:
+    """The config to write now: ``wanted``, or first a step that only adds versions.
+
+    TF Serving lets a label move only to an AVAILABLE version (a reload that moves one to a
+    version still loading is refused), so when a label would move to a version the current
+    config does not load, the new versions are added beside the old ones first, with the old
+    labels; the labels move on a later pass, once every server reports the new versions
+    AVAILABLE (or, with no server to ask, once that step has been in place for the grace period).
+    """
+    if current is None:
+        return wanted  # a server starting on it takes labels with --allow_version_labels_for_unavailable_models
+    before = tfs_config.serving_of(tfs_config.parse(current))
+    step: tfs_config.Serving = {}
+    staged = False
+    for name, want in wanted.items():
+        old = before.get(name)
+        if old is None or all(v in old.versions for v in want.labels.values()):
+            step[name] = want
+            continue
+        staged = True
+        step[name] = tfs_config.ModelServing(tuple(sorted(set(old.versions) | set(want.versions))), dict(old.labels))
+    if not staged:
+        return wanted
+    if step == before and _loaded_everywhere(wanted, servers, age, grace):
+        return wanted
+    return step
+
+
+def _loaded_everywhere(wanted: tfs_config.Serving, servers: Sequence[str], age: float, grace: float) -> bool:
+    """Every wanted version AVAILABLE on every server (no server named: the step is ``grace`` old)."""
+    if not servers:
+        return age >= grace
+    for server in servers:
+        for name, want in wanted.items():
+            try:
+                states = rest_model_status(server, name, timeout=5.0)
+            except (ServerUnavailable, ServingError, ModelNotFound):
+                return False
+            if any(states.get(v) is None or states[v].state != "AVAILABLE" for v in want.versions):
+                return False
+    return True
 
 
 def _held(model: str, servers: Sequence[str], config_age: float, grace: float) -> tuple[set[int] | None, str]:

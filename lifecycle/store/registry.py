@@ -104,10 +104,10 @@ class Attempt:
 class HistoryEvent:
     """One promote or rollback, successful or not."""
 
-    action: str  # promote | rollback | canary | recover
+    action: str  # promote | rollback | canary | recover | gc (a deletion by `mlc gc`)
     from_version: int | None
     to_version: int | None
-    result: str  # ok | failed | reverted | recovered
+    result: str  # ok | failed | reverted | recovered | deleted
     reason: str = ""
     forced: bool = False
     detail: str = ""
@@ -127,6 +127,7 @@ class ModelRecord:
     versions: list[VersionRecord] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     history: list[HistoryEvent] = field(default_factory=list)
+    pinned: list[int] = field(default_factory=list)  # versions `mlc gc` never deletes (`mlc pin`)
 
     def version(self, number: int) -> VersionRecord:
         """The record of version ``number``; VersionNotFound if it is not registered."""
@@ -183,7 +184,8 @@ class Registry:
         return {
             "schema": self.schema,
             "models": {
-                name: {k: v for k, v in dataclasses.asdict(rec).items() if k != "name"}
+                # An empty pin list is left out, so registries without pins read as before.
+                name: {k: v for k, v in dataclasses.asdict(rec).items() if k != "name" and not (k == "pinned" and not v)}
                 for name, rec in sorted(self.models.items())
             },
         }
@@ -211,8 +213,9 @@ class Registry:
                     versions=[VersionRecord(**v) for v in body.get("versions") or []],
                     attempts=[Attempt(**a) for a in body.get("attempts") or []],
                     history=[HistoryEvent(**h) for h in body.get("history") or []],
+                    pinned=[int(v) for v in body.get("pinned") or []],
                 )
-            except (TypeError, AttributeError) as e:
+            except (TypeError, AttributeError, ValueError) as e:
                 raise RegistryError(f"malformed registry {source}: model {name!r}: {e}") from e
         return cls(models=models, schema=SCHEMA)
 

@@ -124,6 +124,18 @@ def test_a_register_killed_mid_upload_leaves_no_version(
     assert [v.version for v in registry.load(other).model("deeplab").versions] == [2]
     assert [x.number for x in store.leftovers("deeplab")] == [1]
 
+    # gc leaves a young upload alone (its writer may be alive), removes it past the grace period.
+    young = run_mlc(python, env, other, "gc", "--json")
+    assert young.returncode == 0 and '"deeplab/1: an upload' in young.stdout, young.stderr
+    assert [x.number for x in store.leftovers("deeplab")] == [1]
+    cleaned = run_mlc(python, env, other, "gc", "--grace", "0")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "deleted deeplab incomplete upload 1" in cleaned.stdout
+    assert store.leftovers("deeplab") == [] and store.version_numbers("deeplab") == [2]
+    assert not [k for k in bucket_state(seaweed, s3_bucket) if k.startswith(f"{PREFIX}/deeplab/1/")]
+    events = registry.load(other).model("deeplab").history
+    assert [(e.action, e.from_version, e.result) for e in events] == [("gc", 1, "deleted")]
+
 
 @pytest.mark.parametrize("fault", ["wrong credentials", "unreachable endpoint", "missing bucket"])
 def test_bad_storage_settings_are_one_line_and_change_nothing(

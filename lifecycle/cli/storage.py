@@ -1,0 +1,118 @@
+"""The commands of a repository shared by many machines: ``sync``, ``gc``, ``pin``, ``unpin``.
+
+They register on the one typer ``app`` of :mod:`lifecycle.cli.commands` and follow its rules:
+parse, one ``api`` call, render. This module must not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lifecycle import api
+from lifecycle.cli.commands import JsonOption, ModelArg, app, run
+from lifecycle.cli.render import print_json, render_gc, render_pin, render_sync
+
+VersionArg = Annotated[int, typer.Argument(help="The version.", show_default=False, min=1)]
+
+
+@app.command()
+def sync(
+    models: Annotated[list[str] | None, typer.Argument(help="Only these models (default: every served model).", show_default=False)] = None,
+    to: Annotated[Path, typer.Option("--to", help="The folder to mirror into (a server's model folder).", show_default=False)] = ...,  # type: ignore[assignment]
+    follow: Annotated[bool, typer.Option("--follow", help="Keep mirroring every --interval seconds until Ctrl-C or SIGTERM.")] = False,
+    server: Annotated[list[str] | None, typer.Option("--server", help="REST address (host:port) of a server reading the folder; asked before a version is removed. Repeatable.", show_default=False)] = None,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between passes with --follow.")] = 2.0,
+    unload_grace: Annotated[float, typer.Option("--unload-grace", help="Without --server: seconds models.config must be unchanged before a version it dropped is removed.")] = 60.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Mirror the complete versions the serving config needs into a folder, with its models.config.
+
+    Each version is downloaded to a temp folder, checked against its manifest (size and sha256 of
+    every file) and renamed into place, so a server polling the folder never sees a partial
+    version; models.config is written after the versions it names. A version the config no
+    longer lists is removed once no server has it loaded. Feed tensorflow_model_server with it:
+    --model_config_file=DIR/models.config --model_config_file_poll_wait_seconds=N.
+
+    Examples:
+
+        mlc sync --to /srv/models
+
+        mlc sync deeplab --to /srv/models --follow --server 127.0.0.1:8501
+    """
+    stop = threading.Event()
+    if follow:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+
+    def show(outcome: object) -> None:
+        if as_json:
+            print_json(outcome.to_dict() if hasattr(outcome, "to_dict") else {"error": str(outcome)})
+        else:
+            render_sync(outcome)  # type: ignore[arg-type]
+
+    result = run(lambda: api.sync(to, models or (), follow, server or (), interval, unload_grace, stop,
+                                  show if follow else None))
+    if not follow:
+        show(result)
+
+
+@app.command()
+def gc(
+    model: Annotated[str | None, typer.Argument(help="Only this model (default: every model).", show_default=False)] = None,
+    keep: Annotated[int, typer.Option("--keep", min=1, help="Keep at least the newest N versions of each model.")] = 3,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be deleted; delete nothing.")] = False,
+    grace: Annotated[float, typer.Option("--grace", min=0, help="Seconds an incomplete upload must be old before it is removed.")] = 3600.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete old versions and incomplete uploads, locally or in the remote repository.
+
+    Never deletes a version that is labelled, in the rollback chain, pinned, in
+    configs/models.config or loaded on a server, nor the newest --keep. Every deletion is
+    recorded in the model's history.
+
+    Examples:
+
+        mlc gc --dry-run
+
+        mlc gc deeplab --keep 5
+    """
+    result = run(lambda: api.gc(model, keep, dry_run, grace))
+    if as_json:
+        print_json(result.to_dict())
+        return
+    render_gc(result)
+
+
+@app.command()
+def pin(model: ModelArg, version: VersionArg, as_json: JsonOption = False) -> None:
+    """Pin a version so `mlc gc` never deletes it.
+
+    Examples:
+
+        mlc pin deeplab 4
+    """
+    result = run(lambda: api.pin(model, version))
+    if as_json:
+        print_json(result.to_dict())
+        return
+    render_pin(result)
+
+
+@app.command()
+def unpin(model: ModelArg, version: VersionArg, as_json: JsonOption = False) -> None:
+    """Lift the pin of a version; `mlc gc` may delete it again.
+
+    Examples:
+
+        mlc unpin deeplab 4
+    """
+    result = run(lambda: api.pin(model, version, unpin=True))
+    if as_json:
+        print_json(result.to_dict())
+        return
+    render_pin(result)
