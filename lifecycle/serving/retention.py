@@ -77,7 +77,7 @@ def _held(paths: Paths, model: str) -> tuple[set[int], str]:
         try:
             # gc holds the registry lease: no rollout reloads a server meanwhile, so a server
             # that does not know the model holds none of it.
-            held |= loaded_on(spec.rest, model, unknown_is_empty=True)
+            held |= loaded_on(spec.rest, model, unknown_is_empty=True, tls=spec.tls)
         except ServerUnavailable as e:
             return {-1}, e.message
     return held, ""

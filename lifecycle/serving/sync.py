@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lifecycle.errors import (
     LifecycleError,
@@ -43,6 +43,9 @@ from lifecycle.serving.client import rest_model_status
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from lifecycle.store.files import atomic_write_text
+
+if TYPE_CHECKING:
+    from lifecycle.serving.client import Tls
 
 CONFIG_NAME = "models.config"
 DEFAULT_UNLOAD_GRACE_S = 60.0
@@ -67,7 +70,7 @@ class SyncResult:
         return asdict(self)
 
 
-def loaded_on(server: str, model: str, unknown_is_empty: bool = False) -> set[int]:
+def loaded_on(server: str, model: str, unknown_is_empty: bool = False, tls: Tls | None = None) -> set[int]:
     """Versions of ``model`` the server at REST ``server`` holds; ServerUnavailable if it does not answer.
 
     A server that does not know the model holds none of it with ``unknown_is_empty``; else it
@@ -75,7 +78,7 @@ def loaded_on(server: str, model: str, unknown_is_empty: bool = False) -> set[in
     right now, while it re-reads the file.
     """
     try:
-        states = rest_model_status(server, model, timeout=5.0)
+        states = rest_model_status(server, model, timeout=5.0, tls=tls)
     except ModelNotFound as e:
         if unknown_is_empty:
             return set()
