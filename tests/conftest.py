@@ -215,8 +215,15 @@ DEEPLAB_FIXTURES = frozenset({"tiny_run", "_registered_template", "registered_ho
                               "served_deeplab"})
 
 
+E2E_FOLDER = Path(__file__).parent / "e2e"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Refuse to run a test that trains or serves DeepLab without ``@pytest.mark.e2e``."""
+    """Everything in tests/e2e/ is an e2e test (its modules say so too, this is the safety net),
+    and a test elsewhere that trains or serves DeepLab without ``@pytest.mark.e2e`` is refused."""
+    for item in items:
+        if E2E_FOLDER in item.path.parents and item.get_closest_marker("e2e") is None:
+            item.add_marker(pytest.mark.e2e)
     unmarked = [item.nodeid for item in items
                 if DEEPLAB_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("e2e") is None]
     if unmarked:

@@ -17,6 +17,8 @@ from botocore.exceptions import ClientError
 
 from tests.support.seaweed import Seaweed
 
+pytestmark = pytest.mark.e2e
+
 
 def error_of(call: Any) -> tuple[str, int]:
     """(S3 error code, HTTP status) of a call that must fail."""

@@ -5,14 +5,12 @@ from __future__ import annotations
 import re
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 
-from lifecycle.errors import InvalidArgument
 from lifecycle.server import RunningServer, ServerOptions, create_server
-from lifecycle.server.monitoring import DEFAULT_PATH, read_monitoring_config
+from lifecycle.server.monitoring import DEFAULT_PATH
 from tests.support.server_support import (
     Client,
     add_version,
@@ -20,17 +18,7 @@ from tests.support.server_support import (
     server_config,
 )
 
-
-def test_monitoring_config_file(tmp_path: Path) -> None:
-    path = tmp_path / "monitoring.config"
-    path.write_text("prometheus_config { enable: true }\n")
-    options = read_monitoring_config(path)
-    assert options.enable and options.path == DEFAULT_PATH
-    path.write_text('prometheus_config { enable: true, path: "/metrics" }\n')
-    assert read_monitoring_config(path).path == "/metrics"
-    path.write_text("prometheus_config { enable: yes please }\n")
-    with pytest.raises(InvalidArgument, match="Error parsing text-format tensorflow.serving.MonitoringConfig"):
-        read_monitoring_config(path)
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +41,6 @@ def scrape(server: RunningServer) -> str:
         return response.read().decode()
 
 
-@pytest.mark.e2e
 def test_requests_loads_and_states_are_exported(server: RunningServer) -> None:
     client = Client(server.grpc_address)
     try:
