@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import threading
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from lifecycle.serving.client import ServingClient
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths
 from tests.support import forked_cli
+from tests.support.foreground import start_mlc
 from tests.support.no_tensorflow import assert_no_tensorflow
 from tests.support.polling import wait_until
 from tests.support.ports import free_ports
@@ -259,21 +259,9 @@ def test_foreground_serve_in_poll_mode_promotes_through_the_file(
     """`mlc serve --reload poll` in the foreground: promote writes the file, the server polls it; Ctrl-C stops."""
     paths = make_home(tmp_path, built, [1, 2], stable=1)
     grpc_port, rest_port = free_ports(2)
-    env = dict(subprocess_env, MLC_HOME=str(paths.home))
-    proc = subprocess.Popen(
-        [python, "-m", "lifecycle", "serve", "--engine", "embedded", "--reload", "poll",
-         "--grpc-port", str(grpc_port), "--rest-port", str(rest_port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    # Drain the child's output all along: an undrained pipe fills with server logs and blocks
-    # both processes on write, so Ctrl-C could not stop them.
-    lines: list[str] = []
-    assert proc.stdout is not None
-    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    serve = start_mlc(python, ["serve", "--engine", "embedded", "--reload", "poll", "--grpc-port", str(grpc_port),
+                               "--rest-port", str(rest_port)], dict(subprocess_env, MLC_HOME=str(paths.home)))
     try:
-        wait_until(lambda: proc.poll() is not None or any("press Ctrl-C" in line for line in list(lines)),
-                 timeout=120, what="mlc serve ready")
-        assert proc.poll() is None
         f = fleet.load(paths)
         assert f.source == "mlc serve records" and f.servers[0].reload == "poll"
         address = f.servers[0].grpc
@@ -286,8 +274,8 @@ def test_foreground_serve_in_poll_mode_promotes_through_the_file(
         assert load.failures == [] and load.wrong == []
         assert states(paths, address) == {1: "END", 2: "AVAILABLE"}
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        serve.process.send_signal(signal.SIGINT)
+        serve.process.wait(timeout=60)
     assert fleet.read_records(paths) == []
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from lifecycle import api
 from lifecycle.serving import fleet
 from lifecycle.store.config import Paths
 from tests.support import tfserving_standin
+from tests.support.foreground import start_mlc
 from tests.support.polling import wait_until
 from tests.support.ports import free_ports
 from tests.support.rollout_support import MODEL, build_versions, make_home
@@ -93,18 +93,9 @@ def test_foreground_serve_killed_with_sigkill_takes_its_server_down(
     paths: Paths = make_home(tmp_path / "home", built, [1], stable=1)
     env = dict(subprocess_env, MLC_HOME=str(paths.home))
     grpc_port, rest_port = free_ports(2)
-    serve = subprocess.Popen(
-        [python, "-m", "lifecycle", "serve", "--engine", "embedded", "--grpc-port", str(grpc_port),
-         "--rest-port", str(rest_port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines: list[str] = []
-    assert serve.stdout is not None
-    threading.Thread(target=lambda: lines.extend(iter(serve.stdout.readline, "")), daemon=True).start()
+    serve = start_mlc(python, ["serve", "--engine", "embedded", "--grpc-port", str(grpc_port), "--rest-port",
+                               str(rest_port)], env, timeout=180).process
     try:
-        wait_until(lambda: serve.poll() is not None or any("press Ctrl-C" in line for line in list(lines)),
-                   timeout=180)
-        assert serve.poll() is None, "".join(lines)
         (record,) = fleet.read_records(paths)
         assert not _gone(record.pid)
         serve.send_signal(signal.SIGKILL)
