@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,20 +11,16 @@ import pytest
 import yaml
 
 from tests.support.homes import REPO_ROOT
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.e2e
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_byo_script_registers_promotes_and_predicts_all_three(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     home = tmp_path / "byo"
+    grpc_port, rest_port = free_ports(2)
     env = dict(subprocess_env, MLC_BYO_NO_VENV="1", PYTHON=sys.executable, MLC_BYO_HOME=str(home),
-               MLC_BYO_GRPC_PORT=str(free_port()), MLC_BYO_REST_PORT=str(free_port()), MLC_BYO_EPOCHS="1")
+               MLC_BYO_GRPC_PORT=str(grpc_port), MLC_BYO_REST_PORT=str(rest_port), MLC_BYO_EPOCHS="1")
     r = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "byo.sh")], env=env, capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])

@@ -24,10 +24,11 @@ from lifecycle.serving.tfs_config import ModelServing
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths
 from tests.support import netns
-from tests.support.rollout_support import MODEL, build_versions, make_home, wait_for
+from tests.support.polling import wait_until
+from tests.support.rollout_support import MODEL, build_versions, make_home
 
 REASON = netns.unavailable()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"fleet namespace tests: {REASON}")
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(REASON is not None, reason=f"fleet namespace tests: {REASON}")]
 
 GRPC_PORT, REST_PORT = 8500, 8501
 NAME = "hpt.mlct.test"
@@ -79,7 +80,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, subprocess_env: dict[str, st
             )
         f = Fleet(lab, paths, env, addresses)
         for r in REPLICAS:
-            wait_for(lambda r=r: _answers(lab, r, addresses[r], None), 120, f"replica {r} to serve version 1")
+            wait_until(lambda r=r: _answers(lab, r, addresses[r], None), 120, f"replica {r} to serve version 1")
         code, out, err = f.mlc("reconcile")
         assert code == 0, out + err
         assert out.count("label stable: - -> 1") == 3, out
@@ -161,14 +162,14 @@ class Load:
 
 def test_promote_and_rollback_across_namespaces_under_load(fleet: Fleet) -> None:
     with Load(fleet, allowed={1, 2}) as load:
-        wait_for(lambda: load.seen(1), 30, "load on every replica")
+        wait_until(lambda: load.seen(1), 30, "load on every replica")
         code, out, err = fleet.mlc("promote", MODEL, "2", "--reason", "fleet test")
         assert code == 0, out + err
-        wait_for(lambda: load.seen(2), 30, "every replica to answer stable from version 2")
+        wait_until(lambda: load.seen(2), 30, "every replica to answer stable from version 2")
         code, out, err = fleet.mlc("rollback", MODEL)
         assert code == 0, out + err
         after_rollback = {r: load.answers.get((r, 1), 0) for r in REPLICAS}
-        wait_for(lambda: all(load.answers.get((r, 1), 0) > after_rollback[r] for r in REPLICAS), 30,
+        wait_until(lambda: all(load.answers.get((r, 1), 0) > after_rollback[r] for r in REPLICAS), 30,
                  "every replica to answer stable from version 1 again")
     assert load.failures == []
     assert sum(load.answers.values()) > 50
@@ -184,7 +185,7 @@ def test_lost_replica_mid_promote_reverts_the_rest_and_reconcile_brings_it_back(
         env={**fleet.env, "MLC_FAILPOINTS": "journal:available:done=pause:3"}, stdout=-1, stderr=-1, text=True,
     )
     try:
-        wait_for(lambda: (j := journal.load(fleet.paths)) is not None and j.reached("available"), 60,
+        wait_until(lambda: (j := journal.load(fleet.paths)) is not None and j.reached("available"), 60,
                  "the promote to load version 2 everywhere")
         fleet.lab.link("r2", up=False)
         out, err = proc.communicate(timeout=120)
@@ -193,7 +194,7 @@ def test_lost_replica_mid_promote_reverts_the_rest_and_reconcile_brings_it_back(
         assert registry.load(fleet.paths).model(MODEL).stable == 1
         # r0 and r1 are back on version 1 alone (version 2 unloads after the revert's reload).
         unreachable = [f"server {lost}:{GRPC_PORT} is unreachable"]
-        wait_for(lambda: fleet.status()["models"][0]["drift"] == unreachable, 30, "r0 and r1 to drop version 2")
+        wait_until(lambda: fleet.status()["models"][0]["drift"] == unreachable, 30, "r0 and r1 to drop version 2")
         report = fleet.status()
         for r in ("r0", "r1"):
             states = {v["version"]: v["servers"][f"{fleet.addresses[r]}:{GRPC_PORT}"] for v in report["models"][0]["versions"]}
@@ -203,7 +204,7 @@ def test_lost_replica_mid_promote_reverts_the_rest_and_reconcile_brings_it_back(
         if proc.poll() is None:
             proc.kill()
     # Back on the bridge, r2 still holds what it had loaded when it was lost.
-    wait_for(lambda: any("serves version(s) [2]" in d for d in fleet.status()["models"][0]["drift"]), 30,
+    wait_until(lambda: any("serves version(s) [2]" in d for d in fleet.status()["models"][0]["drift"]), 30,
              "status to show r2's drift")
     code, out, err = fleet.mlc("reconcile", MODEL)
     assert code == 0, out + err

@@ -17,7 +17,8 @@ from lifecycle.serving.tfs_config import ModelServing
 from lifecycle.store import registry
 from tests.support.rollout_support import MODEL, build_versions, make_home
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make certificates")
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make certificates")]
 
 
 def _openssl(*args: str) -> None:
