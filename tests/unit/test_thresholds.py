@@ -38,7 +38,7 @@ def test_an_unknown_threshold_names_the_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         parse(file)
     assert e.value.message == (
-        f"{file}:6: unknown threshold 'miou_tolerance' in model definition (known: max_miou_drop)"
+        f"{file}:6: unknown threshold 'miou_tolerance' in model definition (known: max_miou_drop, max_accuracy_drop)"
     )
 
 
