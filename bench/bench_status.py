@@ -1,22 +1,27 @@
 """Benchmark ``mlc status`` with 100 registered versions against interpreter start-up.
 
 It synthesises a registry of one model with 100 versions (realistic reports: signature, golden
-record with a class histogram, 21 per-class IoUs, checks) through the registry library, then
+record with a class histogram, 21 per-class IoUs, checks) laid out as ``mlc register`` leaves
+them (the report's summary in registry.yaml, the whole report beside each version), then
 times, as child processes in the same run:
 
 - ``python -c pass`` (the interpreter alone) and ``python -c "import yaml"``;
 - ``python -m lifecycle status`` (rich table) and ``python -m lifecycle status --json``;
 
 and prints medians and the ratios of status to each baseline, plus the in-process
-``api.status()`` time.
+``api.status()`` time. With ``--versions N`` other than 100 it also times ``status --json`` on
+100 versions in the same run and prints the ratio (the goal: 10,000 versions <= 1.5 x 100).
 
     python bench/bench_status.py
     python bench/bench_status.py --versions 100 --runs 7
+    python bench/bench_status.py --versions 10000 --runs 3
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import shutil
 import statistics
@@ -59,8 +64,12 @@ def synthesize(home: Path, versions: int) -> None:
                             "pixel_accuracy": 0.9},
                 "checks": {k: "ok" for k in ("contract", "round_trip", "parity", "golden", "metrics", "warmup")},
             }
-            rec.versions.append(registry.VersionRecord(version=n, checkpoint_digest=digest, checkpoint=f"ckpt/16645/ckpt-{n * 100}",
-                                                       step=n * 100, validated=True, report=report))
+            version = registry.VersionRecord(version=n, checkpoint_digest=digest, checkpoint=f"ckpt/16645/ckpt-{n * 100}",
+                                             step=n * 100, validated=True, report=report)
+            own = registry.version_record_file(paths.model_dir("deeplab") / str(n))
+            own.parent.mkdir(parents=True)
+            own.write_text(json.dumps({"version": {"report": report}}))
+            rec.versions.append(dataclasses.replace(version, report=registry.report_summary(report)))
 
 
 def wall(cmd: list[str], env: dict[str, str], runs: int) -> float:
@@ -106,6 +115,12 @@ def main() -> int:
         print(f"mlc status:                {table * 1000:7.0f} ms  ({table / bare:.1f}x pass, {table / yaml_only:.1f}x import yaml)")
         print(f"mlc status --json:         {as_json * 1000:7.0f} ms  ({as_json / bare:.1f}x pass, {as_json / yaml_only:.1f}x import yaml)")
         print(f"api.status() in process:   {in_process * 1000:7.0f} ms")
+        if args.versions != 100:
+            small = work / "home100"
+            synthesize(small, 100)
+            base = wall([py, "-m", "lifecycle", "status", "--json"], dict(env, MLC_HOME=str(small)), args.runs)
+            print(f"mlc status --json at 100:  {base * 1000:7.0f} ms  ({args.versions} versions: "
+                  f"{as_json / base:.2f}x the time at 100)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

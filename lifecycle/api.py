@@ -353,7 +353,7 @@ class RegisterResult:
             path=str(paths.version_dir(model, v.version)),
             golden_digest=(v.report.get("golden") or {}).get("digest"),
             miou=(v.report.get("metrics") or {}).get("miou"),
-            report=v.report,
+            report=registry.full_report(paths, model, v),
             accuracy=(v.report.get("metrics") or {}).get("accuracy"),
             source_kind=(v.report.get("source") or {}).get("kind", "checkpoint"),
         )

@@ -423,7 +423,8 @@ def _publish(
         if rec.checkpoint_for_digest(checkpoint.digest) is None:
             rec.checkpoints.append(checkpoint)
         version = dataclasses.replace(fields, version=number)
-        rec.versions.append(version)
+        # The registry keeps a summary; the whole report is in the version's own record file.
+        rec.versions.append(dataclasses.replace(version, report=registry.report_summary(version.report)))
         rec.versions.sort(key=lambda v: v.version)
     return Registered(version, False, target)
 

@@ -43,7 +43,11 @@ def test_registered_versions_are_complete(registered_home: Paths, tiny_run: Tiny
         assert (d / "saved_model.pb").is_file() and any((d / "variables").glob("variables.data-*"))
         assert validate.warmup_file(d).is_file() and registry.version_record_file(d).is_file()
         assert v.validated
-        r = v.report
+        # registry.yaml keeps what status, the gate and the live check read; the rest lives beside
+        # the version.
+        assert set(v.report) == {"golden", "metrics", "full"} and set(v.report["golden"]) == {"digest", "output"}
+        r = registry.full_report(registered_home, "deeplab", v)
+        assert r["golden"]["digest"] == v.report["golden"]["digest"] and r["metrics"]["miou"] == v.report["metrics"]["miou"]
         assert set(r["checks"]) == {"contract", "round_trip", "parity", "golden", "metrics", "warmup"}
         assert r["signature"] == {
             "key": "predict_images",
@@ -80,7 +84,7 @@ def test_warmup_request_replays_to_the_golden_digest(registered_home: Paths) -> 
     mask = fn(**inputs)["segmentation_map"].numpy()
     assert validate.output_digest(mask) == v.report["golden"]["digest"]
     assert validate.class_histogram(mask, ["background"] + [f"c{i}" for i in range(1, 21)]).get("background") == \
-        v.report["golden"]["histogram"].get("background")
+        registry.full_report(registered_home, "deeplab", v)["golden"]["histogram"].get("background")
 
 
 def test_status_json_keeps_its_keys(registered_home: Paths) -> None:
