@@ -10,16 +10,29 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from lifecycle.cli import storage  # noqa: F401 - registers sync, gc, pin and unpin on the app
-from lifecycle.cli.commands import app
+from lifecycle.cli.jsonout import status_json
 from lifecycle.tf_import import VERBOSE_ENV, verbose
+
+if TYPE_CHECKING:
+    import typer
 
 __all__ = ["app", "main"]
 
 
+def __getattr__(name: str) -> object:
+    """``lifecycle.cli.app``, the typer app, imported when first asked for (it imports typer and rich)."""
+    if name == "app":
+        return _app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def main() -> None:
     """Console-script entry point."""
+    code = status_json(sys.argv[1:])  # the polled command, without typer's and rich's imports
+    if code is not None:
+        sys.exit(code)
     # Commands that load models (promote's sandbox, register) import TensorFlow; its start-up
     # chatter and deprecation warnings stay out of the output unless --verbose (which servers
     # this command starts inherit through the environment).
@@ -32,7 +45,15 @@ def main() -> None:
         from lifecycle.tf_import import import_tensorflow
 
         import_tensorflow()
-    app()
+    _app()()
+
+
+def _app() -> typer.Typer:
+    """The typer app with every command registered."""
+    from lifecycle.cli import storage  # noqa: F401 - registers sync, gc, pin and unpin on the app
+    from lifecycle.cli.commands import app
+
+    return app
 
 
 # Commands that load models in this process; every other command stays TensorFlow-free.

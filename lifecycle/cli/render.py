@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from lifecycle.cli.jsonout import print_json
 
 if TYPE_CHECKING:
     from lifecycle.api import (
@@ -36,11 +38,6 @@ if TYPE_CHECKING:
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def print_json(data: Any) -> None:
-    """Write ``data`` as JSON to stdout (no rich markup, no wrapping)."""
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 # Below this many columns (a pipe gets 80) status leaves out the created time and the golden
