@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 import subprocess
 import sys
@@ -31,8 +33,9 @@ def test_byo_script_registers_promotes_and_predicts_all_three(tmp_path: Path, su
     registry = yaml.safe_load((home / "model_repo" / "registry.yaml").read_text())["models"]
     assert {m: registry[m]["stable"] for m in ("segmenter", "seed", "shapes")} == {"segmenter": 1, "seed": 1, "shapes": 2}
     for model in ("segmenter", "seed"):
-        metrics = registry[model]["versions"][0]["report"]["metrics"]
-        assert metrics["eval"]["source"] == "voc" and "per_class_iou" in metrics
+        assert registry[model]["versions"][0]["report"]["metrics"]["eval"]["source"] == "voc"
+        own = home / "model_repo" / model / "1" / "assets.extra" / "mlc_report.json"  # the whole report
+        assert "per_class_iou" in json.loads(own.read_text())["version"]["report"]["metrics"]
         assert (home / "out" / model / "test_image.mask.png").is_file()
         assert (home / "out" / model / "test_image.overlay.png").is_file()
     assert registry["shapes"]["versions"][1]["report"]["metrics"]["eval"]["source"] == "folder"
