@@ -38,7 +38,10 @@ def test_orphans_with_a_record_are_adopted_others_left_alone(tmp_path: Path) -> 
     with registry.transaction(paths) as reg:
         rec = reg.model("deeplab")
         assert [v.version for v in rec.versions] == [1]
-        assert rec.versions[0].report == {"golden": {"digest": "sha256:g"}} and rec.versions[0].validated
+        # The registry keeps the report's summary; the record file beside the version keeps it all.
+        assert rec.versions[0].report == {"golden": {"digest": "sha256:g"}, "full": "assets.extra/mlc_report.json"}
+        assert registry.full_report(paths, "deeplab", rec.versions[0]) == {"golden": {"digest": "sha256:g"}}
+        assert rec.versions[0].validated
         assert [c.digest for c in rec.checkpoints] == ["sha256:a"]
         assert registry.allocate_version(paths, rec) == 4
     assert registry.load(paths).model("deeplab").version(1).checkpoint == "ckpt/r/ckpt-1"
