@@ -19,6 +19,7 @@ from tests.support.deeplab_runs import (
     TINY_SAVE_EVERY,
     TINY_STEPS,
     ServedDeeplab,
+    ShapesRun,
     TinyRun,
 )
 from tests.support.homes import REPO_ROOT, new_home
@@ -262,10 +263,10 @@ def user_saved_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
 
 
 @pytest.fixture(scope="session")
-def shapes_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a ShapesRun
+def shapes_run(tmp_path_factory: pytest.TempPathFactory) -> ShapesRun:
     """Session fixture: the shapes classifier trained with mlc train's code (steps 3, 120, 150; seconds)."""
     from lifecycle import api
-    from tests.support.homes import ShapesRun, byo_home
+    from tests.support.homes import byo_home
 
     home = byo_home(tmp_path_factory.mktemp("shapes-home") / "home", "shapes")
     run_dir = tmp_path_factory.mktemp("shapes-run") / "run"

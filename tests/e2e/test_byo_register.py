@@ -13,7 +13,8 @@ from lifecycle import api
 from lifecycle.cli import app
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
-from tests.support.homes import ShapesRun, tree_state
+from tests.support.deeplab_runs import ShapesRun
+from tests.support.homes import tree_state
 
 pytestmark = pytest.mark.e2e
 

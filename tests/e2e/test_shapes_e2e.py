@@ -15,7 +15,7 @@ from lifecycle import api
 from lifecycle.serving import fleet
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
-from tests.support.homes import ShapesRun
+from tests.support.deeplab_runs import ShapesRun
 from tests.support.rollout_support import start_server
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""What the DeepLab session fixtures of conftest.py hand to tests: a trained run and a served home."""
+"""What the training session fixtures of conftest.py hand to tests: trained runs and a served DeepLab home."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ TINY_SAVE_EVERY = 20
 
 
 @dataclass(frozen=True)
-class TinyRun:
-    """A run folder of small-backbone DeepLab checkpoints at increasing steps."""
+class TrainedRun:
+    """A run folder of checkpoints at increasing steps, as ``mlc train`` writes it."""
 
     run_dir: Path
     steps: tuple[int, ...]
@@ -27,6 +27,11 @@ class TinyRun:
     def prefixes(self) -> list[Path]:
         """Prefixes in step order; the last is what the run folder itself names."""
         return [self.prefix(s) for s in self.steps]
+
+
+# tiny_run: small-backbone DeepLab; shapes_run: the shapes classifier (configs/shapes.yaml).
+TinyRun = TrainedRun
+ShapesRun = TrainedRun
 
 
 @dataclass(frozen=True)

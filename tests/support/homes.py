@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from lifecycle.store.config import Paths
@@ -43,15 +42,3 @@ def byo_home(root: Path, *definitions: str) -> Paths:
     shutil.copy2(CONFIGS / "shapes_test.png", paths.configs / "shapes_test.png")
     shutil.copytree(REPO_ROOT / "data", paths.home / "data")
     return paths
-
-
-@dataclass(frozen=True)
-class ShapesRun:
-    """A run folder of shapes-classifier checkpoints (``mlc train --model shapes``)."""
-
-    run_dir: Path
-    steps: tuple[int, ...]
-
-    def prefix(self, step: int) -> Path:
-        """The checkpoint prefix of ``step``."""
-        return self.run_dir / f"ckpt-{step}"
