@@ -77,6 +77,10 @@ def render_status(report: StatusReport) -> None:
                 *[_state_markup(v.servers.get(addr, "")) for addr in servers],
             )
         stdout.print(table)
+        for addr, generation in m.generations.items():
+            if report.generation:
+                shown = "a state not recorded" if generation is None else f"generation {generation}"
+                stdout.print(f"server {addr} serves {shown} (recorded: generation {report.generation})")
         for d in m.drift:
             stdout.print(f"[red]drift:[/red] {escape(d)}")
         for w in m.warnings:

@@ -34,18 +34,24 @@ def observe(spec: ServerSpec, models: Iterable[str], timeout: float = STATUS_TIM
         except ModelNotFound:
             continue
         available = tuple(sorted(v for v, s in states.items() if s.state == "AVAILABLE"))
-        labels: dict[str, int] = {}
-        for label in tfs_config.LABELS:
-            try:
-                labelled = rest_model_status(spec.rest, model, timeout, label=label, tls=spec.tls)
-            except ServerUnavailable:
-                raise
-            except LifecycleError:
-                continue  # the label is not set on this server
-            for v, s in labelled.items():
-                if s.state == "AVAILABLE":
-                    labels[label] = v
-        out[model] = ModelServing(available, labels)
+        out[model] = ModelServing(available, labels(spec, model, timeout))
+    return out
+
+
+def labels(spec: ServerSpec, model: str, timeout: float = STATUS_TIMEOUT_S) -> dict[str, int]:
+    """The labels (stable, canary) set for ``model`` on ``spec`` and the versions they point at."""
+    assert spec.rest  # callers check: a server without REST cannot be read
+    out: dict[str, int] = {}
+    for label in tfs_config.LABELS:
+        try:
+            labelled = rest_model_status(spec.rest, model, timeout, label=label, tls=spec.tls)
+        except ServerUnavailable:
+            raise
+        except LifecycleError:
+            continue  # the label is not set on this server
+        for v, s in labelled.items():
+            if s.state == "AVAILABLE":
+                out[label] = v
     return out
 
 

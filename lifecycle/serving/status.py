@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lifecycle.errors import LifecycleError, ModelNotFound
-from lifecycle.serving import fleet, tfs_config
+from lifecycle.serving import desired, fleet, replicas, tfs_config
 from lifecycle.serving.client import VersionState, rest_model_status, tcp_ready
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths, check_model_name
@@ -54,6 +54,7 @@ class ModelStatus:
     drift: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     last_event: HistoryEvent | None = None
+    generations: dict[str, int | None] = field(default_factory=dict)  # server -> recorded generation it serves
 
 
 @dataclass
@@ -65,6 +66,7 @@ class StatusReport:
     servers_source: str = "none"
     pending_rollout: str | None = None
     warnings: list[str] = field(default_factory=list)
+    generation: int = 0  # the recorded desired state's generation (serving/desired.json)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
@@ -73,6 +75,8 @@ class StatusReport:
 
 # What one server said about one model: its versions' states, or why it could not say.
 Live = dict[tuple[str, str], dict[int, VersionState] | LifecycleError]
+# The labels one server has set for one model (read when it answered).
+LiveLabels = dict[tuple[str, str], dict[str, int]]
 
 
 def report(paths: Paths, model: str | None = None) -> StatusReport:
@@ -101,8 +105,15 @@ def report(paths: Paths, model: str | None = None) -> StatusReport:
     except LifecycleError as e:
         pending, warnings = None, [*warnings, e.message]
 
-    live = _read_live(servers.servers, names)
+    try:
+        recorded = desired.load(paths)
+    except LifecycleError as e:
+        recorded, warnings = desired.Desired(), [*warnings, e.message]
+    live_labels: LiveLabels = {}
+    live = _read_live(servers.servers, names, live_labels)
     models = [_model_status(reg.models[name], config, servers.servers, live) for name in names]
+    for m in models:
+        _replica_labels(m, reg.models[m.name], servers.servers, live, live_labels, recorded)
     pending_text = None
     if pending is not None:
         pending_text = pending.describe()
@@ -111,12 +122,12 @@ def report(paths: Paths, model: str | None = None) -> StatusReport:
         )
     return StatusReport(
         models=models, servers=_reachability(servers.servers, names, live), servers_source=servers.source,
-        pending_rollout=pending_text, warnings=warnings,
+        pending_rollout=pending_text, warnings=warnings, generation=recorded.generation,
     )
 
 
-def _read_live(servers: list[fleet.ServerSpec], names: list[str]) -> Live:
-    """Live states, one REST call per (server, model), all at once."""
+def _read_live(servers: list[fleet.ServerSpec], names: list[str], live_labels: LiveLabels) -> Live:
+    """Live states and labels, a few REST calls per (server, model), all at once."""
     live: Live = {}
 
     def fetch(job: tuple[fleet.ServerSpec, str]) -> None:
@@ -126,6 +137,7 @@ def _read_live(servers: list[fleet.ServerSpec], names: list[str]) -> Live:
             return
         try:
             live[(spec.name, name)] = rest_model_status(spec.rest, name, timeout=1.0, tls=spec.tls)
+            live_labels[(spec.name, name)] = replicas.labels(spec, name, timeout=1.0)
         except LifecycleError as e:
             live[(spec.name, name)] = e
 
@@ -231,3 +243,23 @@ def _model_status(
         config=None if in_config is None else ServedConfig(list(in_config.versions), dict(in_config.labels)),
         drift=drift, warnings=model_warnings, last_event=last,
     )
+
+
+def _replica_labels(
+    m: ModelStatus, rec: registry.ModelRecord, servers: list[fleet.ServerSpec], live: Live, live_labels: LiveLabels,
+    recorded: desired.Desired,
+) -> None:
+    """Each replica's label drift and the recorded generation it serves (None: none recorded matches)."""
+    wanted = tfs_config.ModelServing.of(rec.stable, rec.canary)
+    for spec in servers:
+        states, labels = live.get((spec.name, m.name)), live_labels.get((spec.name, m.name))
+        if not isinstance(states, dict) or labels is None:
+            continue
+        for label in sorted(set(wanted.labels) | set(labels)):
+            if labels.get(label) != wanted.labels.get(label):
+                m.drift.append(
+                    f"server {spec.name}: label {label} points at {labels.get(label, 'nothing')}, "
+                    f"the registry says {wanted.labels.get(label, 'nothing')}"
+                )
+        available = tuple(sorted(v for v, s in states.items() if s.state == "AVAILABLE"))
+        m.generations[spec.name] = recorded.generation_of(m.name, tfs_config.ModelServing(available, labels))

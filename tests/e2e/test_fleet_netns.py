@@ -176,6 +176,8 @@ def test_promote_and_rollback_across_namespaces_under_load(fleet: Fleet) -> None
     report = fleet.status()
     assert report["models"][0]["drift"] == []
     assert set(report["servers"]) == {f"{a}:{GRPC_PORT}" for a in fleet.addresses.values()}
+    # Every replica serves the newest recorded generation (promote and rollback each recorded one).
+    assert set(report["models"][0]["generations"].values()) == {report["generation"]}
 
 
 def test_lost_replica_mid_promote_reverts_the_rest_and_reconcile_brings_it_back(fleet: Fleet) -> None:
@@ -206,8 +208,14 @@ def test_lost_replica_mid_promote_reverts_the_rest_and_reconcile_brings_it_back(
     # Back on the bridge, r2 still holds what it had loaded when it was lost.
     wait_until(lambda: any("serves version(s) [2]" in d for d in fleet.status()["models"][0]["drift"]), 30,
              "status to show r2's drift")
+    report = fleet.status()
+    generations = report["models"][0]["generations"]
+    assert generations[f"{lost}:{GRPC_PORT}"] is None  # versions [1, 2]: a state never recorded
+    assert [generations[f"{fleet.addresses[r]}:{GRPC_PORT}"] for r in ("r0", "r1")] == [report["generation"]] * 2
     code, out, err = fleet.mlc("reconcile", MODEL)
     assert code == 0, out + err
     assert f"{lost}:{GRPC_PORT} (dns {NAME}:{GRPC_PORT}): {MODEL}: unloaded version(s) [2]" in out, out
     assert out.count(": in sync") == 2, out
-    assert fleet.status()["models"][0]["drift"] == []
+    report = fleet.status()
+    assert report["models"][0]["drift"] == []
+    assert set(report["models"][0]["generations"].values()) == {report["generation"]}
