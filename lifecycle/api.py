@@ -53,7 +53,7 @@ __all__ = [
     "HistoryEvent", "HistoryReport", "ModelStatus", "RegisterResult", "ServeResult", "ServedConfig", "StatusReport",
     "StopResult",
     "TrainResult", "TrainedCheckpoint", "VersionStatus",
-    "diff", "gc", "history", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status",
+    "diff", "gc", "history", "k8s_render", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status",
     "stop", "sync", "train", "watch",
 ]
 
@@ -134,6 +134,24 @@ def reconcile(model: str | None = None, timeout: float = 120.0, paths: Paths | N
 
     paths = paths or Paths.from_env()
     return reconcile_fleet(paths, model, timeout=timeout)
+
+
+def k8s_render(
+    model: str, replicas: int, repository: str | None = None, image: str | None = None, engine: str = "tfserving",
+    mlc_image: str | None = None, namespace: str = "default", secret: str = "mlc-s3",
+) -> list[dict[str, Any]]:
+    """Kubernetes manifests for ``replicas`` pods of ``model`` (repository: $MLC_REPOSITORY by default)."""
+    import os
+
+    from lifecycle.serving import k8s
+
+    repository = repository or os.environ.get("MLC_REPOSITORY") or ""
+    if not repository:
+        raise UsageError("say where the pods read versions from: --repository s3://bucket/prefix (or set MLC_REPOSITORY)")
+    return k8s.render(
+        check_model_name(model), replicas, repository, image=image, engine=engine,
+        mlc_image=mlc_image or k8s.MLC_IMAGE, namespace=namespace, secret=secret,
+    )
 
 
 # --- serve and stop --------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from lifecycle.cli.render import (
 )
 from lifecycle.errors import LifecycleError
 from lifecycle.serving.fleet import ReloadMode
+from lifecycle.serving.k8s import ServerEngine
 from lifecycle.serving.processes import Engine
 
 app = typer.Typer(
@@ -217,6 +218,47 @@ def reconcile(
         names = ", ".join(r.server for r in result.failed)
         stderr.print(f"[red]Error:[/red] not reconciled: {escape(names)}", markup=True, highlight=False)
         raise typer.Exit(1)
+
+
+k8s_app = typer.Typer(
+    help="""Kubernetes manifests for a fleet of model-server replicas (printed, never applied).
+
+    Examples:
+
+        mlc k8s render deeplab --replicas 3 --repository s3://models/team-a | kubectl apply -f -
+    """,
+    no_args_is_help=True,
+)
+app.add_typer(k8s_app, name="k8s")
+
+
+@k8s_app.command("render")
+def k8s_render(
+    model: ModelArg,
+    replicas: Annotated[int, typer.Option("--replicas", min=1, help="Number of pods (replicas of the model server).")] = 3,
+    repository: Annotated[str | None, typer.Option("--repository", help="s3://bucket/prefix the pods sync versions from (default: $MLC_REPOSITORY).", show_default=False)] = None,
+    image: Annotated[str | None, typer.Option("--image", help="Model server image (default tensorflow/serving:2.18.0, or the mlc image with --engine embedded).", show_default=False)] = None,
+    engine: Annotated[ServerEngine, typer.Option("--engine", help="tfserving (tensorflow_model_server) or embedded (mlc-model-server).")] = ServerEngine.tfserving,
+    mlc_image: Annotated[str | None, typer.Option("--mlc-image", help="Image with mlc installed, for the sync containers (default mlc:latest).", show_default=False)] = None,
+    namespace: Annotated[str, typer.Option("--namespace", help="Kubernetes namespace of the objects.")] = "default",
+    secret: Annotated[str, typer.Option("--secret", help="Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) become the sync containers' environment.")] = "mlc-s3",
+) -> None:
+    """Print a Deployment, a headless and a ClusterIP Service for MODEL as one YAML stream.
+
+    Each pod runs the model server on an emptyDir that `mlc sync --to /models` fills (init
+    container) and keeps current (`--follow` sidecar); readiness is TF Serving's REST model
+    status. mlc finds the replicas through the headless Service `<model>-replicas`.
+
+    Examples:
+
+        mlc k8s render deeplab --replicas 3 --repository s3://models/team-a
+
+        mlc k8s render deeplab --replicas 2 --engine embedded --mlc-image registry.example/mlc:1.0
+    """
+    from lifecycle.serving.k8s import to_yaml
+
+    manifests = run(lambda: api.k8s_render(model, replicas, repository, image, engine.value, mlc_image, namespace, secret))
+    sys.stdout.write(to_yaml(manifests))
 
 
 @app.command()
