@@ -112,20 +112,30 @@ def _state_markup(state: str) -> str:
 
 
 def render_history(report: HistoryReport) -> None:
-    """Print a model's rollout history as a table."""
+    """Print a model's rollout history, one line per event (the note cut to fit, never wrapped)."""
     if not report.events:
         stdout.print(f"{report.model}: no promotions or rollbacks yet")
         return
-    table = Table(title=f"{report.model} rollout history (stable: {report.stable if report.stable is not None else '-'})")
-    for col in ("time", "user", "action", "from -> to", "result", "reason", "detail"):
-        table.add_column(col)
+    wide = stdout.width >= WIDE_STATUS
+    title = f"{report.model} rollout history (stable: {report.stable if report.stable is not None else '-'})"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  padding=(0, 1, 0, 0))
+    rows = []
     for e in report.events:
         result = e.result + (" (forced)" if e.forced else "")
+        rows.append((
+            e.time if wide else e.time[:16].replace("T", " "), e.user, e.action,
+            f"{_v(e.from_version)} -> {_v(e.to_version)}", result, " / ".join(p for p in (e.reason, e.detail) if p),
+        ))
+    columns = ("time", "user", "action", "from -> to", "result", "reason / detail")
+    widths = [max(len(col), *(len(r[i]) for r in rows)) for i, col in enumerate(columns)]
+    # Only the note gives way (cut with an ellipsis, never wrapped); the other columns keep their text.
+    widths[-1] = min(widths[-1], max(8, stdout.width - sum(widths[:-1]) - 2 * (len(columns) - 1)))  # gap + padding
+    for col, width in zip(columns, widths, strict=True):
+        table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=width, max_width=width)
+    for row, e in zip(rows, report.events, strict=True):
         colour = "green" if e.result in ("ok", "recovered") else "red"
-        table.add_row(
-            e.time, e.user, e.action, f"{_v(e.from_version)} -> {_v(e.to_version)}",
-            f"[{colour}]{escape(result)}[/{colour}]", escape(e.reason), escape(e.detail),
-        )
+        table.add_row(*(escape(c) for c in row[:4]), f"[{colour}]{escape(row[4])}[/{colour}]", escape(row[5]))
     stdout.print(table)
 
 

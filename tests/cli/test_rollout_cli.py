@@ -153,3 +153,24 @@ def test_status_of_a_server_without_rest_address_is_unknown_not_drift(served_hom
     assert data["servers"]["127.0.0.1:1"].startswith("unknown: no REST address")
     m = next(x for x in data["models"] if x["name"] == "m")
     assert m["versions"][0]["servers"] == {"127.0.0.1:1": "unknown"} and m["drift"] == []
+
+
+def test_history_piped_at_80_columns_is_one_line_per_event(
+        served_home: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from lifecycle.cli import render
+
+    with registry.transaction(served_home) as reg:
+        reg.model("m").history += history(("rollback", 1, 2, "ok"))
+        reg.model("m").history[-1].reason = "a long reason that would wrap onto several lines " * 3
+    monkeypatch.setattr(render, "stdout", Console(width=80, highlight=False, soft_wrap=True))
+    result = runner.invoke(app, ["history", "m"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in lines), result.stdout
+    rows = [line.split() for line in lines if line[:4].isdigit()]
+    assert [(row[3], row[4], row[5], row[6], row[7]) for row in rows] == [
+        ("promote", "-", "->", "1", "ok"), ("rollback", "1", "->", "2", "ok")
+    ]
+    assert rows[1][-1].endswith("…")  # the note is cut, never wrapped
