@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from lifecycle import api
 from lifecycle.errors import LifecycleError, ModelNotFound, UsageError, VersionNotFound
-from lifecycle.store.config import Paths
+from lifecycle.store.config import Paths, repository_url
 from lifecycle.ui import pages, pictures
 from lifecycle.ui.redact import redact, redact_data
 
@@ -92,7 +92,8 @@ class Handler(BaseHTTPRequestHandler):
 
     @property
     def home(self) -> str:
-        return str(self.server.paths.home)
+        """The header's "where": the home, and the repository when it lives elsewhere."""
+        return self.server.location
 
     def _send(self, status: int, body: bytes, content_type: str, cache: str = "no-store",
               extra: dict[str, str] | None = None) -> None:
@@ -207,6 +208,15 @@ def _sections(sections: dict[str, str]) -> dict[str, dict[str, str]]:
     return {name: {"html": html, "digest": pages.digest(html)} for name, html in sections.items()}
 
 
+def _location(paths: Paths) -> str:
+    """The home, and its repository when that is not ``model_repo/`` (an ``s3://`` prefix)."""
+    try:
+        url = repository_url(paths)
+    except LifecycleError as e:
+        return f"{paths.home} (repository: {e.message})"
+    return f"{paths.home} · repository {url}" if url else str(paths.home)
+
+
 class UiHTTPServer(ThreadingHTTPServer):
     """A ThreadingHTTPServer that knows its mlc home."""
 
@@ -216,6 +226,7 @@ class UiHTTPServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.paths = paths
+        self.location = _location(paths)
         self.loopback = address[0] in LOOPBACK_HOSTS or address[0].startswith("127.")
         super().__init__(address, Handler)
 
