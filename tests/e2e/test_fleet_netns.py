@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +42,20 @@ class Fleet:
     paths: Paths
     env: dict[str, str]
     addresses: dict[str, str]  # replica -> address
+    startup: Path  # the config a replica starts on: version 1, no labels
+    servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, r: str) -> None:
+        """Start replica ``r``'s mlc-model-server in its namespace (on the startup config)."""
+        self.servers[r] = self.lab.popen(
+            r,
+            [sys.executable, "-m", "lifecycle.server.main", f"--port={GRPC_PORT}", f"--rest_api_port={REST_PORT}",
+             f"--mlc_bind_address={self.addresses[r]}", f"--model_config_file={self.startup}", "--max_num_load_retries=0"],
+            env=self.env, stdout=(self.startup.parent / f"{r}.log").open("ab"), stderr=subprocess.STDOUT,
+        )
+
+    def wait_serving(self, r: str) -> None:
+        wait_until(lambda: _answers(self.lab, r, self.addresses[r], None), 120, f"replica {r} to serve version 1")
 
     def mlc(self, *args: str, timeout: float = 120, **env: str) -> tuple[int, str, str]:
         """Run mlc inside the client namespace (it resolves NAME through the test DNS server)."""
@@ -71,16 +86,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, subprocess_env: dict[str, st
         lab.add_host("c")
         lab.names[NAME] = sorted(addresses.values())
         lab.serve_dns()
-        for r, address in addresses.items():
-            lab.popen(
-                r,
-                [sys.executable, "-m", "lifecycle.server.main", f"--port={GRPC_PORT}", f"--rest_api_port={REST_PORT}",
-                 f"--mlc_bind_address={address}", f"--model_config_file={startup}", "--max_num_load_retries=0"],
-                env=env, stdout=(root / f"{r}.log").open("wb"), stderr=subprocess.STDOUT,
-            )
-        f = Fleet(lab, paths, env, addresses)
+        f = Fleet(lab, paths, env, addresses, startup)
         for r in REPLICAS:
-            wait_until(lambda r=r: _answers(lab, r, addresses[r], None), 120, f"replica {r} to serve version 1")
+            f.start(r)
+        for r in REPLICAS:
+            f.wait_serving(r)
         code, out, err = f.mlc("reconcile")
         assert code == 0, out + err
         assert out.count("label stable: - -> 1") == 3, out
@@ -216,6 +226,38 @@ def test_lost_replica_mid_promote_reverts_the_rest_and_reconcile_brings_it_back(
     assert code == 0, out + err
     assert f"{lost}:{GRPC_PORT} (dns {NAME}:{GRPC_PORT}): {MODEL}: unloaded version(s) [2]" in out, out
     assert out.count(": in sync") == 2, out
+    report = fleet.status()
+    assert report["models"][0]["drift"] == []
+    assert set(report["models"][0]["generations"].values()) == {report["generation"]}
+
+
+def test_a_replica_unreachable_before_the_start_is_named_and_nothing_changes(fleet: Fleet) -> None:
+    down = fleet.addresses["r1"]
+    before = registry.load(fleet.paths).dump()
+    config_before = fleet.paths.serving_config.read_text()
+    fleet.lab.link("r1", up=False)
+    try:
+        code, out, err = fleet.mlc("promote", MODEL, "2")
+    finally:
+        fleet.lab.link("r1", up=True)
+    assert code != 0, out
+    assert f"{down}:{GRPC_PORT}" in err and "nothing was changed" in err, err
+    assert registry.load(fleet.paths).dump() == before
+    assert fleet.paths.serving_config.read_text() == config_before
+    wait_until(lambda: fleet.status()["models"][0]["drift"] == [], 30, "r1 back on the bridge, in sync")
+
+
+def test_a_replica_that_restarts_converges_through_reconcile(fleet: Fleet) -> None:
+    again = fleet.addresses["r0"]
+    fleet.servers["r0"].kill()
+    fleet.servers["r0"].wait(timeout=30)
+    fleet.start("r0")  # back on the startup config: version 1 without labels
+    fleet.wait_serving("r0")
+    drift = fleet.status()["models"][0]["drift"]
+    assert drift == [f"server {again}:{GRPC_PORT}: label stable points at nothing, the registry says 1"], drift
+    code, out, err = fleet.mlc("reconcile")
+    assert code == 0, out + err
+    assert f"{again}:{GRPC_PORT} (dns {NAME}:{GRPC_PORT}): {MODEL}: label stable: - -> 1" in out, out
     report = fleet.status()
     assert report["models"][0]["drift"] == []
     assert set(report["models"][0]["generations"].values()) == {report["generation"]}
