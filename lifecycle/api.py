@@ -387,7 +387,14 @@ def register(path: str | Path, model: str | None = None, paths: Paths | None = N
     a malformed file or evaluation set) changes nothing on disk; a version that fails validation
     publishes nothing and is recorded as a failed attempt.
     """
-    from lifecycle.build import checkpoints, evalsets, networks, savedmodels, tasks, validate
+    from lifecycle.build import (
+        checkpoints,
+        evalsets,
+        networks,
+        savedmodels,
+        tasks,
+        validate,
+    )
     from lifecycle.errors import ConfigError, SignatureMismatch
     from lifecycle.store.config import validation_settings
 
@@ -425,7 +432,7 @@ def register(path: str | Path, model: str | None = None, paths: Paths | None = N
     if eval_set is None:
         eval_set = evalsets.load(settings.eval, settings.eval_root, task.class_names)
     if is_saved_model:
-        outcome = export.register_saved_model(paths, definition, settings, ref, eval_set)
+        outcome = savedmodels.register(paths, definition, settings, ref, eval_set)
     else:
         outcome = export.register_checkpoint(paths, definition, settings, ref, eval_set)
     return RegisterResult.of(paths, name, outcome.version, outcome.reused)

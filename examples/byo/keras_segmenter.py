@@ -14,7 +14,6 @@ import argparse
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from lifecycle.build.deeplab import SyntheticSet

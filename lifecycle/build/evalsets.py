@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from lifecycle.build.metrics import IGNORE
 from lifecycle.errors import EvalSetError
 from lifecycle.store.config import EvalSetSpec
 
-IGNORE = 255  # VOC's "void" label: borders and difficult pixels, left out of every score
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
@@ -165,24 +165,3 @@ def _folder(spec: EvalSetSpec, root: Path, class_names: list[str]) -> EvalSet:
     description = {"source": "folder", "root": spec.root, "split": spec.split if base != root else None,
                    "count": len(ids), "digest": _digest(root, files)}
     return EvalSet(ids, images, labels, description)
-
-
-# --- scores --------------------------------------------------------------------------------
-
-
-def segmentation_confusion(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """Confusion counts over the pixels whose label is not 255 (ignore)."""
-    keep = labels != IGNORE
-    idx = labels[keep].astype(np.int64) * num_classes + np.clip(predictions[keep].astype(np.int64), 0, num_classes - 1)
-    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def classification_metrics(labels: np.ndarray, scores: np.ndarray, class_names: list[str], k: int = 5) -> dict[str, Any]:
-    """Top-1 accuracy, top-k accuracy (k = 5, or the number of classes if fewer) and per-class accuracy."""
-    k = min(k, scores.shape[1])
-    ranked = np.argsort(-scores, axis=1, kind="stable")
-    top1 = ranked[:, 0] == labels
-    topk = (ranked[:, :k] == labels[:, None]).any(axis=1)
-    per_class = {class_names[c]: round(float(top1[labels == c].mean()), 6) for c in np.unique(labels)}
-    return {"accuracy": float(top1.mean()), f"top{k}_accuracy": float(topk.mean()), "top_k": k,
-            "per_class_accuracy": per_class}

@@ -51,7 +51,7 @@ from lifecycle.errors import (
 from lifecycle.failpoints import failpoint
 from lifecycle.store import registry
 from lifecycle.store.config import ModelDefinition, Paths, ValidationSettings
-from lifecycle.store.files import atomic_write_bytes, atomic_write_text, fsync_dir, fsync_tree
+from lifecycle.store.files import atomic_write_text, fsync_dir, fsync_tree
 
 STAGING_PREFIX = ".staging-"
 LOCK_SUFFIX = ".lock"
@@ -235,28 +235,6 @@ def load_network(definition: ModelDefinition, ref: CheckpointRef) -> LoadedNetwo
     return LoadedNetwork(net, p, step, signatures)
 
 
-def set_method_names(target: Path, methods: dict[str, str]) -> None:
-    """Give signatures TF Serving's Classify or Regress method names in a saved ``saved_model.pb``.
-
-    ``tf.saved_model.save`` writes every signature as a Predict; TF Serving (with
-    ``--enable_signature_method_name_check``) and clients that read the method expect a Classify
-    signature to say so. The fingerprint is rewritten to match the changed file.
-    """
-    from tensorflow.core.protobuf import saved_model_pb2
-    from tensorflow.python.saved_model import fingerprinting_utils
-
-    pb = target / "saved_model.pb"
-    sm = saved_model_pb2.SavedModel.FromString(pb.read_bytes())
-    for graph in sm.meta_graphs:
-        for key, method in methods.items():
-            if key in graph.signature_def:
-                graph.signature_def[key].method_name = method
-    atomic_write_bytes(pb, sm.SerializeToString())
-    if (target / "fingerprint.pb").exists():
-        (target / "fingerprint.pb").unlink()
-        fingerprinting_utils.write_fingerprint(str(target))
-
-
 def export_saved_model(net: Any, signatures: dict[str, Any], target: Path, methods: dict[str, str] | None = None) -> None:
     """``tf.saved_model.save`` the network with its signatures into the (existing, empty) folder ``target``.
 
@@ -274,6 +252,8 @@ def export_saved_model(net: Any, signatures: dict[str, Any], target: Path, metho
     try:
         tf.saved_model.save(root, str(target), signatures=signatures)
         if methods:
+            from lifecycle.build.savedmodels import set_method_names
+
             set_method_names(target, methods)
     except (tf.errors.OpError, ValueError, TypeError, OSError) as e:
         raise ExportError(f"exporting the SavedModel to {target} failed: {_first_line(e)}") from e
@@ -332,33 +312,6 @@ def register_checkpoint(
         timings = {"restore_s": round(restored - started, 3), "export_s": round(exported - restored, 3)}
         return validate_and_publish(paths, definition, settings, staging.dir, checkpoint, loaded.signatures,
                                     eval_set, {"network": loaded.report}, timings)
-
-
-def register_saved_model(
-    paths: Paths, definition: ModelDefinition, settings: ValidationSettings, ref: Any, eval_set: Any,
-) -> Registered:
-    """Copy the SavedModel folder ``ref`` (:class:`lifecycle.build.savedmodels.SavedModelRef`), validate
-    the copy and publish it as the next version. The user's folder is only read."""
-    import tensorflow as tf
-
-    from lifecycle.build import savedmodels
-
-    source = registry.CheckpointRecord(
-        digest=ref.digest, path=display_path(paths, ref.path), step=None, tf_version=tf.__version__, kind=ref.kind,
-    )
-    staging_dir = paths.store.staging_dir(definition.name)
-    clean_stale_staging(staging_dir)
-    with Staging(staging_dir) as staging:
-        started = time.perf_counter()
-        try:
-            savedmodels.copy_into(ref, staging.dir)
-        except OSError as e:
-            error = f"copying the SavedModel {ref.path} to {staging.dir} failed: {_first_line(e)}"
-            _record_failure(paths, definition.name, source, "export", error)
-            raise ExportError(error) from e
-        timings = {"copy_s": round(time.perf_counter() - started, 3)}
-        extra = {"source": {"kind": ref.kind, "path": source.path, "digest": ref.digest, "files": ref.files}}
-        return validate_and_publish(paths, definition, settings, staging.dir, source, None, eval_set, extra, timings)
 
 
 def validate_and_publish(

@@ -23,11 +23,20 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from lifecycle.errors import CheckpointError
+from lifecycle.store.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from lifecycle.build.export import Registered
+    from lifecycle.store.config import ModelDefinition, Paths, ValidationSettings
 
 PROTO_FILES = ("saved_model.pb", "saved_model.pbtxt")
 # Attributes Keras 3's ExportArchive gives the root object of model.export().
@@ -116,3 +125,96 @@ def copy_into(ref: SavedModelRef, staged: Path) -> None:
         for name in dirs + files:
             p = Path(folder) / name
             p.chmod(p.stat().st_mode | 0o200)
+
+
+def set_method_names(target: Path, methods: dict[str, str]) -> None:
+    """Give signatures TF Serving's Classify or Regress method names in a saved ``saved_model.pb``.
+
+    ``tf.saved_model.save`` writes every signature as a Predict; TF Serving (with
+    ``--enable_signature_method_name_check``) and clients that read the method expect a Classify
+    signature to say so. The fingerprint is rewritten to match the changed file.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.saved_model import fingerprinting_utils
+
+    pb = target / "saved_model.pb"
+    sm = saved_model_pb2.SavedModel.FromString(pb.read_bytes())
+    for graph in sm.meta_graphs:
+        for key, method in methods.items():
+            if key in graph.signature_def:
+                graph.signature_def[key].method_name = method
+    atomic_write_bytes(pb, sm.SerializeToString())
+    if (target / "fingerprint.pb").exists():
+        (target / "fingerprint.pb").unlink()
+        fingerprinting_utils.write_fingerprint(str(target))
+
+
+# Keras 3 models saved with tf.saved_model.save load in TF2 but not in TF Serving.
+_KERAS_HINT = (" (a Keras 3 model saved with tf.saved_model.save? Make the saved object track the backing "
+               "tf.Variables, each variable's .value, or export with model.export(); keras-team/keras#19274)")
+
+
+def check_under_serving_loader(staged: Path, model: str, key: str, decoded: Mapping[str, np.ndarray], output: str,
+                               expected: np.ndarray, digest: Callable[[np.ndarray], str]) -> None:
+    """The export must give the same answer when loaded as tensorflow_model_server loads it.
+
+    That is a TF1 session on the SavedModel's graph (:class:`lifecycle.server.loader.Servable`, the
+    loader of the embedded server and of promote's sandbox), not ``tf.saved_model.load``: an
+    export can work in one and fail in the other.
+    """
+    from lifecycle.errors import LifecycleError, ValidationFailed
+    from lifecycle.server.loader import Servable
+
+    try:
+        servable = Servable(model, 0, staged, ["serve"])
+        try:
+            got = np.asarray(servable.run(key, decoded, output_filter=[output])[output])
+        finally:
+            servable.close()
+    except LifecycleError as e:
+        line = str(e).strip().splitlines()[0].split(". This could mean")[0][:240]
+        hint = _KERAS_HINT if "Could not find variable" in line else ""
+        raise ValidationFailed(f"the export does not answer under TF Serving's loader: {line}{hint}",
+                               check="round_trip") from e
+    if digest(got) != digest(expected):
+        raise ValidationFailed(f"the export answers the test request differently under TF Serving's loader "
+                               f"({got.dtype} {list(got.shape)})", check="round_trip")
+
+
+# --- the register flow of a SavedModel folder ---------------------------------------------
+
+
+def register(
+    paths: Paths, definition: ModelDefinition, settings: ValidationSettings, ref: SavedModelRef, eval_set: Any,
+) -> Registered:
+    """Copy the SavedModel folder ``ref``, validate the copy and publish it as the next version.
+
+    The user's folder is only read."""
+    import tensorflow as tf
+
+    from lifecycle.build.export import (
+        Staging,
+        _record_failure,
+        clean_stale_staging,
+        display_path,
+        validate_and_publish,
+    )
+    from lifecycle.errors import ExportError
+    from lifecycle.store import registry
+
+    source = registry.CheckpointRecord(
+        digest=ref.digest, path=display_path(paths, ref.path), step=None, tf_version=tf.__version__, kind=ref.kind,
+    )
+    staging_dir = paths.store.staging_dir(definition.name)
+    clean_stale_staging(staging_dir)
+    with Staging(staging_dir) as staging:
+        started = time.perf_counter()
+        try:
+            copy_into(ref, staging.dir)
+        except OSError as e:
+            error = f"copying the SavedModel {ref.path} to {staging.dir} failed: {str(e).splitlines()[0][:300]}"
+            _record_failure(paths, definition.name, source, "export", error)
+            raise ExportError(error) from e
+        timings = {"copy_s": round(time.perf_counter() - started, 3)}
+        extra = {"source": {"kind": ref.kind, "path": source.path, "digest": ref.digest, "files": ref.files}}
+        return validate_and_publish(paths, definition, settings, staging.dir, source, None, eval_set, extra, timings)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle.build import evalsets
+from lifecycle.build import evalsets, metrics
 from lifecycle.errors import ConfigError, ValidationFailed
 from lifecycle.store.config import CLASSIFICATION, ModelDefinition, SignatureContract
 
@@ -80,15 +80,11 @@ class Segmentation:
 
     def golden_extra(self, out: np.ndarray) -> dict[str, Any]:
         """The class histogram of the test mask."""
-        from lifecycle.build.validate import class_histogram
-
-        return {"histogram": class_histogram(out, self.class_names)}
+        return {"histogram": metrics.class_histogram(out, self.class_names)}
 
     def evaluate(self, fn: Callable[..., Any], data: evalsets.EvalSet) -> dict[str, Any]:
         """mIoU, per-class IoU and pixel accuracy over the evaluation set."""
         import tensorflow as tf
-
-        from lifecycle.build.validate import segmentation_metrics
 
         confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
         for idx, batch in data.batches(self.batch):
@@ -96,11 +92,12 @@ class Segmentation:
             pred = fn(images=tf.constant(batch), height=tf.constant([h], tf.int32),
                       width=tf.constant([w], tf.int32))[self.output].numpy()
             for j, i in enumerate(idx):
-                confusion += evalsets.segmentation_confusion(np.asarray(data.labels[i]), pred[j], self.num_classes)
-        return segmentation_metrics(confusion, self.class_names)
+                confusion += metrics.segmentation_confusion(np.asarray(data.labels[i]), pred[j], self.num_classes)
+        return metrics.segmentation_metrics(confusion, self.class_names)
 
-    def summary(self, metrics: Mapping[str, Any], count: int) -> str:
-        return f"mIoU {metrics['miou']:.4f} on {count} evaluation images"
+    def summary(self, scores: Mapping[str, Any], count: int) -> str:
+        """The metrics check's one line."""
+        return f"mIoU {scores['miou']:.4f} on {count} evaluation images"
 
 
 class Classification:
@@ -214,11 +211,12 @@ class Classification:
         scores = np.zeros((len(data), len(self.class_names)), np.float32)
         for idx, batch in data.batches(self.batch):
             scores[idx] = fn(images=tf.constant(batch))["scores"].numpy()
-        return evalsets.classification_metrics(np.asarray(data.labels), scores, self.class_names)
+        return metrics.classification_metrics(np.asarray(data.labels), scores, self.class_names)
 
-    def summary(self, metrics: Mapping[str, Any], count: int) -> str:
-        k = metrics["top_k"]
-        return f"accuracy {metrics['accuracy']:.4f} (top-{k} {metrics[f'top{k}_accuracy']:.4f}) on {count} evaluation images"
+    def summary(self, scores: Mapping[str, Any], count: int) -> str:
+        """The metrics check's one line."""
+        k = scores["top_k"]
+        return f"accuracy {scores['accuracy']:.4f} (top-{k} {scores[f'top{k}_accuracy']:.4f}) on {count} evaluation images"
 
 
 def class_names(definition: ModelDefinition) -> list[str]:

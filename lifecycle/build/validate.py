@@ -252,34 +252,6 @@ def check_parity(exported: np.ndarray, reference: np.ndarray) -> None:
         )
 
 
-def class_histogram(mask: np.ndarray, names: list[str]) -> dict[str, int]:
-    """Pixel count per class name, for the classes present, in class-id order."""
-    counts = np.bincount(mask.ravel(), minlength=len(names))
-    return {names[i]: int(c) for i, c in enumerate(counts) if c}
-
-
-# --- metrics -------------------------------------------------------------------------------
-
-
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """num_classes x num_classes counts: rows are ground truth, columns predictions."""
-    idx = labels.astype(np.int64).ravel() * num_classes + predictions.astype(np.int64).ravel()
-    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def segmentation_metrics(confusion: np.ndarray, names: list[str]) -> dict[str, Any]:
-    """mIoU over the classes that occur (in truth or prediction), per-class IoU, pixel accuracy."""
-    tp = np.diag(confusion).astype(np.float64)
-    union = confusion.sum(0) + confusion.sum(1) - tp
-    present = union > 0
-    iou = np.where(present, tp / np.maximum(union, 1), 0.0)
-    return {
-        "miou": float(iou[present].mean()) if present.any() else 0.0,
-        "per_class_iou": {names[i]: round(float(iou[i]), 6) for i in np.flatnonzero(present)},
-        "pixel_accuracy": float(tp.sum() / max(confusion.sum(), 1)),
-    }
-
-
 # --- (e) warmup ----------------------------------------------------------------------------
 
 
@@ -321,38 +293,6 @@ def read_warmup_requests(version_dir: Path) -> list[PredictRequest]:
     return requests
 
 
-# Keras 3 models saved with tf.saved_model.save load in TF2 but not in TF Serving.
-_KERAS_HINT = (" (a Keras 3 model saved with tf.saved_model.save? Make the saved object track the backing "
-               "tf.Variables, each variable's .value, or export with model.export(); keras-team/keras#19274)")
-
-
-def check_under_serving_loader(staged: Path, model: str, key: str, decoded: Mapping[str, np.ndarray], output: str,
-                               expected: np.ndarray) -> None:
-    """The export must give the same answer when loaded as tensorflow_model_server loads it.
-
-    That is a TF1 session on the SavedModel's graph (:class:`lifecycle.server.loader.Servable`, the
-    loader of the embedded server and of promote's sandbox), not ``tf.saved_model.load``: an
-    export can work in one and fail in the other.
-    """
-    from lifecycle.errors import LifecycleError
-    from lifecycle.server.loader import Servable
-
-    try:
-        servable = Servable(model, 0, staged, ["serve"])
-        try:
-            got = np.asarray(servable.run(key, decoded, output_filter=[output])[output])
-        finally:
-            servable.close()
-    except LifecycleError as e:
-        line = str(e).strip().splitlines()[0].split(". This could mean")[0][:240]
-        hint = _KERAS_HINT if "Could not find variable" in line else ""
-        raise ValidationFailed(f"the export does not answer under TF Serving's loader: {line}{hint}",
-                               check="round_trip") from e
-    if output_digest(got) != output_digest(expected):
-        raise ValidationFailed(f"the export answers the test request differently under TF Serving's loader "
-                               f"({got.dtype} {list(got.shape)})", check="round_trip")
-
-
 # --- the whole validation of a staged export -----------------------------------------------
 
 
@@ -382,6 +322,8 @@ def validate_export(
     ``signature``, ``golden``, ``metrics``, ``checks``, ``timings``.
     """
     import tensorflow as tf
+
+    from lifecycle.build.savedmodels import check_under_serving_loader
 
     checks: dict[str, str] = {}
     timings: dict[str, float] = {}
@@ -414,7 +356,7 @@ def validate_export(
     task.check_output(out, image)
     shape = ",".join(str(d) for d in out.shape)
     checks["round_trip"] = f"[{shape}] {out.dtype} {output} from TensorProtos through the export loaded from disk"
-    check_under_serving_loader(staged, model, contract.key, decoded, output, out)
+    check_under_serving_loader(staged, model, contract.key, decoded, output, out, output_digest)
     checks["round_trip"] += "; the same answer under TF Serving's loader"
     extra = task.extra_round_trip(loaded, image_path, out)
     if extra:

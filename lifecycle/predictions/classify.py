@@ -193,7 +193,7 @@ class ClassDiff:
 def compare_classifiers(definition: Any, settings: Any, model: str, a: tuple[int, Path], b: tuple[int, Path],
                         photo_paths: list[Path], photos: list[np.ndarray]) -> ClassDiff:
     """Classifier A against B: top classes on each photo, agreement and accuracy on the evaluation set."""
-    from lifecycle.build import evalsets
+    from lifecycle.build import evalsets, metrics
 
     classes = list(definition.classes)
     data = evalsets.load(settings.eval, settings.eval_root, classes)
@@ -212,9 +212,9 @@ def compare_classifiers(definition: Any, settings: Any, model: str, a: tuple[int
         per_image.append({"image": str(path), "a": ta, "b": tb, "agree": ta[0][0] == tb[0][0]})
     differ = np.flatnonzero(eval_a.argmax(1) != eval_b.argmax(1))
     labels = np.asarray(data.labels)
-    ma = evalsets.classification_metrics(labels, eval_a, classes)
-    mb = evalsets.classification_metrics(labels, eval_b, classes)
+    ma = metrics.classification_metrics(labels, eval_a, classes)
+    mb = metrics.classification_metrics(labels, eval_b, classes)
     k = ma["top_k"]
-    return ClassDiff(per_image, len(data), float(1 - len(differ) / max(len(data), 1)), int(len(differ)),
+    return ClassDiff(per_image, len(data), float(1 - len(differ) / max(len(data), 1)), len(differ),
                      [data.ids[i] for i in differ[:20]], ma["accuracy"], mb["accuracy"],
                      ma[f"top{k}_accuracy"], mb[f"top{k}_accuracy"])

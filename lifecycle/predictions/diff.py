@@ -27,7 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle.build.validate import confusion_matrix, segmentation_metrics
+from lifecycle.build.metrics import (
+    confusion_matrix,
+    segmentation_confusion,
+    segmentation_metrics,
+)
 from lifecycle.errors import UsageError
 from lifecycle.predictions.classify import ClassDiff, compare_classifiers
 from lifecycle.store import registry
@@ -111,8 +115,6 @@ def agreement(masks_a: np.ndarray, masks_b: np.ndarray, num_classes: int, class_
 
 def miou_against_truth(labels: np.ndarray, masks: np.ndarray, num_classes: int, class_names: list[str]) -> float:
     """mIoU of class maps against ground-truth labels (the evaluation metric; 255 = ignore)."""
-    from lifecycle.build.evalsets import segmentation_confusion
-
     return float(segmentation_metrics(segmentation_confusion(labels, masks, num_classes), class_names)["miou"])
 
 

@@ -63,8 +63,8 @@ def test_keras_builder_by_import_path_registers(make_home, tmp_path: Path) -> No
 
 BAD = {
     "builder that does not import": (
-        {"builder": "nosuch_pkg.nets:build"}, None, "network.builder: 'nosuch_pkg.nets:build' does not import: "
-        "ModuleNotFoundError: No module named 'nosuch_pkg'"),
+        {"builder": "nosuch_pkg.nets:build"}, None, ("network.builder: 'nosuch_pkg.nets:build' does not import: "
+                                                     "ModuleNotFoundError: No module named 'nosuch_pkg'")),
     "builder attribute missing": (
         {"builder": "tests.support.usernets:nope"}, None, "module 'tests.support.usernets' has no 'nope'"),
     "builder returning the wrong type": (
@@ -74,8 +74,8 @@ BAD = {
         {"builder": "tests.support.usernets:build_keras_segmenter", "colour": "red"},
         "tests.support.usernets:serve_segmenter", "failed: TypeError"),
     "serving that does not import": (
-        {"builder": "deeplab_v3", "backbone": "small"}, "tests.support.usernets:nope", "serving: "
-        "'tests.support.usernets:nope' does not import"),
+        {"builder": "deeplab_v3", "backbone": "small"}, "tests.support.usernets:nope",
+        "serving: 'tests.support.usernets:nope' does not import"),
     "serving returning the wrong type": (
         {"builder": "deeplab_v3", "backbone": "small"}, "tests.support.usernets:bad_serve_returns_string",
         "gave a str for signature 'predict_images'"),

@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from lifecycle import api
-from lifecycle.build import export, validate
+from lifecycle.build import export, metrics, validate
 from lifecycle.cli import app
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
@@ -83,7 +83,7 @@ def test_warmup_request_replays_to_the_golden_digest(registered_home: Paths) -> 
     inputs = {k: tf.constant(tf.make_ndarray(p)) for k, p in request.inputs.items()}
     mask = fn(**inputs)["segmentation_map"].numpy()
     assert validate.output_digest(mask) == v.report["golden"]["digest"]
-    assert validate.class_histogram(mask, ["background"] + [f"c{i}" for i in range(1, 21)]).get("background") == \
+    assert metrics.class_histogram(mask, ["background"] + [f"c{i}" for i in range(1, 21)]).get("background") == \
         registry.full_report(registered_home, "deeplab", v)["golden"]["histogram"].get("background")
 
 

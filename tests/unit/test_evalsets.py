@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from lifecycle.build import evalsets
+from lifecycle.build import evalsets, metrics
 from lifecycle.errors import ConfigError, EvalSetError
 from lifecycle.store.config import EvalSetSpec, parse_definition, validation_settings
 from tests.support.homes import CONFIGS, REPO_ROOT
@@ -65,9 +65,9 @@ def test_mask_with_unknown_class_ids_is_named(tmp_path: Path) -> None:
 def test_scores() -> None:
     labels = np.array([[0, 1, 255], [1, 1, 0]])
     pred = np.array([[0, 1, 1], [1, 0, 0]])
-    assert evalsets.segmentation_confusion(labels, pred, 2).tolist() == [[2, 0], [1, 2]]
+    assert metrics.segmentation_confusion(labels, pred, 2).tolist() == [[2, 0], [1, 2]]
     scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5], [0.1, 0.6, 0.3], [0.5, 0.4, 0.1]])
-    m = evalsets.classification_metrics(np.array([0, 1, 1, 2]), scores, ["a", "b", "c"])
+    m = metrics.classification_metrics(np.array([0, 1, 1, 2]), scores, ["a", "b", "c"])
     assert m["accuracy"] == 0.5 and m["top_k"] == 3 and m["top3_accuracy"] == 1.0
     assert m["per_class_accuracy"] == {"a": 1.0, "b": 0.5, "c": 0.0}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lifecycle.build import validate
+from lifecycle.build import metrics, validate
 from lifecycle.errors import ImageError, SignatureMismatch, ValidationFailed
 from lifecycle.store.config import Paths, SignatureContract, TensorSpec, load_definition
 from tests.support.homes import CONFIGS, REPO_ROOT
@@ -106,11 +106,11 @@ def test_metrics_from_confusion() -> None:
     names = ["background", "aeroplane", "bicycle"]
     truth = np.array([[0, 0, 1, 1]])
     pred = np.array([[0, 1, 1, 1]])
-    m = validate.segmentation_metrics(validate.confusion_matrix(truth, pred, 3), names)
+    m = metrics.segmentation_metrics(metrics.confusion_matrix(truth, pred, 3), names)
     assert m["per_class_iou"] == {"background": 0.5, "aeroplane": pytest.approx(2 / 3, abs=1e-6)}
     assert m["miou"] == pytest.approx((0.5 + 2 / 3) / 2)
     assert m["pixel_accuracy"] == 0.75
-    assert validate.class_histogram(pred, names) == {"background": 1, "aeroplane": 3}
+    assert metrics.class_histogram(pred, names) == {"background": 1, "aeroplane": 3}
 
 
 def test_mask_and_parity_checks() -> None:
@@ -147,10 +147,10 @@ from hypothesis.extra.numpy import arrays  # noqa: E402
 @given(arrays(np.int32, (3, 5), elements=st.integers(0, 4)), arrays(np.int32, (3, 5), elements=st.integers(0, 4)))
 def test_metrics_properties(truth: np.ndarray, pred: np.ndarray) -> None:
     names = [f"c{i}" for i in range(5)]
-    m = validate.segmentation_metrics(validate.confusion_matrix(truth, pred, 5), names)
+    m = metrics.segmentation_metrics(metrics.confusion_matrix(truth, pred, 5), names)
     assert 0.0 <= m["miou"] <= 1.0 and 0.0 <= m["pixel_accuracy"] <= 1.0
     assert set(m["per_class_iou"]) == {names[c] for c in set(truth.ravel()) | set(pred.ravel())}
-    perfect = validate.segmentation_metrics(validate.confusion_matrix(truth, truth, 5), names)
+    perfect = metrics.segmentation_metrics(metrics.confusion_matrix(truth, truth, 5), names)
     assert perfect["miou"] == 1.0 and perfect["pixel_accuracy"] == 1.0
     assert (m["miou"] == 1.0) == bool(np.array_equal(truth, pred))
 

@@ -16,6 +16,7 @@ single shapes of the synthetic scenes (one class per image), writing ordinary ch
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,7 @@ class ShapesClassifier(tf.Module):
         widths = (3, width, 2 * width, 2 * width)
         self.kernels = [
             tf.Variable(rng.normal(0, math.sqrt(2.0 / (9 * cin)), (3, 3, cin, cout)).astype(np.float32), name="kernel")
-            for cin, cout in zip(widths[:-1], widths[1:])
+            for cin, cout in itertools.pairwise(widths)
         ]
         self.biases = [tf.Variable(np.zeros(cout, np.float32), name="bias") for cout in widths[1:]]
         self.dense = tf.Variable(rng.normal(0, math.sqrt(1.0 / widths[-1]), (widths[-1], len(classes))).astype(np.float32))
