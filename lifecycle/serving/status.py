@@ -32,6 +32,7 @@ class VersionStatus:
     labels: list[str] = field(default_factory=list)
     in_config: bool = False
     servers: dict[str, str] = field(default_factory=dict)
+    accuracy: float | None = None  # a classifier's eval accuracy (it has no mIoU)
 
 
 @dataclass
@@ -202,6 +203,7 @@ def _model_status(
                 validated=v.validated,
                 golden_digest=(v.report.get("golden") or {}).get("digest"),
                 miou=(v.report.get("metrics") or {}).get("miou"),
+                accuracy=(v.report.get("metrics") or {}).get("accuracy"),
                 labels=labels,
                 in_config=bool(in_config and v.version in in_config.versions),
                 servers=per_server,

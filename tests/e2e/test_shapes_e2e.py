@@ -89,6 +89,9 @@ def test_accuracy_gate_refuses_a_worse_classifier(served_shapes: tuple[Paths, ob
     assert acc[1] < acc[2] - 0.05, acc  # the step-3 checkpoint is clearly worse
     with pytest.raises(FailedPrecondition, match=r"quality gate: version 1 has accuracy .* below stable 2's"):
         api.promote("shapes", 1, paths=paths)
+    report = api.status("shapes", paths=paths)
+    assert [v.accuracy for v in report.models[0].versions] == [acc[1], acc[2]]
+    assert all(v.miou is None for v in report.models[0].versions)
 
 
 def test_predict_gives_the_top_classes_over_grpc_and_rest(served_shapes: tuple[Paths, object], tmp_path: Path) -> None:
