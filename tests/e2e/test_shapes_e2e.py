@@ -65,7 +65,7 @@ def test_classifier_is_promoted_and_answers_classify(served_shapes: tuple[Paths,
     assert version == 2 and [c for c, _ in classes] == CLASSES
     scores = np.array([s for _, s in classes])
     assert abs(scores.sum() - 1) < 1e-4
-    golden = rec.version(2).report["golden"]["class"]
+    golden = registry.full_report(paths, "shapes", rec.version(2))["golden"]["class"]
     assert CLASSES[int(scores.argmax())] == golden
 
     import base64
@@ -101,7 +101,7 @@ def test_predict_gives_the_top_classes_over_grpc_and_rest(served_shapes: tuple[P
 
     paths, server = served_shapes
     photo = paths.configs / "shapes_test.png"
-    golden = registry.load(paths).model("shapes").version(1).report["golden"]["class"]
+    golden = registry.full_report(paths, "shapes", registry.load(paths).model("shapes").version(1))["golden"]["class"]
     for extra in ([], ["--rest"], ["--async"]):
         r = api.predict("shapes", [photo], label="stable", paths=paths, out=tmp_path / "out", rest="--rest" in extra,
                         use_async="--async" in extra)
