@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from lifecycle.errors import InvalidArgument
+from lifecycle.server import remote
 
 log = logging.getLogger("mlc-model-server")
 
@@ -53,8 +54,11 @@ def _platform(config: object) -> str:
 
 
 def aspired_versions(config: object) -> dict[int, Path]:
-    """The versions the model's policy wants among the integer folders of its base path."""
-    base = Path(config.base_path)
+    """The versions the model's policy wants among the integer folders of its base path.
+
+    An ``s3://`` base path is read through a verified local cache (:mod:`lifecycle.server.remote`).
+    """
+    base = remote.local_base(config)
     try:
         entries = list(base.iterdir())
     except OSError:
