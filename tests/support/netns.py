@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lifecycle.serving.fleet import pid_alive
+
 T = TypeVar("T")
 
 PREFIX = "mlct"
@@ -56,16 +58,6 @@ def unavailable() -> str | None:
     return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _kill_namespace_processes(ns: str) -> None:
     for pid in _ip("netns", "pids", ns, check=False).stdout.split():
         try:
@@ -81,19 +73,19 @@ def clean_stale() -> list[str]:
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         m = pattern.match(name)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             _kill_namespace_processes(name)
             _ip("netns", "del", name, check=False)
             removed.append(name)
     for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
         m = re.match(rf"^\d+: ({PREFIX}(\d+)[a-z0-9]*)[@:]", line)
-        if m and not _pid_alive(int(m.group(2))):
+        if m and not pid_alive(int(m.group(2))):
             _ip("link", "del", m.group(1), check=False)
             removed.append(m.group(1))
     if NETNS_ETC.is_dir():
         for folder in NETNS_ETC.iterdir():
             m = pattern.match(folder.name)
-            if m and not _pid_alive(int(m.group(1))):
+            if m and not pid_alive(int(m.group(1))):
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(str(folder))
     return removed
