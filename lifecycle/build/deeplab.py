@@ -1,6 +1,9 @@
 """DeepLab-v3 (Chen et al. 2017, "Rethinking Atrous Convolution"), Pascal VOC classes, and the
 procedural segmentation data set the demo trainer and the evaluation use.
 
+(Over 400 lines: the network, its VOC classes and palette, its data set and its trainer are one
+reference model; splitting them would scatter what a reader of the demo wants in one place.)
+
 The network is a plain :class:`tf.Module` (no Keras) so that its checkpoint keys are exactly its
 attribute paths (``model/backbone/stages/0/conv/kernel``), which lets :mod:`lifecycle.build.export`
 compare a checkpoint's variables with the network's one by one.

@@ -1,5 +1,7 @@
 """Watch training run folders and register each new checkpoint once it is complete and settled.
 
+(Over 400 lines: the settle rules, the event loop and the watcher's bookkeeping read best together.)
+
 A checkpoint in a watched run folder counts once:
 
 1. the folder's ``checkpoint`` state file names it (``model_checkpoint_path`` or
