@@ -25,7 +25,6 @@ from rich.markup import escape
 from lifecycle import api
 from lifecycle.cli.render import (
     WatchDisplay,
-    print_json,
     render_diff,
     render_history,
     render_predict,
@@ -36,6 +35,7 @@ from lifecycle.cli.render import (
     render_status,
     render_stop,
     render_train,
+    show,
     stderr,
     stdout,
 )
@@ -100,10 +100,7 @@ def status(
         mlc status deeplab --json
     """
     report = run(lambda: api.status(model))
-    if as_json:
-        print_json(report.to_dict())
-        return
-    render_status(report)
+    show(report, as_json, render_status)
 
 
 @app.command()
@@ -117,10 +114,7 @@ def history(model: ModelArg, as_json: JsonOption = False) -> None:
         mlc history deeplab --json
     """
     report = run(lambda: api.history(model))
-    if as_json:
-        print_json(report.to_dict())
-        return
-    render_history(report)
+    show(report, as_json, render_history)
 
 
 TimeoutOption = Annotated[
@@ -210,10 +204,7 @@ def reconcile(
         mlc reconcile deeplab --json
     """
     result = run(lambda: api.reconcile(model, timeout=timeout))
-    if as_json:
-        print_json(result.to_dict())
-    else:
-        render_reconcile(result)
+    show(result, as_json, render_reconcile)
     if result.failed:
         names = ", ".join(r.server for r in result.failed)
         stderr.print(f"[red]Error:[/red] not reconciled: {escape(names)}", markup=True, highlight=False)
@@ -353,10 +344,7 @@ def register(
         mlc register ckpt/16645/ckpt-200 --model deeplab --json
     """
     result = run(lambda: api.register(path, model))
-    if as_json:
-        print_json(result.to_dict())
-        return
-    render_register(result)
+    show(result, as_json, render_register)
 
 
 @app.command()
@@ -387,10 +375,7 @@ def train(
             stdout.print(f"step {c.step}: loss {c.loss:.4f} -> {c.prefix}")
 
     result = run(lambda: api.train(run_dir, steps, save_every, backbone, model, on_checkpoint=progress))
-    if as_json:
-        print_json(result.to_dict())
-    else:
-        render_train(result)
+    show(result, as_json, render_train)
 
 
 @app.command()
@@ -520,10 +505,7 @@ def predict(
             use_async=use_async, timeout=timeout, out=out,
         )
     )
-    if as_json:
-        print_json(result.to_dict())
-        return
-    render_predict(result)
+    show(result, as_json, render_predict)
 
 
 @app.command()
@@ -557,10 +539,7 @@ def diff(
         mlc diff deeplab 2 3 --json
     """
     result = run(lambda: api.diff(model, a, b, images=list(image or []), out=out))
-    if as_json:
-        print_json(result.to_dict())
-        return
-    render_diff(result)
+    show(result, as_json, render_diff)
 
 
 @app.command()

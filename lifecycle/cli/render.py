@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from rich import box
 from rich.console import Console
@@ -36,8 +37,18 @@ if TYPE_CHECKING:
     from lifecycle.serving.retention import GcResult, PinResult
     from lifecycle.serving.sync import SyncResult
 
+R = TypeVar("R")
+
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def show(result: R, as_json: bool, render: Callable[[R], None]) -> None:
+    """Print an api result: its ``to_dict()`` as JSON with ``--json``, else ``render`` for people."""
+    if as_json:
+        print_json(result.to_dict())  # type: ignore[attr-defined]
+    else:
+        render(result)
 
 
 # Below this many columns (a pipe gets 80) status leaves out the created time and the golden

@@ -15,7 +15,7 @@ import typer
 
 from lifecycle import api
 from lifecycle.cli.commands import JsonOption, ModelArg, app, run
-from lifecycle.cli.render import print_json, render_gc, render_pin, render_sync
+from lifecycle.cli.render import print_json, render_gc, render_pin, render_sync, show
 
 VersionArg = Annotated[int, typer.Argument(help="The version.", show_default=False, min=1)]
 
@@ -82,10 +82,7 @@ def gc(
         mlc gc deeplab --keep 5
     """
     result = run(lambda: api.gc(model, keep, dry_run, grace))
-    if as_json:
-        print_json(result.to_dict())
-        return
-    render_gc(result)
+    show(result, as_json, render_gc)
 
 
 @app.command()
@@ -97,10 +94,7 @@ def pin(model: ModelArg, version: VersionArg, as_json: JsonOption = False) -> No
         mlc pin deeplab 4
     """
     result = run(lambda: api.pin(model, version))
-    if as_json:
-        print_json(result.to_dict())
-        return
-    render_pin(result)
+    show(result, as_json, render_pin)
 
 
 @app.command()
@@ -112,7 +106,4 @@ def unpin(model: ModelArg, version: VersionArg, as_json: JsonOption = False) -> 
         mlc unpin deeplab 4
     """
     result = run(lambda: api.pin(model, version, unpin=True))
-    if as_json:
-        print_json(result.to_dict())
-        return
-    render_pin(result)
+    show(result, as_json, render_pin)
