@@ -6,9 +6,10 @@ TensorFlow or grpc: ``mlc status`` is a fast command.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from lifecycle.errors import LifecycleError, ModelNotFound
 from lifecycle.serving import desired, fleet, replicas, tfs_config
@@ -16,6 +17,8 @@ from lifecycle.serving.client import VersionState, rest_model_status, tcp_ready
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths, check_model_name
 from lifecycle.store.registry import HistoryEvent
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -80,6 +83,15 @@ Live = dict[tuple[str, str], dict[int, VersionState] | LifecycleError]
 LiveLabels = dict[tuple[str, str], dict[str, int]]
 
 
+def _or_warn(read: Callable[[], T], fallback: T, warnings: list[str]) -> T:
+    """``read()``, or ``fallback`` with the error's message added to ``warnings``."""
+    try:
+        return read()
+    except LifecycleError as e:
+        warnings.append(e.message)
+        return fallback
+
+
 def report(paths: Paths, model: str | None = None) -> StatusReport:
     """The registry, configs/models.config and every server's live state, with drift flagged.
 
@@ -93,23 +105,11 @@ def report(paths: Paths, model: str | None = None) -> StatusReport:
         reg.model(model)  # ModelNotFound for an unknown model
     names = [model] if model else sorted(reg.models)
     warnings: list[str] = []
-    try:
-        config = tfs_config.read(paths)
-    except LifecycleError as e:
-        config, warnings = None, [*warnings, e.message]
-    try:
-        servers = fleet.load(paths)
-    except LifecycleError as e:
-        servers, warnings = fleet.Fleet([], "none"), [*warnings, e.message]
-    try:
-        pending = journal.load(paths)
-    except LifecycleError as e:
-        pending, warnings = None, [*warnings, e.message]
-
-    try:
-        recorded = desired.load(paths)
-    except LifecycleError as e:
-        recorded, warnings = desired.Desired(), [*warnings, e.message]
+    # A broken config, servers file, journal or desired state is a warning: status still reports.
+    config = _or_warn(lambda: tfs_config.read(paths), None, warnings)
+    servers = _or_warn(lambda: fleet.load(paths), fleet.Fleet([], "none"), warnings)
+    pending = _or_warn(lambda: journal.load(paths), None, warnings)
+    recorded = _or_warn(lambda: desired.load(paths), desired.Desired(), warnings)
     live_labels: LiveLabels = {}
     live = _read_live(servers.servers, names, live_labels)
     models = [_model_status(reg.models[name], config, servers.servers, live) for name in names]
