@@ -90,8 +90,20 @@ def css(driver: Any, selector: str) -> list[Any]:
 
 
 def stable_point(driver: Any) -> str | None:
-    points = css(driver, "svg.chart circle.point.stable")
-    return points[0].get_attribute("data-version") if points else None
+    """The stable point's version, read in one script: the chart may be swapped between two reads."""
+    return driver.execute_script(
+        "const p = document.querySelector('svg.chart circle.point.stable');"
+        "return p ? p.getAttribute('data-version') : null;"
+    )
+
+
+def first_entry(driver: Any) -> tuple[str, str] | None:
+    """(text, reason text) of the newest timeline entry, read in one script (see stable_point)."""
+    found = driver.execute_script(
+        "const li = document.querySelector('ol.timeline li'); if (!li) return null;"
+        "const r = li.querySelector('.reason'); return [li.innerText, r ? r.innerText : ''];"
+    )
+    return tuple(found) if found else None
 
 
 def test_overview_lists_the_model_and_links_to_its_page(browser: Any, live: Live) -> None:
@@ -127,10 +139,8 @@ def test_a_cli_promote_appears_on_the_open_page_escaped_and_without_credentials(
     for reloaded in (False, True):  # the live update and the first render of the page
         if reloaded:
             browser.refresh()
-            wait_until(browser, lambda d: css(d, "ol.timeline li"), what="the timeline")
-        first = css(browser, "ol.timeline li")[0]
-        assert "promote" in first.text and "1 → 2" in first.text and "ok" in first.text
-        reason = first.find_element("css selector", ".reason").text
+        text, reason = wait_until(browser, first_entry, what="the timeline")
+        assert "promote" in text and "1 → 2" in text and "ok" in text
         assert "<script>window.__xss = 1</script>" in reason  # shown as text, not run
         assert '<img src=x onerror="window.__xss = 2">' in reason
         assert browser.execute_script("return window.__xss") is None

@@ -63,11 +63,16 @@ def browser() -> Iterator[Any]:
 
 
 def wait_until(driver: Any, condition: Callable[[Any], Any], timeout: float = WAIT, what: str = "") -> Any:
-    """Wait for ``condition(driver)`` to be truthy (selenium's WebDriverWait); fail naming ``what``."""
-    from selenium.common.exceptions import TimeoutException
+    """Wait for ``condition(driver)`` to be truthy (selenium's WebDriverWait); fail naming ``what``.
+
+    The open page swaps a live section whenever its fingerprint changes, so an element found one
+    moment may be gone the next: a stale element means "look again", as WebDriverWait documents.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
+        wait = WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
+        return wait.until(condition)
     except TimeoutException:
         pytest.fail(f"the page did not show {what or condition} within {timeout} s")
