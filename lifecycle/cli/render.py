@@ -55,6 +55,7 @@ def show(result: R, as_json: bool, render: Callable[[R], None]) -> None:
 # digest, names servers "srv1".. with a legend, and shortens checkpoints, so that every version
 # stays on one line.
 WIDE_STATUS = 120
+METRIC_HEADS = {"miou": "mIoU", "accuracy": "acc"}  # the status column of ModelStatus.metric
 
 
 def render_status(report: StatusReport) -> None:
@@ -69,9 +70,7 @@ def render_status(report: StatusReport) -> None:
         title += (f", canary: {m.canary}" if m.canary is not None else "") + ")"
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                       padding=(0, 1, 0, 0))
-        # A classifier's versions are scored by accuracy instead of mIoU.
-        classifier = any(v.miou is None and v.accuracy is not None for v in m.versions)
-        columns = ["ver", "labels", "step", *(["created"] if wide else []), "valid", "acc" if classifier else "mIoU",
+        columns = ["ver", "labels", "step", *(["created"] if wide else []), "valid", METRIC_HEADS[m.metric],
                    *(["golden"] if wide else []), "cfg", "checkpoint", *names]
         for col in columns:
             # Only the checkpoint gives way (cut with an ellipsis); no cell wraps onto more lines.
@@ -83,7 +82,7 @@ def render_status(report: StatusReport) -> None:
                 "" if v.step is None else str(v.step),
                 *([v.created[5:16].replace("T", " ")] if wide else []),
                 "yes" if v.validated else "NO",
-                "" if (score := v.accuracy if classifier else v.miou) is None else f"{score:.3f}",
+                "" if (score := v.score(m.metric)) is None else f"{score:.3f}",
                 *([(v.golden_digest or "").removeprefix("sha256:")[:8]] if wide else []),
                 "yes" if v.in_config else "",
                 v.checkpoint if wide else _short_path(v.checkpoint),

@@ -37,6 +37,15 @@ class VersionStatus:
     servers: dict[str, str] = field(default_factory=dict)
     accuracy: float | None = None  # a classifier's eval accuracy (it has no mIoU)
 
+    def score(self, metric: str) -> float | None:
+        """This version's eval ``metric`` (``miou`` or ``accuracy``; see :func:`scored_by`)."""
+        return self.accuracy if metric == "accuracy" else self.miou
+
+
+def scored_by(versions: list[VersionStatus]) -> str:
+    """The eval metric a model's versions are scored by: ``accuracy`` for a classifier (no mIoU), else ``miou``."""
+    return "accuracy" if any(v.miou is None and v.accuracy is not None for v in versions) else "miou"
+
 
 @dataclass
 class ServedConfig:
@@ -59,6 +68,7 @@ class ModelStatus:
     warnings: list[str] = field(default_factory=list)
     last_event: HistoryEvent | None = None
     generations: dict[str, int | None] = field(default_factory=dict)  # server -> recorded generation it serves
+    metric: str = "miou"  # what its versions are scored by (scored_by): miou, or accuracy for a classifier
 
 
 @dataclass
@@ -241,7 +251,7 @@ def _model_status(
             f"(see `mlc history {name}`)"
         )
     return ModelStatus(
-        name=name, stable=rec.stable, canary=rec.canary, versions=versions,
+        name=name, stable=rec.stable, canary=rec.canary, versions=versions, metric=scored_by(versions),
         config=None if in_config is None else ServedConfig(list(in_config.versions), dict(in_config.labels)),
         drift=drift, warnings=model_warnings, last_event=last,
     )

@@ -86,6 +86,9 @@ def _v(n: int | None) -> str:
     return "–" if n is None else t(n)
 
 
+METRIC_NAMES = {"miou": "mIoU", "accuracy": "accuracy"}  # ModelStatus.metric as the pages name it
+
+
 def _score(x: float | None) -> str:
     return "–" if x is None else f"{x:.4f}"
 
@@ -176,6 +179,7 @@ def versions_table(model: dict[str, Any], servers: list[str]) -> str:
     versions = sorted(model.get("versions") or [], key=lambda v: v["version"], reverse=True)
     if not versions:
         return "<h2>Versions</h2><p class=\"empty\">No version yet.</p>"
+    metric = model.get("metric") or "miou"
     head = "".join(f'<th class="server">{t(s)}</th>' for s in servers)
     rows = []
     for v in versions:
@@ -186,20 +190,22 @@ def versions_table(model: dict[str, Any], servers: list[str]) -> str:
             f'<td class="num">{_v(v.get("step"))}</td><td class="time">{t(v.get("created"))}</td>'
             f'<td class="source">{t(v.get("checkpoint"))}</td>'
             f'<td>{"yes" if v.get("validated") else "<b class=bad>no</b>"}</td>'
-            f'<td class="num metric">{_score(v.get("miou"))}</td><td class="labels">{labels}</td>'
+            f'<td class="num metric">{_score(v.get(metric))}</td><td class="labels">{labels}</td>'
             f'<td>{"yes" if v.get("in_config") else "–"}</td>{cells}</tr>'
         )
     return (
         '<h2>Versions</h2><table class="versions" id="versions"><thead><tr><th>version</th><th>step</th>'
-        "<th>created</th><th>source</th><th>validated</th><th>mIoU</th><th>labels</th><th>in config</th>"
+        f"<th>created</th><th>source</th><th>validated</th><th>{METRIC_NAMES[metric]}</th><th>labels</th><th>in config</th>"
         f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
 def chart(model: dict[str, Any]) -> str:
-    """mIoU over versions, stable and canary marked."""
-    points = [Point(v["version"], v.get("miou")) for v in model.get("versions") or []]
-    return "<h2>mIoU by version</h2>" + metric_chart(points, model.get("stable"), model.get("canary"))
+    """The model's eval metric (mIoU, or a classifier's accuracy) over versions, stable and canary marked."""
+    metric = model.get("metric") or "miou"
+    points = [Point(v["version"], v.get(metric)) for v in model.get("versions") or []]
+    name = METRIC_NAMES[metric]
+    return f"<h2>{name} by version</h2>" + metric_chart(points, model.get("stable"), model.get("canary"), name)
 
 
 def timeline(history: dict[str, Any]) -> str:

@@ -160,6 +160,8 @@ def test_classifier_checkpoints_register_with_accuracy(make_byo_home, shapes_run
     assert set(m) >= {"accuracy", "top5_accuracy", "per_class_accuracy"}
     assert late.accuracy >= 0.9 and late.accuracy >= early.accuracy, (early.accuracy, late.accuracy)
     assert m["top5_accuracy"] >= m["accuracy"]
+    (shown,) = api.status(paths=paths).models  # status, its JSON and mlc ui score a classifier by accuracy
+    assert shown.metric == "accuracy" and [v.score(shown.metric) for v in shown.versions] == [early.accuracy, late.accuracy]
 
 
 def test_diff_scores_segmenters_on_the_voc_set(make_byo_home, user_saved_models, tmp_path: Path) -> None:

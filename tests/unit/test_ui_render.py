@@ -101,3 +101,20 @@ def test_page_layout_loads_only_its_own_script_and_stylesheet() -> None:
     html = pages.layout("t", "<p>x</p>", poll="/api/status", home="/h")
     assert re.findall(r'(?:src|href)="([^"]+)"', html) == ["/static/ui.css", "/static/ui.js", "/"]
     assert "<script>" not in html  # no inline script (the Content-Security-Policy forbids it)
+
+
+def test_a_classifier_is_charted_and_listed_by_its_accuracy() -> None:
+    versions = [
+        {"version": n, "checkpoint": f"ckpt-{n}", "step": n, "created": "2026-11-29T18:00:00Z", "validated": True,
+         "golden_digest": None, "miou": None, "accuracy": acc, "labels": [], "in_config": False, "servers": {}}
+        for n, acc in ((1, 0.81), (2, 0.86))
+    ]
+    model = {"name": "shapes", "stable": 2, "canary": None, "versions": versions, "config": None, "drift": [],
+             "warnings": [], "last_event": None, "metric": "accuracy"}
+    status = {"models": [model], "servers": {}, "servers_source": "none", "pending_rollout": None, "warnings": []}
+    sections = pages.model_sections(status, {"model": "shapes", "events": []}, None)
+    html = "".join(sections.values())
+    assert "<h2>accuracy by version</h2>" in html and "<th>accuracy</th>" in html and "mIoU" not in html
+    chart = html[html.index("<svg"):html.index("</svg>") + 6]
+    assert {v: float(p["data-value"]) for v, p in points_of(chart).items()} == {1: 0.81, 2: 0.86}
+    assert '<td class="num metric">0.8600</td>' in html
