@@ -158,16 +158,13 @@ def top(scores: np.ndarray, classes: list[str], k: int = TOP_K) -> list[tuple[st
     return [(classes[i], round(float(scores[i]), 6)) for i in order]
 
 
-def classify_photos(target: RequestTarget, photos: list[np.ndarray], grpc_address: str | None,
-                    rest_address: str | None, rest: bool, use_async: bool, timeout: float) -> list[ClassAnswer]:
+def classify_photos(target: RequestTarget, photos: list[np.ndarray], client: ServingClient, rest: bool,
+                    use_async: bool, timeout: float) -> list[ClassAnswer]:
     """``mlc predict`` on a classifier: every photo through the Classify API (gRPC or REST)."""
-    from lifecycle.serving.client import ServingClient
-
     classes = list(target.classes)
-    with ServingClient(grpc_address or "", rest_address, timeout=timeout) as client:
-        if rest:
-            return classify_rest(client, target, photos, timeout, classes)
-        return classify_grpc(client, target, photos, timeout, use_async, classes)
+    if rest:
+        return classify_rest(client, target, photos, timeout, classes)
+    return classify_grpc(client, target, photos, timeout, use_async, classes)
 
 
 @dataclass

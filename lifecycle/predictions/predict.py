@@ -224,19 +224,21 @@ def predict_photos(
 
     photos = [pictures.read_photo(p) for p in images]
     target = request_target(paths, model, version, label)
-    grpc_address, rest_address = server_addresses(paths, server, rest)
+    spec = server_spec(paths, server, rest)
+    where = (spec.rest if rest else spec.grpc) or ""
     if target.classes:
         from lifecycle.predictions.classify import classify_photos
 
-        answered = classify_photos(target, photos, grpc_address, rest_address, rest, use_async, timeout)
+        with ServingClient.of(spec, timeout) as client:
+            answered = classify_photos(target, photos, client, rest, use_async, timeout)
         results = [
             ImagePrediction(image=str(path), width=int(photo.shape[1]), height=int(photo.shape[0]), version=a.version,
                             mask=None, overlay=None, classes=dict(a.scores))
             for path, photo, a in zip(images, photos, answered, strict=True)
         ]
-        return PredictResult(model, (rest_address if rest else grpc_address) or "", "rest" if rest else "grpc",
+        return PredictResult(model, where, "rest" if rest else "grpc",
                              "async" if use_async else "sync", target.describe(), results, "classification")
-    with ServingClient(grpc_address or "", rest_address, timeout=timeout) as client:
+    with ServingClient.of(spec, timeout) as client:
         if rest:
             answers = predict_rest(client, target, photos, timeout)
         else:
@@ -256,7 +258,7 @@ def predict_photos(
         )
     return PredictResult(
         model=model,
-        server=(rest_address if rest else grpc_address) or "",
+        server=where,
         transport="rest" if rest else "grpc",
         call="async" if use_async else "sync",
         asked=target.describe(),
@@ -278,14 +280,14 @@ def request_target(paths: Paths, model: str, version: int | None, label: str | N
     return RequestTarget(model, version, label, definition.signature.key, output, num_classes)
 
 
-def server_addresses(paths: Paths, server: str | None, rest: bool) -> tuple[str | None, str | None]:
-    """(gRPC address, REST address): ``--server`` names the one the transport uses."""
+def server_spec(paths: Paths, server: str | None, rest: bool) -> fleet.ServerSpec:
+    """The server to ask: ``--server`` (with the TLS configs/servers.yaml gives it), else the first known."""
     if server is not None:
-        return (None, server) if rest else (server, None)
+        return fleet.named(paths, server, rest)
     known = fleet.load(paths)
     for spec in known.servers:
         if not rest or spec.rest:
-            return spec.grpc, spec.rest
+            return spec
     if known.servers:
         raise ServerUnavailable(
             f"no server in {known.source} has a REST address; pass --server HOST:PORT with --rest"

@@ -63,7 +63,7 @@ class DrivenServer:
 
 def driven(servers: Sequence[fleet.ServerSpec]) -> list[DrivenServer]:
     """A client for each server (the caller closes them)."""
-    return [DrivenServer(s, ServingClient(s.grpc, s.rest, timeout=RPC_TIMEOUT_S, tls=s.tls)) for s in servers]
+    return [DrivenServer(s, ServingClient.of(s, RPC_TIMEOUT_S)) for s in servers]
 
 
 class Driver:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from tensorflow_serving.apis import predict_pb2
     from tensorflow_serving.config import model_server_config_pb2
 
+    from lifecycle.serving.fleet import ServerSpec
+
 DEFAULT_TIMEOUT_S = 10.0
 
 # ModelVersionStatus.State numbers (tensorflow_serving/apis/get_model_status.proto).
@@ -171,6 +173,15 @@ class ServingClient:
         self._channel: grpc.Channel | None = None
         self._prediction: Any = None
         self._model_service: Any = None
+
+    @classmethod
+    def of(cls, spec: ServerSpec, timeout: float = DEFAULT_TIMEOUT_S) -> ServingClient:
+        """The client for a server of the fleet: its gRPC and REST addresses and its TLS.
+
+        Every caller that talks to a configured server (rollouts, reconcile, predict) builds its
+        client here, so a ``tls`` section of configs/servers.yaml reaches every channel.
+        """
+        return cls(spec.grpc, spec.rest, timeout=timeout, tls=spec.tls)
 
     # --- plumbing ---------------------------------------------------------------------------
 

@@ -339,3 +339,24 @@ def load(paths: Paths) -> Fleet:
         return Fleet(parse_servers(load_yaml_file(file, "servers file"), file), "configs/servers.yaml")
     records = live_records(paths)
     return Fleet([r.spec() for r in records], "mlc serve records" if records else "none")
+
+
+def named(paths: Paths, address: str, rest: bool = False) -> ServerSpec:
+    """The server an address names (``mlc predict --server``), with the TLS configs/servers.yaml gives it.
+
+    A listed server (its gRPC address, or with ``rest`` its REST address, with or without the
+    scheme) keeps its own entry; any other address gets the file's ``tls`` section, so a server
+    of a TLS fleet named by hand is not dialled in plaintext.
+    """
+    file = servers_file(paths)
+    if not file.exists():
+        return ServerSpec("", address) if rest else ServerSpec(address)
+    data = load_yaml_file(file, "servers file")
+    bare = address.rpartition("://")[2].rstrip("/")
+    for entry in parse_entries(data, file):
+        if isinstance(entry, ServerSpec) and (
+            entry.grpc == address if not rest else (entry.rest or "").rpartition("://")[2] == bare
+        ):
+            return entry
+    tls = _tls(data.get("tls"), f"{file}: tls", file.parent) if isinstance(data, dict) else None
+    return ServerSpec("", address, tls=tls) if rest else ServerSpec(address, tls=tls)
