@@ -20,6 +20,8 @@ The failpoints:
 - ``store:publish``: inside :meth:`~lifecycle.store.base.Store.publish_version`, the files are
   in place but the version is not visible yet (a local store: staged and fsynced, before the
   rename; an object store: files uploaded, manifest not written).
+- ``store:copy``: inside :meth:`~lifecycle.store.base.Store.copy_version` (``mlc sync``, a
+  server's copies), the files are in the incoming folder, not renamed into place yet.
 """
 
 from __future__ import annotations

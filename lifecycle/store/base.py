@@ -32,14 +32,14 @@ publisher there.
 from __future__ import annotations
 
 import shutil
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lifecycle.store.files import fsync_dir, fsync_tree
+from lifecycle.failpoints import failpoint
+from lifecycle.store.files import fsync_tree, incoming_folder, rename_into_place
 
 #: The lease every registry mutation holds (``model_repo/.mlc.lock`` in a local folder).
 REGISTRY_LEASE = "registry"
@@ -136,21 +136,11 @@ class Store(ABC):
         target = Path(target_base) / str(int(number))
         if target.is_dir():
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.parent / f".incoming-{int(number)}-{uuid.uuid4().hex[:8]}"
-        try:
-            shutil.copytree(source, temp)
+        with incoming_folder(target) as temp:
+            shutil.copytree(source, temp, dirs_exist_ok=True)
             fsync_tree(temp)
-            try:
-                temp.rename(target)
-            except OSError:
-                if not target.is_dir():
-                    raise
-                shutil.rmtree(temp, ignore_errors=True)
-            fsync_dir(target.parent)
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
+            failpoint("store:copy")
+            rename_into_place(temp, target)
         return target
 
     def fetch_versions(self, model: str, numbers: Iterable[int]) -> None:

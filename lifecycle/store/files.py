@@ -7,8 +7,11 @@ with SIGKILL at any point) sees either the old content or the new, never a torn 
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,3 +100,70 @@ def locked(lock_path: Path, timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator
         yield
     finally:
         lock.release()
+
+
+# --- version folders copied in whole ---------------------------------------------------------
+
+INCOMING = ".incoming-"  # the prefix of a version folder still being copied in
+
+
+@contextmanager
+def incoming_folder(target: Path) -> Iterator[Path]:
+    """A fresh folder beside ``target`` (``<base>/<N>``) to copy a version into, then
+    :func:`rename_into_place`.
+
+    While this process fills it, it holds an flock on the folder's ``.lock`` file; a writer killed
+    (even by SIGKILL) releases it, so the next copy into the same base sweeps what it left. On an
+    exception the folder goes at once.
+    """
+    base = Path(target).parent
+    base.mkdir(parents=True, exist_ok=True)
+    sweep_incoming(base)
+    temp = base / f"{INCOMING}{Path(target).name}-{uuid.uuid4().hex[:8]}"
+    with open(f"{temp}.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            temp.mkdir()
+            yield temp
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)  # gone already when renamed into place
+            os.unlink(f"{temp}.lock")
+
+
+def sweep_incoming(base: Path) -> list[str]:
+    """Remove the incoming folders under ``base`` whose writer is gone (its lock is free); their names."""
+    swept = []
+    for lock in sorted(Path(base).glob(f"{INCOMING}*.lock")):
+        try:
+            with open(lock, "r+") as held:
+                try:
+                    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # a live writer
+                    continue
+                folder = lock.with_suffix("")
+                if not folder.is_dir():  # its writer has not made it yet (or has just removed it): its own to clean
+                    continue
+                shutil.rmtree(folder, ignore_errors=True)
+                lock.unlink(missing_ok=True)
+                swept.append(folder.name)
+        except FileNotFoundError:  # its writer finished meanwhile
+            continue
+    # A folder without a lock file is a leftover of a writer from before locks (a live writer's lock
+    # exists before its folder and goes after it).
+    for orphan in Path(base).glob(f"{INCOMING}*"):
+        if orphan.is_dir() and not Path(f"{orphan}.lock").exists():
+            shutil.rmtree(orphan, ignore_errors=True)
+            swept.append(orphan.name)
+    return swept
+
+
+def rename_into_place(folder: Path, target: Path) -> Path:
+    """Rename a complete ``folder`` to ``target``; where an equal copy got there first, it wins."""
+    try:
+        os.rename(folder, target)
+    except OSError:
+        if not Path(target).is_dir():
+            raise
+        shutil.rmtree(folder, ignore_errors=True)
+    fsync_dir(Path(target).parent)
+    return Path(target)

@@ -49,7 +49,7 @@ from lifecycle.failpoints import failpoint
 from lifecycle.store import manifest as manifests
 from lifecycle.store.base import Document, Leftover, Store
 from lifecycle.store.config import MODEL_NAME_RE, check_model_name
-from lifecycle.store.files import fsync_dir, fsync_tree
+from lifecycle.store.files import fsync_tree, incoming_folder, rename_into_place
 from lifecycle.store.registry import now_iso
 from lifecycle.store.s3_client import (
     SCHEME,
@@ -288,7 +288,9 @@ class S3Store(Store):
                 "abandoned upload, or published by another writer); nothing was published"
             ) from e
         # The staged folder becomes this machine's copy: no download to serve it here.
-        self._adopt_copy(staged, self._copies_dir(model), int(number))
+        copies = self._copies_dir(model)
+        copies.mkdir(parents=True, exist_ok=True)
+        rename_into_place(staged, copies / str(int(number)))
 
     def _transfer(self, items: list[tuple[str, str]], one: Any) -> None:
         """Run ``one(file, key)`` for every item on a thread pool; errors translated."""
@@ -304,20 +306,6 @@ class S3Store(Store):
             for _ in pool.map(run, items):
                 pass
 
-    @staticmethod
-    def _adopt_copy(folder: Path, target_base: Path, number: int) -> Path:
-        """Rename a verified ``folder`` to ``target_base/<N>`` (someone else's equal copy wins)."""
-        target_base.mkdir(parents=True, exist_ok=True)
-        target = target_base / str(number)
-        try:
-            os.rename(folder, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-            shutil.rmtree(folder, ignore_errors=True)
-        fsync_dir(target_base)
-        return target
-
     def copy_version(self, model: str, number: int, target_base: Path) -> Path:
         """Download version N to ``target_base/<N>``: into a temp folder, verified, renamed into place.
 
@@ -327,11 +315,9 @@ class S3Store(Store):
         manifest, _ = self.read_manifest(model, number)
         if target.is_dir():
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.parent / f".incoming-{int(number)}-{uuid.uuid4().hex[:8]}"
         base = f"{check_model_name(model)}/{int(number)}/"
         where = f"{self.url}/{base}"
-        try:
+        with incoming_folder(target) as temp:
             for file in manifest.files:
                 (temp / file).parent.mkdir(parents=True, exist_ok=True)
 
@@ -350,10 +336,8 @@ class S3Store(Store):
 
             self._transfer([(f, base + f) for f in manifest.files], fetch)
             fsync_tree(temp)  # the files are flushed already: this syncs the folders
-            return self._adopt_copy(temp, target.parent, int(number))
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
+            failpoint("store:copy")
+            return rename_into_place(temp, target)
 
     def version_path(self, model: str, number: int) -> Path:
         """This machine's verified copy ``<local_dir>/<model>/<N>`` (downloaded once).

@@ -21,6 +21,7 @@ from lifecycle import failpoints
 from lifecycle.errors import LockTimeout, StaleGeneration, VersionNotFound
 from lifecycle.store import cas
 from lifecycle.store.base import REGISTRY_LEASE, Store
+from lifecycle.store.files import INCOMING, incoming_folder
 from tests.support.stores import StoreFactory
 
 PROCESSES = 8
@@ -182,6 +183,29 @@ def test_a_publish_killed_midway_publishes_nothing(store_factory: StoreFactory) 
     assert store.claim_version("m", 3, "next")
     store.publish_version("m", 3, stage(store, "m", "c", b"version three"))
     assert store.version_numbers("m") == [1, 3]
+
+
+def _copy_killed(factory: StoreFactory, target: Path) -> None:
+    os.environ[failpoints.ENV] = "store:copy"
+    factory().copy_version("m", 1, target)
+
+
+def test_a_copy_killed_midway_is_swept_by_the_next_and_a_live_one_is_not(store_factory: StoreFactory, tmp_path: Path) -> None:
+    store = store_factory()
+    assert store.claim_version("m", 1, "test")
+    store.publish_version("m", 1, stage(store, "m", "a", b"version one"))
+    target = tmp_path / "served" / "m"
+    child = FORK.Process(target=_copy_killed, args=(store_factory, target))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    (left,) = [p.name for p in target.iterdir() if p.is_dir()]  # the dead copy's incoming folder, nothing at 1/
+    assert left.startswith(INCOMING) and (target / left / "saved_model.pb").is_file()
+    with incoming_folder(target / "7") as live:  # a copy in progress in this process
+        copied = store.copy_version("m", 1, target)
+        assert (copied / "saved_model.pb").read_bytes() == b"version one"
+        assert sorted(p.name for p in target.iterdir() if p.is_dir()) == sorted(["1", live.name])
+    assert sorted(p.name for p in target.iterdir()) == ["1"]  # no lock file or folder left behind
 
 
 def test_delete_version(store: Store) -> None:
