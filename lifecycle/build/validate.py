@@ -274,21 +274,28 @@ def write_warmup(version_dir: Path, requests: list[PredictRequest]) -> Path:
     return path
 
 
-def read_warmup_requests(version_dir: Path) -> list[PredictRequest]:
-    """The PredictRequests in a version's warmup file (to replay against a live server)."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
+def read_warmup_requests(version_dir: Path) -> list[Any]:
+    """The PredictRequests in a version's warmup file (to replay against a live server).
+
+    Read without TensorFlow (``mlc promote`` replays them): the TFRecord framing and its
+    checksums by :mod:`lifecycle.serving.wire.tfrecord`, the PredictionLogs as mlc's
+    wire-compatible messages (:mod:`lifecycle.serving.wire`), whose bytes are TF Serving's.
+    """
+    from google.protobuf.message import DecodeError
+
+    from lifecycle.serving.wire import messages
+    from lifecycle.serving.wire.tfrecord import CorruptRecord, read_records
 
     path = warmup_file(version_dir)
     if not path.is_file():
         raise ValidationFailed(f"{path} is missing", check="warmup")
     requests = []
     try:
-        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-            log = prediction_log_pb2.PredictionLog.FromString(record)
+        for record in read_records(path):
+            log = messages.PredictionLog.FromString(record)
             if log.WhichOneof("log_type") == "predict_log":
                 requests.append(log.predict_log.request)
-    except Exception as e:  # OpError (a torn record) or DecodeError (not a PredictionLog)
+    except (OSError, CorruptRecord, DecodeError) as e:  # a torn record, or not a PredictionLog
         raise ValidationFailed(f"{path} is unreadable: {str(e).splitlines()[0]}", check="warmup") from e
     return requests
 

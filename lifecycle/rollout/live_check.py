@@ -20,7 +20,7 @@ class LiveCheck:
     """The warmup request of one version and the digest its output must have."""
 
     version: int
-    requests: list[Any]  # PredictRequest
+    requests: list[Any]  # PredictRequest (mlc's wire messages, lifecycle.serving.wire)
     golden: str | None
     output: str | None
 
@@ -57,9 +57,8 @@ class LiveCheck:
         When that version is this check's version, its output must have the golden digest
         (another version answering, e.g. a label not moved yet, is for the caller to judge).
         """
-        import tensorflow as tf
-
         from lifecycle.build.validate import output_digest
+        from lifecycle.server.tensors import to_ndarray  # numpy only: no TensorFlow here
 
         if not self.requests:
             return version if version is not None else -1
@@ -71,7 +70,7 @@ class LiveCheck:
             )
             if name is None:
                 raise StepFailed("verify", f"server {client.grpc_address}: the response of {model} has no output {self.output!r}")
-            digest = output_digest(tf.make_ndarray(response.outputs[name]))
+            digest = output_digest(to_ndarray(response.outputs[name], name))
             if digest != self.golden:
                 raise StepFailed(
                     "verify",

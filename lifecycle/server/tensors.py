@@ -22,29 +22,34 @@ DATA_TYPES = {
     np.dtype(np.float16): 19, np.dtype(np.uint32): 22, np.dtype(np.uint64): 23,
 }
 _NUMPY_TYPES = {enum: dtype for dtype, enum in DATA_TYPES.items()}
-# The typed field a request tensor of each DataType may carry its values in (not half/complex).
+# The typed field a tensor of each DataType carries its values in, when not in tensor_content.
 _VALUE_FIELDS = {1: "float_val", 2: "double_val", 3: "int_val", 4: "int_val", 5: "int_val", 6: "int_val",
-                 9: "int64_val", 10: "bool_val", 17: "int_val", 22: "uint32_val", 23: "uint64_val"}
+                 9: "int64_val", 10: "bool_val", 17: "int_val", 19: "half_val", 22: "uint32_val", 23: "uint64_val",
+                 8: "scomplex_val", 18: "dcomplex_val"}
+DT_STRING = 7
 
 
 def to_ndarray(proto: object, alias: str = "") -> np.ndarray:
-    """A request TensorProto as a numpy array; malformed tensors are INVALID_ARGUMENT.
+    """A TensorProto as a numpy array, as ``tf.make_ndarray`` reads it; malformed is INVALID_ARGUMENT.
 
-    ``tensor_content`` of a plain numeric dtype becomes a read-only view of the bytes, and a
-    typed field holding every value becomes an array; anything else (a short field that
-    TensorFlow broadcasts, strings, TensorFlow-only dtypes) goes through ``tf.make_ndarray``.
+    Numpy only, so that clients (the live check of ``mlc promote``) need no TensorFlow:
+    ``tensor_content`` becomes a read-only view of the bytes (no copy); a typed field
+    (``float_val`` ... ``half_val``, complex pairs) becomes an array, a short one broadcast with
+    its last value as TensorFlow does (none at all: zeros); ``DT_STRING`` an object array of
+    bytes. Only TensorFlow-only dtypes (bfloat16, quantized, resource, variant) and string
+    ``tensor_content`` go through ``tf.make_ndarray``. Works on TF Serving's TensorProto and on
+    mlc's wire copy (:mod:`lifecycle.serving.wire`) alike.
     """
     dtype = _NUMPY_TYPES.get(proto.dtype)
     shape = [d.size for d in proto.tensor_shape.dim]
-    if dtype is not None and all(size >= 0 for size in shape):
+    if dtype is not None or (proto.dtype == DT_STRING and not proto.tensor_content):
         try:
+            if any(size < 0 for size in shape):
+                raise ValueError(f"negative dimension in {shape}")
             if proto.tensor_content:
                 return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
-            field = _VALUE_FIELDS.get(proto.dtype)
-            values = getattr(proto, field) if field else ()
-            if field and len(values) == np.prod(shape, dtype=np.int64):
-                return np.array(values, dtype=dtype).reshape(shape)
-        except ValueError as e:  # content size does not match the shape, or a value its dtype
+            return _typed_values(proto, dtype, shape)
+        except (ValueError, OverflowError) as e:  # size does not match the shape, or a value its dtype
             raise InvalidArgument(f"tensor parsing error: {alias}") from e
     import tensorflow as tf
 
@@ -52,6 +57,31 @@ def to_ndarray(proto: object, alias: str = "") -> np.ndarray:
         return tf.make_ndarray(proto)
     except Exception as e:
         raise InvalidArgument(f"tensor parsing error: {alias}") from e
+
+
+def _typed_values(proto: object, dtype: np.dtype | None, shape: list[int]) -> np.ndarray:
+    """The values of a TensorProto's typed field, broadcast to ``shape`` as TensorFlow does."""
+    count = int(np.prod(shape, dtype=np.int64))
+    if dtype is None:  # DT_STRING
+        strings = list(proto.string_val)
+        if len(strings) > count:
+            raise ValueError(f"{len(strings)} values for {count} elements")
+        strings += [strings[-1] if strings else b""] * (count - len(strings))
+        return np.array(strings, dtype=object).reshape(shape)
+    field = getattr(proto, _VALUE_FIELDS[proto.dtype])
+    if dtype.kind == "c":  # (real, imaginary) pairs
+        values = np.array(field, dtype=np.float32 if dtype == np.complex64 else np.float64).view(dtype)
+    elif dtype == np.float16:  # half_val holds each value's 16 bits
+        values = np.array(field, dtype=np.int32).astype(np.uint16).view(np.float16)
+    else:
+        values = np.array(field, dtype=dtype)
+    if values.size > count:
+        raise ValueError(f"{values.size} values for {count} elements")
+    if values.size == 0:
+        return np.zeros(shape, dtype)
+    if values.size < count:
+        values = np.pad(values, (0, count - values.size), "edge")
+    return values.reshape(shape)
 
 
 def _varint(value: int) -> bytes:

@@ -2,8 +2,11 @@
 
 Status reads go over REST (``GET /v1/models/<m>``) with the standard library, so ``mlc status``
 never imports TensorFlow. Reloads (``ModelService.HandleReloadConfigRequest``), gRPC status and
-``PredictionService.Predict`` go over gRPC with the official tensorflow-serving-api stubs,
-imported lazily because they pull in TensorFlow's protos. Every call has a deadline.
+``PredictionService.Predict`` go over gRPC on TF Serving's method paths, with mlc's
+wire-compatible messages (:mod:`lifecycle.serving.wire`), so ``mlc promote`` and ``rollback``
+import no TensorFlow either. ``predict``/``classify`` answer in the request's own message types:
+an official ``tensorflow_serving.apis`` request gets the official response, a wire one the wire
+response. Every call has a deadline.
 
 ``grpc.RpcError`` and HTTP/socket errors are translated here, and only here, into
 :class:`ServerUnavailable`, :class:`ModelNotFound` or :class:`ServingError`.
@@ -13,15 +16,15 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lifecycle.errors import ModelNotFound, ServerUnavailable, ServingError
+from lifecycle.serving.wire import METHODS, messages
 
 if TYPE_CHECKING:  # pragma: no cover
     import grpc
-    from tensorflow_serving.apis import predict_pb2
-    from tensorflow_serving.config import model_server_config_pb2
 
     from lifecycle.serving.fleet import ServerSpec
 
@@ -154,6 +157,10 @@ def rest_model_status(
     return states
 
 
+def _serialize(message: Any) -> bytes:
+    return message.SerializeToString()
+
+
 def _grpc_code_for_http(status: int) -> str:
     return {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ABORTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}.get(
         status, "UNKNOWN"
@@ -171,8 +178,7 @@ class ServingClient:
         self.timeout = timeout
         self.tls = tls
         self._channel: grpc.Channel | None = None
-        self._prediction: Any = None
-        self._model_service: Any = None
+        self._callables: dict[tuple[str, Any], Any] = {}
 
     @classmethod
     def of(cls, spec: ServerSpec, timeout: float = DEFAULT_TIMEOUT_S) -> ServingClient:
@@ -196,14 +202,11 @@ class ServingClient:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
+            self._callables.clear()
 
-    def _stubs(self) -> tuple[Any, Any]:
+    def _open(self) -> grpc.Channel:
         if self._channel is None:
             import grpc
-            from tensorflow_serving.apis import (
-                model_service_pb2_grpc,
-                prediction_service_pb2_grpc,
-            )
 
             # Segmentation maps of large images exceed gRPC's 4 MB default.
             options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
@@ -215,9 +218,26 @@ class ServingClient:
                 if self.tls.server_name:
                     options.append(("grpc.ssl_target_name_override", self.tls.server_name))
                 self._channel = grpc.secure_channel(self.grpc_address, credentials, options=options)
-            self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-            self._model_service = model_service_pb2_grpc.ModelServiceStub(self._channel)
-        return self._prediction, self._model_service
+        return self._channel
+
+    def _method(self, name: str, request: Any) -> Any:
+        """The unary-unary callable of TF Serving's method ``name`` for ``request``'s message types.
+
+        The response type is the wire module's, or for Predict and Classify the one beside the
+        request's own type (an official request gets the official response).
+        """
+        path, response_type = METHODS[name]
+        if name in ("Predict", "Classify"):
+            module = sys.modules[type(request).__module__]
+            response_type = getattr(module, type(request).__name__.replace("Request", "Response"))
+        key = (path, response_type)
+        method = self._callables.get(key)
+        if method is None:
+            method = self._open().unary_unary(
+                path, request_serializer=_serialize, response_deserializer=response_type.FromString
+            )
+            self._callables[key] = method
+        return method
 
     def _translate(self, e: Exception, what: str) -> Exception:
         """A grpc.RpcError as one of mlc's errors."""
@@ -242,39 +262,35 @@ class ServingClient:
     def model_status_grpc(self, model: str, timeout: float | None = None) -> dict[int, VersionState]:
         """``ModelService.GetModelStatus`` for ``model``."""
         import grpc
-        from tensorflow_serving.apis import get_model_status_pb2
 
-        _, service = self._stubs()
-        request = get_model_status_pb2.GetModelStatusRequest()
+        request = messages.GetModelStatusRequest()
         request.model_spec.name = model
         try:
-            response = service.GetModelStatus(request, timeout=timeout or self.timeout)
+            response = self._method("GetModelStatus", request)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as e:
             raise self._translate(e, f"GetModelStatus({model})") from e
-        code_enum = get_model_status_pb2.ModelVersionStatus.DESCRIPTOR.fields_by_name["status"].message_type.fields_by_name[
-            "error_code"
-        ].enum_type
         out = {}
         for s in response.model_version_status:
-            code = code_enum.values_by_number.get(s.status.error_code)
+            code = messages.Code.Name(s.status.error_code) if s.status.error_code in messages.Code.values() else None
             out[s.version] = VersionState(
-                s.version, STATE_NAMES.get(s.state, str(s.state)), code.name if code else str(s.status.error_code),
-                s.status.error_message,
+                s.version, STATE_NAMES.get(s.state, str(s.state)), code or str(s.status.error_code), s.status.error_message,
             )
         return out
 
     # --- reload -----------------------------------------------------------------------------
 
-    def reload(self, config: model_server_config_pb2.ModelServerConfig, timeout: float | None = None) -> None:
-        """``ModelService.HandleReloadConfigRequest``: replace the server's whole config."""
-        import grpc
-        from tensorflow_serving.apis import model_management_pb2
+    def reload(self, config: Any, timeout: float | None = None) -> None:
+        """``ModelService.HandleReloadConfigRequest``: replace the server's whole config.
 
-        _, service = self._stubs()
-        request = model_management_pb2.ReloadConfigRequest()
-        request.config.CopyFrom(config)
+        ``config`` is a ModelServerConfig: tensorflow_serving.config's (as :mod:`tfs_config`
+        builds it) or the wire one; it travels as its bytes, every field kept.
+        """
+        import grpc
+
+        request = messages.ReloadConfigRequest()
+        request.config.MergeFromString(config.SerializeToString())
         try:
-            response = service.HandleReloadConfigRequest(request, timeout=timeout or self.timeout)
+            response = self._method("HandleReloadConfigRequest", request)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as e:
             raise self._translate(e, "the config reload") from e
         if response.status.error_code != 0:
@@ -285,13 +301,12 @@ class ServingClient:
 
     # --- predict ----------------------------------------------------------------------------
 
-    def predict(self, request: predict_pb2.PredictRequest, timeout: float | None = None) -> predict_pb2.PredictResponse:
-        """``PredictionService.Predict`` with a deadline."""
+    def predict(self, request: Any, timeout: float | None = None) -> Any:
+        """``PredictionService.Predict`` with a deadline; the response in the request's message types."""
         import grpc
 
-        prediction, _ = self._stubs()
         try:
-            return prediction.Predict(request, timeout=timeout or self.timeout)
+            return self._method("Predict", request)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as e:
             raise self._translate(e, f"Predict({request.model_spec.name})") from e
 
@@ -299,23 +314,20 @@ class ServingClient:
         """``PredictionService.Classify`` (a ClassificationRequest of tf.Examples) with a deadline."""
         import grpc
 
-        prediction, _ = self._stubs()
         try:
-            return prediction.Classify(request, timeout=timeout or self.timeout)
+            return self._method("Classify", request)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as e:
             raise self._translate(e, f"Classify({request.model_spec.name})") from e
 
     def classify_future(self, request: Any, timeout: float | None = None) -> Any:
         """``Classify.future``: a grpc future; call :meth:`result` on it to get translated errors."""
-        prediction, _ = self._stubs()
-        return prediction.Classify.future(request, timeout=timeout or self.timeout)
+        return self._method("Classify", request).future(request, timeout=timeout or self.timeout)
 
-    def predict_future(self, request: predict_pb2.PredictRequest, timeout: float | None = None) -> Any:
+    def predict_future(self, request: Any, timeout: float | None = None) -> Any:
         """``Predict.future``: a grpc future; call :meth:`result` on it to get translated errors."""
-        prediction, _ = self._stubs()
-        return prediction.Predict.future(request, timeout=timeout or self.timeout)
+        return self._method("Predict", request).future(request, timeout=timeout or self.timeout)
 
-    def result(self, future: Any, what: str = "Predict") -> predict_pb2.PredictResponse:
+    def result(self, future: Any, what: str = "Predict") -> Any:
         """The response of a :meth:`predict_future` future, with errors translated."""
         import grpc
 

@@ -141,13 +141,15 @@ def test_batching_parameters_file(tmp_path: Path) -> None:
 def test_generated_protos_match_their_sources(tmp_path: Path) -> None:
     """The committed *_pb2.py hold the descriptors protoc makes from the .proto files today."""
     repo = Path(__file__).resolve().parents[2]
-    names = ["batching", "monitoring", "ssl", "profiler"]
+    sources = [f"lifecycle/server/protos/{n}.proto" for n in ("batching", "monitoring", "ssl", "profiler")]
+    sources.append("lifecycle/serving/wire/tfs_wire.proto")
     # protoc runs in a child process: in a process that has loaded TensorFlow it can crash.
     args = [sys.executable, "-m", "grpc_tools.protoc", f"-I{repo}", f"--python_out={tmp_path}"]
-    args += [f"{repo}/lifecycle/server/protos/{n}.proto" for n in names]
+    args += [f"{repo}/{source}" for source in sources]
     subprocess.run(args, check=True, capture_output=True)
     pattern = re.compile(r"AddSerializedFile\((b'.*?')\)", re.S)
-    for name in names:
-        fresh = (tmp_path / "lifecycle/server/protos" / f"{name}_pb2.py").read_text()
-        committed = (repo / "lifecycle/server/protos" / f"{name}_pb2.py").read_text()
-        assert pattern.search(fresh).group(1) == pattern.search(committed).group(1), f"run scripts/gen_protos.sh ({name})"
+    for source in sources:
+        generated = source.removesuffix(".proto") + "_pb2.py"
+        fresh = (tmp_path / generated).read_text()
+        committed = (repo / generated).read_text()
+        assert pattern.search(fresh).group(1) == pattern.search(committed).group(1), f"run scripts/gen_protos.sh ({source})"
