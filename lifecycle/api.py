@@ -106,6 +106,7 @@ def promote(
     dry_run: bool = False,
     force: bool = False,
     paths: Paths | None = None,
+    replica_timeout: float | None = None,
 ) -> RolloutResult:
     """Promote a version to stable (or canary) on every server; a pending rollout is recovered first."""
     from lifecycle import rollout
@@ -113,27 +114,31 @@ def promote(
     paths = paths or Paths.from_env()
     return rollout.promote(
         paths, check_model_name(model), version, canary=canary, timeout=timeout, reason=reason,
-        expect_current=expect_current, dry_run=dry_run, force=force,
+        expect_current=expect_current, dry_run=dry_run, force=force, replica_timeout=replica_timeout,
     )
 
 
 def rollback(
     model: str, to: int | None = None, reason: str = "", timeout: float = 120.0, dry_run: bool = False,
-    paths: Paths | None = None,
+    paths: Paths | None = None, replica_timeout: float | None = None,
 ) -> RolloutResult:
     """Roll back to the previous known-good stable (or ``to``); a pending rollout is recovered first."""
     from lifecycle import rollout
 
     paths = paths or Paths.from_env()
-    return rollout.rollback(paths, check_model_name(model), to=to, reason=reason, timeout=timeout, dry_run=dry_run)
+    return rollout.rollback(
+        paths, check_model_name(model), to=to, reason=reason, timeout=timeout, dry_run=dry_run, replica_timeout=replica_timeout,
+    )
 
 
-def reconcile(model: str | None = None, timeout: float = 120.0, paths: Paths | None = None) -> ReconcileResult:
+def reconcile(
+    model: str | None = None, timeout: float = 120.0, paths: Paths | None = None, replica_timeout: float | None = None,
+) -> ReconcileResult:
     """Bring every reachable replica to the recorded serving state; report what changed."""
     from lifecycle.rollout.reconcile import reconcile as reconcile_fleet
 
     paths = paths or Paths.from_env()
-    return reconcile_fleet(paths, model, timeout=timeout)
+    return reconcile_fleet(paths, model, timeout=timeout, replica_timeout=replica_timeout)
 
 
 def k8s_render(

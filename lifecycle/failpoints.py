@@ -22,6 +22,8 @@ The failpoints:
   rename; an object store: files uploaded, manifest not written).
 - ``store:copy``: inside :meth:`~lifecycle.store.base.Store.copy_version` (``mlc sync``, a
   server's copies), the files are in the incoming folder, not renamed into place yet.
+- ``server:load:<model>:<version>``: in ``mlc-model-server``, before it loads that version
+  (``=pause:S`` makes one replica slow to load it: set it in that server's environment only).
 """
 
 from __future__ import annotations

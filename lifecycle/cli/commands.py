@@ -120,6 +120,12 @@ def history(model: ModelArg, as_json: JsonOption = False) -> None:
 TimeoutOption = Annotated[
     float, typer.Option("--timeout", min=1, help="Seconds to wait for the servers at each rollout (load, label, unload).")
 ]
+ReplicaTimeoutOption = Annotated[
+    float | None,
+    typer.Option("--replica-timeout", min=1, show_default=False,
+                 help="Seconds each replica has to load a version, from when it is asked (default: replica_timeout "
+                      "of configs/servers.yaml, else 60); a replica that misses it is named and the rollout reverts."),
+]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why; recorded in the history.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the config diff and the plan; change nothing.")]
 
@@ -132,6 +138,7 @@ def promote(
         bool, typer.Option("--canary", help="Label the version 'canary' beside stable; a later promote finishes the move.")
     ] = False,
     timeout: TimeoutOption = 120.0,
+    replica_timeout: ReplicaTimeoutOption = None,
     reason: ReasonOption = "",
     expect_current: Annotated[
         int | None,
@@ -156,7 +163,7 @@ def promote(
     result = run(
         lambda: api.promote(
             model, version, canary=canary, timeout=timeout, reason=reason, expect_current=expect_current,
-            dry_run=dry_run, force=force,
+            dry_run=dry_run, force=force, replica_timeout=replica_timeout,
         )
     )
     render_rollout(result, as_json)
@@ -168,6 +175,7 @@ def rollback(
     to: Annotated[int | None, typer.Option("--to", help="Roll back to this version instead of the previous stable.", show_default=False)] = None,
     reason: ReasonOption = "",
     timeout: TimeoutOption = 120.0,
+    replica_timeout: ReplicaTimeoutOption = None,
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -181,7 +189,8 @@ def rollback(
 
         mlc rollback deeplab --to 2 --reason "v4 mislabels cats"
     """
-    result = run(lambda: api.rollback(model, to=to, reason=reason, timeout=timeout, dry_run=dry_run))
+    result = run(lambda: api.rollback(model, to=to, reason=reason, timeout=timeout, dry_run=dry_run,
+                                             replica_timeout=replica_timeout))
     render_rollout(result, as_json)
 
 
@@ -189,6 +198,7 @@ def rollback(
 def reconcile(
     model: Annotated[str | None, typer.Argument(help="Report only this model (every model is reconciled: a reload replaces the whole config).", show_default=False)] = None,
     timeout: TimeoutOption = 120.0,
+    replica_timeout: ReplicaTimeoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Bring every reachable replica to the recorded serving state and report what changed.
@@ -203,7 +213,7 @@ def reconcile(
 
         mlc reconcile deeplab --json
     """
-    result = run(lambda: api.reconcile(model, timeout=timeout))
+    result = run(lambda: api.reconcile(model, timeout=timeout, replica_timeout=replica_timeout))
     show(result, as_json, render_reconcile)
     if result.failed:
         names = ", ".join(r.server for r in result.failed)

@@ -73,6 +73,7 @@ def promote(
     expect_current: int | None = None,
     dry_run: bool = False,
     force: bool = False,
+    replica_timeout: float | None = None,
 ) -> RolloutResult:
     """Promote ``version`` of ``model`` to stable (or canary) on every server."""
     with _maybe_locked(paths, not dry_run):
@@ -103,7 +104,8 @@ def promote(
                 raise UsageError(f"--force overrides the {gate.removeprefix('forced past the ')}; "
                                  "say why with --reason TEXT (recorded in the history)")
             notes.append(gate)
-        return _execute(paths, reg, action, model, version, after, timeout, reason, force and bool(gate), notes, dry_run, recovered)
+        return _execute(paths, reg, action, model, version, after, timeout, reason, force and bool(gate), notes, dry_run,
+                        recovered, replica_timeout)
 
 
 def rollback(
@@ -113,6 +115,7 @@ def rollback(
     reason: str = "",
     timeout: float = DEFAULT_TIMEOUT_S,
     dry_run: bool = False,
+    replica_timeout: float | None = None,
 ) -> RolloutResult:
     """Roll back to the previous known-good stable (or to ``to``); a canary is withdrawn first."""
     with _maybe_locked(paths, not dry_run):
@@ -128,14 +131,16 @@ def rollback(
             if version == rec.stable:
                 raise FailedPrecondition(f"version {version} of {model} is already stable; nothing to roll back")
             after = state_of(version, None)
-        return _execute(paths, reg, "rollback", model, version, after, timeout, reason, False, [], dry_run, recovered)
+        return _execute(paths, reg, "rollback", model, version, after, timeout, reason, False, [], dry_run, recovered,
+                        replica_timeout)
 
 
 def _execute(
     paths: Paths, reg: Registry, action: str, model: str, version: int | None, after: dict[str, int | None],
     timeout: float, reason: str, forced: bool, notes: list[str], dry_run: bool, recovered: list[str],
+    replica_timeout: float | None = None,
 ) -> RolloutResult:
-    fleet_ = fleet.load(paths)
+    fleet_ = fleet.load(paths, replica_timeout)
     plan = plan_rollout(paths, reg, action, model, version, after, fleet_.names, forced, notes)
     if dry_run:
         pending = journal.load(paths)

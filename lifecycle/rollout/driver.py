@@ -6,6 +6,7 @@ naming the step and the server.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -67,25 +68,39 @@ def driven(servers: Sequence[fleet.ServerSpec]) -> list[DrivenServer]:
 
 
 class Driver:
-    """Pushes configs to servers and waits for states, within one deadline."""
+    """Pushes configs to servers and waits for states: each server within its own deadline.
+
+    A server's deadline is its ``replica_timeout`` (configs/servers.yaml, or ``--replica-timeout``)
+    counted from when it was asked to change, and never later than the rollout's deadline.
+    Servers are polled in parallel, and the first that fails or misses its deadline stops the
+    wait: the others are not waited for beyond it.
+    """
 
     def __init__(self, paths: Paths, model: str, targets: list[DrivenServer], deadline: float) -> None:
         self.paths = paths
         self.model = model
         self.targets = targets
         self.deadline = deadline
+        self.asked: dict[str, float] = {}  # server -> when the last push asked it to change
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
+
+    def limit(self, t: DrivenServer, since: float | None = None) -> float:
+        """Server ``t``'s deadline: its replica timeout from when it was asked, within the rollout's."""
+        start = self.asked.get(t.name, time.monotonic()) if since is None else since
+        return min(self.deadline, start + t.spec.replica_timeout)
 
     def push(self, step: str, serving: tfs_config.Serving) -> None:
         """Write configs/models.config and reload every server in request mode."""
         config = tfs_config.build(self.paths, serving)
         tfs_config.write(self.paths, config)
+        now = time.monotonic()
 
         def reload(t: DrivenServer) -> None:
+            self.asked[t.name] = now
             if t.spec.reload == "request":
-                t.client.reload(config, timeout=max(1.0, self.remaining()))
+                t.client.reload(config, timeout=max(1.0, self.limit(t) - time.monotonic()))
 
         self._raise_first(step, parallel(self.targets, reload))
 
@@ -98,30 +113,44 @@ class Driver:
                 message = f"server {t.name}: {message}"
             raise StepFailed(step, message) from e
 
-    def status(self, t: DrivenServer) -> dict[int, VersionState]:
+    def status(self, t: DrivenServer, limit: float | None = None) -> dict[int, VersionState]:
+        left = (self.deadline if limit is None else limit) - time.monotonic()
         try:
-            return t.client.model_status(self.model, timeout=min(RPC_TIMEOUT_S, max(0.5, self.remaining())))
+            return t.client.model_status(self.model, timeout=min(RPC_TIMEOUT_S, max(0.5, left)))
         except ModelNotFound:
             return {}
 
     def wait(self, step: str, what: str, done: Callable[[DrivenServer, dict[int, VersionState]], bool]) -> None:
-        """Poll every server until ``done`` holds on each; StepFailed on timeout or error."""
-        pending = list(self.targets)
-        while pending:
-            still = []
-            for t in pending:
-                try:
-                    states = self.status(t)
-                except LifecycleError as e:
-                    raise StepFailed(step, e.message) from e
-                if not done(t, states):
-                    still.append(t)
-            pending = still
-            if not pending:
-                return
-            if self.remaining() <= 0:
-                raise StepFailed(step, f"timed out waiting for {what} on {', '.join(t.name for t in pending)}")
-            time.sleep(POLL_INTERVAL_S)
+        """Poll every server at once until ``done`` holds on each; StepFailed naming the first that
+        fails or misses its deadline (the rest stop waiting then)."""
+        started = time.monotonic()
+        stop = threading.Event()
+
+        def one(t: DrivenServer) -> None:
+            limit = self.limit(t, self.asked.get(t.name, started))
+            try:
+                while not stop.is_set():
+                    try:
+                        states = self.status(t, limit)
+                    except LifecycleError as e:
+                        raise StepFailed(step, e.message) from e
+                    if done(t, states):
+                        return
+                    if time.monotonic() >= limit:
+                        raise StepFailed(step, self._missed(t, what, limit, states))
+                    stop.wait(POLL_INTERVAL_S)
+            except BaseException:
+                stop.set()
+                raise
+
+        self._raise_first(step, parallel(self.targets, one))
+
+    def _missed(self, t: DrivenServer, what: str, limit: float, states: dict[int, VersionState]) -> str:
+        now = ", ".join(f"{v} {s.describe()}" for v, s in sorted(states.items())) or "nothing"
+        if limit < self.deadline:
+            return (f"server {t.name} missed its replica deadline ({t.spec.replica_timeout:g} s) waiting for {what}; "
+                    f"it reports {now}")
+        return f"timed out waiting for {what} on {t.name}; it reports {now}"
 
     def wait_available(self, step: str, versions: Sequence[int], baseline: dict[str, dict[int, VersionState]]) -> None:
         """Wait until ``versions`` are AVAILABLE everywhere; a load failure fails at once."""

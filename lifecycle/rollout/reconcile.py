@@ -11,7 +11,8 @@ before the models load break restarts):
 2. wait until the wanted versions are AVAILABLE on it;
 3. the recorded config (labels moved, old versions dropped); wait until they have unloaded.
 
-Replicas are driven in parallel, each within its own deadline; one that does not answer is
+Replicas are driven in parallel, each within its own deadline (its ``replica_timeout``, within
+``--timeout``); one that does not answer is
 reported and the others still converge. A reload replaces a server's whole config, so every
 model is brought to its recorded state; ``MODEL`` narrows what is reported.
 """
@@ -67,7 +68,9 @@ class ReconcileResult:
         return asdict(self)
 
 
-def reconcile(paths: Paths, model: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> ReconcileResult:
+def reconcile(
+    paths: Paths, model: str | None = None, timeout: float = DEFAULT_TIMEOUT_S, replica_timeout: float | None = None,
+) -> ReconcileResult:
     """Bring every reachable replica to the recorded state; report what changed and who failed."""
     with registry.lease(paths):
         recovered = recover_pending(paths)
@@ -78,7 +81,7 @@ def reconcile(paths: Paths, model: str | None = None, timeout: float = DEFAULT_T
         wanted = tfs_config.served_from_registry(reg)
         generation = desired.record(paths, wanted)
         tfs_config.write(paths, tfs_config.build(paths, wanted))
-        known = fleet.load(paths)
+        known = fleet.load(paths, replica_timeout)
         names = sorted(reg.models)
         shown = [model] if model else names
         results = {s.name: ReplicaResult(s.name, s.found_by) for s in known.servers}
@@ -86,7 +89,8 @@ def reconcile(paths: Paths, model: str | None = None, timeout: float = DEFAULT_T
         deadline = time.monotonic() + timeout
 
         def converge(t: DrivenServer) -> None:
-            results[t.name].changes = _converge(paths, t, names, shown, wanted, deadline)
+            own = min(deadline, time.monotonic() + t.spec.replica_timeout)  # each replica's own deadline
+            results[t.name].changes = _converge(paths, t, names, shown, wanted, own)
 
         try:
             for t, e in parallel(targets, converge):

@@ -38,6 +38,7 @@ from lifecycle.errors import (
     ServableNotFound,
     ServingError,
 )
+from lifecycle.failpoints import failpoint
 from lifecycle.server.loader import Servable
 from lifecycle.server.model_configs import aspired_versions, validate_model_configs
 from lifecycle.server.monitoring import note_served
@@ -286,6 +287,7 @@ class ServableManager:
         attempt = 0
         while True:
             try:
+                failpoint(f"server:load:{harness.model}:{harness.version}")  # tests: a slow replica
                 servable = self._new_servable(harness)
                 try:
                     if self._prepare is not None:

@@ -7,6 +7,7 @@ replica), else the servers ``mlc serve`` started, as recorded under ``.mlc/serve
     reload: request        # request: HandleReloadConfigRequest (default)
                            # poll: write the file and wait for the servers' own file poll
     poll_seconds: 1        # --model_config_file_poll_wait_seconds that `mlc serve` passes in poll mode
+    replica_timeout: 60    # seconds each replica has to load a version (an entry may set its own)
     tls:                   # optional: gRPC over TLS to every server (paths relative to configs/)
       ca: certs/ca.pem       # the CA that signs the servers' certificates
       cert: certs/mlc.pem    # a client certificate and key, for mutual TLS
@@ -17,6 +18,7 @@ replica), else the servers ``mlc serve`` started, as recorded under ``.mlc/serve
         rest: 127.0.0.1:8501               # or a URL: http://10.0.0.7:8501
       - grpc: 10.0.0.8:8500
         rest: http://10.0.0.8:8501
+        replica_timeout: 300               # a slower host
       - dns: hpt-replicas.serving.svc.cluster.local:8500   # every address the name resolves to
         rest_port: 8501                                     # (a Kubernetes headless Service)
 
@@ -60,6 +62,9 @@ RELOAD_MODES = tuple(m.value for m in ReloadMode)
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_REST_PORT = 8501
 DEFAULT_POLL_SECONDS = 1
+# How long one replica may take to load a version (or otherwise reach a state a rollout waits
+# for), from when it was asked; `--replica-timeout` or configs/servers.yaml change it.
+DEFAULT_REPLICA_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class ServerSpec:
     poll_seconds: int = DEFAULT_POLL_SECONDS
     tls: Tls | None = None
     found_by: str | None = None  # "dns NAME:PORT" for a replica found by discovery
+    replica_timeout: float = DEFAULT_REPLICA_TIMEOUT_S  # its own deadline to load a version
 
     @property
     def name(self) -> str:
@@ -136,6 +142,12 @@ def _port(value: Any, where: str) -> int:
     return value
 
 
+def _seconds(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{where}: expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
 def _tls(data: Any, where: str, base: Path) -> Tls | None:
     """The ``tls`` section: paths relative to the servers file's folder."""
     if data is None:
@@ -190,6 +202,7 @@ def parse_entries(data: Any, source: Path) -> list[ServerSpec | Discovery]:
     if not isinstance(poll, int) or poll < 1:
         raise ConfigError(f"{source}: poll_seconds must be a positive integer, got {poll!r}")
     tls = _tls(data.get("tls"), f"{source}: tls", source.parent)
+    replica_timeout = _seconds(data.get("replica_timeout", DEFAULT_REPLICA_TIMEOUT_S), f"{source}: replica_timeout")
     entries: list[ServerSpec | Discovery] = []
     for i, entry in enumerate(data["servers"]):
         where = f"{source}: servers[{i}]"
@@ -198,7 +211,9 @@ def parse_entries(data: Any, source: Path) -> list[ServerSpec | Discovery]:
         if not isinstance(entry, dict) or ("grpc" in entry) == ("dns" in entry):
             raise ConfigError(f"{where}: expected {{grpc: host:port, rest: host:port}} or {{dns: NAME:PORT, rest_port: PORT}}")
         own_tls = _tls(entry["tls"], f"{where}.tls", source.parent) if "tls" in entry else tls
-        template = ServerSpec(grpc="", reload=reload, poll_seconds=poll, tls=own_tls)
+        own_timeout = (_seconds(entry["replica_timeout"], f"{where}.replica_timeout") if "replica_timeout" in entry
+                       else replica_timeout)
+        template = ServerSpec(grpc="", reload=reload, poll_seconds=poll, tls=own_tls, replica_timeout=own_timeout)
         if "dns" in entry:
             name, _, port = _address(entry["dns"], f"{where}.dns").rpartition(":")
             scheme = str(entry.get("rest_scheme", "http"))
@@ -332,13 +347,20 @@ def remove_record(paths: Paths, record: ServerRecord) -> None:
 # --- which servers to drive -----------------------------------------------------------------
 
 
-def load(paths: Paths) -> Fleet:
-    """The servers to drive: configs/servers.yaml, else live `mlc serve` records, else none."""
+def load(paths: Paths, replica_timeout: float | None = None) -> Fleet:
+    """The servers to drive: configs/servers.yaml, else live `mlc serve` records, else none.
+
+    ``replica_timeout`` (``--replica-timeout``) replaces every server's own deadline.
+    """
     file = servers_file(paths)
     if file.exists():
-        return Fleet(parse_servers(load_yaml_file(file, "servers file"), file), "configs/servers.yaml")
-    records = live_records(paths)
-    return Fleet([r.spec() for r in records], "mlc serve records" if records else "none")
+        known = Fleet(parse_servers(load_yaml_file(file, "servers file"), file), "configs/servers.yaml")
+    else:
+        records = live_records(paths)
+        known = Fleet([r.spec() for r in records], "mlc serve records" if records else "none")
+    if replica_timeout is not None:
+        known.servers = [replace(s, replica_timeout=replica_timeout) for s in known.servers]
+    return known
 
 
 def named(paths: Paths, address: str, rest: bool = False) -> ServerSpec:

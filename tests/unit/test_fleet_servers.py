@@ -44,12 +44,37 @@ servers:
         ("servers: [{dns: 'localhost:1', rest_port: 'x'}]", "expected a port number"),
         ("servers: [{dns: 'localhost:1', rest_scheme: 'ftp'}]", "http or https"),
         ("servers: [{grpc: '127.0.0.1:1'}, {dns: 'localhost:1'}]", "listed twice"),
+        ("replica_timeout: 0\nservers: [{grpc: 'a:1'}]", "replica_timeout: expected a positive number of seconds"),
+        ("servers: [{grpc: 'a:1', replica_timeout: 'x'}]", "replica_timeout: expected a positive number"),
     ],
 )
 def test_bad_entries_are_config_errors_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match="servers.yaml") as e:
         parse(tmp_path, text)
     assert message in e.value.message
+
+
+def test_replica_timeouts_default_per_file_per_entry_and_flag(tmp_path: Path) -> None:
+    specs = parse(tmp_path, "servers: [{grpc: 'a:1'}]")
+    assert specs[0].replica_timeout == fleet.DEFAULT_REPLICA_TIMEOUT_S
+    specs = parse(tmp_path, "replica_timeout: 30\nservers: [{grpc: 'a:1'}, {grpc: 'b:1', replica_timeout: 300}]")
+    assert [s.replica_timeout for s in specs] == [30.0, 300.0]
+    paths = new_home(tmp_path / "home")
+    (paths.configs / "servers.yaml").write_text("replica_timeout: 30\nservers: [{grpc: 'a:1'}, {grpc: 'b:1', replica_timeout: 300}]\n")
+    assert [s.replica_timeout for s in fleet.load(paths, replica_timeout=5).servers] == [5.0, 5.0]
+
+
+def test_a_server_named_by_hand_gets_the_tls_of_servers_yaml(tmp_path: Path) -> None:
+    paths = new_home(tmp_path / "home")
+    (paths.configs / "servers.yaml").write_text(
+        "tls: {ca: ca.pem}\nservers: [{grpc: 'a:1', rest: 'http://a:2', tls: {ca: own.pem}}]\n"
+    )
+    assert fleet.named(paths, "a:1").tls == Tls(str(paths.configs / "own.pem"))  # listed: its own entry
+    assert fleet.named(paths, "a:2", rest=True).grpc == "a:1"
+    other = fleet.named(paths, "b:1")
+    assert other.grpc == "b:1" and other.tls == Tls(str(paths.configs / "ca.pem"))  # not listed: the file's TLS
+    (paths.configs / "servers.yaml").unlink()
+    assert fleet.named(paths, "b:1").tls is None
 
 
 def test_dns_entry_is_every_address_the_name_resolves_to(tmp_path: Path) -> None:

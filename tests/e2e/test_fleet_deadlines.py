@@ -1,0 +1,116 @@
+"""Per-replica deadlines: three real mlc-model-servers, one of them slow to load the candidate.
+
+The slow replica is made slow by a failpoint in its own environment
+(``MLC_FAILPOINTS=server:load:hpt:2=pause:S``): it really is LOADING version 2 while the others
+have it AVAILABLE. A promote with ``--replica-timeout`` must fail once that replica's own
+deadline has passed, name it in one line, and revert every replica; the rollout's much longer
+``--timeout`` must not be waited out. Proof without timing: when the promote has returned, the
+slow replica still reports version 2 LOADING (its load pauses far longer than the rollout may).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lifecycle import api
+from lifecycle.cli import app
+from lifecycle.serving import tfs_config
+from lifecycle.serving.client import rest_model_status
+from lifecycle.serving.tfs_config import ModelServing
+from lifecycle.store import registry
+from lifecycle.store.config import Paths
+from tests.support.polling import wait_until
+from tests.support.ports import free_ports
+from tests.support.rollout_support import MODEL, build_versions, make_home
+
+pytestmark = pytest.mark.e2e
+runner = CliRunner()
+SLOW_PAUSE_S = 600  # far beyond anything the test waits for; the processes are killed at the end
+
+
+@dataclass
+class Replica:
+    grpc: str
+    rest: str
+    proc: subprocess.Popen[bytes]
+
+    def state(self, version: int) -> str | None:
+        s = rest_model_status(self.rest, MODEL, timeout=5).get(version)
+        return None if s is None else s.state
+
+    def stable(self) -> int | None:
+        try:
+            return max(rest_model_status(self.rest, MODEL, timeout=5, label="stable"))
+        except Exception:  # noqa: BLE001 - the label is not set
+            return None
+
+
+@pytest.fixture
+def fleet3(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[tuple[Paths, list[Replica]]]:
+    """Three replicas on 127.0.0.1 serving stable 1; the last one loads version 2 very slowly."""
+    built = build_versions(tmp_path / "built", [1, 2])
+    paths = make_home(tmp_path / "home", built, [1, 2], stable=1)
+    startup = tmp_path / "startup.config"  # versions only: labels may point only at AVAILABLE versions
+    startup.write_text(tfs_config.render(tfs_config.build(paths, {MODEL: ModelServing((1,), {})})))
+    ports = free_ports(6)
+    replicas: list[Replica] = []
+    try:
+        for i in range(3):
+            grpc, rest = f"127.0.0.1:{ports[2 * i]}", f"127.0.0.1:{ports[2 * i + 1]}"
+            env = dict(subprocess_env)
+            if i == 2:
+                env["MLC_FAILPOINTS"] = f"server:load:{MODEL}:2=pause:{SLOW_PAUSE_S}"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "lifecycle.server.main", f"--port={ports[2 * i]}", f"--rest_api_port={ports[2 * i + 1]}",
+                 f"--model_config_file={startup}", "--max_num_load_retries=0"],
+                env=env, stdout=(tmp_path / f"r{i}.log").open("wb"), stderr=subprocess.STDOUT,
+            )
+            replicas.append(Replica(grpc, rest, proc))
+        # servers.yaml gives every replica a generous deadline; --replica-timeout overrides it.
+        (paths.configs / "servers.yaml").write_text(
+            "replica_timeout: 900\nservers:\n" + "".join(f"  - {{grpc: '{r.grpc}', rest: '{r.rest}'}}\n" for r in replicas)
+        )
+        for r in replicas:
+            wait_until(lambda r=r: _quiet(lambda: r.state(1)) == "AVAILABLE", 120, f"{r.grpc} to serve version 1")
+        assert not api.reconcile(paths=paths).failed  # the stable label, now that 1 is AVAILABLE
+        yield paths, replicas
+    finally:
+        for r in replicas:
+            r.proc.kill()
+            r.proc.wait(timeout=30)
+
+
+def _quiet(fn):  # noqa: ANN001, ANN202 - a probe that may fail while a server starts
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def test_a_replica_that_misses_its_own_deadline_is_named_and_everything_reverts(fleet3: tuple[Paths, list[Replica]]) -> None:
+    paths, replicas = fleet3
+    slow, fast = replicas[2], replicas[:2]
+    result = runner.invoke(app, ["promote", MODEL, "2", "--replica-timeout", "5", "--timeout", "900"],
+                           env={"MLC_HOME": str(paths.home)})
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip()
+    assert "\n" not in line, line
+    assert f"server {slow.grpc} missed its replica deadline (5 s)" in line, line
+    assert "2 LOADING" in line and "reverted, stable 1 serves again" in line, line
+    assert not any(r.grpc in line for r in fast), line
+    # Not held hostage: the promote gave up and reverted while the slow load still runs.
+    assert slow.state(2) == "LOADING"
+    for r in replicas:
+        assert r.stable() == 1, r.grpc
+    for r in fast:
+        wait_until(lambda r=r: r.state(2) in ("END", None), 60, f"{r.grpc} to unload version 2 after the revert")
+    rec = registry.load(paths).model(MODEL)
+    assert rec.stable == 1
+    assert rec.history[-1].result == "reverted" and slow.grpc in rec.history[-1].detail
