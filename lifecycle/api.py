@@ -61,15 +61,18 @@ __all__ = [
 # --- status and history ----------------------------------------------------------------------
 
 
-def status(model: str | None = None, paths: Paths | None = None) -> StatusReport:
+def status(model: str | None = None, paths: Paths | None = None, all_versions: bool = False) -> StatusReport:
     """The registry, configs/models.config and every server's live state, with drift flagged.
 
     Live state is read over REST, in parallel, with short deadlines; TensorFlow is not imported.
-    A pending rollout journal is reported (``pending_rollout``), not recovered.
+    A pending rollout journal is reported (``pending_rollout``), not recovered. Each model lists
+    stable, canary, the versions configured or loaded and the 20 newest; ``versions_total`` and
+    ``versions_omitted`` say how many there are and how many were left out
+    (``all_versions=True`` lists every one).
     """
     from lifecycle.serving.status import report
 
-    return report(paths or Paths.from_env(), model)
+    return report(paths or Paths.from_env(), model, all_versions)
 
 
 @dataclass

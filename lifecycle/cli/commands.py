@@ -89,17 +89,26 @@ def run(call: Callable[[], T]) -> T:
 @app.command()
 def status(
     model: Annotated[str | None, typer.Argument(help="Only this model.", show_default=False)] = None,
+    all_versions: Annotated[bool, typer.Option(
+        "--all", help="List every version, not only stable, canary, those configured or loaded and the 20 newest.",
+    )] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Show the registry, the serving config and every server's live state side by side.
+
+    Each model lists the versions that matter: stable, canary, those in the serving config or
+    on a server, and the 20 newest. --all lists every one; the JSON says how many were left out
+    (versions_total, versions_omitted).
 
     Examples:
 
         mlc status
 
         mlc status deeplab --json
+
+        mlc status deeplab --all
     """
-    report = run(lambda: api.status(model))
+    report = run(lambda: api.status(model, all_versions=all_versions))
     show(report, as_json, render_status)
 
 

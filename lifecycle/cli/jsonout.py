@@ -19,16 +19,16 @@ def print_json(data: Any) -> None:
 
 
 def status_json(argv: list[str]) -> int | None:
-    """Run ``status [MODEL] --json`` and return its exit code; None for any other command line."""
-    words = [a for a in argv if a != "--json"]
-    if len(argv) - len(words) != 1 or not 1 <= len(words) <= 2 or words[0] != "status" \
+    """Run ``status [MODEL] --json [--all]`` and return its exit code; None for any other command line."""
+    words = [a for a in argv if a not in ("--json", "--all")]
+    if argv.count("--json") != 1 or argv.count("--all") > 1 or not 1 <= len(words) <= 2 or words[0] != "status" \
             or any(w.startswith("-") for w in words):
         return None
     from lifecycle import api
     from lifecycle.errors import LifecycleError
 
     try:
-        report = api.status(words[1] if len(words) == 2 else None)
+        report = api.status(words[1] if len(words) == 2 else None, all_versions="--all" in argv)
     except LifecycleError as e:  # as the typer command's run(): one line, the error's exit code
         sys.stderr.write(f"Error: {e.message}\n")
         return e.exit_code

@@ -89,6 +89,9 @@ def render_status(report: StatusReport) -> None:
                 *[_state_markup(v.servers.get(addr, "")) for addr in servers],
             )
         stdout.print(table)
+        if m.versions_omitted:
+            stdout.print(f"{m.versions_omitted} of {m.versions_total} versions not shown (older, not labelled, "
+                         f"configured or loaded): mlc status {m.name} --all")
         for addr, generation in m.generations.items():
             if report.generation:
                 shown = "a state not recorded" if generation is None else f"generation {generation}"

@@ -2,6 +2,11 @@
 
 Live state is read over REST, in parallel, with short deadlines. This module must not import
 TensorFlow or grpc: ``mlc status`` is a fast command.
+
+It shows the versions that matter (as TF Serving's model status and gto's ``show`` do, not a
+model's whole past): stable, canary, those in configs/models.config or on a server, and the
+:data:`RECENT` newest; ``all_versions`` shows every one. It reads the registry's head and only
+the pages holding those versions, so its time does not grow with the number of versions.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from lifecycle.store.config import Paths, check_model_name
 from lifecycle.store.registry import HistoryEvent
 
 T = TypeVar("T")
+
+#: How many of the newest versions status shows besides the labelled, configured and loaded ones.
+RECENT = 20
 
 
 @dataclass
@@ -69,6 +77,8 @@ class ModelStatus:
     last_event: HistoryEvent | None = None
     generations: dict[str, int | None] = field(default_factory=dict)  # server -> recorded generation it serves
     metric: str = "miou"  # what its versions are scored by (scored_by): miou, or accuracy for a classifier
+    versions_total: int = 0  # how many versions are registered
+    versions_omitted: int = 0  # how many of them ``versions`` leaves out (0 with all_versions)
 
 
 @dataclass
@@ -102,14 +112,15 @@ def _or_warn(read: Callable[[], T], fallback: T, warnings: list[str]) -> T:
         return fallback
 
 
-def report(paths: Paths, model: str | None = None) -> StatusReport:
+def report(paths: Paths, model: str | None = None, all_versions: bool = False) -> StatusReport:
     """The registry, configs/models.config and every server's live state, with drift flagged.
 
     Live state is read over REST, in parallel, with short deadlines; TensorFlow is not imported.
     A pending rollout journal is reported, not recovered: recovery drives servers, and only the
-    commands that drive servers (promote, rollback, serve) run it.
+    commands that drive servers (promote, rollback, serve) run it. Each model lists the versions
+    that matter and the :data:`RECENT` newest (every version with ``all_versions``).
     """
-    reg = registry.load(paths)
+    reg = registry.load(paths, versions=False)
     if model:
         check_model_name(model)
         reg.model(model)  # ModelNotFound for an unknown model
@@ -122,7 +133,11 @@ def report(paths: Paths, model: str | None = None) -> StatusReport:
     recorded = _or_warn(lambda: desired.load(paths), desired.Desired(), warnings)
     live_labels: LiveLabels = {}
     live = _read_live(servers.servers, names, live_labels)
-    models = [_model_status(reg.models[name], config, servers.servers, live) for name in names]
+    models = [
+        _model_status(reg.models[name], _shown(paths, reg.models[name], config, live, all_versions), config,
+                      servers.servers, live)
+        for name in names
+    ]
     for m in models:
         _replica_labels(m, reg.models[m.name], servers.servers, live, live_labels, recorded)
     pending_text = None
@@ -135,6 +150,19 @@ def report(paths: Paths, model: str | None = None) -> StatusReport:
         models=models, servers=_reachability(servers.servers, names, live), servers_source=servers.source,
         pending_rollout=pending_text, warnings=warnings, generation=recorded.generation,
     )
+
+
+def _shown(
+    paths: Paths, rec: registry.ModelRecord, config: tfs_config.Serving | None, live: Live, all_versions: bool
+) -> list[registry.VersionRecord]:
+    """The versions status lists: labelled, in the config, on a server, and the newest (or all)."""
+    numbers = {n for n in (rec.stable, rec.canary) if n is not None}
+    if config and rec.name in config:
+        numbers |= set(config[rec.name].versions)
+    for (_, name), got in live.items():
+        if name == rec.name and isinstance(got, dict):
+            numbers |= set(got)
+    return registry.select(paths, rec, numbers, None if all_versions else RECENT)
 
 
 def _read_live(servers: list[fleet.ServerSpec], names: list[str], live_labels: LiveLabels) -> Live:
@@ -178,8 +206,8 @@ def _reachability(servers: list[fleet.ServerSpec], names: list[str], live: Live)
 
 
 def _model_status(
-    rec: registry.ModelRecord, config: tfs_config.Serving | None, servers: list[fleet.ServerSpec],
-    live: Live,
+    rec: registry.ModelRecord, shown: list[registry.VersionRecord], config: tfs_config.Serving | None,
+    servers: list[fleet.ServerSpec], live: Live,
 ) -> ModelStatus:
     """One model's versions side by side with the config and the servers; drift and warnings."""
     name = rec.name
@@ -193,7 +221,7 @@ def _model_status(
             f"configs/models.config serves {shown}, the registry says {dict(wanted.labels) or 'nothing'}"
         )
     versions = []
-    for v in sorted(rec.versions, key=lambda v: v.version):
+    for v in shown:
         labels = [label for label, n in (("stable", rec.stable), ("canary", rec.canary)) if n == v.version]
         per_server: dict[str, str] = {}
         for spec in servers:
@@ -242,7 +270,8 @@ def _model_status(
                 f"clients that name no version reach version {available[-1]} on {spec.name}, not stable "
                 f"{rec.stable}; address requests with version_label \"stable\""
             )
-    if rec.stable is None and rec.versions:
+    total = rec.version_count()
+    if rec.stable is None and total:
         model_warnings.append(f"no stable version yet: promote one with `mlc promote {name} N`")
     last = rec.history[-1] if rec.history else None
     if last and "by recovery" in last.detail:
@@ -253,7 +282,8 @@ def _model_status(
     return ModelStatus(
         name=name, stable=rec.stable, canary=rec.canary, versions=versions, metric=scored_by(versions),
         config=None if in_config is None else ServedConfig(list(in_config.versions), dict(in_config.labels)),
-        drift=drift, warnings=model_warnings, last_event=last,
+        drift=drift, warnings=model_warnings, last_event=last, versions_total=total,
+        versions_omitted=total - len(versions),
     )
 
 

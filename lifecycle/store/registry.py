@@ -1,9 +1,12 @@
-"""The registry: the document ``registry.yaml`` of the repository, written only by mlc.
+"""The registry: ``registry.yaml`` of the repository and its version pages, written only by mlc.
 
 Per model it holds the checkpoints (with provenance), the versions (with their validation
 report), failed registration attempts, the current ``stable``/``canary`` labels and the
-rollout history. Readers load it without the lease (every write replaces the whole document,
-so a reader sees a whole one). Every mutation holds the registry lease and writes by
+rollout history. ``registry.yaml`` is the head (labels, pins, history, attempts and a list of
+pages); the version records live in immutable pages beside it (:mod:`registry_pages`), so a
+reader that needs a few versions (``mlc status``) reads the head and a page or two, whatever
+the number of versions. Readers load it without the lease (a write creates new pages, then
+replaces the head in one step, so a reader sees a whole registry). Every mutation holds the registry lease and writes by
 compare-and-swap at the generation it read (:func:`transaction`, or :func:`load` then
 :func:`save` inside :func:`lease`), so even a writer whose lease was lost (an object store's
 lease expires) cannot overwrite another's update: it gets StaleGeneration instead.
@@ -32,11 +35,14 @@ from lifecycle.errors import (
     RegistryError,
     VersionNotFound,
 )
+from lifecycle.store import registry_pages as pages
 from lifecycle.store.base import REGISTRY_LEASE
 from lifecycle.store.config import Paths, check_model_name
 from lifecycle.store.files import DEFAULT_LOCK_TIMEOUT_S
+from lifecycle.store.registry_pages import PageRef
 
-SCHEMA = 1
+# 2: versions in pages beside the head (registry_pages); 1: every version inline (still read).
+SCHEMA = 2
 KEY = "registry.yaml"
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -128,6 +134,13 @@ class ModelRecord:
     attempts: list[Attempt] = field(default_factory=list)
     history: list[HistoryEvent] = field(default_factory=list)
     pinned: list[int] = field(default_factory=list)  # versions `mlc gc` never deletes (`mlc pin`)
+    # The pages the head named when this record was read (their versions are in ``versions``
+    # unless the registry was read with ``versions=False``).
+    pages: list[PageRef] = field(default_factory=list, compare=False, repr=False)
+
+    def version_count(self) -> int:
+        """How many versions are registered (also when only the head was read)."""
+        return sum(p.count for p in self.pages) if self.pages and not self.versions else len(self.versions)
 
     def version(self, number: int) -> VersionRecord:
         """The record of version ``number``; VersionNotFound if it is not registered."""
@@ -166,6 +179,8 @@ class Registry:
     schema: int = SCHEMA
     # The store generation this registry was read at (None: read as absent); save() writes at it.
     generation: str | None = field(default=None, compare=False, repr=False)
+    # Read with versions=False: the versions are in the pages, not here; it cannot be saved.
+    head_only: bool = field(default=False, compare=False, repr=False)
 
     def model(self, name: str, create: bool = False) -> ModelRecord:
         """The record of ``name``; created empty if ``create``, else RegistryError if absent."""
@@ -180,12 +195,13 @@ class Registry:
     # --- (de)serialisation -----------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for YAML/JSON."""
+        """Plain data for YAML/JSON: every model with its versions inline (not the stored layout)."""
         return {
             "schema": self.schema,
             "models": {
                 # An empty pin list is left out, so registries without pins read as before.
-                name: {k: v for k, v in dataclasses.asdict(rec).items() if k != "name" and not (k == "pinned" and not v)}
+                name: {k: v for k, v in dataclasses.asdict(rec).items()
+                       if k not in ("name", "pages") and not (k == "pinned" and not v)}
                 for name, rec in sorted(self.models.items())
             },
         }
@@ -214,13 +230,14 @@ class Registry:
                     attempts=[Attempt(**a) for a in body.get("attempts") or []],
                     history=[HistoryEvent(**h) for h in body.get("history") or []],
                     pinned=[int(v) for v in body.get("pinned") or []],
+                    pages=pages.parse_refs(str(name), body.get("pages"), str(source)),
                 )
             except (TypeError, AttributeError, ValueError) as e:
                 raise RegistryError(f"malformed registry {source}: model {name!r}: {e}") from e
         return cls(models=models, schema=SCHEMA)
 
     def dump(self) -> str:
-        """The registry as YAML text."""
+        """The whole registry (every version inline) as YAML text, for people and comparisons."""
         return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
 
 
@@ -229,8 +246,30 @@ def source(paths: Paths) -> str:
     return f"{paths.store.url}/{KEY}"
 
 
-def load(paths: Paths) -> Registry:
-    """Read the registry without the lease; a missing document is an empty registry."""
+def load(paths: Paths, versions: bool = True) -> Registry:
+    """Read the registry without the lease; a missing document is an empty registry.
+
+    ``versions=False`` reads only the head: each model's ``pages`` say which versions exist,
+    :func:`select` reads the ones wanted, and such a registry cannot be saved.
+    """
+    for _ in range(pages.READ_ATTEMPTS):
+        registry = _load_head(paths)
+        if not versions:
+            registry.head_only = any(rec.pages for rec in registry.models.values())
+            return registry
+        try:
+            for rec in registry.models.values():
+                if rec.pages:
+                    rec.versions, own = pages.read_versions(paths.store, rec.name, rec.pages, None, source(paths))
+                    rec.checkpoints = own + rec.checkpoints
+            return registry
+        except pages.PageMissing:
+            continue  # a writer replaced a page after we read the head: read the new head
+    raise RegistryError(f"registry {source(paths)} kept changing while it was read; try again")
+
+
+def _load_head(paths: Paths) -> Registry:
+    """The head document alone (a schema-1 registry holds its versions inline)."""
     doc = paths.store.read(KEY)
     if doc is None:
         return Registry()
@@ -249,12 +288,73 @@ def load(paths: Paths) -> Registry:
     return registry
 
 
-def save(paths: Paths, registry: Registry) -> None:
+def select(paths: Paths, rec: ModelRecord, numbers: set[int], newest: int | None) -> list[VersionRecord]:
+    """``rec``'s versions numbered in ``numbers`` plus its ``newest`` highest (None: every version).
+
+    On a head-only record this reads only the pages holding them, so the cost does not grow
+    with the number of versions. A page replaced meanwhile makes it read the head again.
+    """
+    for _ in range(pages.READ_ATTEMPTS):
+        if not (rec.pages and not rec.versions):  # every version is in memory already
+            return _pick(rec.versions, numbers, newest)
+        wanted = None
+        if newest is not None:
+            wanted, count = {pages.page_of(n) for n in numbers}, 0
+            for ref in sorted(rec.pages, key=lambda r: r.page, reverse=True):
+                if count >= newest:
+                    break
+                wanted.add(ref.page)
+                count += ref.count
+        try:
+            found, _ = pages.read_versions(paths.store, rec.name, rec.pages, wanted, source(paths))
+        except pages.PageMissing:
+            fresh = _load_head(paths).models.get(rec.name)
+            rec.pages = fresh.pages if fresh else []
+            continue
+        return _pick(found, numbers, newest)
+    raise RegistryError(f"registry {source(paths)} kept changing while it was read; try again")
+
+
+def _pick(versions: list[VersionRecord], numbers: set[int], newest: int | None) -> list[VersionRecord]:
+    """``versions`` in ``numbers`` or among the ``newest`` highest (None: all), ascending."""
+    ordered = sorted(versions, key=lambda v: v.version)
+    if newest is None:
+        return ordered
+    keep = {v.version for v in ordered[len(ordered) - newest:]} if newest > 0 else set()
+    return [v for v in ordered if v.version in keep or v.version in numbers]
+
+
+def save(paths: Paths, registry: Registry, leftovers: set[str] | frozenset[str] = frozenset()) -> None:
     """Write the registry at the generation it was loaded at (StaleGeneration if it moved).
 
-    Callers hold the registry lease (use :func:`transaction`, or :func:`lease`).
+    Pages that changed are created first, then the head is replaced by compare-and-swap; then
+    the pages it no longer names (and ``leftovers``: pages no head named when the lease was
+    taken, a killed writer's) are removed. Callers hold the registry lease (use
+    :func:`transaction`, or :func:`lease`).
     """
-    registry.generation = paths.store.write(KEY, registry.dump().encode("utf-8"), registry.generation)
+    if registry.head_only:
+        raise ValueError("a registry read with versions=False cannot be saved")  # a programming error
+    store = paths.store
+    head: dict[str, Any] = {"schema": SCHEMA, "models": {}}
+    old = {r.key for rec in registry.models.values() for r in rec.pages}
+    written: dict[str, list[PageRef]] = {}
+    try:
+        for name, rec in sorted(registry.models.items()):
+            refs, loose = pages.write_pages(store, rec, rec.pages)
+            written[name] = refs
+            body = {k: v for k, v in dataclasses.asdict(rec).items()
+                    if k not in ("name", "versions", "pages", "checkpoints") and not (k == "pinned" and not v)}
+            head["models"][name] = {**body, "checkpoints": [dataclasses.asdict(c) for c in loose],
+                                    "pages": [r.to_dict() for r in refs]}
+        text = yaml.dump(head, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+        registry.generation = store.write(KEY, text.encode("utf-8"), registry.generation)
+    except BaseException:
+        pages.remove(store, {r.key for refs in written.values() for r in refs} - old)
+        raise
+    new = {r.key for refs in written.values() for r in refs}
+    for name, refs in written.items():
+        registry.models[name].pages = refs
+    pages.remove(store, (old | set(leftovers)) - new)
 
 
 def lease(paths: Paths, timeout: float | None = None) -> AbstractContextManager[None]:
@@ -267,11 +367,12 @@ def transaction(paths: Paths, timeout: float | None = None) -> Iterator[Registry
     """Hold the lease, load, yield the registry for mutation, then save it if the body did not raise."""
     with lease(paths, timeout):
         registry = load(paths)
-        before = registry.dump()
+        before = registry.to_dict()
+        leftovers = pages.page_keys(paths.store) - {r.key for rec in registry.models.values() for r in rec.pages}
         adopt_orphans(paths, registry)
         yield registry
-        if registry.dump() != before:
-            save(paths, registry)
+        if registry.to_dict() != before or leftovers:
+            save(paths, registry, leftovers)
 
 
 def versions_on_disk(paths: Paths, model: str) -> list[int]:

@@ -30,7 +30,7 @@ def run(python: str, env: dict[str, str], home: Paths, *args: str) -> subprocess
 
 def test_status_json_matches_the_typer_command_without_its_imports(
         served_home: Paths, python: str, subprocess_env: dict[str, str]) -> None:
-    for args in (["status", "--json"], ["status", "m", "--json"], ["status", "--json", "n"]):
+    for args in (["status", "--json"], ["status", "m", "--json"], ["status", "--json", "n"], ["status", "--all", "--json"]):
         out = run(python, subprocess_env, served_home, *args)
         assert out.returncode == 0, out.stderr
         assert out.stderr.splitlines()[-1] == "imported: []"

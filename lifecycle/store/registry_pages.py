@@ -1,0 +1,178 @@
+"""The registry's versions, kept in pages beside ``registry.yaml`` so the head stays small.
+
+``registry.yaml`` (schema 2) is the *head*: per model its labels, pins, history, failed
+attempts and a list of page references. The version records (and the checkpoint records they
+were built from) live in pages of :data:`PAGE_SIZE` version numbers each, one JSON document per
+page under ``registry/<model>/``. A page is immutable: it is created under a fresh name (its
+number and a random id, ``registry/deeplab/3-1f2e....json``) and never replaced, so:
+
+- **The head is the one commit point.** A writer creates the pages it changed (create-only),
+  then replaces the head by compare-and-swap. A writer killed in between leaves pages nobody
+  references; a later registry write removes them. A lost race (StaleGeneration on the head)
+  changes nothing a reader sees, and since no two writers ever share a page name, removing
+  another writer's leftover can never take a page a committed head names.
+- **Readers never see half an update.** A reader that read the head just before a writer
+  removed a page it replaced finds that page gone, and reads the head again.
+- **Reading costs what you ask for.** ``mlc status`` reads the head and only the pages of the
+  versions it shows (stable, canary, configured, loaded and the newest), so its time does not
+  grow with the number of versions; ``registry.load`` reads every page.
+
+JSON, not YAML, because the pages are machine data and the standard library parses JSON about
+a hundred times faster than libyaml does YAML.
+
+Registries written before pages (schema 1: every version inline in ``registry.yaml``) are read
+as they are and moved to pages by the next registry write.
+
+This module must not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lifecycle.errors import LifecycleError, RegistryError
+
+if TYPE_CHECKING:
+    from lifecycle.store.base import Store
+    from lifecycle.store.registry import CheckpointRecord, ModelRecord, VersionRecord
+
+#: Version numbers per page: a page of deeplab versions is about 130 KB and parses in ~2 ms.
+PAGE_SIZE = 256
+PREFIX = "registry"
+# How often a reader re-reads the head when a page it names was replaced meanwhile.
+READ_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class PageRef:
+    """What the head says of one page: its number, key, content digest and the versions in it."""
+
+    page: int
+    key: str
+    digest: str
+    first: int
+    last: int
+    count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for the head."""
+        return dataclasses.asdict(self)
+
+
+class PageMissing(Exception):
+    """A page the head names is gone: a writer replaced it after the head was read."""
+
+
+def page_of(version: int) -> int:
+    """The page holding version ``version``."""
+    return (int(version) - 1) // PAGE_SIZE
+
+
+def parse_refs(model: str, data: Any, source: str) -> list[PageRef]:
+    """The head's page list of ``model``; RegistryError naming ``source`` when malformed."""
+    try:
+        return [PageRef(**p) for p in data or []]
+    except TypeError as e:
+        raise RegistryError(f"malformed registry {source}: model {model!r}: pages: {e}") from e
+
+
+def read_page(store: Store, ref: PageRef, source: str) -> dict[str, Any]:
+    """One page's plain data; PageMissing when it is gone, RegistryError when it is malformed."""
+    doc = store.read(ref.key)
+    if doc is None:
+        raise PageMissing(ref.key)
+    try:
+        data = json.loads(doc.data)
+        if not isinstance(data, dict) or not isinstance(data.get("versions"), list):
+            raise ValueError("expected a 'versions' list")
+        return data
+    except ValueError as e:
+        raise RegistryError(f"malformed registry page {source}/{ref.key}: {e}; restore it from a backup") from e
+
+
+def read_versions(
+    store: Store, model: str, refs: list[PageRef], wanted: set[int] | None, source: str
+) -> tuple[list[VersionRecord], list[CheckpointRecord]]:
+    """The version and checkpoint records in the pages numbered in ``wanted`` (None: every page), ascending."""
+    from lifecycle.store.registry import CheckpointRecord, VersionRecord
+
+    versions: list[VersionRecord] = []
+    checkpoints: list[CheckpointRecord] = []
+    for ref in refs:
+        if wanted is not None and ref.page not in wanted:
+            continue
+        data = read_page(store, ref, source)
+        try:
+            versions += [VersionRecord(**v) for v in data["versions"]]
+            checkpoints += [CheckpointRecord(**c) for c in data.get("checkpoints") or []]
+        except (TypeError, AttributeError) as e:
+            raise RegistryError(f"malformed registry page {source}/{ref.key}: model {model!r}: {e}") from e
+    versions.sort(key=lambda v: v.version)
+    return versions, checkpoints
+
+
+def split(rec: ModelRecord) -> tuple[dict[int, tuple[bytes, list[int]]], list[CheckpointRecord]]:
+    """``rec``'s versions as page bytes and version numbers by page, and the checkpoints no version was built from.
+
+    A checkpoint goes to the page of the first version built from it; one that no version came
+    from (a failed attempt's) stays in the head.
+    """
+    pages: dict[int, dict[str, list[dict[str, Any]]]] = {}
+    numbers: dict[int, list[int]] = {}
+    first_page: dict[str, int] = {}
+    for v in sorted(rec.versions, key=lambda v: v.version):
+        n = page_of(v.version)
+        pages.setdefault(n, {"versions": [], "checkpoints": []})["versions"].append(dataclasses.asdict(v))
+        numbers.setdefault(n, []).append(v.version)
+        first_page.setdefault(v.checkpoint_digest, n)
+    loose = []
+    for c in rec.checkpoints:
+        if c.digest in first_page:
+            pages[first_page[c.digest]]["checkpoints"].append(dataclasses.asdict(c))
+        else:
+            loose.append(c)
+    encoded = {
+        n: (json.dumps({"schema": 2, "model": rec.name, "page": n, **body}, sort_keys=True,
+                       separators=(",", ":")).encode("utf-8"), numbers[n])
+        for n, body in sorted(pages.items())
+    }
+    return encoded, loose
+
+
+def write_pages(store: Store, rec: ModelRecord, known: list[PageRef]) -> tuple[list[PageRef], list[CheckpointRecord]]:
+    """Create the pages of ``rec`` that differ from ``known``; their refs and the head's loose checkpoints.
+
+    Nothing is replaced: a changed page is a new document under a new name, so until the head
+    names it no reader sees it.
+    """
+    encoded, loose = split(rec)
+    same = {(r.page, r.digest): r.key for r in known}
+    refs = []
+    for n, (data, numbers) in encoded.items():
+        digest = hashlib.sha256(data).hexdigest()
+        key = same.get((n, digest))
+        if key is None:
+            key = f"{PREFIX}/{rec.name}/{n}-{uuid.uuid4().hex}.json"
+            store.write(key, data, None)
+        refs.append(PageRef(page=n, key=key, digest=digest, first=numbers[0], last=numbers[-1], count=len(numbers)))
+    return refs, loose
+
+
+def page_keys(store: Store) -> set[str]:
+    """Every page in the store, referenced or not."""
+    return {k for k in store.keys(f"{PREFIX}/") if k.endswith(".json")}
+
+
+def remove(store: Store, keys: Iterable[str]) -> None:
+    """Delete pages no head names any more (best effort: one left behind goes with a later write)."""
+    for key in sorted(keys):
+        try:
+            store.delete(key)
+        except (LifecycleError, OSError):
+            pass
