@@ -17,6 +17,8 @@ The failpoints:
   ``journal:label:done`` (steps and states: :mod:`lifecycle.store.journal`).
 - ``register:claimed``: a register has claimed version N and not published it yet.
 - ``register:published``: version N is published; the registry does not record it yet.
+- ``registry:pages``: a registry write has created its new version pages and not yet replaced
+  ``registry.yaml`` (the head) that names them.
 - ``store:publish``: inside :meth:`~lifecycle.store.base.Store.publish_version`, the files are
   in place but the version is not visible yet (a local store: staged and fsynced, before the
   rename; an object store: files uploaded, manifest not written).

@@ -35,6 +35,7 @@ from lifecycle.errors import (
     RegistryError,
     VersionNotFound,
 )
+from lifecycle.failpoints import failpoint
 from lifecycle.store import registry_pages as pages
 from lifecycle.store.base import REGISTRY_LEASE
 from lifecycle.store.config import Paths, check_model_name
@@ -347,6 +348,7 @@ def save(paths: Paths, registry: Registry, leftovers: set[str] | frozenset[str] 
             head["models"][name] = {**body, "checkpoints": [dataclasses.asdict(c) for c in loose],
                                     "pages": [r.to_dict() for r in refs]}
         text = yaml.dump(head, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+        failpoint("registry:pages")
         registry.generation = store.write(KEY, text.encode("utf-8"), registry.generation)
     except BaseException:
         pages.remove(store, {r.key for refs in written.values() for r in refs} - old)
