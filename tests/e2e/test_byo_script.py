@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from lifecycle.store.config import Paths
+from lifecycle.store.registry import load as load_registry
 
 from tests.support.homes import REPO_ROOT
 from tests.support.ports import free_ports
@@ -30,7 +32,7 @@ def test_byo_script_registers_promotes_and_predicts_all_three(tmp_path: Path, su
     assert "Registered exports/keras_segmenter (savedmodel-tf2) as segmenter version 1, eval mIoU" in out
     assert "Registered exports/seed_deeplab (savedmodel-tf1) as seed version 1, eval mIoU" in out
     assert "as shapes version 2, eval accuracy" in out
-    registry = yaml.safe_load((home / "model_repo" / "registry.yaml").read_text())["models"]
+    registry = load_registry(Paths(home)).to_dict()["models"]
     assert {m: registry[m]["stable"] for m in ("segmenter", "seed", "shapes")} == {"segmenter": 1, "seed": 1, "shapes": 2}
     for model in ("segmenter", "seed"):
         assert registry[model]["versions"][0]["report"]["metrics"]["eval"]["source"] == "voc"
