@@ -1,16 +1,19 @@
-"""Benchmark ``mlc status`` with 100 registered versions against interpreter start-up.
+"""Benchmark ``mlc status`` with 100 registered versions and a live server against interpreter start-up.
 
 It synthesises a registry of one model with 100 versions (realistic reports: signature, golden
 record with a class histogram, 21 per-class IoUs, checks) laid out as ``mlc register`` leaves
-them (the report's summary in registry.yaml, the whole report beside each version), then
-times, as child processes in the same run:
+them (the report's summary in the registry's pages, the whole report beside each version), the
+newest one stable and served by a live ``mlc-model-server`` on 127.0.0.1 (a small SavedModel,
+listed in ``configs/servers.yaml``; ``--no-server`` leaves it out), then times, as child
+processes in the same run:
 
 - ``python -c pass`` (the interpreter alone) and ``python -c "import yaml"``;
 - ``python -m lifecycle status`` (rich table) and ``python -m lifecycle status --json``;
 
 and prints medians and the ratios of status to each baseline, plus the in-process
 ``api.status()`` time. With ``--versions N`` other than 100 it also times ``status --json`` on
-100 versions in the same run and prints the ratio (the goal: 10,000 versions <= 1.5 x 100).
+100 versions (same server) in the same run, the two interleaved, and prints the ratio (the
+goal: 10,000 versions <= 1.5 x 100).
 
     python bench/bench_status.py
     python bench/bench_status.py --versions 100 --runs 7
@@ -24,11 +27,13 @@ import dataclasses
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,6 +75,41 @@ def synthesize(home: Path, versions: int) -> None:
             own.parent.mkdir(parents=True)
             own.write_text(json.dumps({"version": {"report": report}}))
             rec.versions.append(dataclasses.replace(version, report=registry.report_summary(report)))
+        rec.stable = versions
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(work: Path, version: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, str]:
+    """mlc-model-server serving a small SavedModel as deeplab ``version``; its process, gRPC and REST addresses."""
+    base = work / "served" / "deeplab"
+    subprocess.run([sys.executable, "-c", "import sys; from tests.support.savedmodels import build_half_plus_two_tf2; "
+                    "build_half_plus_two_tf2(sys.argv[1])", str(base / str(version))],
+                   env=env, check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    grpc, rest = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "lifecycle.server.main", f"--port={grpc}",
+                             f"--rest_api_port={rest}", "--model_name=deeplab", f"--model_base_path={base}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{rest}/v1/models/deeplab", timeout=1) as r:
+                if b"AVAILABLE" in r.read():
+                    return proc, f"127.0.0.1:{grpc}", f"127.0.0.1:{rest}"
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit("mlc-model-server did not come up")
+        time.sleep(0.2)
+
+
+def list_server(home: Path, grpc: str, rest: str) -> None:
+    (home / "configs" / "servers.yaml").write_text(f"servers:\n  - grpc: {grpc}\n    rest: {rest}\n")
 
 
 def wall(cmd: list[str], env: dict[str, str], runs: int) -> float:
@@ -81,24 +121,52 @@ def wall(cmd: list[str], env: dict[str, str], runs: int) -> float:
     return statistics.median(times)
 
 
+def interleaved(cmd: list[str], env: dict[str, str], other_env: dict[str, str] | None,
+                runs: int) -> tuple[float, float | None]:
+    """Medians of ``cmd`` under ``env`` and (alternating with it, so load drifts hit both) under ``other_env``."""
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(runs):
+        ours.append(wall(cmd, env, 1))
+        if other_env is not None:
+            theirs.append(wall(cmd, other_env, 1))
+    return statistics.median(ours), statistics.median(theirs) if theirs else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--versions", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--no-server", action="store_true", help="no live server (status reads only files)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="mlc-bench-status-"))
+    server = None
     try:
         home = work / "home"
         synthesize(home, args.versions)
-        env = dict(os.environ, MLC_HOME=str(home), COLUMNS="160")
+        env = dict(os.environ, MLC_HOME=str(home), COLUMNS="160", TF_CPP_MIN_LOG_LEVEL="2")
+        # As an installed mlc runs: from cached bytecode (compiled by the warm-up run, kept out of the tree).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        small = work / "home100"
+        if args.versions != 100:
+            synthesize(small, 100)
+        if not args.no_server:
+            # One server serves "deeplab" version N of the big home; the 100-version home lists it too
+            # (its stable 100 is not loaded there: status reads and reports the same live state).
+            server, grpc, rest = start_server(work, args.versions, env)
+            for h in (home, small) if args.versions != 100 else (home,):
+                list_server(h, grpc, rest)
         py = sys.executable
         wall([py, "-c", "pass"], env, 1)  # warm the file cache
+        wall([py, "-m", "lifecycle", "status"], env, 1)  # and the bytecode cache
         bare = wall([py, "-c", "pass"], env, args.runs)
         yaml_only = wall([py, "-c", "import yaml"], env, args.runs)
         table = wall([py, "-m", "lifecycle", "status"], env, args.runs)
-        as_json = wall([py, "-m", "lifecycle", "status", "--json"], env, args.runs)
+        as_json, base = interleaved([py, "-m", "lifecycle", "status", "--json"], env,
+                                    dict(env, MLC_HOME=str(small)) if args.versions != 100 else None, args.runs)
 
         from lifecycle import api
         from lifecycle.store.config import Paths
@@ -106,22 +174,25 @@ def main() -> int:
         t0 = time.perf_counter()
         report = api.status(paths=Paths.from_env(home))
         in_process = time.perf_counter() - t0
-        assert len(report.models[0].versions) == args.versions
+        assert report.models[0].versions_total == args.versions
+        if not args.no_server:
+            assert report.models[0].versions[-1].servers == {grpc: "AVAILABLE"}, report.models[0].versions[-1]
 
-        print(f"registry: {args.versions} versions, {(home / 'model_repo' / 'registry.yaml').stat().st_size:,} bytes; "
-              f"median of {args.runs} runs")
+        head = (home / 'model_repo' / 'registry.yaml').stat().st_size
+        print(f"registry: {args.versions} versions, registry.yaml {head:,} bytes; "
+              f"{'no server' if args.no_server else 'one live mlc-model-server'}; median of {args.runs} runs")
         print(f"python -c pass:            {bare * 1000:7.0f} ms")
         print(f"python -c 'import yaml':   {yaml_only * 1000:7.0f} ms")
         print(f"mlc status:                {table * 1000:7.0f} ms  ({table / bare:.1f}x pass, {table / yaml_only:.1f}x import yaml)")
         print(f"mlc status --json:         {as_json * 1000:7.0f} ms  ({as_json / bare:.1f}x pass, {as_json / yaml_only:.1f}x import yaml)")
         print(f"api.status() in process:   {in_process * 1000:7.0f} ms")
-        if args.versions != 100:
-            small = work / "home100"
-            synthesize(small, 100)
-            base = wall([py, "-m", "lifecycle", "status", "--json"], dict(env, MLC_HOME=str(small)), args.runs)
+        if base is not None:
             print(f"mlc status --json at 100:  {base * 1000:7.0f} ms  ({args.versions} versions: "
                   f"{as_json / base:.2f}x the time at 100)")
     finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -92,7 +92,7 @@ class HistoryReport:
 def history(model: str, paths: Paths | None = None) -> HistoryReport:
     """Every promote and rollback of ``model``, oldest first."""
     paths = paths or Paths.from_env()
-    rec = registry.load(paths).model(check_model_name(model))
+    rec = registry.load(paths, versions=False).model(check_model_name(model))  # the head holds the history
     return HistoryReport(rec.name, rec.stable, rec.canary, list(rec.history))
 
 

@@ -157,7 +157,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _model(self, model: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
         paths = self.server.paths
-        status = api.status(model, paths=paths).to_dict()
+        status = api.status(model, paths=paths, all_versions=True).to_dict()  # the chart plots every version
         history = api.history(model, paths=paths).to_dict()
         no_masks, no_diff = pictures.unavailable(paths, model)
         return status, history, pages.model_sections(status, history, no_masks, no_diff)

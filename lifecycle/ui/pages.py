@@ -135,7 +135,7 @@ def models_table(status: dict[str, Any]) -> str:
             f'<tr class="model" data-model="{t(m["name"])}">'
             f'<td><a href="{href("models", m["name"])}">{t(m["name"])}</a></td>'
             f'<td class="stable">{_v(m.get("stable"))}</td><td class="canary">{_v(m.get("canary"))}</td>'
-            f"<td>{len(versions)} (latest {_v(latest)})</td><td>{last_html}</td>"
+            f"<td>{m.get('versions_total', len(versions))} (latest {_v(latest)})</td><td>{last_html}</td>"
             f'<td class="problems">{problems or "<span class=ok>in sync</span>"}</td></tr>'
         )
     return (
