@@ -206,7 +206,7 @@ def _reachability(servers: list[fleet.ServerSpec], names: list[str], live: Live)
 
 
 def _model_status(
-    rec: registry.ModelRecord, shown: list[registry.VersionRecord], config: tfs_config.Serving | None,
+    rec: registry.ModelRecord, listed: list[registry.VersionRecord], config: tfs_config.Serving | None,
     servers: list[fleet.ServerSpec], live: Live,
 ) -> ModelStatus:
     """One model's versions side by side with the config and the servers; drift and warnings."""
@@ -221,7 +221,7 @@ def _model_status(
             f"configs/models.config serves {shown}, the registry says {dict(wanted.labels) or 'nothing'}"
         )
     versions = []
-    for v in shown:
+    for v in listed:
         labels = [label for label, n in (("stable", rec.stable), ("canary", rec.canary)) if n == v.version]
         per_server: dict[str, str] = {}
         for spec in servers:
