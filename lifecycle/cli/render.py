@@ -211,7 +211,8 @@ def render_reconcile(result: ReconcileResult) -> None:
         if r.error:
             stdout.print(f"[red]{escape(where)}: not reconciled:[/red] {escape(r.error)}")
         elif r.changes:
-            stdout.print(f"{escape(where)}: {escape('; '.join(r.changes))}")
+            how = " (it read them from configs/models.config by polling)" if r.via == "poll" else ""
+            stdout.print(f"{escape(where)}: {escape('; '.join(r.changes))}{how}")
         else:
             stdout.print(f"{escape(where)}: in sync")
 
