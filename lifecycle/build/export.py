@@ -285,6 +285,8 @@ def register_checkpoint(
     """Export, validate and publish ``ref`` as the next version of the definition's model."""
     import tensorflow as tf
 
+    from lifecycle.build import tasks, validate
+
     model = definition.name
     started = time.perf_counter()
     loaded = load_network(definition, ref)
@@ -299,9 +301,12 @@ def register_checkpoint(
         raise ConfigError(f"{definition.path}: serving: {loaded.plan.serving} gave signatures "
                           f"{sorted(loaded.signatures)}, not the contract's {missing[0]!r}")
 
+    test = validate.TestRequest(model, tasks.for_definition(definition), settings.test_image)
     staging_dir = paths.store.staging_dir(model)
     clean_stale_staging(staging_dir)
-    with Staging(staging_dir) as staging:
+    # The checkpoint model answers the test request (for parity) while the export is written and loaded.
+    with validate.ReferenceRun(loaded.signatures[definition.signature.key], test.decoded) as reference, \
+            Staging(staging_dir) as staging:
         try:
             methods = {c.key: c.method for c in definition.signatures if c.method != "tensorflow/serving/predict"}
             export_saved_model(loaded.net, loaded.signatures, staging.dir, methods)
@@ -310,30 +315,31 @@ def register_checkpoint(
             raise
         exported = time.perf_counter()
         timings = {"restore_s": round(restored - started, 3), "export_s": round(exported - restored, 3)}
-        return validate_and_publish(paths, definition, settings, staging.dir, checkpoint, loaded.signatures,
+        return validate_and_publish(paths, definition, settings, staging.dir, checkpoint, test, reference,
                                     eval_set, {"network": loaded.report}, timings)
 
 
 def validate_and_publish(
     paths: Paths, definition: ModelDefinition, settings: ValidationSettings, staged: Path,
-    checkpoint: registry.CheckpointRecord, references: dict[str, Any] | None, eval_set: Any,
+    checkpoint: registry.CheckpointRecord, test: Any, reference: Any, eval_set: Any,
     extra_report: dict[str, Any], timings: dict[str, float],
 ) -> Registered:
     """Validate the SavedModel in ``staged``, write its own record, and publish it as the next version.
 
-    A failed check records the attempt and publishes nothing.
+    ``test`` is the :class:`~lifecycle.build.validate.TestRequest`, ``reference`` the checkpoint
+    model's :class:`~lifecycle.build.validate.ReferenceRun` (None for a SavedModel folder). A
+    failed check records the attempt and publishes nothing.
     """
     import tensorflow as tf
 
-    from lifecycle.build import tasks, validate
+    from lifecycle.build import validate
 
     model = definition.name
-    task = tasks.for_definition(definition)
+    task = test.task
     minimum = settings.min_accuracy if task.primary_metric == "accuracy" else settings.min_miou
     started = time.perf_counter()
     try:
-        report = validate.validate_export(staged, model, definition.signatures, settings.test_image, references,
-                                          eval_set, task, minimum)
+        report = validate.validate_export(staged, model, definition.signatures, test, reference, eval_set, minimum)
     except ValidationFailed as e:
         _record_failure(paths, model, checkpoint, e.check, e.message)
         e.message = f"validation check '{e.check}' failed: {e.message}; nothing was published"

@@ -24,12 +24,9 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from lifecycle.errors import CheckpointError
 from lifecycle.store.files import atomic_write_bytes
@@ -149,38 +146,6 @@ def set_method_names(target: Path, methods: dict[str, str]) -> None:
         fingerprinting_utils.write_fingerprint(str(target))
 
 
-# Keras 3 models saved with tf.saved_model.save load in TF2 but not in TF Serving.
-_KERAS_HINT = (" (a Keras 3 model saved with tf.saved_model.save? Make the saved object track the backing "
-               "tf.Variables, each variable's .value, or export with model.export(); keras-team/keras#19274)")
-
-
-def check_under_serving_loader(staged: Path, model: str, key: str, decoded: Mapping[str, np.ndarray], output: str,
-                               expected: np.ndarray, digest: Callable[[np.ndarray], str]) -> None:
-    """The export must give the same answer when loaded as tensorflow_model_server loads it.
-
-    That is a TF1 session on the SavedModel's graph (:class:`lifecycle.server.loader.Servable`, the
-    loader of the embedded server and of promote's sandbox), not ``tf.saved_model.load``: an
-    export can work in one and fail in the other.
-    """
-    from lifecycle.errors import LifecycleError, ValidationFailed
-    from lifecycle.server.loader import Servable
-
-    try:
-        servable = Servable(model, 0, staged, ["serve"])
-        try:
-            got = np.asarray(servable.run(key, decoded, output_filter=[output])[output])
-        finally:
-            servable.close()
-    except LifecycleError as e:
-        line = str(e).strip().splitlines()[0].split(". This could mean")[0][:240]
-        hint = _KERAS_HINT if "Could not find variable" in line else ""
-        raise ValidationFailed(f"the export does not answer under TF Serving's loader: {line}{hint}",
-                               check="round_trip") from e
-    if digest(got) != digest(expected):
-        raise ValidationFailed(f"the export answers the test request differently under TF Serving's loader "
-                               f"({got.dtype} {list(got.shape)})", check="round_trip")
-
-
 # --- the register flow of a SavedModel folder ---------------------------------------------
 
 
@@ -192,6 +157,7 @@ def register(
     The user's folder is only read."""
     import tensorflow as tf
 
+    from lifecycle.build import tasks, validate
     from lifecycle.build.export import (
         Staging,
         _record_failure,
@@ -205,6 +171,7 @@ def register(
     source = registry.CheckpointRecord(
         digest=ref.digest, path=display_path(paths, ref.path), step=None, tf_version=tf.__version__, kind=ref.kind,
     )
+    test = validate.TestRequest(definition.name, tasks.for_definition(definition), settings.test_image)
     staging_dir = paths.store.staging_dir(definition.name)
     clean_stale_staging(staging_dir)
     with Staging(staging_dir) as staging:
@@ -217,4 +184,5 @@ def register(
             raise ExportError(error) from e
         timings = {"copy_s": round(time.perf_counter() - started, 3)}
         extra = {"source": {"kind": ref.kind, "path": source.path, "digest": ref.digest, "files": ref.files}}
-        return validate_and_publish(paths, definition, settings, staging.dir, source, None, eval_set, extra, timings)
+        return validate_and_publish(paths, definition, settings, staging.dir, source, test, None, eval_set, extra,
+                                    timings)

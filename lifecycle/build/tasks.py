@@ -24,12 +24,17 @@ from typing import Any
 import numpy as np
 
 from lifecycle.build import evalsets, metrics
-from lifecycle.errors import ConfigError, ValidationFailed
+from lifecycle.errors import ConfigError, LifecycleError, ValidationFailed
 from lifecycle.store.config import CLASSIFICATION, ModelDefinition, SignatureContract
 
 PREDICT = "tensorflow/serving/predict"
 CLASSIFY = "tensorflow/serving/classify"
 EXAMPLE_FEATURE = "image/encoded"
+
+# How validation hands the loaded export to a task: run(signature key, inputs) -> outputs (raises
+# LifecycleError), and answer(inputs, output names) -> those outputs of the primary signature.
+Runner = Callable[[str, Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+Answer = Callable[[Mapping[str, np.ndarray], list[str]], Mapping[str, np.ndarray]]
 
 
 def _eval_batch(contract: SignatureContract) -> int:
@@ -66,7 +71,7 @@ class Segmentation:
 
         check_segmentation_map(out, image.shape[0], image.shape[1], self.num_classes)
 
-    def extra_round_trip(self, loaded: Any, image_path: Any, out: np.ndarray) -> str | None:
+    def extra_round_trip(self, run: Runner, image_path: Any, out: np.ndarray) -> str | None:
         """Nothing beyond the primary signature."""
         return None
 
@@ -82,15 +87,13 @@ class Segmentation:
         """The class histogram of the test mask."""
         return {"histogram": metrics.class_histogram(out, self.class_names)}
 
-    def evaluate(self, fn: Callable[..., Any], data: evalsets.EvalSet) -> dict[str, Any]:
+    def evaluate(self, answer: Answer, data: evalsets.EvalSet) -> dict[str, Any]:
         """mIoU, per-class IoU and pixel accuracy over the evaluation set."""
-        import tensorflow as tf
-
         confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
         for idx, batch in data.batches(self.batch):
             h, w = batch.shape[1:3]
-            pred = fn(images=tf.constant(batch), height=tf.constant([h], tf.int32),
-                      width=tf.constant([w], tf.int32))[self.output].numpy()
+            pred = np.asarray(answer({"images": batch, "height": np.array([h], np.int32),
+                                      "width": np.array([w], np.int32)}, [self.output])[self.output])
             for j, i in enumerate(idx):
                 confusion += metrics.segmentation_confusion(np.asarray(data.labels[i]), pred[j], self.num_classes)
         return metrics.segmentation_metrics(confusion, self.class_names)
@@ -149,7 +152,7 @@ class Classification:
     def top1(self, out: np.ndarray) -> int:
         return int(np.argmax(out[0])) if self.output == "scores" else int(out[0])
 
-    def extra_round_trip(self, loaded: Any, image_path: Any, out: np.ndarray) -> str | None:
+    def extra_round_trip(self, run: Runner, image_path: Any, out: np.ndarray) -> str | None:
         """The test image as a ClassificationRequest through the Classify signature: same class as Predict."""
         if self.classify is None:
             return None
@@ -164,17 +167,17 @@ class Classification:
         parsed = classification_pb2.ClassificationRequest.FromString(req.SerializeToString())
         serialized = [e.SerializeToString() for e in parsed.input.example_list.examples]
         try:
-            result = loaded.signatures[self.classify.key](inputs=tf.constant(serialized))
-        except (tf.errors.OpError, ValueError, KeyError) as e:
+            result = run(self.classify.key, {"inputs": np.array(serialized, dtype=object)})
+        except LifecycleError as e:
             raise ValidationFailed(f"the classify signature {self.classify.key!r} did not answer the test "
                                    f"example: {str(e).splitlines()[0]}", check="round_trip") from e
         n = len(self.class_names)
-        scores = result["scores"].numpy() if "scores" in result else None
+        scores = result.get("scores")
         if scores is None or scores.shape != (1, n):
             raise ValidationFailed(f"the classify signature answered scores {None if scores is None else list(scores.shape)}, "
                                    f"expected [1, {n}]", check="round_trip")
         if "classes" in result:
-            classes = [c.decode() for c in result["classes"].numpy()[0]]
+            classes = [c.decode() for c in result["classes"][0]]
             if sorted(classes) != sorted(self.class_names):
                 raise ValidationFailed(f"the classify signature's classes are {classes}, not the definition's "
                                        f"{list(self.class_names)}", check="round_trip")
@@ -204,13 +207,11 @@ class Classification:
     def golden_extra(self, out: np.ndarray) -> dict[str, Any]:
         return {"class": self.class_names[self.top1(out)]}
 
-    def evaluate(self, fn: Callable[..., Any], data: evalsets.EvalSet) -> dict[str, Any]:
+    def evaluate(self, answer: Answer, data: evalsets.EvalSet) -> dict[str, Any]:
         """Accuracy, top-5 accuracy and per-class accuracy over the evaluation set."""
-        import tensorflow as tf
-
         scores = np.zeros((len(data), len(self.class_names)), np.float32)
         for idx, batch in data.batches(self.batch):
-            scores[idx] = fn(images=tf.constant(batch))["scores"].numpy()
+            scores[idx] = answer({"images": batch}, ["scores"])["scores"]
         return metrics.classification_metrics(np.asarray(data.labels), scores, self.class_names)
 
     def summary(self, scores: Mapping[str, Any], count: int) -> str:

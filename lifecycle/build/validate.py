@@ -6,9 +6,11 @@ The checks, in order (each failure raises :class:`ValidationFailed` naming its `
   shapes, method name); Predict, Classify and Regress contracts are supported.
 - ``round_trip``: the test image is encoded into TensorProtos exactly as a client would
   (``tf.make_tensor_proto``), serialised as a PredictRequest, parsed, decoded
-  (``tf.make_ndarray``) and run through the export loaded fresh from disk; the mask must be
-  [1,H,W] int32 with values in [0, num_classes).
-- ``parity``: that mask equals, pixel for pixel, the checkpoint model's mask.
+  (``tf.make_ndarray``) and run through the export loaded fresh from disk by TF Serving's
+  loader (a TF1 session, loaded once for every check below); the mask must be [1,H,W] int32
+  with values in [0, num_classes).
+- ``parity``: that mask equals, pixel for pixel, the checkpoint model's mask (computed on a
+  thread while the export is written, :class:`ReferenceRun`).
 - ``metrics``: mIoU, per-class IoU and pixel accuracy of the export on the evaluation set.
 - ``warmup``: ``assets.extra/tf_serving_warmup_requests`` holds the test request as a
   PredictionLog, and reads back.
@@ -23,15 +25,17 @@ TF Serving protos only inside the functions that need them.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from lifecycle.errors import (
     ImageError,
+    LifecycleError,
     SignatureMismatch,
     ValidationFailed,
 )
@@ -310,28 +314,91 @@ def check_contracts(contracts: Sequence[SignatureContract], exported: Mapping[st
     return ", ".join(f"{c.key} ({c.method})" for c in contracts) + " match the definition"
 
 
+class TestRequest:
+    """The test image as the request a client sends, and that request decoded as a server decodes it."""
+
+    def __init__(self, model: str, task: Any, image_path: Path) -> None:
+        self.task = task
+        self.image_path = Path(image_path)
+        self.image = load_image(self.image_path)
+        self.request = task.request(model, self.image)
+        self.decoded = decode_request(self.request)
+
+
+class ReferenceRun:
+    """The checkpoint model's answer to the test request, computed on a thread from the start.
+
+    It needs only the restored network, so it runs while the export is written and loaded (the
+    network's kernels release the GIL). Use it as a context manager: leaving the block waits for
+    the thread, so nothing runs on after register returns or refuses.
+    """
+
+    def __init__(self, fn: Callable[..., Any], inputs: Mapping[str, np.ndarray]) -> None:
+        self._outputs: dict[str, np.ndarray] | None = None
+        self._error: Exception | None = None
+        self.seconds = 0.0
+        self._thread = threading.Thread(target=self._run, args=(fn, inputs), name="mlc-reference", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., Any], inputs: Mapping[str, np.ndarray]) -> None:
+        started = time.perf_counter()
+        try:
+            self._outputs = run_outputs(fn, inputs)
+        except Exception as e:  # noqa: BLE001 - re-raised in the caller's thread by outputs()
+            self._error = e
+        self.seconds = time.perf_counter() - started
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        """The reference outputs (waits for the thread; raises what the run raised)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._outputs is not None
+        return self._outputs
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join()
+
+
+# Keras 3 models saved with tf.saved_model.save load in TF2 but not in TF Serving.
+_KERAS_HINT = (" (a Keras 3 model saved with tf.saved_model.save? Make the saved object track the backing "
+               "tf.Variables, each variable's .value, or export with model.export(); keras-team/keras#19274)")
+
+
+def serving_loader_failed(error: LifecycleError) -> ValidationFailed:
+    """The round trip's one line for an export that TF Serving's loader cannot load or run."""
+    line = str(error).strip().splitlines()[0].split(". This could mean")[0][:240]
+    hint = _KERAS_HINT if "Could not find variable" in line else ""
+    return ValidationFailed(f"the export does not answer under TF Serving's loader: {line}{hint}", check="round_trip")
+
+
 def validate_export(
     staged: Path,
     model: str,
     contracts: Sequence[SignatureContract],
-    image_path: Path,
-    references: Mapping[str, Callable[..., Any]] | None,
+    test: TestRequest,
+    reference: ReferenceRun | None,
     eval_set: Any,
-    task: Any,
     minimum: float = 0.0,
 ) -> dict[str, Any]:
     """Run checks (a)-(e) on the SavedModel in ``staged`` and write its warmup file.
 
-    ``task`` (:mod:`lifecycle.build.tasks`) builds the request and judges the answers;
-    ``references`` are the checkpoint model's signature functions (None for a version
-    registered from a SavedModel: there is no other model to compare with). ``minimum`` is
-    the lowest acceptable primary metric (mIoU or accuracy). Returns the report:
-    ``signature``, ``golden``, ``metrics``, ``checks``, ``timings``.
+    The export is loaded once, from disk, the way tensorflow_model_server loads it: a TF1 session
+    on the SavedModel's graph (:class:`lifecycle.server.loader.Servable`, the loader of the
+    embedded server and of promote's sandbox; ``tf.saved_model.load`` accepts exports that TF
+    Serving cannot run). That one session answers the round trip, the golden digest and the
+    evaluation set. ``test.task`` (:mod:`lifecycle.build.tasks`) builds the request and judges the
+    answers; ``reference`` is the checkpoint model's answer (None for a version registered from a
+    SavedModel: there is no other model to compare with). ``minimum`` is the lowest acceptable
+    primary metric (mIoU or accuracy). Returns the report: ``signature``, ``golden``, ``metrics``,
+    ``checks``, ``timings``.
     """
-    import tensorflow as tf
+    from lifecycle.server.loader import Servable
 
-    from lifecycle.build.savedmodels import check_under_serving_loader
-
+    task = test.task
     checks: dict[str, str] = {}
     timings: dict[str, float] = {}
     clock = [time.perf_counter()]
@@ -347,50 +414,63 @@ def validate_export(
     lap("contract_s")
     output = task.output
 
-    image = load_image(image_path)
-    request = task.request(model, image)
-    decoded = decode_request(request)
     try:
-        loaded = tf.saved_model.load(str(staged), tags=["serve"])
-        fn = loaded.signatures[contract.key]
+        servable = Servable(model, 0, staged, ["serve"])
+    except LifecycleError as e:
+        raise serving_loader_failed(e) from e
+    try:
         lap("load_s")
-        outputs = run_outputs(fn, decoded)
-    except (tf.errors.OpError, ValueError, KeyError, TypeError) as e:
-        raise ValidationFailed(f"the export did not answer the test request: {str(e).splitlines()[0]}", check="round_trip") from e
-    if output not in outputs:
-        raise ValidationFailed(f"the signature returned {sorted(outputs)}, not {output!r}", check="round_trip")
-    out = outputs[output]
-    task.check_output(out, image)
-    shape = ",".join(str(d) for d in out.shape)
-    checks["round_trip"] = f"[{shape}] {out.dtype} {output} from TensorProtos through the export loaded from disk"
-    check_under_serving_loader(staged, model, contract.key, decoded, output, out, output_digest)
-    checks["round_trip"] += "; the same answer under TF Serving's loader"
-    extra = task.extra_round_trip(loaded, image_path, out)
-    if extra:
-        checks["round_trip"] += "; " + extra
-    lap("round_trip_s")
 
-    if references is not None:
-        ref_outputs = run_outputs(references[contract.key], decoded)
-        checks["parity"] = task.check_parity(out, ref_outputs[output], outputs, ref_outputs)
-    else:
-        checks["parity"] = "skipped: registered from a SavedModel, which is its own reference"
-    lap("parity_s")
+        def run(key: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            """A signature's outputs, each round-tripped through a TensorProto as a response is."""
+            import tensorflow as tf
 
-    golden = {
-        "digest": output_digest(out),
-        "output": output,
-        "shape": list(out.shape),
-        **task.golden_extra(out),
-        "image": str(image_path.name),
-        "image_digest": "sha256:" + hashlib.sha256(image_path.read_bytes()).hexdigest(),
-    }
-    checks["golden"] = "digest of the test answer recorded"
+            return {k: tf.make_ndarray(tf.make_tensor_proto(np.asarray(v))) for k, v in servable.run(key, inputs).items()}
 
-    try:
-        metrics = task.evaluate(fn, eval_set)
-    except (tf.errors.OpError, ValueError, TypeError) as e:
-        raise ValidationFailed(f"the export failed on the evaluation set: {str(e).splitlines()[0]}", check="metrics") from e
+        try:
+            outputs = run(contract.key, test.decoded)
+        except LifecycleError as e:
+            raise serving_loader_failed(e) from e
+        if output not in outputs:
+            raise ValidationFailed(f"the signature returned {sorted(outputs)}, not {output!r}", check="round_trip")
+        out = outputs[output]
+        task.check_output(out, test.image)
+        shape = ",".join(str(d) for d in out.shape)
+        checks["round_trip"] = (f"[{shape}] {out.dtype} {output} from TensorProtos through the export loaded "
+                                "from disk by TF Serving's loader")
+        extra = task.extra_round_trip(run, test.image_path, out)
+        if extra:
+            checks["round_trip"] += "; " + extra
+        lap("round_trip_s")
+
+        if reference is not None:
+            ref_outputs = reference.outputs()
+            checks["parity"] = task.check_parity(out, ref_outputs[output], outputs, ref_outputs)
+            timings["reference_s"] = round(reference.seconds, 3)  # overlapped with export and load
+        else:
+            checks["parity"] = "skipped: registered from a SavedModel, which is its own reference"
+        lap("parity_s")
+
+        golden = {
+            "digest": output_digest(out),
+            "output": output,
+            "shape": list(out.shape),
+            **task.golden_extra(out),
+            "image": str(test.image_path.name),
+            "image_digest": "sha256:" + hashlib.sha256(test.image_path.read_bytes()).hexdigest(),
+        }
+        checks["golden"] = "digest of the test answer recorded"
+
+        def answer(inputs: Mapping[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+            return servable.run(contract.key, inputs, output_filter=outputs)
+
+        try:
+            metrics = task.evaluate(answer, eval_set)
+        except (LifecycleError, ValueError, TypeError) as e:
+            raise ValidationFailed(f"the export failed on the evaluation set: {str(e).splitlines()[0]}",
+                                   check="metrics") from e
+    finally:
+        servable.close()
     score = metrics[task.primary_metric]
     if score < minimum:
         name = {"miou": "mIoU", "accuracy": "accuracy"}[task.primary_metric]
@@ -399,11 +479,11 @@ def validate_export(
     checks["metrics"] = task.summary(metrics, len(eval_set))
     lap("metrics_s")
 
-    write_warmup(staged, [request])
+    write_warmup(staged, [test.request])
     # The golden digest is what the warmup request returns: the file must hold exactly the
     # request the round trip ran (same bytes in, same graph, so the same answer out).
     replay = read_warmup_requests(staged)
-    if [r.SerializeToString(deterministic=True) for r in replay] != [request.SerializeToString(deterministic=True)]:
+    if [r.SerializeToString(deterministic=True) for r in replay] != [test.request.SerializeToString(deterministic=True)]:
         raise ValidationFailed("the warmup file does not hold the test request", check="warmup")
     checks["warmup"] = f"{WARMUP_DIR}/{WARMUP_FILE} holds the test request, whose answer is the golden digest"
     lap("warmup_s")
