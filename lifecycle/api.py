@@ -399,6 +399,7 @@ def register(path: str | Path, model: str | None = None, paths: Paths | None = N
         checkpoints,
         evalsets,
         networks,
+        probe,
         savedmodels,
         tasks,
         validate,
@@ -425,7 +426,7 @@ def register(path: str | Path, model: str | None = None, paths: Paths | None = N
     else:
         networks.plan(definition.network, definition.raw.get("serving"), f"{definition.path}: network")
         ref = checkpoints.resolve(path)
-    validate.load_image(settings.test_image)
+    probe.load_image(settings.test_image)
     synthetic = settings.eval.source == "synthetic"
     eval_set = None if synthetic else evalsets.load(settings.eval, settings.eval_root, task.class_names)
     known = current.models.get(name)

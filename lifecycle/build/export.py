@@ -285,7 +285,7 @@ def register_checkpoint(
     """Export, validate and publish ``ref`` as the next version of the definition's model."""
     import tensorflow as tf
 
-    from lifecycle.build import tasks, validate
+    from lifecycle.build import probe, tasks
 
     model = definition.name
     started = time.perf_counter()
@@ -301,11 +301,11 @@ def register_checkpoint(
         raise ConfigError(f"{definition.path}: serving: {loaded.plan.serving} gave signatures "
                           f"{sorted(loaded.signatures)}, not the contract's {missing[0]!r}")
 
-    test = validate.TestRequest(model, tasks.for_definition(definition), settings.test_image)
+    test = probe.TestRequest(model, tasks.for_definition(definition), settings.test_image)
     staging_dir = paths.store.staging_dir(model)
     clean_stale_staging(staging_dir)
     # The checkpoint model answers the test request (for parity) while the export is written and loaded.
-    with validate.ReferenceRun(loaded.signatures[definition.signature.key], test.decoded) as reference, \
+    with probe.ReferenceRun(loaded.signatures[definition.signature.key], test.decoded) as reference, \
             Staging(staging_dir) as staging:
         try:
             methods = {c.key: c.method for c in definition.signatures if c.method != "tensorflow/serving/predict"}
@@ -326,8 +326,8 @@ def validate_and_publish(
 ) -> Registered:
     """Validate the SavedModel in ``staged``, write its own record, and publish it as the next version.
 
-    ``test`` is the :class:`~lifecycle.build.validate.TestRequest`, ``reference`` the checkpoint
-    model's :class:`~lifecycle.build.validate.ReferenceRun` (None for a SavedModel folder). A
+    ``test`` is the :class:`~lifecycle.build.probe.TestRequest`, ``reference`` the checkpoint
+    model's :class:`~lifecycle.build.probe.ReferenceRun` (None for a SavedModel folder). A
     failed check records the attempt and publishes nothing.
     """
     import tensorflow as tf

@@ -157,7 +157,7 @@ def register(
     The user's folder is only read."""
     import tensorflow as tf
 
-    from lifecycle.build import tasks, validate
+    from lifecycle.build import probe, tasks
     from lifecycle.build.export import (
         Staging,
         _record_failure,
@@ -171,7 +171,7 @@ def register(
     source = registry.CheckpointRecord(
         digest=ref.digest, path=display_path(paths, ref.path), step=None, tf_version=tf.__version__, kind=ref.kind,
     )
-    test = validate.TestRequest(definition.name, tasks.for_definition(definition), settings.test_image)
+    test = probe.TestRequest(definition.name, tasks.for_definition(definition), settings.test_image)
     staging_dir = paths.store.staging_dir(definition.name)
     clean_stale_staging(staging_dir)
     with Staging(staging_dir) as staging:

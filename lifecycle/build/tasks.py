@@ -61,7 +61,7 @@ class Segmentation:
 
     def request(self, model: str, image: np.ndarray) -> Any:
         """The PredictRequest a client sends for one image."""
-        from lifecycle.build.validate import predict_request
+        from lifecycle.build.probe import predict_request
 
         return predict_request(model, self.contract.key, image)
 

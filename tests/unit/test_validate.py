@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lifecycle.build import metrics, validate
+from lifecycle.build import metrics, probe, validate
 from lifecycle.errors import ImageError, SignatureMismatch, ValidationFailed
 from lifecycle.store.config import Paths, SignatureContract, TensorSpec, load_definition
 from tests.support.homes import CONFIGS, REPO_ROOT
@@ -129,13 +129,13 @@ def test_mask_and_parity_checks() -> None:
 
 
 def test_load_image(tmp_path: Path) -> None:
-    img = validate.load_image(CONFIGS / "test_image.png")
+    img = probe.load_image(CONFIGS / "test_image.png")
     assert img.shape == (48, 64, 3) and img.dtype == np.float32
     with pytest.raises(ImageError, match="not found"):
-        validate.load_image(tmp_path / "nope.png")
+        probe.load_image(tmp_path / "nope.png")
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(ImageError, match="not a readable image"):
-        validate.load_image(tmp_path / "text.png")
+        probe.load_image(tmp_path / "text.png")
 
 
 from hypothesis import given, settings  # noqa: E402
