@@ -367,7 +367,13 @@ def validate_and_publish(
 def _publish(
     paths: Paths, model: str, staged: Path, checkpoint: registry.CheckpointRecord, fields: registry.VersionRecord,
 ) -> Registered:
-    """Under the lease: reuse a version of the same content, or claim the next N and publish ``staged`` as N."""
+    """Reuse a version of the same content, or claim the next N and publish ``staged`` as N.
+
+    The lease is held twice, briefly: to claim N, then to record it. The publish in between (an
+    upload, on object storage) runs outside it, so concurrent registers overlap their uploads
+    and one killed mid-upload holds up nobody: its claimed N stays taken and unpublished. A
+    version published but not yet recorded carries its own record, and any transaction adopts it.
+    """
     store = paths.store
     with registry.transaction(paths) as reg:
         rec = reg.model(model, create=True)
@@ -375,16 +381,19 @@ def _publish(
         if existing is not None:
             return Registered(existing, True, store.version_path(model, existing.version))
         number = registry.allocate_version(paths, rec)
-        failpoint("register:claimed")
-        store.publish_version(model, number, staged)
-        failpoint("register:published")
-        target = store.version_path(model, number)
+    failpoint("register:claimed")
+    store.publish_version(model, number, staged)
+    failpoint("register:published")
+    target = store.version_path(model, number)
+    version = dataclasses.replace(fields, version=number)
+    with registry.transaction(paths) as reg:
+        rec = reg.model(model, create=True)
         if rec.checkpoint_for_digest(checkpoint.digest) is None:
             rec.checkpoints.append(checkpoint)
-        version = dataclasses.replace(fields, version=number)
-        # The registry keeps a summary; the whole report is in the version's own record file.
-        rec.versions.append(dataclasses.replace(version, report=registry.report_summary(version.report)))
-        rec.versions.sort(key=lambda v: v.version)
+        if number not in {v.version for v in rec.versions}:  # not adopted meanwhile by another transaction
+            # The registry keeps a summary; the whole report is in the version's own record file.
+            rec.versions.append(dataclasses.replace(version, report=registry.report_summary(version.report)))
+            rec.versions.sort(key=lambda v: v.version)
     return Registered(version, False, target)
 
 

@@ -126,6 +126,13 @@ class Store(ABC):
         Raises VersionNotFound if the version is not published.
         """
 
+    def read_version_file(self, model: str, number: int, rel: Path | str) -> bytes:
+        """One file of a published version (e.g. its own record), without copying the rest.
+
+        Raises VersionNotFound if the version is not published, OSError if it has no such file.
+        """
+        return (self.version_path(model, number) / rel).read_bytes()
+
     def copy_version(self, model: str, number: int, target_base: Path) -> Path:
         """Copy the complete version to ``target_base/<N>`` (``mlc sync``): into a temp folder
         there, then renamed into place, so a server polling ``target_base`` never sees a partial

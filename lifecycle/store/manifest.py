@@ -121,8 +121,19 @@ def build(folder: Path, model: str, version: int, owner: str, created: str) -> M
 def verify_file(path: Path, rel: str, entry: FileEntry, where: str, digest: str | None = None) -> None:
     """CorruptVersion unless ``path`` has the manifest's size and sha256 (``digest`` if computed while copying)."""
     size = path.stat().st_size
+    if size == entry.size and digest is None:  # hashed only when the size is right
+        digest = sha256_file(path)
+    _check(size, digest or "", rel, entry, where)
+
+
+def verify_data(data: bytes, rel: str, entry: FileEntry, where: str) -> bytes:
+    """``data`` (one file of a version, read whole), or CorruptVersion unless it matches the manifest."""
+    _check(len(data), hashlib.sha256(data).hexdigest(), rel, entry, where)
+    return data
+
+
+def _check(size: int, digest: str, rel: str, entry: FileEntry, where: str) -> None:
     if size != entry.size:
         raise CorruptVersion(f"{where}: {rel} has {size} bytes, the manifest says {entry.size}")
-    actual = digest if digest is not None else sha256_file(path)
-    if actual != entry.sha256:
+    if digest != entry.sha256:
         raise CorruptVersion(f"{where}: {rel} does not match its sha256 in the manifest")

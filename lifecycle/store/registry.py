@@ -459,7 +459,7 @@ def adopt_orphans(paths: Paths, registry: Registry) -> list[tuple[str, int]]:
             if number in known:
                 continue
             try:
-                data = json.loads(version_record_file(store.version_path(model, number)).read_text(encoding="utf-8"))
+                data = json.loads(store.read_version_file(model, number, VERSION_RECORD_FILE).decode("utf-8"))
                 checkpoint = CheckpointRecord(**data["checkpoint"])
                 version = VersionRecord(version=number, **data["version"])
             except (LifecycleError, OSError, ValueError, KeyError, TypeError):

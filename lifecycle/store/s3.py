@@ -339,6 +339,22 @@ class S3Store(Store):
             failpoint("store:copy")
             return rename_into_place(temp, target)
 
+    def read_version_file(self, model: str, number: int, rel: Path | str) -> bytes:
+        """This machine's copy of the file if it holds the version, else that one object, verified."""
+        local = self._copies_dir(model) / str(int(number))
+        if local.is_dir():
+            return (local / rel).read_bytes()
+        manifest, _ = self.read_manifest(model, number)
+        rel = Path(rel).as_posix()
+        entry = manifest.files.get(rel)
+        if entry is None:
+            raise FileNotFoundError(f"version {number} of {model} has no {rel}")
+        key = f"{check_model_name(model)}/{int(number)}/{rel}"
+        got = self._get(key)
+        if got is None:
+            raise FileNotFoundError(f"{self._where(key)} is missing")
+        return manifests.verify_data(got[0], rel, entry, self._where(key))
+
     def version_path(self, model: str, number: int) -> Path:
         """This machine's verified copy ``<local_dir>/<model>/<N>`` (downloaded once).
 

@@ -139,3 +139,30 @@ def test_sigkill_at_each_publish_failpoint_is_recovered(
     assert rec is not None and [v.version for v in rec.versions] == [1, 2, 3, 6, 7] and result.version == 7
     assert Path(rec.version(6).checkpoint).parent.name == variant_checkpoints[2].parent.name  # adopted
     assert sorted(p.name for p in paths.model_dir("deeplab").iterdir()) == ["1", "2", "3", "6", "7"]
+
+
+def test_a_register_inside_its_publish_holds_up_no_other_register(
+    registered_home: Paths, variant_checkpoints: list[Path], tmp_path: Path
+) -> None:
+    """The lease is held to claim N and to record it, not for the publish (an upload, on S3) between."""
+    from lifecycle import failpoints
+    from tests.support import forked_cli
+
+    paths = registered_home
+    ctx = forked_cli.context()
+    env = {"MLC_HOME": str(paths.home), "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+           failpoints.ENV: "store:publish=pause:120"}
+    out = tmp_path / "paused.out"
+    child = ctx.Process(target=forked_cli.run_cli, args=(["register", str(variant_checkpoints[0])], env, str(out)))
+    child.start()
+    try:
+        claim = paths.model_repo / ".claims" / "deeplab" / "4"
+        wait_until(claim.is_file, 300, "the paused register's claim of 4")
+        result = api.register(variant_checkpoints[1], paths=paths)  # under the default lease timeout
+        assert result.version == 5 and child.is_alive()  # done while 4's publish is still under way
+        assert registry.versions_on_disk(paths, "deeplab") == [1, 2, 3, 5]
+    finally:
+        child.kill()
+        child.join(30)
+    rec = assert_consistent(paths)
+    assert rec is not None and [v.version for v in rec.versions] == [1, 2, 3, 5]

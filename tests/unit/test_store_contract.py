@@ -146,7 +146,8 @@ def stage(store: Store, model: str, name: str, payload: bytes) -> Path:
     return staged
 
 
-def test_publish_is_whole_and_never_replaces(store: Store) -> None:
+def test_publish_is_whole_and_never_replaces(store_factory: StoreFactory) -> None:
+    store = store_factory()
     with pytest.raises(VersionNotFound):
         store.version_path("m", 1)
     assert store.claim_version("m", 1, "test")
@@ -155,6 +156,13 @@ def test_publish_is_whole_and_never_replaces(store: Store) -> None:
     path = store.version_path("m", 1)
     assert (path / "saved_model.pb").read_bytes() == b"version one"
     assert (path / "variables" / "variables.index").read_bytes() == b"version one" * 2
+    assert store.read_version_file("m", 1, Path("variables") / "variables.index") == b"version one" * 2
+    other = store_factory()  # another client (on S3: another machine, without a copy of the version)
+    assert other.read_version_file("m", 1, "saved_model.pb") == b"version one"
+    with pytest.raises(OSError):
+        other.read_version_file("m", 1, "no-such-file")
+    with pytest.raises(VersionNotFound):
+        store.read_version_file("m", 2, "saved_model.pb")
     assert not store.claim_version("m", 1, "again")
     other = stage(store, "m", "b", b"impostor")
     with pytest.raises(StaleGeneration):
