@@ -10,9 +10,10 @@ a local disk, such as ``tensorflow_model_server`` (which reads no ``s3://`` sinc
    against the version's manifest, renamed into place (:meth:`Store.copy_version`), so a
    server polling the folder never sees a partial version;
 3. only then write ``<DIR>/models.config`` (atomically, base paths ``<DIR>/<model>``), so the
-   config never names a version that is not complete on disk. A label that moves to a version
-   the servers do not load yet moves in two steps, as ``mlc promote`` moves it: first the new
-   versions beside the old ones, then the labels once the servers report them AVAILABLE;
+   config never names a version that is not complete on disk. Labels are applied only after
+   the versions are AVAILABLE (TF Serving #1608), in two steps as ``mlc promote`` moves them:
+   first the new versions beside the old ones (on an empty folder: the versions without
+   labels), then the labels once every ``--server`` reports them AVAILABLE;
 4. remove versions the config no longer lists, once no server has them loaded: the servers
    named with ``--server`` are asked over REST (an unreachable one keeps everything); with no
    server named, a version goes once ``models.config`` has been unchanged for the unload grace
@@ -166,45 +167,43 @@ def _describe(serving: tfs_config.Serving) -> str:
 def _next_config(
     wanted: tfs_config.Serving, current: str | None, servers: Sequence[str], age: float, grace: float,
 ) -> tfs_config.Serving:
-    """The config to write now: ``wanted``, or first a step that only adds versions.
+    """The config to write now: ``wanted``, or first a step that adds versions and keeps the labels.
 
-    TF Serving lets a label move only to an AVAILABLE version (a reload that moves one to a
-    version still loading is refused), so when a label would move to a version the current
-    config does not load, the new versions are added beside the old ones first, with the old
-    labels; the labels move on a later pass, once every server reports the new versions
-    AVAILABLE (or, with no server to ask, once that step has been in place for the grace period).
+    TF Serving lets a label point only at an AVAILABLE version: a reload that sets one on a
+    version still loading is refused, and a server that starts on such a config fails unless
+    --allow_version_labels_for_unavailable_models (TF Serving #1608). So a label that is new or
+    moves is written only once the config has listed its version and every server named with
+    ``--server`` reports it AVAILABLE (with no server to ask, once the config has listed it
+    for the grace period). Until then the config lists the new versions beside the old ones,
+    with the old labels; on an empty folder (a server about to start) that is no label at all.
     """
-    if current is None:
-        return wanted  # a server starting on it takes labels with --allow_version_labels_for_unavailable_models
-    before = tfs_config.serving_of(tfs_config.parse(current))
+    before = {} if current is None else tfs_config.serving_of(tfs_config.parse(current))
     step: tfs_config.Serving = {}
     staged = False
     for name, want in wanted.items():
-        old = before.get(name)
-        if old is None or all(v in old.versions for v in want.labels.values()):
+        old = before.get(name) or tfs_config.ModelServing(())
+        moved = sorted({v for k, v in want.labels.items() if old.labels.get(k) != v})
+        if all(v in old.versions for v in moved) and _available_everywhere(name, moved, servers, age, grace):
             step[name] = want
             continue
         staged = True
         step[name] = tfs_config.ModelServing(tuple(sorted(set(old.versions) | set(want.versions))), dict(old.labels))
-    if not staged:
-        return wanted
-    if step == before and _loaded_everywhere(wanted, servers, age, grace):
-        return wanted
-    return step
+    return step if staged else wanted
 
 
-def _loaded_everywhere(wanted: tfs_config.Serving, servers: Sequence[str], age: float, grace: float) -> bool:
-    """Every wanted version AVAILABLE on every server (no server named: the step is ``grace`` old)."""
+def _available_everywhere(name: str, versions: Sequence[int], servers: Sequence[str], age: float, grace: float) -> bool:
+    """``versions`` of ``name`` AVAILABLE on every server (no server named: the config is ``grace`` old)."""
+    if not versions:
+        return True
     if not servers:
         return age >= grace
     for server in servers:
-        for name, want in wanted.items():
-            try:
-                states = rest_model_status(server, name, timeout=5.0)
-            except (ServerUnavailable, ServingError, ModelNotFound):
-                return False
-            if any(states.get(v) is None or states[v].state != "AVAILABLE" for v in want.versions):
-                return False
+        try:
+            states = rest_model_status(server, name, timeout=5.0)
+        except (ServerUnavailable, ServingError, ModelNotFound):
+            return False
+        if any(states.get(v) is None or states[v].state != "AVAILABLE" for v in versions):
+            return False
     return True
 
 

@@ -14,13 +14,16 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+from lifecycle.errors import LifecycleError
 from lifecycle.serving import tfs_config
+from lifecycle.serving.client import rest_model_status
 from lifecycle.serving.tfs_config import ModelServing
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths
@@ -34,6 +37,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(REASON is not None, reason=f"f
 GRPC_PORT, REST_PORT = 8500, 8501
 NAME = "hpt.mlct.test"
 REPLICAS = ("r0", "r1", "r2")
+T = TypeVar("T")
 
 
 @dataclass
@@ -101,18 +105,28 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, subprocess_env: dict[str, st
 
 def _answers(lab: netns.NetLab, host: str, address: str, label: str | None) -> bool:
     """Whether ``address`` answers a Predict (asked from inside ``host``)."""
-    result: list[object] = []
+    return _answer(lab, host, address, label) is not None
+
+
+def _answer(lab: netns.NetLab, host: str, address: str, label: str | None) -> int | None:
+    """The version that answers a Predict at ``address`` (asked from inside ``host``), or None."""
+    return _inside(lab, host, lambda: _predict(http.client.HTTPConnection(address, REST_PORT, timeout=2), label))
+
+
+def _inside(lab: netns.NetLab, host: str, fn: Callable[[], T]) -> T | None:
+    """``fn()`` run from inside ``host``'s namespace; None when it fails on the network or HTTP."""
+    result: list[T | None] = []
 
     def ask() -> None:
         try:
-            result.append(_predict(http.client.HTTPConnection(address, REST_PORT, timeout=2), label))
-        except (OSError, http.client.HTTPException, ValueError) as e:
-            result.append(e)
+            result.append(fn())
+        except (OSError, http.client.HTTPException, ValueError, LifecycleError):
+            result.append(None)
 
     t = lab.thread(host, ask)
     t.start()
     t.join()
-    return isinstance(result[0], int)
+    return result[0]
 
 
 def _predict(conn: http.client.HTTPConnection, label: str | None) -> int:
@@ -261,3 +275,104 @@ def test_a_replica_that_restarts_converges_through_reconcile(fleet: Fleet) -> No
     report = fleet.status()
     assert report["models"][0]["drift"] == []
     assert set(report["models"][0]["generations"].values()) == {report["generation"]}
+
+
+def test_a_late_replica_fed_by_sync_follow_converges_and_gets_labels_only_once_available(
+    fleet: Fleet, tmp_path: Path,
+) -> None:
+    """A fourth host starts after a promote, as a pod of `mlc k8s render` would: an init pass of
+    `mlc sync`, then mlc-model-server polling the folder's models.config, fed by `mlc sync
+    --follow --server`. Its version 2 loads slowly (a failpoint in its own environment), so a
+    label written too early would be seen pointing at a version still LOADING (or refused by r3)."""
+    code, out, err = fleet.mlc("promote", MODEL, "2", "--reason", "before the late replica")
+    assert code == 0, out + err
+    late = fleet.lab.add_host("r3")
+    folder = tmp_path / "r3-models"
+    config = folder / "models.config"
+    init = fleet.lab.run("r3", [sys.executable, "-m", "lifecycle", "sync", "--to", str(folder)], env=fleet.env, timeout=120)
+    assert init.returncode == 0, init.stdout + init.stderr
+    # Nothing is loaded on r3 yet: the version, and no label pointing at it.
+    assert tfs_config.serving_of(tfs_config.parse(config.read_text())) == {MODEL: ModelServing((2,), {})}
+    log = tmp_path / "r3.log"
+    slow = ",".join(f"server:load:{MODEL}:{v}=pause:3" for v in (1, 2))  # LOADING for a while, with r3 up for 1
+    procs = [fleet.lab.popen(
+        "r3",
+        [sys.executable, "-m", "lifecycle.server.main", f"--port={GRPC_PORT}", f"--rest_api_port={REST_PORT}",
+         f"--mlc_bind_address={late}", f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1",
+         "--max_num_load_retries=0"],
+        env={**fleet.env, "MLC_FAILPOINTS": slow}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )]
+    procs.append(fleet.lab.popen(
+        "r3", [sys.executable, "-m", "lifecycle", "sync", "--to", str(folder), "--follow", "--interval", "0.2",
+               "--server", f"{late}:{REST_PORT}"],
+        env=fleet.env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "sidecar.err").open("wb"),
+    ))
+    watch = LabelWatch(fleet.lab, config, late)
+    try:
+        with watch:
+            wait_until(lambda: _answer(fleet.lab, "c", late, "stable") == 2, 120, "r3 to answer stable from version 2")
+            # Found by name like the others, it serves the recorded generation.
+            fleet.lab.names[NAME] = sorted([*fleet.addresses.values(), late])
+            report = fleet.status()
+            assert report["models"][0]["drift"] == [], report["models"][0]["drift"]
+            assert report["models"][0]["generations"][f"{late}:{GRPC_PORT}"] == report["generation"]
+            # It comes back to a new state too: the fleet rolls back while r3 only follows the repository.
+            fleet.lab.names[NAME] = sorted(fleet.addresses.values())
+            code, out, err = fleet.mlc("rollback", MODEL)
+            assert code == 0, out + err
+            wait_until(lambda: _answer(fleet.lab, "c", late, "stable") == 1, 120, "r3 to answer stable from version 1")
+            wait_until(lambda: not (folder / MODEL / "2").exists(), 60, "the sidecar to remove version 2 once r3 unloaded it")
+    finally:
+        fleet.lab.names[NAME] = sorted(fleet.addresses.values())
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert watch.early == [], watch.early
+    assert watch.checked >= {1, 2}, watch.checked  # both labels were seen in the file and checked against r3
+    assert "failed to ReloadConfig" not in log.read_text(errors="replace")  # r3 never refused a config
+
+
+@dataclass
+class LabelWatch:
+    """Checks, in a tight loop, that a label in the replica's models.config points at a version it has AVAILABLE.
+
+    The file is read first and the replica asked after: a version that was AVAILABLE stays so
+    until its label has moved away, so a label seen in the file with its version not AVAILABLE
+    a moment later was written too early.
+    """
+
+    lab: netns.NetLab
+    config: Path
+    address: str
+    early: list[str] = field(default_factory=list)
+    checked: set[int] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            try:
+                serving = tfs_config.serving_of(tfs_config.parse(self.config.read_text()))
+            except (OSError, LifecycleError):
+                continue
+            labelled = serving.get(MODEL, ModelServing(())).labels.get("stable")
+            if labelled is None:
+                continue
+            try:
+                states = rest_model_status(f"{self.address}:{REST_PORT}", MODEL, timeout=2)
+            except LifecycleError:
+                continue  # the server is not up yet: it reads the file when it is
+            if states.get(labelled) is None or states[labelled].state != "AVAILABLE":
+                self.early.append(f"stable -> {labelled} in models.config while r3 reports {labelled}: "
+                                  f"{states[labelled].state if labelled in states else 'absent'}")
+            self.checked.add(labelled)
+
+    def __enter__(self) -> LabelWatch:
+        self._thread = self.lab.thread("r3", self._run)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)

@@ -174,6 +174,9 @@ def test_sync_removes_a_version_once_no_server_holds_it(
     folder = tmp_path / "disk"
     first = api.sync(folder, paths=trainer)
     assert first.copied == ["hpt/1"] and first.config_changed
+    # No server has loaded anything yet: the first config names the version, not its label (#1608).
+    assert tfs_config.serving_of(tfs_config.parse((folder / "models.config").read_text()))[MODEL] == \
+        tfs_config.ModelServing((1,), {})
     server = create_server(ServerOptions(
         grpc_port=0, rest_api_port=0, model_config_file=str(folder / "models.config"),
         model_config_file_poll_wait_seconds=1, allow_version_labels_for_unavailable_models=True,
@@ -182,12 +185,12 @@ def test_sync_removes_a_version_once_no_server_holds_it(
     try:
         wait_until(lambda: states(server.grpc_address).get(1) == "AVAILABLE", 60, "version 1 served")
         set_labels(trainer, stable=2)
-        # A label moves only to an AVAILABLE version: first 2 beside 1, labels unchanged.
+        # A label moves only to an AVAILABLE version: first 2 beside 1, labels unchanged (none yet).
         second = api.sync(folder, servers=[rest], paths=trainer)
         assert second.copied == ["hpt/2"] and second.removed == []
         assert second.kept == ["models.config: labels move once the servers have loaded hpt 2"]
         assert tfs_config.serving_of(tfs_config.parse((folder / "models.config").read_text()))[MODEL] == \
-            tfs_config.ModelServing((1, 2), {"stable": 1})
+            tfs_config.ModelServing((1, 2), {})
         wait_until(lambda: states(server.grpc_address).get(2) == "AVAILABLE", 60, "2 loaded")
         # The labels move now; 1 goes only once the server (polling the file) has unloaded it,
         # which may already be the case by the time this pass asks.
