@@ -7,13 +7,11 @@ never import it.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import TYPE_CHECKING
 
 from lifecycle.cli.jsonout import status_json
-from lifecycle.tf_import import VERBOSE_ENV, verbose
 
 if TYPE_CHECKING:
     import typer
@@ -30,9 +28,13 @@ def __getattr__(name: str) -> object:
 
 def main() -> None:
     """Console-script entry point."""
-    code = status_json(sys.argv[1:])  # the polled command, without typer's and rich's imports
+    code = status_json(sys.argv[1:])  # the polled command, without typer's, rich's and logging's imports
     if code is not None:
         sys.exit(code)
+    import logging
+
+    from lifecycle.tf_import import VERBOSE_ENV, verbose
+
     # Commands that load models (promote's sandbox, register) import TensorFlow; its start-up
     # chatter and deprecation warnings stay out of the output unless --verbose (which servers
     # this command starts inherit through the environment).

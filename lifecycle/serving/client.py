@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lifecycle.errors import ModelNotFound, ServerUnavailable, ServingError
-from lifecycle.serving.wire import METHODS, messages
 
 if TYPE_CHECKING:  # pragma: no cover
     import grpc
@@ -226,6 +225,8 @@ class ServingClient:
         The response type is the wire module's, or for Predict and Classify the one beside the
         request's own type (an official request gets the official response).
         """
+        from lifecycle.serving.wire import METHODS  # the protobuf runtime: not for REST-only status
+
         path, response_type = METHODS[name]
         if name in ("Predict", "Classify"):
             module = sys.modules[type(request).__module__]
@@ -263,6 +264,8 @@ class ServingClient:
         """``ModelService.GetModelStatus`` for ``model``."""
         import grpc
 
+        from lifecycle.serving.wire import messages
+
         request = messages.GetModelStatusRequest()
         request.model_spec.name = model
         try:
@@ -286,6 +289,8 @@ class ServingClient:
         builds it) or the wire one; it travels as its bytes, every field kept.
         """
         import grpc
+
+        from lifecycle.serving.wire import messages
 
         request = messages.ReloadConfigRequest()
         request.config.MergeFromString(config.SerializeToString())

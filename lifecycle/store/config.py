@@ -20,7 +20,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 
 from lifecycle.errors import ConfigError, ModelNotFound, UsageError
 
@@ -240,6 +239,8 @@ def validation_settings(definition: ModelDefinition) -> ValidationSettings:
 
 def load_yaml_file(path: Path, what: str) -> Any:
     """Parse a YAML file; a syntax error becomes ConfigError naming the file and line."""
+    import yaml  # here, not at the top: `mlc status` without a servers file reads no YAML
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as e:
@@ -355,6 +356,8 @@ def yaml_location(path: Path, keys: Sequence[str]) -> str:
 
     Read only to word an error: the fast loader keeps no line numbers.
     """
+    import yaml
+
     try:
         node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
     except (OSError, yaml.YAMLError):

@@ -27,8 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lifecycle.errors import (
     LifecycleError,
     ModelNotFound,
@@ -46,8 +44,6 @@ from lifecycle.store.registry_pages import PageRef
 SCHEMA = 2
 KEY = "registry.yaml"
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def now_iso() -> str:
@@ -239,7 +235,10 @@ class Registry:
 
     def dump(self) -> str:
         """The whole registry (every version inline) as YAML text, for people and comparisons."""
-        return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+        import yaml
+
+        return yaml.dump(self.to_dict(), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False,
+                         default_flow_style=False)
 
 
 def source(paths: Paths) -> str:
@@ -276,7 +275,20 @@ def _load_head(paths: Paths) -> Registry:
         return Registry()
     where = source(paths)
     try:
-        data = yaml.load(doc.data.decode("utf-8"), Loader=_Loader)
+        data = json.loads(doc.data)  # what mlc writes since schema 2 (JSON is YAML, and parses without PyYAML)
+    except ValueError:
+        data = _parse_yaml(doc.data, where)  # a head written before, or by hand
+    registry = Registry.from_dict(data, where)
+    registry.generation = doc.generation
+    return registry
+
+
+def _parse_yaml(data: bytes, where: str) -> Any:
+    """A YAML head (schema 1, or edited by hand); a syntax error is a RegistryError naming the line."""
+    import yaml
+
+    try:
+        return yaml.load(data.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         mark = getattr(e, "problem_mark", None)
         at = f"{where}:{mark.line + 1}" if mark is not None else where
@@ -284,9 +296,6 @@ def _load_head(paths: Paths) -> Registry:
         raise RegistryError(
             f"malformed registry {at}: {problem}; restore it from a backup or fix it by hand"
         ) from e
-    registry = Registry.from_dict(data, where)
-    registry.generation = doc.generation
-    return registry
 
 
 def select(paths: Paths, rec: ModelRecord, numbers: set[int], newest: int | None) -> list[VersionRecord]:
@@ -347,7 +356,7 @@ def save(paths: Paths, registry: Registry, leftovers: set[str] | frozenset[str] 
                     if k not in ("name", "versions", "pages", "checkpoints") and not (k == "pinned" and not v)}
             head["models"][name] = {**body, "checkpoints": [dataclasses.asdict(c) for c in loose],
                                     "pages": [r.to_dict() for r in refs]}
-        text = yaml.dump(head, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+        text = json.dumps(head, indent=1) + "\n"
         failpoint("registry:pages")
         registry.generation = store.write(KEY, text.encode("utf-8"), registry.generation)
     except BaseException:

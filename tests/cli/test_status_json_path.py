@@ -1,5 +1,6 @@
-"""CLI: ``mlc status [MODEL] --json`` runs without typer, rich or TensorFlow, and prints what
-the typer command prints."""
+"""CLI: ``mlc status [MODEL] --json`` runs without typer, rich, TensorFlow, PyYAML (no servers file),
+logging or (with the record mlc keeps of configs/models.config) protobuf, and prints what the typer
+command prints."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ CODE = (
     "try:\n"
     "    main()\n"
     "finally:\n"
-    "    heavy = sorted(m for m in ('typer', 'rich', 'pydantic', 'tensorflow') if m in sys.modules)\n"
+    "    heavy = sorted(m for m in ('typer', 'rich', 'pydantic', 'tensorflow', 'google.protobuf', 'yaml', 'logging') if m in sys.modules)\n"
     "    print('imported:', heavy, file=sys.stderr)\n"
 )
 
