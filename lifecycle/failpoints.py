@@ -15,6 +15,8 @@ The failpoints:
 
 - ``journal:<step>:<state>``: right after the rollout journal records that entry, e.g.
   ``journal:label:done`` (steps and states: :mod:`lifecycle.store.journal`).
+- ``sandbox:available``: the candidate is AVAILABLE in the sandbox, not checked yet (a test
+  holds a promote there to look at the servers).
 - ``register:claimed``: a register has claimed version N and not published it yet.
 - ``register:published``: version N is published; the registry does not record it yet.
 - ``registry:pages``: a registry write has created its new version pages and not yet replaced

@@ -81,7 +81,7 @@ class ServerOptions:
     platform_config_file: str = ""
     enable_profiler: bool = True
     enable_serialization_as_tensor_content: bool = False
-
+    mlc_sandbox_socket: str = ""  # mlc only: the private sandbox of mlc promote (lifecycle.server.sandbox)
 
 
 def session_config(options: ServerOptions) -> bytes | None:
@@ -125,8 +125,9 @@ class RunningServer:
     """A started server: its bound ports, its core, and how to stop it."""
 
     def __init__(self, core: Any, grpc_server: Any, grpc_port: int | None, rest: Any, host: str,
-                 watcher: ConfigFileWatcher | None) -> None:
+                 watcher: ConfigFileWatcher | None, sandbox: Any = None) -> None:
         self.core = core
+        self.sandbox = sandbox  # a lifecycle.server.sandbox.Sandbox with --mlc_sandbox_socket
         self.host = host
         self.grpc_port = grpc_port
         self.rest_port: int | None = rest.port if rest is not None else None
@@ -170,6 +171,8 @@ class RunningServer:
             self._rest.stop()
         if self._grpc is not None:
             self._grpc.stop(grace)  # a transport.GrpcEndpoint: NOT_SERVING, then drain
+        if self.sandbox is not None:
+            self.sandbox.stop()
         self.core.stop()
 
     def wait(self) -> None:
@@ -256,19 +259,20 @@ def _create_server(options: ServerOptions) -> RunningServer:
 
             batching = (read_batching_parameters(options.batching_parameters_file) if options.batching_parameters_file
                         else BatchingOptions(thread_pool_name="model_server_batch_threads"))
+    manager_options = ManagerOptions(
+        file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
+        max_num_load_retries=options.max_num_load_retries,
+        load_retry_interval_micros=options.load_retry_interval_micros,
+        allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
+        enable_model_warmup=options.enable_model_warmup,
+        saved_model_tags=tuple(t.strip() for t in options.saved_model_tags.split(",") if t.strip()),
+        num_load_threads=options.num_load_threads or 4,
+        num_unload_threads=options.num_unload_threads or 4,
+        prefer_tflite_model=options.prefer_tflite_model,
+        session_config=session,
+    )
     core = ServerCore(
-        ManagerOptions(
-            file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
-            max_num_load_retries=options.max_num_load_retries,
-            load_retry_interval_micros=options.load_retry_interval_micros,
-            allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
-            enable_model_warmup=options.enable_model_warmup,
-            saved_model_tags=tuple(t.strip() for t in options.saved_model_tags.split(",") if t.strip()),
-            num_load_threads=options.num_load_threads or 4,
-            num_unload_threads=options.num_unload_threads or 4,
-            prefer_tflite_model=options.prefer_tflite_model,
-            session_config=session,
-        ),
+        manager_options,
         batching=batching,
         method_name_check=options.enable_signature_method_name_check,
         warmup_iterations=options.num_request_iterations_for_warmup,
@@ -278,6 +282,7 @@ def _create_server(options: ServerOptions) -> RunningServer:
 
     grpc_server = None
     rest = None
+    sandbox = None
     try:
         core.manager.apply_config(config)
         core.manager.start_polling()
@@ -312,11 +317,21 @@ def _create_server(options: ServerOptions) -> RunningServer:
                 core.manager.apply_config, digest,
             )
             watcher.start()
+        if options.mlc_sandbox_socket:
+            from lifecycle.server.sandbox import start_sandbox
+
+            try:
+                sandbox = start_sandbox(manager_options, options.mlc_sandbox_socket,
+                                        options.num_request_iterations_for_warmup)
+            except BindError as e:
+                raise StartupError(f"UNAVAILABLE: {e.message}") from e
     except BaseException:
+        if sandbox is not None:
+            sandbox.stop()
         if grpc_server is not None:
             grpc_server.stop(None)
         if rest is not None:
             rest.stop()
         core.stop()
         raise
-    return RunningServer(core, grpc_server, grpc_port, rest, options.host, watcher)
+    return RunningServer(core, grpc_server, grpc_port, rest, options.host, watcher, sandbox)

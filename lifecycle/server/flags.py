@@ -91,6 +91,7 @@ _FLAGS: list[Flag] = [
     Flag("skip_initialize_tpu", bool, False, "Whether to skip auto initializing TPU.", "this server never initializes a TPU"),
     Flag("enable_serialization_as_tensor_content", bool, False, "Enable serialization of predict response as tensor content."),
     Flag("mlc_max_request_bytes", int, 256 << 20, "mlc-model-server only: the largest HTTP/REST request body accepted, in bytes; larger bodies get 413 without being read (TF Serving has no bound; gRPC messages stay unlimited as in TF Serving)."),
+    Flag("mlc_sandbox_socket", str, "", "mlc-model-server only: if non-empty, also run the private sandbox of `mlc promote` on this UNIX socket: a second, separate model manager (empty at start) serving ModelService and PredictionService there alone, where mlc loads and checks a candidate version before any production server loads it. Nothing it loads is visible on --port or --rest_api_port. `mlc serve` sets it."),
     Flag("mlc_bind_address", str, LOOPBACK, "mlc-model-server only: the address both gRPC and REST listen on. Default 127.0.0.1 (loopback); use 0.0.0.0 to listen on every interface as tensorflow_model_server does."),
 ]
 FLAGS: dict[str, Flag] = {f.name: f for f in _FLAGS}

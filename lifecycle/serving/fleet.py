@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
@@ -59,6 +60,7 @@ class ReloadMode(str, Enum):
 
 
 RELOAD_MODES = tuple(m.value for m in ReloadMode)
+SANDBOX_PREFIX = "mlc-sandbox-"  # the private folder `mlc serve` makes for a server's sandbox socket
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_REST_PORT = 8501
 DEFAULT_POLL_SECONDS = 1
@@ -112,6 +114,8 @@ class ServerRecord:
     command: list[str]
     started: str = field(default_factory=now_iso)
     detached: bool = True
+    # The private sandbox socket of an embedded server (--mlc_sandbox_socket), in a folder of its own.
+    sandbox: str | None = None
 
     def spec(self) -> ServerSpec:
         return ServerSpec(self.grpc, self.rest, self.reload, self.poll_seconds)
@@ -338,10 +342,13 @@ def write_record(paths: Paths, record: ServerRecord) -> None:
 
 
 def remove_record(paths: Paths, record: ServerRecord) -> None:
+    """Forget a server: its record file, and its sandbox folder (made by ``mlc serve``) if any."""
     try:
         record_file(paths, record.grpc).unlink()
     except FileNotFoundError:
         pass
+    if record.sandbox and Path(record.sandbox).parent.name.startswith(SANDBOX_PREFIX):
+        shutil.rmtree(Path(record.sandbox).parent, ignore_errors=True)
 
 
 # --- which servers to drive -----------------------------------------------------------------

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from enum import Enum
@@ -162,8 +163,12 @@ def resolve_engine(engine: str) -> str:
     return engine
 
 
-def server_command(engine: str, spec: ServerSpec, config_file: Path) -> list[str]:
-    """tensorflow_model_server's command line for ``spec`` (same flags for both engines)."""
+def server_command(engine: str, spec: ServerSpec, config_file: Path, sandbox: str | None = None) -> list[str]:
+    """tensorflow_model_server's command line for ``spec`` (same flags for both engines).
+
+    The embedded server also gets ``--mlc_sandbox_socket=sandbox`` when given: the private
+    sandbox where ``mlc promote`` checks a candidate (:mod:`lifecycle.server.sandbox`).
+    """
     grpc_port = spec.grpc.rpartition(":")[2]
     flags = [f"--port={grpc_port}", f"--model_config_file={config_file}"]
     if spec.rest:
@@ -174,6 +179,8 @@ def server_command(engine: str, spec: ServerSpec, config_file: Path) -> list[str
         flags.append("--allow_version_labels_for_unavailable_models=true")
     if engine == "tfserving":
         return [shutil.which(TFSERVING_BINARY) or TFSERVING_BINARY, *flags]
+    if sandbox:
+        flags.append(f"--mlc_sandbox_socket={sandbox}")
     return [sys.executable, "-m", "lifecycle.server.main", *flags]
 
 
@@ -209,8 +216,15 @@ def _die_with_parent(parent: int) -> Any:
 
 
 def start_process(paths: Paths, engine: str, spec: ServerSpec, detach: bool) -> tuple[subprocess.Popen[bytes], ServerRecord]:
-    """Start one server process on configs/models.config and record it."""
-    command = server_command(engine, spec, paths.serving_config)
+    """Start one server process on configs/models.config and record it.
+
+    An embedded server gets a private sandbox socket in a fresh folder only this user can enter
+    (``tempfile.mkdtemp``: mode 0700, and short, as Unix socket paths must be).
+    """
+    sandbox = None
+    if engine == "embedded":
+        sandbox = str(Path(tempfile.mkdtemp(prefix=fleet.SANDBOX_PREFIX)) / "grpc.sock")
+    command = server_command(engine, spec, paths.serving_config, sandbox)
     log: Path | None = None
     if detach:
         log = paths.state_dir / "logs" / f"server-{spec.grpc.rpartition(':')[2]}.log"
@@ -228,7 +242,7 @@ def start_process(paths: Paths, engine: str, spec: ServerSpec, detach: bool) -> 
     record = ServerRecord(
         pid=proc.pid, engine=engine, grpc=spec.grpc, rest=spec.rest, reload=spec.reload,
         poll_seconds=spec.poll_seconds, config_file=str(paths.serving_config),
-        log=None if log is None else str(log), command=command, detached=detach,
+        log=None if log is None else str(log), command=command, detached=detach, sandbox=sandbox,
     )
     fleet.write_record(paths, record)
     return proc, record
