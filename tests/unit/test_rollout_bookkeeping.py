@@ -105,6 +105,11 @@ def test_server_command_uses_tf_serving_flags(bare_home: Paths) -> None:
     assert cmd[1:3] == ["-m", "lifecycle.server.main"]
     assert cmd[3:] == ["--port=8500", f"--model_config_file={bare_home.serving_config}", "--rest_api_port=8501",
                        "--model_config_file_poll_wait_seconds=2", "--allow_version_labels_for_unavailable_models=true"]
+    # The private sandbox flag goes to the embedded server only; tensorflow_model_server's line is unchanged.
+    with_sandbox = processes.server_command("embedded", spec, bare_home.serving_config, "/tmp/mlc-sandbox-x/grpc.sock")
+    assert with_sandbox == [*cmd, "--mlc_sandbox_socket=/tmp/mlc-sandbox-x/grpc.sock"]
+    real = processes.server_command("tfserving", spec, bare_home.serving_config, "/tmp/mlc-sandbox-x/grpc.sock")
+    assert real[1:] == cmd[3:]
 
 
 # --- journal ------------------------------------------------------------------------------
