@@ -11,6 +11,10 @@ compare-and-swap at the generation it read (:func:`transaction`, or :func:`load`
 :func:`save` inside :func:`lease`), so even a writer whose lease was lost (an object store's
 lease expires) cannot overwrite another's update: it gets StaleGeneration instead.
 
+About 480 lines, above the usual 400: the records, the head's (de)serialisation and the
+read/write protocol over the head and its pages (load, select, save, transaction) are one
+piece; the page format and page I/O are in :mod:`registry_pages`.
+
 This module must not import TensorFlow.
 """
 
