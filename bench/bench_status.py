@@ -10,7 +10,8 @@ processes in the same run:
 - ``python -c pass`` (the interpreter alone) and ``python -c "import yaml"``;
 - ``python -m lifecycle status`` (rich table) and ``python -m lifecycle status --json``;
 
-and prints medians and the ratios of status to each baseline, plus the in-process
+and prints medians of wall and CPU time (user + system of the child: steadier than wall time on
+a busy machine) and the ratios of status to each baseline, plus the in-process
 ``api.status()`` time. With ``--versions N`` other than 100 it also times ``status --json`` on
 100 versions (same server) in the same run, the two interleaved, and prints the ratio (the
 goal: 10,000 versions <= 1.5 x 100).
@@ -26,6 +27,7 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -112,25 +114,48 @@ def list_server(home: Path, grpc: str, rest: str) -> None:
     (home / "configs" / "servers.yaml").write_text(f"servers:\n  - grpc: {grpc}\n    rest: {rest}\n")
 
 
-def wall(cmd: list[str], env: dict[str, str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """One run of ``cmd``: its wall time and its CPU time (user + system), in seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+@dataclasses.dataclass
+class Timing:
+    """Medians of several runs: wall and CPU seconds."""
+
+    wall: float
+    cpu: float
+
+    @classmethod
+    def of(cls, runs: list[tuple[float, float]]) -> Timing:
+        return cls(statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
+
+    def vs(self, other: Timing) -> str:
+        return f"{self.wall / other.wall:4.1f}x wall, {self.cpu / other.cpu:4.1f}x cpu"
+
+    def __str__(self) -> str:
+        return f"{self.wall * 1000:6.0f} ms wall {self.cpu * 1000:6.0f} ms cpu"
+
+
+def wall(cmd: list[str], env: dict[str, str], runs: int) -> Timing:
+    return Timing.of([run(cmd, env) for _ in range(runs)])
 
 
 def interleaved(cmd: list[str], env: dict[str, str], other_env: dict[str, str] | None,
-                runs: int) -> tuple[float, float | None]:
+                runs: int) -> tuple[Timing, Timing | None]:
     """Medians of ``cmd`` under ``env`` and (alternating with it, so load drifts hit both) under ``other_env``."""
-    ours: list[float] = []
-    theirs: list[float] = []
+    ours: list[tuple[float, float]] = []
+    theirs: list[tuple[float, float]] = []
     for _ in range(runs):
-        ours.append(wall(cmd, env, 1))
+        ours.append(run(cmd, env))
         if other_env is not None:
-            theirs.append(wall(cmd, other_env, 1))
-    return statistics.median(ours), statistics.median(theirs) if theirs else None
+            theirs.append(run(cmd, other_env))
+    return Timing.of(ours), Timing.of(theirs) if theirs else None
 
 
 def main() -> int:
@@ -181,14 +206,13 @@ def main() -> int:
         head = (home / 'model_repo' / 'registry.yaml').stat().st_size
         print(f"registry: {args.versions} versions, registry.yaml {head:,} bytes; "
               f"{'no server' if args.no_server else 'one live mlc-model-server'}; median of {args.runs} runs")
-        print(f"python -c pass:            {bare * 1000:7.0f} ms")
-        print(f"python -c 'import yaml':   {yaml_only * 1000:7.0f} ms")
-        print(f"mlc status:                {table * 1000:7.0f} ms  ({table / bare:.1f}x pass, {table / yaml_only:.1f}x import yaml)")
-        print(f"mlc status --json:         {as_json * 1000:7.0f} ms  ({as_json / bare:.1f}x pass, {as_json / yaml_only:.1f}x import yaml)")
-        print(f"api.status() in process:   {in_process * 1000:7.0f} ms")
+        print(f"python -c pass:            {bare}")
+        print(f"python -c 'import yaml':   {yaml_only}")
+        print(f"mlc status:                {table}  ({table.vs(bare)} pass)")
+        print(f"mlc status --json:         {as_json}  ({as_json.vs(bare)} pass)")
+        print(f"api.status() in process:   {in_process * 1000:6.0f} ms")
         if base is not None:
-            print(f"mlc status --json at 100:  {base * 1000:7.0f} ms  ({args.versions} versions: "
-                  f"{as_json / base:.2f}x the time at 100)")
+            print(f"mlc status --json at 100:  {base}  ({args.versions} versions: {as_json.vs(base)} the time at 100)")
     finally:
         if server is not None:
             server.terminate()
