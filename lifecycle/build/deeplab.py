@@ -123,12 +123,15 @@ class ConvBN(tf.Module):
     """Convolution (optionally atrous or strided), batch normalisation, optional ReLU."""
 
     def __init__(
-        self, rng: np.random.Generator, cin: int, cout: int, k: int, *,
+        self, rng: np.random.Generator | None, cin: int, cout: int, k: int, *,
         stride: int = 1, rate: int = 1, relu: bool = True, bn: bool = True, name: str | None = None,
     ) -> None:
         super().__init__(name=name)
         std = math.sqrt(2.0 / (k * k * cin))
-        self.kernel = tf.Variable(rng.normal(0.0, std, (k, k, cin, cout)).astype(np.float32), name="kernel")
+        shape = (k, k, cin, cout)
+        # He initialisation; zeros when no generator is given (a checkpoint overwrites them).
+        initial = rng.normal(0.0, std, shape).astype(np.float32) if rng is not None else np.zeros(shape, np.float32)
+        self.kernel = tf.Variable(initial, name="kernel")
         if bn:
             self.gamma = tf.Variable(np.ones(cout, np.float32), name="gamma")
             self.beta = tf.Variable(np.zeros(cout, np.float32), name="beta")
@@ -164,7 +167,7 @@ class ConvBN(tf.Module):
 class Bottleneck(tf.Module):
     """ResNet bottleneck: 1x1 reduce, 3x3 (strided or atrous), 1x1 expand, plus the shortcut."""
 
-    def __init__(self, rng: np.random.Generator, cin: int, width: int, stride: int, rate: int) -> None:
+    def __init__(self, rng: np.random.Generator | None, cin: int, width: int, stride: int, rate: int) -> None:
         super().__init__()
         cout = 4 * width
         self.reduce = ConvBN(rng, cin, width, 1)
@@ -200,7 +203,7 @@ class ResNet50(tf.Module):
 
     channels = 2048
 
-    def __init__(self, rng: np.random.Generator, output_stride: int) -> None:
+    def __init__(self, rng: np.random.Generator | None, output_stride: int) -> None:
         super().__init__()
         strider = _Strider(output_stride)
         self.stem = ConvBN(rng, 3, 64, 7, stride=strider(2)[0])
@@ -228,7 +231,7 @@ class SmallBackbone(tf.Module):
     widths = (16, 24, 48, 64, 64)
     channels = widths[-1]
 
-    def __init__(self, rng: np.random.Generator, output_stride: int) -> None:
+    def __init__(self, rng: np.random.Generator | None, output_stride: int) -> None:
         super().__init__()
         strider = _Strider(output_stride)
         layers, cin = [], 3
@@ -248,7 +251,7 @@ class SmallBackbone(tf.Module):
 class ASPP(tf.Module):
     """Atrous spatial pyramid pooling with image-level features (DeepLab-v3 section 3.3)."""
 
-    def __init__(self, rng: np.random.Generator, cin: int, depth: int, rates: tuple[int, ...]) -> None:
+    def __init__(self, rng: np.random.Generator | None, cin: int, depth: int, rates: tuple[int, ...]) -> None:
         super().__init__()
         self.conv1x1 = ConvBN(rng, cin, depth, 1)
         self.atrous = [ConvBN(rng, cin, depth, 3, rate=r) for r in rates]
@@ -266,9 +269,9 @@ class ASPP(tf.Module):
 class DeepLabV3(tf.Module):
     """DeepLab-v3: backbone, ASPP, 1x1 classifier; :meth:`predict` gives the segmentation map."""
 
-    def __init__(self, spec: NetworkSpec, seed: int = 0) -> None:
+    def __init__(self, spec: NetworkSpec, seed: int = 0, random_init: bool = True) -> None:
         super().__init__(name="deeplab_v3")
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed) if random_init else None
         backbone_cls = {"small": SmallBackbone, "resnet50": ResNet50}[spec.backbone]
         self.backbone = backbone_cls(rng, spec.output_stride)
         self.aspp = ASPP(rng, backbone_cls.channels, spec.aspp_depth, spec.atrous_rates)
@@ -290,9 +293,9 @@ class DeepLabV3(tf.Module):
         return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
 
-def build(spec: NetworkSpec, seed: int = 0) -> DeepLabV3:
-    """A freshly initialised DeepLab-v3 (deterministic given ``seed``)."""
-    return DeepLabV3(spec, seed)
+def build(spec: NetworkSpec, seed: int = 0, random_init: bool = True) -> DeepLabV3:
+    """A freshly initialised DeepLab-v3 (deterministic given ``seed``; zero kernels without ``random_init``)."""
+    return DeepLabV3(spec, seed, random_init)
 
 
 # --- the serving signature -----------------------------------------------------------------

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -148,7 +149,9 @@ def variable_keys(net: Any, root: str = DEFAULT_CHECKPOINT_ROOT) -> dict[str, tu
 
 
 def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    # An op error raised inside a function names the function first: "{{function_node ...}} <message>".
+    return re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line)[:300]
 
 
 # Where trainers keep the global step: ours (tf.train.Checkpoint(step=...)) and TF1's.
@@ -191,7 +194,9 @@ def restore_strict(net: Any, prefix: Path, root: str = DEFAULT_CHECKPOINT_ROOT, 
         )
     step = None
     try:
-        for key in sorted(shapes):
+        # The network's own tensors are read (and their checksums verified) once, by the restore
+        # below; every other tensor (optimizer slots, step, ...) is read here.
+        for key in sorted(set(shapes) - set(found)):
             value = reader.get_tensor(key)
             if key in STEP_KEYS and getattr(value, "size", 0) == 1:
                 step = int(value)
@@ -201,6 +206,8 @@ def restore_strict(net: Any, prefix: Path, root: str = DEFAULT_CHECKPOINT_ROOT, 
         status = tf.train.Checkpoint(**{root: net}).read(str(prefix))
         status.assert_existing_objects_matched()
         status.expect_partial()  # the optimizer, step and so on are not the network's business
+    except (tf.errors.DataLossError, tf.errors.OutOfRangeError, IndexError) as e:  # checksum, short read
+        raise CheckpointError(f"checkpoint {prefix} is corrupt or truncated: {_first_line(e)}") from e
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         raise ArchitectureMismatch(f"checkpoint {prefix} does not match {what}: {_first_line(e)}") from e
     return step
@@ -229,7 +236,7 @@ def load_network(definition: ModelDefinition, ref: CheckpointRef) -> LoadedNetwo
 
     p = networks.plan(definition.network, definition.raw.get("serving"), f"{definition.path}: network",
                       definition.path.parent.parent)
-    net = networks.build(p)
+    net = networks.build(p, restoring=True)
     step = restore_strict(net, ref.prefix, p.checkpoint_root, networks.describe(p, net, definition.path.name))
     signatures = networks.serving_functions(p, net, definition.signature.key)
     return LoadedNetwork(net, p, step, signatures)

@@ -19,11 +19,15 @@ Import paths are resolved with the mlc home first on ``sys.path``, so a package 
 ``lifecycle.build.networks.classifier:build`` (alias ``shapes_classifier``); a builder that names
 no ``serving`` uses the ``serve`` function of its own module.
 
+A builder may ask :func:`restoring`: True when mlc builds the network only to restore a checkpoint
+into it strictly (every variable is overwritten), so drawing random initial values is wasted work.
+
 Parsing a plan (:func:`plan`) does not import TensorFlow; building does.
 """
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import sys
 from collections.abc import Callable, Mapping
@@ -122,9 +126,21 @@ def is_network(obj: Any) -> bool:
     return keras is not None and isinstance(obj, keras.Model)
 
 
-def build(p: NetworkPlan) -> Any:
-    """Call the builder with the definition's keyword arguments and check what it returns."""
+_RESTORING = contextvars.ContextVar("mlc_network_restoring", default=False)
+
+
+def restoring() -> bool:
+    """True while a builder runs for a strict restore: every variable it makes will be overwritten."""
+    return _RESTORING.get()
+
+
+def build(p: NetworkPlan, restoring: bool = False) -> Any:
+    """Call the builder with the definition's keyword arguments and check what it returns.
+
+    ``restoring``: the caller restores every variable next (:func:`restoring` tells the builder).
+    """
     builder = import_callable(p.builder, f"{p.where}.builder", p.home)
+    token = _RESTORING.set(restoring)
     try:
         net = builder(**p.kwargs)
     except ConfigError:
@@ -132,6 +148,8 @@ def build(p: NetworkPlan) -> Any:
     except Exception as e:  # a TypeError for an unknown keyword, or anything the user's code raises
         raise ConfigError(f"{p.where}.builder: {p.builder}(**{sorted(p.kwargs)}) failed: "
                           f"{type(e).__name__}: {_first_line(e)}") from e
+    finally:
+        _RESTORING.reset(token)
     if not is_network(net):
         raise ConfigError(f"{p.where}.builder: {p.builder} returned a {type(net).__module__}.{type(net).__name__}, "
                           "not a tf.keras.Model or tf.Module")

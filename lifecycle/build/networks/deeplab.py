@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from lifecycle.build import deeplab
+from lifecycle.build import deeplab, networks
 
 
 def build(**network: Any) -> deeplab.DeepLabV3:
-    """A freshly initialised DeepLab-v3 from the definition's ``network`` keyword arguments."""
-    return deeplab.build(deeplab.NetworkSpec.from_definition(network))
+    """A freshly initialised DeepLab-v3 from the definition's ``network`` keyword arguments.
+
+    Its weights are zeros, not random draws, when a checkpoint is restored into it next.
+    """
+    return deeplab.build(deeplab.NetworkSpec.from_definition(network), random_init=not networks.restoring())
 
 
 def serve(net: deeplab.DeepLabV3) -> dict[str, Any]:
