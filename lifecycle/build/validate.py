@@ -342,7 +342,13 @@ def validate_export(
         lap("round_trip_s")
 
         if reference is not None:
-            ref_outputs = reference.outputs()
+            import tensorflow as tf
+
+            try:
+                ref_outputs = reference.outputs()
+            except (tf.errors.OpError, ValueError, TypeError) as e:
+                raise ValidationFailed(f"the checkpoint model did not answer the test request: "
+                                       f"{str(e).strip().splitlines()[0][:240]}", check="parity") from e
             checks["parity"] = task.check_parity(out, ref_outputs[output], outputs, ref_outputs)
             timings["reference_s"] = round(reference.seconds, 3)  # overlapped with export and load
         else:

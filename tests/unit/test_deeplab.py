@@ -71,3 +71,66 @@ def test_resnet50_uses_atrous_rates_after_output_stride() -> None:
     assert [b.conv._rate for b in net.backbone.blocks] == [1] * 13 + [2, 2, 2]
     assert net.logits(tf.zeros([1, 64, 96, 3])).shape == (1, 4, 6, 21)
     assert len(net.variables) == len(export.variable_keys(net))
+
+
+def test_inference_convolves_with_native_dilations_and_answers_as_space_to_batch() -> None:
+    """Exports use Conv2D's own dilations; training keeps space-to-batch (CPU has no dilated gradient)."""
+    import tensorflow as tf
+
+    net = deeplab.build(deeplab.NetworkSpec(backbone="small", aspp_depth=deeplab.DEFAULT_ASPP_DEPTH["small"]), seed=3)
+    fn = deeplab.ServingModel(net).signatures()[deeplab.SIGNATURE_KEY]
+    ops = {op.type for op in fn.graph.get_operations()}
+    assert "SpaceToBatchND" not in ops and "Conv2D" in ops
+    dilated = [op for op in fn.graph.get_operations() if op.type == "Conv2D" and op.get_attr("dilations")[1] > 1]
+    assert len(dilated) == 1 + len(net.spec.atrous_rates)  # the backbone's atrous layer and the ASPP branches
+
+    @tf.function(autograph=False)
+    def trained(x: tf.Tensor) -> tf.Tensor:
+        return net.logits(x, training=True)
+
+    assert "SpaceToBatchND" in {op.type for op in trained.get_concrete_function(tf.TensorSpec([1, 64, 64, 3])).graph.get_operations()}
+    # The same sums: on images at the evaluation size and at the test-image size, the map is the
+    # one space-to-batch gives.
+    rng = np.random.default_rng(0)
+    for size in (64, 129):
+        images = rng.uniform(0, 255, (2, size, size, 3)).astype(np.float32)
+        native = net.logits(tf.constant(images)).numpy()
+        reference = _logits_with_space_to_batch(net, tf.constant(images)).numpy()
+        np.testing.assert_allclose(native, reference, rtol=1e-4, atol=1e-4)
+        assert np.array_equal(native.argmax(-1), reference.argmax(-1))
+
+
+def _logits_with_space_to_batch(net: deeplab.DeepLabV3, images):
+    """The network's inference logits with every atrous layer as tf.nn.atrous_conv2d (the old graph)."""
+    import tensorflow as tf
+
+    def call(layer: deeplab.ConvBN, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        if layer._rate == 1:
+            return original(layer, x, training)
+        y = tf.nn.atrous_conv2d(x, layer.kernel, layer._rate, padding="SAME")
+        y = tf.nn.batch_normalization(y, layer.moving_mean, layer.moving_variance, layer.beta, layer.gamma,
+                                      deeplab.BN_EPSILON)
+        return tf.nn.relu(y) if layer._relu else y
+
+    original = deeplab.ConvBN.__call__
+    deeplab.ConvBN.__call__ = call
+    try:
+        return net.logits(images)
+    finally:
+        deeplab.ConvBN.__call__ = original
+
+
+def test_a_network_built_for_a_restore_has_zero_kernels_until_restored(tmp_path) -> None:
+    import tensorflow as tf
+
+    from lifecycle.build import networks
+
+    p = networks.plan({"builder": "deeplab_v3", "backbone": "small"}, None, "network")
+    trained = networks.build(p)
+    assert any(np.any(v.numpy()) for v in trained.variables if "kernel" in v.name)
+    prefix = tf.train.Checkpoint(model=trained).write(str(tmp_path / "ckpt-1"))
+    blank = networks.build(p, restoring=True)
+    assert not networks.restoring()  # only while the builder runs
+    assert all(not np.any(v.numpy()) for v in blank.variables if "kernel" in v.name)
+    export.restore_strict(blank, tmp_path / "ckpt-1")
+    assert prefix and all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(trained.variables, blank.variables, strict=True))

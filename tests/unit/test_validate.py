@@ -159,3 +159,23 @@ def test_validate_imports_no_tensorflow(subprocess_env: dict[str, str]) -> None:
     """The rollout calls output_digest on live answers: importing validate must stay cheap."""
     assert_no_tensorflow("import lifecycle.build.validate, lifecycle.build.checkpoints, lifecycle.build.export",
                          subprocess_env)
+
+
+def test_reference_run_answers_on_its_thread_and_hands_errors_to_the_caller() -> None:
+    import tensorflow as tf
+
+    def double(x: tf.Tensor) -> dict:
+        return {"y": x * 2}
+
+    with probe.ReferenceRun(double, {"x": np.ones(3, np.float32)}) as run:
+        assert run.outputs()["y"].tolist() == [2.0, 2.0, 2.0]
+    assert not run._thread.is_alive()
+
+    def broken(x: tf.Tensor) -> dict:
+        raise tf.errors.InvalidArgumentError(None, None, "no such input")
+
+    with probe.ReferenceRun(broken, {"x": np.ones(3, np.float32)}) as run, \
+            pytest.raises(tf.errors.InvalidArgumentError, match="no such input"):
+        run.outputs()
+    with probe.ReferenceRun(broken, {"x": np.ones(3, np.float32)}):
+        pass  # never asked: leaving the block still waits for the thread
