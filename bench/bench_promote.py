@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -55,7 +56,7 @@ def imports_tensorflow(cmd: list[str], env: dict[str, str]) -> bool:
     run = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], env=env, capture_output=True, text=True)
     if run.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[2:])} failed: {run.stderr.strip()[-500:]}")
-    return any(line.rstrip().endswith("| tensorflow") for line in run.stderr.splitlines())
+    return any(re.search(r"\|\s+tensorflow$", line.rstrip()) for line in run.stderr.splitlines())
 
 
 def make_home(args: argparse.Namespace, tmp: Path, a: int, b: int) -> Path:

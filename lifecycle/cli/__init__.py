@@ -35,7 +35,7 @@ def main() -> None:
 
     from lifecycle.tf_import import VERBOSE_ENV, verbose
 
-    # Commands that load models (promote's sandbox, register) import TensorFlow; its start-up
+    # Commands that load models (register, predict ...) import TensorFlow; its start-up
     # chatter and deprecation warnings stay out of the output unless --verbose (which servers
     # this command starts inherit through the environment).
     if "--verbose" in sys.argv[1:sys.argv.index("--") if "--" in sys.argv else None]:
@@ -59,7 +59,9 @@ def _app() -> typer.Typer:
 
 
 # Commands that load models in this process; every other command stays TensorFlow-free.
-TF_COMMANDS = frozenset({"train", "register", "serve", "promote", "rollback", "predict", "diff", "watch"})
+# promote and rollback are not among them: they check a candidate in the running server's
+# private sandbox, and import TensorFlow (quietly, lifecycle.rollout.sandbox) only without one.
+TF_COMMANDS = frozenset({"train", "register", "serve", "predict", "diff", "watch"})
 
 
 def _needs_tensorflow(argv: list[str]) -> bool:

@@ -89,7 +89,10 @@ def _check_in_server(paths: Paths, socket: str, model: str, check: LiveCheck, de
 
 def _check_in_process(paths: Paths, model: str, check: LiveCheck, deadline: float) -> None:
     """The check in a server started in this process on 127.0.0.1:0 (imports TensorFlow)."""
-    from lifecycle.server import ServerOptions, create_server  # TensorFlow from here on
+    from lifecycle.tf_import import import_tensorflow
+
+    import_tensorflow()  # without its start-up noise on the terminal
+    from lifecycle.server import ServerOptions, create_server
 
     config = tfs_config.build(paths, {model: ModelServing((check.version,), {})})
     options = ServerOptions(model_config=config, grpc_port=0, rest_api_port=None, max_num_load_retries=0)

@@ -60,7 +60,12 @@ def test_promote_and_rollback_import_no_tensorflow(served: Paths, subprocess_env
     grpc, rest, sandbox = _server(served)
     assert private_sandboxes(served) == [sandbox]
     env = dict(subprocess_env, MLC_HOME=str(served.home))
-    assert_no_tensorflow([["promote", MODEL, "2", "--reason", "r"], ["rollback", MODEL]], env)
+    # Through the console entry point (lifecycle.cli:main), as `mlc promote` runs from a shell.
+    assert_no_tensorflow(
+        "import sys\nfrom lifecycle.cli import main\n"
+        f"for argv in {[['promote', MODEL, '2', '--reason', 'r'], ['rollback', MODEL]]!r}:\n"
+        "    sys.argv = ['mlc', *argv]\n"
+        "    try:\n        main()\n    except SystemExit as e:\n        assert not e.code, (argv, e.code)\n", env)
     rec = registry.load(served).model(MODEL)
     assert rec.stable == 1
     assert [(e.action, e.from_version, e.to_version, e.result) for e in rec.history[-2:]] == [
