@@ -8,9 +8,10 @@ prediction (gRPC, REST, warmup) ends in :meth:`ServerCore._run` -> ``Servable.ru
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,14 +117,14 @@ class ServerCore:
     ) -> Prediction:
         """Run a signature of the servable ``ref`` names on named arrays."""
         with self.manager.servable(ref.name, ref.version, ref.label) as servable:
-            return self._run(servable, signature_name, inputs, output_filter, timeout_ms)
+            return self._run(servable, signature_name, inputs, output_filter or (), timeout_ms)
 
     def _run(
         self,
         servable: Servable,
         signature_name: str,
         inputs: Mapping[str, np.ndarray],
-        output_filter: list[str] | None,
+        output_filter: Sequence[str],
         timeout_ms: int | None,
     ) -> Prediction:
         name = signature_name or DEFAULT_SIGNATURE
@@ -132,37 +133,37 @@ class ServerCore:
             from lifecycle.server.examples import check_predict_method
 
             check_predict_method(signature)
-        outputs = servable.run(name, inputs, output_filter, timeout_ms)
-        return Prediction(servable.name, servable.version, name, outputs)
+        plan = servable.plan(name, inputs, output_filter)
+        values = servable.run_plan(plan, inputs, timeout_ms)
+        return Prediction(servable.name, servable.version, name, dict(zip(plan.outputs, values, strict=True)))
 
     def predict(self, request: object, timeout_ms: int | None = None) -> bytes:
         """PredictionService.Predict on protos; returns the encoded PredictResponse.
 
         The response is assembled from encoded pieces (outputs = 1, model_spec = 2, in field
         order as TF Serving writes it): the output tensors are copied once, into the bytes
-        gRPC sends, instead of being parsed into a message and serialized again.
+        gRPC sends, instead of being parsed into a message and serialized again. The pieces
+        that depend only on the signature (output keys, the ModelSpec) are encoded once.
         """
-        from tensorflow_serving.apis import model_pb2
-
         if not request.HasField("model_spec"):
             raise InvalidArgument("Missing ModelSpec")
         ref = model_ref(request.model_spec)
-        with self.manager.servable(ref.name, ref.version, ref.label) as servable:
+        servable = self.manager.acquire(ref.name, ref.version, ref.label)
+        try:
             prediction = self._predict_on(servable, request, timeout_ms)
-        spec = model_pb2.ModelSpec(name=request.model_spec.name, signature_name=prediction.signature_name)
-        spec.version.value = prediction.version
+        finally:
+            servable.release()
         parts: list[bytes] = []
         for alias, value in prediction.outputs.items():
-            parts += length_delimited(1, [*length_delimited(1, [alias.encode()]),
-                                          *length_delimited(2, tensor_proto_parts(value, self.tensor_content))])
-        parts += length_delimited(2, [spec.SerializeToString()])
+            parts += length_delimited(1, [_output_key(alias), *length_delimited(2, tensor_proto_parts(value, self.tensor_content))])
+        parts.append(_model_spec_field(prediction.name, prediction.signature_name, prediction.version))
         return b"".join(parts)
 
     def _predict_on(self, servable: Servable, request: object, timeout_ms: int | None) -> Prediction:
         signature_name = request.model_spec.signature_name
         servable.signature(signature_name)
         inputs = {alias: to_ndarray(tensor, alias) for alias, tensor in request.inputs.items()}
-        return self._run(servable, signature_name, inputs, list(request.output_filter), timeout_ms)
+        return self._run(servable, signature_name, inputs, request.output_filter, timeout_ms)
 
     # --- classify, regress, multi-inference (tf.Example inputs; see examples.py) -----------
 
@@ -304,6 +305,22 @@ class ServerCore:
         self.manager.stop()
         if self.batch_scheduler is not None:
             self.batch_scheduler.stop()
+
+
+@functools.lru_cache(maxsize=1024)
+def _output_key(alias: str) -> bytes:
+    """The key field (1) of a PredictResponse.outputs map entry."""
+    return b"".join(length_delimited(1, [alias.encode()]))
+
+
+@functools.lru_cache(maxsize=1024)
+def _model_spec_field(name: str, signature_name: str, version: int) -> bytes:
+    """PredictResponse.model_spec (field 2), encoded: the same for every answer of a version."""
+    from tensorflow_serving.apis import model_pb2
+
+    spec = model_pb2.ModelSpec(name=name, signature_name=signature_name)
+    spec.version.value = version
+    return b"".join(length_delimited(2, [spec.SerializeToString()]))
 
 
 def _request_ref(request: object) -> ModelRef:

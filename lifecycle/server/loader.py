@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,9 @@ log = logging.getLogger("mlc-model-server")
 DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving's WarmupConsts::kMaxNumRecords
+# Plans kept per servable: one per (signature, output filter) that requests use; the filter is
+# the client's, so the cache is bounded and a request beyond it is planned afresh.
+MAX_CACHED_PLANS = 64
 
 
 def translate_tf_error(error: Exception) -> LifecycleError:
@@ -51,6 +55,23 @@ _CODE_NAMES = {
     10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
     15: "DATA_LOSS", 16: "UNAUTHENTICATED",
 }
+
+
+@dataclass(frozen=True)
+class SignaturePlan:
+    """One signature with one output filter, checked and resolved once per servable.
+
+    ``feed_keys``/``fetch_keys`` are what the servable's runner takes (graph TF_Outputs for a
+    SavedModel, tensor names for TFLite), so a request maps its arrays onto them directly.
+    """
+
+    name: str
+    signature: object
+    inputs: dict[str, str]  # input alias -> tensor name
+    outputs: tuple[str, ...]  # output aliases, in the order runs return them
+    fetches: list[str]  # their tensor names
+    feed_keys: dict[str, object]
+    fetch_keys: list[object]
 
 
 class Servable:
@@ -91,6 +112,7 @@ class Servable:
 
     def _init_handles(self) -> None:
         """Request handles and close hooks; every kind of servable calls this once loaded."""
+        self._plans: dict[tuple[str, tuple[str, ...]], SignaturePlan] = {}
         self._lock = threading.Condition()
         self._refs = 0
         self._closing = False
@@ -139,6 +161,36 @@ class Servable:
         except KeyError:
             raise FailedPrecondition(f'Serving signature key "{name}" not found.') from None
 
+    def plan(self, signature_name: str, inputs: Mapping[str, object], output_filter: Sequence[str] = ()) -> SignaturePlan:
+        """Check a request against a signature as TF Serving does, in its order: the signature
+        exists (FAILED_PRECONDITION), the input aliases match, the output filter names
+        outputs once each (INVALID_ARGUMENT). The plan is cached, so a repeated request only
+        compares its input aliases."""
+        key = (signature_name or DEFAULT_SIGNATURE, tuple(output_filter))
+        plan = self._plans.get(key)
+        if plan is None:
+            signature = self.signature(key[0])
+            _check_inputs(signature, inputs)
+            aliases = _select_outputs(signature, list(output_filter))
+            names = {alias: signature.inputs[alias].name for alias in signature.inputs}
+            fetches = [signature.outputs[alias].name for alias in aliases]
+            plan = SignaturePlan(key[0], signature, names, tuple(aliases), fetches,
+                                 {alias: self._key(name) for alias, name in names.items()},
+                                 [self._key(name) for name in fetches])
+            if len(self._plans) < MAX_CACHED_PLANS:
+                self._plans[key] = plan
+        elif inputs.keys() != plan.inputs.keys():
+            _check_inputs(plan.signature, inputs)
+        return plan
+
+    def run_plan(self, plan: SignaturePlan, inputs: Mapping[str, np.ndarray], timeout_ms: int | None = None) -> list[np.ndarray]:
+        """Run a planned signature on arrays by input alias; the outputs in ``plan.outputs`` order."""
+        if self.batch_runner is not None:
+            return self.batch_runner({plan.inputs[alias]: value for alias, value in inputs.items()}, plan.fetches,
+                                     timeout_ms)
+        return self._run_keys({plan.feed_keys[alias]: value for alias, value in inputs.items()}, plan.fetch_keys,
+                              timeout_ms)
+
     def run(
         self,
         signature_name: str,
@@ -147,12 +199,8 @@ class Servable:
         timeout_ms: int | None = None,
     ) -> dict[str, np.ndarray]:
         """Run a signature on named arrays; returns the requested (or all) outputs by alias."""
-        signature = self.signature(signature_name)
-        feeds = _check_inputs(signature, inputs)
-        aliases = _select_outputs(signature, output_filter or [])
-        feeds_by_name = {signature.inputs[alias].name: value for alias, value in feeds}
-        values = self.run_tensors(feeds_by_name, [signature.outputs[alias].name for alias in aliases], timeout_ms)
-        return dict(zip(aliases, values, strict=True))
+        plan = self.plan(signature_name, inputs, output_filter or ())
+        return dict(zip(plan.outputs, self.run_plan(plan, inputs, timeout_ms), strict=True))
 
     def run_tensors(
         self, feeds: Mapping[str, np.ndarray], fetches: list[str], timeout_ms: int | None = None
@@ -167,18 +215,21 @@ class Servable:
         self, feeds: Mapping[str, np.ndarray], fetches: list[str], timeout_ms: int | None = None
     ) -> list[np.ndarray]:
         """One Session::Run on graph tensor names, never batched."""
-        feed_dict = {self._tf_output(name): value for name, value in feeds.items()}
-        fetch_outputs = [self._tf_output(name) for name in fetches]
+        return self._run_keys({self._key(name): value for name, value in feeds.items()},
+                              [self._key(name) for name in fetches], timeout_ms)
+
+    def _key(self, tensor_name: str) -> object:
+        """What :meth:`_run_keys` takes for a tensor name: here its graph TF_Output."""
+        return self._tf_output(tensor_name)
+
+    def _run_keys(self, feeds: Mapping[object, np.ndarray], fetches: list[object], timeout_ms: int | None) -> list[np.ndarray]:
         options = None
         if timeout_ms is not None and timeout_ms > 0:
-            from tensorflow.core.protobuf import config_pb2
-
-            run_options = config_pb2.RunOptions(timeout_in_ms=int(timeout_ms))
-            options = self._tf_session_api.TF_NewBufferFromString(run_options.SerializeToString())
+            options = self._tf_session_api.TF_NewBufferFromString(run_options_bytes(timeout_ms))
         try:
             # The C entry point feeds tensors as given, like TF Serving's Session::Run; the
             # Python Session.run would reject shapes that TF Serving accepts.
-            return self._session._call_tf_sessionrun(options, feed_dict, fetch_outputs, [], None)
+            return self._session._call_tf_sessionrun(options, feeds, fetches, [], None)
         except Exception as e:
             raise translate_tf_error(e) from e
         finally:
@@ -234,6 +285,19 @@ class Servable:
         except Exception as e:
             raise translate_tf_error(e) from e
         return count
+
+
+def run_options_bytes(timeout_ms: int) -> bytes:
+    """A serialized tensorflow.RunOptions holding only ``timeout_in_ms`` (field 2, a varint).
+
+    Written by hand because it is built on every request; equal to the message's own bytes.
+    """
+    value, out = int(timeout_ms), bytearray(b"\x10")
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def _load_error(error: Exception, path: Path, tags: list[str]) -> LifecycleError:

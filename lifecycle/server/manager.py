@@ -371,14 +371,19 @@ class ServableManager:
     @contextmanager
     def servable(self, name: str, version: int | None = None, label: str | None = None) -> Iterator[Servable]:
         """Hold the servable a request names: a version, a label, or neither (= highest)."""
-        if not name:
-            raise InvalidArgument("ModelSpec has no name specified.")
-        servable = self._acquire(name, version, label)
-        note_served(servable.version)  # for the request metrics of this thread's request
+        servable = self.acquire(name, version, label)
         try:
             yield servable
         finally:
             servable.release()
+
+    def acquire(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
+        """Take a handle on the servable a request names; the caller must ``release()`` it."""
+        if not name:
+            raise InvalidArgument("ModelSpec has no name specified.")
+        servable = self._acquire(name, version, label)
+        note_served(servable.version)  # for the request metrics of this thread's request
+        return servable
 
     def _acquire(self, name: str, version: int | None, label: str | None) -> Servable:
         for _ in range(1000):

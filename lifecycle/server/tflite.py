@@ -137,6 +137,12 @@ class TfLiteServable(Servable):
         self._runners = {}
         self._interpreter = None
 
+    def _key(self, tensor_name: str) -> object:
+        return tensor_name  # plans run through run_session, by tensor name
+
+    def _run_keys(self, feeds: Mapping[object, np.ndarray], fetches: list[object], timeout_ms: int | None) -> list[np.ndarray]:
+        return self.run_session(feeds, fetches, timeout_ms)
+
     def run_session(
         self, feeds: Mapping[str, np.ndarray], fetches: list[str], timeout_ms: int | None = None
     ) -> list[np.ndarray]:
