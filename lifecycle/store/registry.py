@@ -35,6 +35,7 @@ from lifecycle.errors import (
     LifecycleError,
     ModelNotFound,
     RegistryError,
+    StaleGeneration,
     VersionNotFound,
 )
 from lifecycle.failpoints import failpoint
@@ -363,7 +364,10 @@ def save(paths: Paths, registry: Registry, leftovers: set[str] | frozenset[str] 
         text = json.dumps(head, indent=1) + "\n"
         failpoint("registry:pages")
         registry.generation = store.write(KEY, text.encode("utf-8"), registry.generation)
-    except BaseException:
+    except StaleGeneration:
+        # Certainly not committed: our new pages go. (After any other failure the head may have
+        # been written all the same, say a timeout on S3: the pages stay, and a later write
+        # removes them if no head names them.)
         pages.remove(store, {r.key for refs in written.values() for r in refs} - old)
         raise
     new = {r.key for refs in written.values() for r in refs}

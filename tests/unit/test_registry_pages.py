@@ -149,3 +149,16 @@ def test_two_processes_writing_at_once_lose_no_version(
     assert [v.version for v in versions] == list(range(1, 31))
     assert sorted(v.checkpoint_digest[0] for v in versions) == ["a"] * 15 + ["b"] * 15
     assert page_files(bare_home) == referenced(bare_home)
+
+
+def test_a_write_that_lost_the_race_leaves_no_page_behind(bare_home: Paths) -> None:
+    from lifecycle.errors import StaleGeneration
+
+    add_versions(bare_home, range(1, 3))
+    stale = registry.load(bare_home)
+    add_versions(bare_home, range(3, 4))  # another writer commits first
+    stale.model("m").versions.pop()
+    with pytest.raises(StaleGeneration):
+        registry.save(bare_home, stale)
+    assert page_files(bare_home) == referenced(bare_home)
+    assert [v.version for v in registry.load(bare_home).model("m").versions] == [1, 2, 3]
