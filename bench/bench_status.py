@@ -3,9 +3,10 @@
 It synthesises a registry of one model with 100 versions (realistic reports: signature, golden
 record with a class histogram, 21 per-class IoUs, checks) laid out as ``mlc register`` leaves
 them (the report's summary in the registry's pages, the whole report beside each version), the
-newest one stable and served by a live ``mlc-model-server`` on 127.0.0.1 (a small SavedModel,
-listed in ``configs/servers.yaml``; ``--no-server`` leaves it out), then times, as child
-processes in the same run:
+newest one stable and served by a live ``mlc-model-server`` on 127.0.0.1 (a small SavedModel)
+as ``mlc serve --detach`` leaves it (``configs/models.config`` and the server's record in
+``.mlc/servers/``; ``--servers-file`` lists it in ``configs/servers.yaml`` instead, as a fleet
+does; ``--no-server`` leaves it out), then times, as child processes in the same run:
 
 - ``python -c pass`` (the interpreter alone) and ``python -c "import yaml"``;
 - ``python -m lifecycle status`` (rich table) and ``python -m lifecycle status --json``;
@@ -86,22 +87,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(work: Path, version: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, str]:
-    """mlc-model-server serving a small SavedModel as deeplab ``version``; its process, gRPC and REST addresses."""
-    base = work / "served" / "deeplab"
+def serve_config(home: Path) -> Path:
+    """Write configs/models.config from the registry, as ``mlc serve`` does; its path."""
+    from lifecycle.serving import tfs_config
+    from lifecycle.store import registry
+    from lifecycle.store.config import Paths
+
+    paths = Paths.from_env(home)
+    tfs_config.write(paths, tfs_config.build(paths, tfs_config.served_from_registry(registry.load(paths))))
+    return paths.serving_config
+
+
+def start_server(home: Path, version: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], list[str], str, str]:
+    """mlc-model-server on ``home``'s models.config, version ``version`` a small SavedModel; process, command, addresses."""
+    target = home / "model_repo" / "deeplab" / str(version)
+    built = home / "built"
     subprocess.run([sys.executable, "-c", "import sys; from tests.support.savedmodels import build_half_plus_two_tf2; "
-                    "build_half_plus_two_tf2(sys.argv[1])", str(base / str(version))],
+                    "build_half_plus_two_tf2(sys.argv[1])", str(built)],
                    env=env, check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for item in built.iterdir():  # beside the version's own record (assets.extra/mlc_report.json)
+        if not (target / item.name).exists():
+            shutil.move(str(item), target / item.name)
     grpc, rest = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "lifecycle.server.main", f"--port={grpc}",
-                             f"--rest_api_port={rest}", "--model_name=deeplab", f"--model_base_path={base}"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "lifecycle.server.main", f"--port={grpc}", f"--rest_api_port={rest}",
+               f"--model_config_file={serve_config(home)}", "--allow_version_labels_for_unavailable_models"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{rest}/v1/models/deeplab", timeout=1) as r:
                 if b"AVAILABLE" in r.read():
-                    return proc, f"127.0.0.1:{grpc}", f"127.0.0.1:{rest}"
+                    return proc, command, f"127.0.0.1:{grpc}", f"127.0.0.1:{rest}"
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -110,8 +126,22 @@ def start_server(work: Path, version: int, env: dict[str, str]) -> tuple[subproc
         time.sleep(0.2)
 
 
-def list_server(home: Path, grpc: str, rest: str) -> None:
-    (home / "configs" / "servers.yaml").write_text(f"servers:\n  - grpc: {grpc}\n    rest: {rest}\n")
+def list_server(home: Path, proc: subprocess.Popen[bytes], command: list[str], grpc: str, rest: str,
+                servers_file: bool) -> None:
+    """Make ``home``'s mlc find the server: configs/servers.yaml, or the record ``mlc serve --detach`` leaves."""
+    from lifecycle.serving import fleet
+    from lifecycle.store.config import Paths
+
+    paths = Paths.from_env(home)
+    if servers_file:
+        (home / "configs" / "servers.yaml").write_text(f"servers:\n  - grpc: {grpc}\n    rest: {rest}\n")
+        return
+    if not paths.serving_config.exists():
+        serve_config(home)
+    config = next(a for a in command if a.startswith("--model_config_file=")).partition("=")[2]
+    fleet.write_record(paths, fleet.ServerRecord(pid=proc.pid, engine="embedded", grpc=grpc, rest=rest,
+                                                 reload="request", poll_seconds=1, config_file=config, log=None,
+                                                 command=command))
 
 
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -163,6 +193,8 @@ def main() -> int:
     parser.add_argument("--versions", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-server", action="store_true", help="no live server (status reads only files)")
+    parser.add_argument("--servers-file", action="store_true",
+                        help="list the server in configs/servers.yaml (a fleet) instead of the record mlc serve leaves")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="mlc-bench-status-"))
@@ -179,11 +211,12 @@ def main() -> int:
         if args.versions != 100:
             synthesize(small, 100)
         if not args.no_server:
-            # One server serves "deeplab" version N of the big home; the 100-version home lists it too
-            # (its stable 100 is not loaded there: status reads and reports the same live state).
-            server, grpc, rest = start_server(work, args.versions, env)
+            # One server serves the big home's stable version N, as `mlc serve --detach` leaves it; the
+            # 100-version home lists it too (its stable 100 is not loaded there: status reads and
+            # reports the same live state).
+            server, command, grpc, rest = start_server(home, args.versions, env)
             for h in (home, small) if args.versions != 100 else (home,):
-                list_server(h, grpc, rest)
+                list_server(h, server, command, grpc, rest, args.servers_file)
         py = sys.executable
         wall([py, "-c", "pass"], env, 1)  # warm the file cache
         wall([py, "-m", "lifecycle", "status"], env, 1)  # and the bytecode cache
