@@ -6,7 +6,10 @@ What it describes:
   ``mlc-model-server``) reading ``/models/models.config`` from an ``emptyDir``, polling it for
   changes. An init container (``mlc sync --to /models``, one pass: the storage initializer)
   fills the folder before the server starts, and a sidecar (``mlc sync --to /models --follow``)
-  keeps it at the repository's recorded state: complete versions first, then models.config.
+  keeps it at the repository's recorded state: complete versions first, then models.config,
+  whose labels come only once the server (``--server 127.0.0.1:8501``) reports their versions
+  AVAILABLE (the init pass writes none), so the server never starts on or reads a label it
+  would refuse (TF Serving #1608).
 - a **readiness probe** on TF Serving's REST model status, ``GET /v1/models/<model>``;
 - a **headless Service** (``clusterIP: None``, not-ready pods published) that mlc discovers the
   replicas by: ``dns: <model>-replicas.<namespace>.svc.cluster.local:8500`` in configs/servers.yaml;
