@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,13 @@ MAX_WARMUP_RECORDS = 1000  # TF Serving's WarmupConsts::kMaxNumRecords
 # Plans kept per servable: one per (signature, output filter) that requests use; the filter is
 # the client's, so the cache is bounded and a request beyond it is planned afresh.
 MAX_CACHED_PLANS = 64
+# A signature whose runs take less than this runs in the request's thread rather than on the
+# session's inter-op pool (RunOptions.inter_op_thread_pool = -1). TensorFlow's advice for that
+# option: "ONLY for simple graphs, where the overhead of an additional context switch is
+# comparable with the overhead of Session::Run()". The handoff to the pool costs tens of
+# microseconds of wake-up and thread spinning; it matters for a run of this order, not above.
+INLINE_RUN_BELOW_S = 0.0005
+PLAN_PROBE_RUNS = 16  # pooled runs timed before a plan decides
 
 
 def translate_tf_error(error: Exception) -> LifecycleError:
@@ -72,6 +79,25 @@ class SignaturePlan:
     fetches: list[str]  # their tensor names
     feed_keys: dict[str, object]
     fetch_keys: list[object]
+    timing: RunTiming = field(default_factory=lambda: RunTiming())
+
+
+class RunTiming:
+    """How long a plan's first runs took on the inter-op pool, and so where it runs from then on."""
+
+    __slots__ = ("seconds", "inline")
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.inline = False
+
+    def record(self, seconds: float) -> None:
+        """Note one pooled run; after PLAN_PROBE_RUNS of them, decide once (by the median)."""
+        samples = self.seconds
+        if len(samples) < PLAN_PROBE_RUNS:
+            samples.append(seconds)
+            if len(samples) == PLAN_PROBE_RUNS:
+                self.inline = sorted(samples)[PLAN_PROBE_RUNS // 2] < INLINE_RUN_BELOW_S
 
 
 class Servable:
@@ -189,7 +215,7 @@ class Servable:
             return self.batch_runner({plan.inputs[alias]: value for alias, value in inputs.items()}, plan.fetches,
                                      timeout_ms)
         return self._run_keys({plan.feed_keys[alias]: value for alias, value in inputs.items()}, plan.fetch_keys,
-                              timeout_ms)
+                              timeout_ms, plan.timing)
 
     def run(
         self,
@@ -222,19 +248,25 @@ class Servable:
         """What :meth:`_run_keys` takes for a tensor name: here its graph TF_Output."""
         return self._tf_output(tensor_name)
 
-    def _run_keys(self, feeds: Mapping[object, np.ndarray], fetches: list[object], timeout_ms: int | None) -> list[np.ndarray]:
+    def _run_keys(self, feeds: Mapping[object, np.ndarray], fetches: list[object], timeout_ms: int | None,
+                  timing: RunTiming | None = None) -> list[np.ndarray]:
+        inline = timing is not None and timing.inline
         options = None
-        if timeout_ms is not None and timeout_ms > 0:
-            options = self._tf_session_api.TF_NewBufferFromString(run_options_bytes(timeout_ms))
+        if inline or (timeout_ms is not None and timeout_ms > 0):
+            options = self._tf_session_api.TF_NewBufferFromString(run_options_bytes(timeout_ms, inline))
+        started = time.perf_counter()
         try:
             # The C entry point feeds tensors as given, like TF Serving's Session::Run; the
             # Python Session.run would reject shapes that TF Serving accepts.
-            return self._session._call_tf_sessionrun(options, feeds, fetches, [], None)
+            values = self._session._call_tf_sessionrun(options, feeds, fetches, [], None)
         except Exception as e:
             raise translate_tf_error(e) from e
         finally:
             if options is not None:
                 self._tf_session_api.TF_DeleteBuffer(options)
+        if timing is not None and not inline:
+            timing.record(time.perf_counter() - started)
+        return values
 
     def _tf_output(self, tensor_name: str) -> object:
         cached = self._outputs_cache.get(tensor_name)
@@ -287,16 +319,22 @@ class Servable:
         return count
 
 
-def run_options_bytes(timeout_ms: int) -> bytes:
-    """A serialized tensorflow.RunOptions holding only ``timeout_in_ms`` (field 2, a varint).
+def run_options_bytes(timeout_ms: int | None, inline: bool = False) -> bytes:
+    """A serialized tensorflow.RunOptions: ``timeout_in_ms`` (field 2) and, ``inline``,
+    ``inter_op_thread_pool = -1`` (field 3: run in the caller's thread).
 
     Written by hand because it is built on every request; equal to the message's own bytes.
     """
-    value, out = int(timeout_ms), bytearray(b"\x10")
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
+    out = bytearray()
+    if timeout_ms is not None and timeout_ms > 0:
+        value = int(timeout_ms)
+        out.append(0x10)
+        while value > 0x7F:
+            out.append((value & 0x7F) | 0x80)
+            value >>= 7
+        out.append(value)
+    if inline:
+        out += b"\x18\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"  # int32 -1, sign-extended varint
     return bytes(out)
 
 

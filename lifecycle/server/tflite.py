@@ -140,7 +140,8 @@ class TfLiteServable(Servable):
     def _key(self, tensor_name: str) -> object:
         return tensor_name  # plans run through run_session, by tensor name
 
-    def _run_keys(self, feeds: Mapping[object, np.ndarray], fetches: list[object], timeout_ms: int | None) -> list[np.ndarray]:
+    def _run_keys(self, feeds: Mapping[object, np.ndarray], fetches: list[object], timeout_ms: int | None,
+                  timing: object = None) -> list[np.ndarray]:
         return self.run_session(feeds, fetches, timeout_ms)
 
     def run_session(
