@@ -14,6 +14,13 @@ and prints the server's figures as ratios to both baselines, and the issue-15 fi
 transport alone, over the server's (times from throughput; 1.0 = the server adds nothing). Client threads share one
 process (and its GIL) for every target, so the ratios compare like with like.
 
+Wall-clock figures move with whatever else runs on the machine; the CPU time the server and
+echo processes spend per request (``cpu us/req``, from /proc) moves much less, so it is printed
+for both child processes too. ``--py-spy DIR`` records the server with py-spy (GIL-holding
+samples) during each server cell, as ``DIR/<model>-<clients>.txt`` in py-spy's
+raw (collapsed stack) format; sampling slows the server, so figures of such a run are not
+comparable with others.
+
     TF_CPP_MIN_LOG_LEVEL=2 python bench/bench_server.py            # ~2 minutes
     python bench/bench_server.py --seconds 1 --concurrency 1,4     # quicker
 """
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -116,6 +124,31 @@ def measure(make_call: Callable[[], Callable[[], object]], clients: int, seconds
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_child(pid: int, make_call: Callable[[], Callable[[], object]], clients: int, seconds: float,
+                  spy_to: Path | None = None) -> dict[str, float]:
+    """:func:`measure` against a child process, adding the CPU it spent per request (us)."""
+    spy = None
+    if spy_to is not None:
+        beside = Path(sys.executable).with_name("py-spy")  # the venv's, also when it is not activated
+        spy = subprocess.Popen([str(beside) if beside.exists() else "py-spy", "record", "-p", str(pid), "-o", str(spy_to), "-f", "raw", "--gil",
+                                "--nonblocking", "-t", "-r", "200"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # let it attach before the cell starts
+    before = cpu_seconds(pid)
+    result = measure(make_call, clients, seconds)
+    result["cpu_us"] = (cpu_seconds(pid) - before) / max(result["n"], 1) * 1e6
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+    return result
+
+
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -132,6 +165,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=2.0, help="measurement time per cell")
     parser.add_argument("--concurrency", default="1,4,16", help="comma-separated client counts")
+    parser.add_argument("--py-spy", metavar="DIR", default="",
+                        help="record the server with py-spy during each server cell into DIR (collapsed stacks)")
     parser.add_argument("--echo-server", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server:
@@ -152,6 +187,9 @@ def main() -> None:
     from tests.support.server_support import model_config, server_config
 
     concurrency = [int(c) for c in args.concurrency.split(",")]
+    spy_dir = Path(args.py_spy) if args.py_spy else None
+    if spy_dir is not None:
+        spy_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="mlc-bench-"))
     build_half_plus_two_tf1(work / "half_plus_two" / "1")
     build_segmenter(work / "segmenter" / "1", num_classes=21, width=16)
@@ -179,7 +217,7 @@ def main() -> None:
         }
         print(f"# mlc-model-server Predict benchmark, {args.seconds:.1f} s per cell, {os.cpu_count()} CPUs")
         print(f"{'model':<18} {'clients':>7} {'target':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-              f"   {'server/in-proc':>14} {'server/echo':>11}   {'(in+echo)/server':>16}")
+              f" {'cpu us/req':>10}   {'server/in-proc':>14} {'server/echo':>11}   {'(in+echo)/server':>16}")
         for label, (inputs, output_filter) in cases.items():
             name = label.split()[0]
             servable = Servable(name, 1, work / name / "1", ["serve"])
@@ -209,8 +247,9 @@ def main() -> None:
             for clients in concurrency:
                 results = {
                     "in-proc": measure(in_process, clients, args.seconds),
-                    "server": measure(via_server, clients, args.seconds),
-                    "echo": measure(via_echo, clients, args.seconds),
+                    "server": measure_child(server.pid, via_server, clients, args.seconds,
+                                            spy_dir / f"{name}-{clients}.txt" if spy_dir else None),
+                    "echo": measure_child(echo.pid, via_echo, clients, args.seconds),
                 }
                 for target, r in results.items():
                     ratio = ""
@@ -219,7 +258,8 @@ def main() -> None:
                         ratio = (f"   thr {r['rps'] / base['rps']:5.2f}x p50 {r['p50'] / base['p50']:6.1f}x"
                                  f"   thr {r['rps'] / floor['rps']:5.2f}x p50 {r['p50'] / floor['p50']:5.1f}x"
                                  f"   {(1 / base['rps'] + 1 / floor['rps']) * r['rps']:8.2f}")
-                    print(f"{label:<18} {clients:>7} {target:<10} {r['rps']:>9.1f} {r['p50']:>8.2f} {r['p99']:>8.2f}{ratio}")
+                    cpu = f"{r['cpu_us']:>10.0f}" if "cpu_us" in r else " " * 10
+                    print(f"{label:<18} {clients:>7} {target:<10} {r['rps']:>9.1f} {r['p50']:>8.2f} {r['p99']:>8.2f} {cpu}{ratio}")
             print(f"# {label}: request {request_size} B, response {response_size} B")
             servable.close()
     finally:
