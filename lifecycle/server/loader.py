@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,22 +25,20 @@ from lifecycle.errors import (
     LifecycleError,
     ServingError,
 )
+from lifecycle.server.plans import (
+    MAX_CACHED_PLANS,
+    RunTiming,
+    SignaturePlan,
+    check_inputs,
+    run_options_bytes,
+    select_outputs,
+)
 
 log = logging.getLogger("mlc-model-server")
 
 DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving's WarmupConsts::kMaxNumRecords
-# Plans kept per servable: one per (signature, output filter) that requests use; the filter is
-# the client's, so the cache is bounded and a request beyond it is planned afresh.
-MAX_CACHED_PLANS = 64
-# A signature whose runs take less than this runs in the request's thread rather than on the
-# session's inter-op pool (RunOptions.inter_op_thread_pool = -1). TensorFlow's advice for that
-# option: "ONLY for simple graphs, where the overhead of an additional context switch is
-# comparable with the overhead of Session::Run()". The handoff to the pool costs tens of
-# microseconds of wake-up and thread spinning; it matters for a run of this order, not above.
-INLINE_RUN_BELOW_S = 0.0005
-PLAN_PROBE_RUNS = 16  # pooled runs timed before a plan decides
 
 
 def translate_tf_error(error: Exception) -> LifecycleError:
@@ -62,42 +59,6 @@ _CODE_NAMES = {
     10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
     15: "DATA_LOSS", 16: "UNAUTHENTICATED",
 }
-
-
-@dataclass(frozen=True)
-class SignaturePlan:
-    """One signature with one output filter, checked and resolved once per servable.
-
-    ``feed_keys``/``fetch_keys`` are what the servable's runner takes (graph TF_Outputs for a
-    SavedModel, tensor names for TFLite), so a request maps its arrays onto them directly.
-    """
-
-    name: str
-    signature: object
-    inputs: dict[str, str]  # input alias -> tensor name
-    outputs: tuple[str, ...]  # output aliases, in the order runs return them
-    fetches: list[str]  # their tensor names
-    feed_keys: dict[str, object]
-    fetch_keys: list[object]
-    timing: RunTiming = field(default_factory=lambda: RunTiming())
-
-
-class RunTiming:
-    """How long a plan's first runs took on the inter-op pool, and so where it runs from then on."""
-
-    __slots__ = ("seconds", "inline")
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-        self.inline = False
-
-    def record(self, seconds: float) -> None:
-        """Note one pooled run; after PLAN_PROBE_RUNS of them, decide once (by the median)."""
-        samples = self.seconds
-        if len(samples) < PLAN_PROBE_RUNS:
-            samples.append(seconds)
-            if len(samples) == PLAN_PROBE_RUNS:
-                self.inline = sorted(samples)[PLAN_PROBE_RUNS // 2] < INLINE_RUN_BELOW_S
 
 
 class Servable:
@@ -196,8 +157,8 @@ class Servable:
         plan = self._plans.get(key)
         if plan is None:
             signature = self.signature(key[0])
-            _check_inputs(signature, inputs)
-            aliases = _select_outputs(signature, list(output_filter))
+            check_inputs(signature, inputs)
+            aliases = select_outputs(signature, list(output_filter))
             names = {alias: signature.inputs[alias].name for alias in signature.inputs}
             fetches = [signature.outputs[alias].name for alias in aliases]
             plan = SignaturePlan(key[0], signature, names, tuple(aliases), fetches,
@@ -206,7 +167,7 @@ class Servable:
             if len(self._plans) < MAX_CACHED_PLANS:
                 self._plans[key] = plan
         elif inputs.keys() != plan.inputs.keys():
-            _check_inputs(plan.signature, inputs)
+            check_inputs(plan.signature, inputs)
         return plan
 
     def run_plan(self, plan: SignaturePlan, inputs: Mapping[str, np.ndarray], timeout_ms: int | None = None) -> list[np.ndarray]:
@@ -214,6 +175,8 @@ class Servable:
         if self.batch_runner is not None:
             return self.batch_runner({plan.inputs[alias]: value for alias, value in inputs.items()}, plan.fetches,
                                      timeout_ms)
+        if plan.timing.inline:
+            return self._run_inline(plan, inputs, timeout_ms)
         return self._run_keys({plan.feed_keys[alias]: value for alias, value in inputs.items()}, plan.fetch_keys,
                               timeout_ms, plan.timing)
 
@@ -268,6 +231,30 @@ class Servable:
             timing.record(time.perf_counter() - started)
         return values
 
+    def _run_inline(self, plan: SignaturePlan, inputs: Mapping[str, np.ndarray], timeout_ms: int | None) -> list[np.ndarray]:
+        """A fast plan's run: a Session callable (MakeCallable: feeds, fetches and the caller's
+        thread fixed once, so a run skips the per-call lookup by names) in this thread.
+
+        A callable words some failures differently from Session::Run (a feed's dtype: "Type
+        mismatch" instead of "Expects arg[0] to be ..."), so a failed run is run again the
+        ordinary way, whose error is the one TF Serving sends.
+        """
+        runner = plan.timing.runner
+        if runner is None:
+            from tensorflow.core.protobuf import config_pb2
+
+            options = config_pb2.CallableOptions(feed=list(plan.inputs.values()), fetch=plan.fetches)
+            options.run_options.inter_op_thread_pool = -1
+            try:
+                runner = plan.timing.runner = self._session._make_callable_from_options(options)
+            except Exception as e:
+                raise translate_tf_error(e) from e
+        try:
+            return runner(*[inputs[alias] for alias in plan.inputs])
+        except Exception:  # noqa: BLE001 - any failure: Session::Run's own error instead
+            return self._run_keys({plan.feed_keys[alias]: value for alias, value in inputs.items()}, plan.fetch_keys,
+                                  timeout_ms)
+
     def _tf_output(self, tensor_name: str) -> object:
         cached = self._outputs_cache.get(tensor_name)
         if cached is None:
@@ -319,25 +306,6 @@ class Servable:
         return count
 
 
-def run_options_bytes(timeout_ms: int | None, inline: bool = False) -> bytes:
-    """A serialized tensorflow.RunOptions: ``timeout_in_ms`` (field 2) and, ``inline``,
-    ``inter_op_thread_pool = -1`` (field 3: run in the caller's thread).
-
-    Written by hand because it is built on every request; equal to the message's own bytes.
-    """
-    out = bytearray()
-    if timeout_ms is not None and timeout_ms > 0:
-        value = int(timeout_ms)
-        out.append(0x10)
-        while value > 0x7F:
-            out.append((value & 0x7F) | 0x80)
-            value >>= 7
-        out.append(value)
-    if inline:
-        out += b"\x18\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"  # int32 -1, sign-extended varint
-    return bytes(out)
-
-
 def _load_error(error: Exception, path: Path, tags: list[str]) -> LifecycleError:
     import tensorflow as tf
 
@@ -357,38 +325,3 @@ def _load_error(error: Exception, path: Path, tags: list[str]) -> LifecycleError
     if isinstance(translated, InternalError) and not isinstance(error, LifecycleError):
         return ServingError(f"Failed to load SavedModel at {path}: {error}", "INVALID_ARGUMENT")
     return translated
-
-
-def _check_inputs(signature: object, inputs: Mapping[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
-    expected = set(signature.inputs.keys())
-    sent = set(inputs.keys())
-    if sent != expected:
-        if len(sent) != len(expected):
-            raise InvalidArgument(
-                f"input size does not match signature: {len(sent)}!={len(expected)} "
-                f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
-                f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
-                f"Missing but required: {{{','.join(sorted(expected - sent))}}}."
-            )
-        alias = sorted(sent - expected)[0]
-        raise InvalidArgument(
-            f"input tensor alias not found in signature: {alias}. "
-            f"Inputs expected to be in the set {{{','.join(sorted(expected))}}}."
-        )
-    return list(inputs.items())
-
-
-def _select_outputs(signature: object, output_filter: list[str]) -> list[str]:
-    if not output_filter:
-        return list(signature.outputs.keys())
-    seen: set[str] = set()
-    for alias in output_filter:
-        if alias not in signature.outputs:
-            raise InvalidArgument(
-                f"output tensor alias not found in signature: {alias} Outputs expected to be in "
-                f"the set {{{','.join(sorted(signature.outputs.keys()))}}}."
-            )
-        if alias in seen:
-            raise InvalidArgument(f"duplicate output tensor alias: {alias}")
-        seen.add(alias)
-    return list(output_filter)

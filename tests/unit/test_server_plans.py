@@ -3,14 +3,13 @@ does, whether the plan runs on the session's inter-op pool or in the caller's th
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from tensorflow.core.protobuf import config_pb2
 
 from lifecycle.errors import FailedPrecondition, InvalidArgument, LifecycleError
-from lifecycle.server.loader import PLAN_PROBE_RUNS, RunTiming, Servable, run_options_bytes
+from lifecycle.server.loader import Servable
+from lifecycle.server.plans import PLAN_PROBE_RUNS, RunTiming, run_options_bytes
 from tests.support.savedmodels import build_half_plus_two_tf1
 
 
