@@ -45,7 +45,7 @@ def free_port() -> int:
 
 def wall(cmd: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    run = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     elapsed = time.perf_counter() - t0
     if run.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[2:])} failed: {run.stderr.strip()[-500:]}")
@@ -53,7 +53,7 @@ def wall(cmd: list[str], env: dict[str, str]) -> float:
 
 
 def imports_tensorflow(cmd: list[str], env: dict[str, str]) -> bool:
-    run = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], env=env, capture_output=True, text=True)
+    run = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], env=env, capture_output=True, text=True, check=False)
     if run.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[2:])} failed: {run.stderr.strip()[-500:]}")
     return any(re.search(r"\|\s+tensorflow$", line.rstrip()) for line in run.stderr.splitlines())
@@ -120,7 +120,7 @@ def main() -> int:
         print(f"python -c 'import tensorflow':   {t * 1000:8.1f} ms")
         print(f"the promote process imported TensorFlow: {'yes' if with_tf else 'no'}")
     finally:
-        subprocess.run([*mlc, "stop"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([*mlc, "stop"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

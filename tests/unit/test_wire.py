@@ -24,8 +24,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from lifecycle.build import validate
 from lifecycle.errors import InvalidArgument, ValidationFailed
 from lifecycle.server.tensors import fill_tensor_proto, to_ndarray
-from lifecycle.serving.wire import METHODS, messages
-from lifecycle.serving.wire import tfs_wire_pb2
+from lifecycle.serving.wire import METHODS, messages, tfs_wire_pb2
 from lifecycle.serving.wire.tfrecord import CorruptRecord, read_records
 
 OFFICIAL_PACKAGES = ("tensorflow.serving.", "tensorflow.", "tensorflow.error.")
