@@ -25,6 +25,7 @@ replica), else the servers ``mlc serve`` started, as recorded under ``.mlc/serve
 A ``dns`` entry is resolved through the system resolver (``socket.getaddrinfo``: resolv.conf,
 search domains, nsswitch, exactly what any program in the same pod or host sees), again by
 every command, so replicas that came or went since the last command are driven as they are now.
+A temporary failure of the resolver (no answer in time) is asked again twice before it counts.
 
 Every server reads the same ``configs/models.config``. ``mlc serve`` starts every listed
 server on this machine (or one on the default ports without a servers file) and writes one
@@ -40,6 +41,7 @@ import json
 import os
 import shutil
 import socket
+import time
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -67,6 +69,9 @@ DEFAULT_POLL_SECONDS = 1
 # How long one replica may take to load a version (or otherwise reach a state a rollout waits
 # for), from when it was asked; `--replica-timeout` or configs/servers.yaml change it.
 DEFAULT_REPLICA_TIMEOUT_S = 60.0
+# Pauses before asking the resolver again after a temporary failure (EAI_AGAIN), as a client
+# library's retry would; an unknown name fails at once.
+RESOLVE_RETRIES_S = (0.2, 1.0)
 
 
 @dataclass(frozen=True)
@@ -180,12 +185,19 @@ class Discovery:
 
     def resolve(self) -> list[ServerSpec]:
         """One spec per address NAME resolves to now (sorted); ServerUnavailable if it does not."""
-        try:
-            infos = socket.getaddrinfo(self.name, self.port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as e:
-            raise ServerUnavailable(
-                f"cannot resolve {self.name} (dns entry in configs/servers.yaml): {getattr(e, 'strerror', None) or e}"
-            ) from e
+        for pause in (*RESOLVE_RETRIES_S, None):
+            try:
+                infos = socket.getaddrinfo(self.name, self.port, type=socket.SOCK_STREAM)
+                break
+            except (socket.gaierror, UnicodeError) as e:
+                # EAI_AGAIN ("temporary failure": no answer in time) is worth asking again; an
+                # unknown name (NXDOMAIN) or a malformed one is not.
+                if pause is None or getattr(e, "errno", None) != socket.EAI_AGAIN:
+                    raise ServerUnavailable(
+                        f"cannot resolve {self.name} (dns entry in configs/servers.yaml): "
+                        f"{getattr(e, 'strerror', None) or e}"
+                    ) from e
+                time.sleep(pause)
         hosts = sorted({info[4][0] for info in infos})
         out = []
         for host in hosts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,30 @@ def test_dns_entry_is_every_address_the_name_resolves_to(tmp_path: Path) -> None
 def test_a_name_that_does_not_resolve_is_named(tmp_path: Path) -> None:
     with pytest.raises(ServerUnavailable, match="cannot resolve no-such-host.invalid"):
         parse(tmp_path, "servers: [{dns: 'no-such-host.invalid:8500'}]")
+
+
+def test_a_temporary_resolver_failure_is_asked_again_and_a_lasting_one_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EAI_AGAIN (the resolver gave no answer in time) is retried; the third in a row is the error."""
+    real, calls = socket.getaddrinfo, []
+
+    def flaky(host: str, *args: object, **kwargs: object) -> object:
+        calls.append(host)
+        if len(calls) <= failures:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(fleet, "RESOLVE_RETRIES_S", (0.0, 0.0))
+    monkeypatch.setattr(socket, "getaddrinfo", flaky)
+    failures = 2
+    assert "127.0.0.1:8500" in [s.grpc for s in parse(tmp_path, "servers: [{dns: 'localhost:8500'}]")]
+    assert len(calls) == 3
+    calls.clear()
+    failures = 3
+    with pytest.raises(ServerUnavailable, match="cannot resolve localhost .*Temporary failure"):
+        parse(tmp_path, "servers: [{dns: 'localhost:8500'}]")
+    assert len(calls) == 3
 
 
 def test_tcp_ready_takes_urls() -> None:
