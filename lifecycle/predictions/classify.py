@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lifecycle.errors import ResponseMismatch
+from lifecycle.serving.client import answered_version
 
 if TYPE_CHECKING:  # pragma: no cover
     from lifecycle.predictions.predict import RequestTarget
@@ -75,19 +76,13 @@ def classify_grpc(client: ServingClient, target: RequestTarget, photos: list[np.
                   use_async: bool, classes: list[str]) -> list[ClassAnswer]:
     """Classify every photo over gRPC: one after another, or all at once through ``Classify.future``."""
     where = f"server {client.grpc_address}"
-    requests = [request(target, p) for p in photos]
-    if use_async:
-        futures = [client.classify_future(r, timeout=timeout) for r in requests]
-        responses = [client.result(f, f"Classify({target.model})") for f in futures]
-    else:
-        responses = [client.classify(r, timeout=timeout) for r in requests]
+    responses = client.call_all("Classify", [request(target, p) for p in photos], timeout, use_async)
     answers = []
     for response in responses:
         if len(response.result.classifications) != 1:
             raise ResponseMismatch(f"{where} answered {len(response.result.classifications)} classifications for one example")
         pairs = [(c.label, float(c.score)) for c in response.result.classifications[0].classes]
-        version = response.model_spec.version.value if response.model_spec.HasField("version") else None
-        answers.append(ClassAnswer(_ranked(pairs, where, classes), version))
+        answers.append(ClassAnswer(_ranked(pairs, where, classes), answered_version(response)))
     return answers
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from lifecycle.errors import ResponseMismatch, ServerUnavailable, UsageError
 from lifecycle.serving import fleet
+from lifecycle.serving.client import answered_version
 from lifecycle.store.config import Paths, check_model_name, load_definition
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -112,8 +113,7 @@ def _from_response(target: RequestTarget, response: predict_pb2.PredictResponse,
             f"{where} answered outputs {sorted(response.outputs)}, not {target.output!r}"
         )
     mask = mask_from_answer(target, tf.make_ndarray(response.outputs[target.output]), *photo.shape[:2], where)
-    version = response.model_spec.version.value if response.model_spec.HasField("version") else None
-    return Answer(mask, version)
+    return Answer(mask, answered_version(response))
 
 
 def predict_grpc(
@@ -121,12 +121,7 @@ def predict_grpc(
 ) -> list[Answer]:
     """Send every photo over gRPC: one after another, or all at once through ``Predict.future``."""
     where = f"server {client.grpc_address}"
-    requests = [request(target, photo) for photo in photos]
-    if use_async:
-        futures = [client.predict_future(req, timeout=timeout) for req in requests]
-        responses = [client.result(f, f"Predict({target.model})") for f in futures]
-    else:
-        responses = [client.predict(req, timeout=timeout) for req in requests]
+    responses = client.call_all("Predict", [request(target, photo) for photo in photos], timeout, use_async)
     return [_from_response(target, r, p, where) for r, p in zip(responses, photos, strict=True)]
 
 

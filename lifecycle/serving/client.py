@@ -29,6 +29,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_TIMEOUT_S = 10.0
 
+def answered_version(response: Any) -> int | None:
+    """The version a Predict or Classify response says answered it (None when it does not say)."""
+    return response.model_spec.version.value if response.model_spec.HasField("version") else None
+
+
 # ModelVersionStatus.State numbers (tensorflow_serving/apis/get_model_status.proto).
 STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
 
@@ -324,22 +329,22 @@ class ServingClient:
         except grpc.RpcError as e:
             raise self._translate(e, f"Classify({request.model_spec.name})") from e
 
-    def classify_future(self, request: Any, timeout: float | None = None) -> Any:
-        """``Classify.future``: a grpc future; call :meth:`result` on it to get translated errors."""
-        return self._method("Classify", request).future(request, timeout=timeout or self.timeout)
-
-    def predict_future(self, request: Any, timeout: float | None = None) -> Any:
-        """``Predict.future``: a grpc future; call :meth:`result` on it to get translated errors."""
-        return self._method("Predict", request).future(request, timeout=timeout or self.timeout)
-
-    def result(self, future: Any, what: str = "Predict") -> Any:
-        """The response of a :meth:`predict_future` future, with errors translated."""
+    def call_all(self, method: str, requests: list[Any], timeout: float | None, use_async: bool) -> list[Any]:
+        """The responses to every request of ``method`` (``Predict`` or ``Classify``): sent one
+        after another, or all at once through the stub's ``.future``; deadlines and errors as above."""
         import grpc
 
-        try:
-            return future.result()
-        except grpc.RpcError as e:
-            raise self._translate(e, what) from e
+        if not use_async:
+            call = self.predict if method == "Predict" else self.classify
+            return [call(r, timeout=timeout) for r in requests]
+        futures = [self._method(method, r).future(r, timeout=timeout or self.timeout) for r in requests]
+        responses = []
+        for future, r in zip(futures, requests, strict=True):
+            try:
+                responses.append(future.result())
+            except grpc.RpcError as e:
+                raise self._translate(e, f"{method}({r.model_spec.name})") from e
+        return responses
 
     # --- REST predict -----------------------------------------------------------------------
 
