@@ -14,7 +14,8 @@ The register flow (:func:`register_checkpoint`):
 4. Under the registry lease: adopt orphaned versions, return the existing version if the same
    checkpoint content was published meanwhile, else claim N (failpoint ``register:claimed``),
    publish the staged folder whole as N (the store fsyncs it, then renames or uploads it;
-   failpoint ``register:published``) and record the version.
+   failpoint ``register:published``) and record the version, unless a concurrent register of
+   the same content recorded first (then N is removed and that version returned).
 
 Export and validation (slow) run outside the registry lease; only step 4 holds it. A SIGKILL at
 any moment leaves either a staging folder (removed by the next register, because its lock is no
@@ -380,6 +381,12 @@ def _publish(
     upload, on object storage) runs outside it, so concurrent registers overlap their uploads
     and one killed mid-upload holds up nobody: its claimed N stays taken and unpublished. A
     version published but not yet recorded carries its own record, and any transaction adopts it.
+
+    Two registers of the same content may both claim (neither had recorded when the other
+    looked); the first to record wins. The other finds the content recorded under another number
+    when it comes to record N: it records nothing, removes its copy N (never recorded, so never
+    in a serving config; adoption skips it too) and returns the winner's version, as a register
+    of known content does. One content, one version, whichever order the two finish in.
     """
     store = paths.store
     with registry.transaction(paths) as reg:
@@ -395,9 +402,15 @@ def _publish(
     version = dataclasses.replace(fields, version=number)
     with registry.transaction(paths) as reg:
         rec = reg.model(model, create=True)
+        recorded = number in {v.version for v in rec.versions}  # adopted meanwhile by another transaction
+        winner = rec.version_for_digest(checkpoint.digest)
+        if not recorded and winner is not None:
+            # A concurrent register of the same content recorded first: N is an unrecorded copy.
+            store.delete_version(model, number)
+            return Registered(winner, True, store.version_path(model, winner.version))
         if rec.checkpoint_for_digest(checkpoint.digest) is None:
             rec.checkpoints.append(checkpoint)
-        if number not in {v.version for v in rec.versions}:  # not adopted meanwhile by another transaction
+        if not recorded:
             # The registry keeps a summary; the whole report is in the version's own record file.
             rec.versions.append(dataclasses.replace(version, report=registry.report_summary(version.report)))
             rec.versions.sort(key=lambda v: v.version)

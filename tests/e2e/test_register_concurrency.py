@@ -166,3 +166,39 @@ def test_a_register_inside_its_publish_holds_up_no_other_register(
         child.join(30)
     rec = assert_consistent(paths)
     assert rec is not None and [v.version for v in rec.versions] == [1, 2, 3, 5]
+
+
+def test_two_registers_of_the_same_checkpoint_record_one_version(
+    registered_home: Paths, variant_checkpoints: list[Path], tmp_path: Path
+) -> None:
+    """Both registers claim a number before either records (each pauses after its claim), so
+    neither can see the other's version when it claims: the first to record wins, the other
+    removes its copy and prints the winner's version. One content, one version."""
+    from lifecycle import failpoints
+    from tests.support import forked_cli
+
+    paths = registered_home
+    claims = paths.model_repo / ".claims" / "deeplab"
+    claimed_before = set(claims.iterdir()) if claims.is_dir() else set()
+    ctx = forked_cli.context()
+    env = {"MLC_HOME": str(paths.home), "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+           failpoints.ENV: "register:claimed=pause:8"}
+    outputs = [tmp_path / f"same-{i}.out" for i in range(2)]
+    procs = [ctx.Process(target=forked_cli.run_cli, args=(["register", str(variant_checkpoints[0])], env, str(out)))
+             for out in outputs]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    texts = [out.read_text() for out in outputs]
+    for p, text, out in zip(procs, texts, outputs):
+        assert p.exitcode == 0, text + Path(str(out) + ".err").read_text()
+    # The race happened: both claimed a number (4 and 5) before either recorded.
+    assert sorted(int(c.name) for c in set(claims.iterdir()) - claimed_before) == [4, 5]
+    printed = [int(text.strip().splitlines()[-1]) for text in texts]
+    assert printed[0] == printed[1] and printed[0] in (4, 5), texts
+    assert sum("is already deeplab version" in text for text in texts) == 1, texts
+    rec = assert_consistent(paths)
+    assert rec is not None and [v.version for v in rec.versions] == [1, 2, 3, printed[0]]
+    assert registry.versions_on_disk(paths, "deeplab") == [1, 2, 3, printed[0]]  # the loser's copy is gone
+    assert not [p.name for p in paths.model_dir("deeplab").iterdir() if p.name.startswith(".")]
