@@ -11,7 +11,10 @@ prints three ratios:
    objects into a folder (files one after another, as a plain script would); reported as
    throughput(sync) / throughput(bare boto3), goal >= 0.9;
 3. ``status``: ``mlc status`` (a child process) with a remote registry of 100 versions against
-   the same registry in a local folder.
+   the same registry in a local folder;
+4. ``load``: ``registry.load`` (every page read and parsed) of a remote registry of
+   --load-versions versions, reading ``PAGE_READERS`` pages at once, against the same load
+   reading them one after another (``PAGE_READERS = 1``, as it did before).
 
     python bench/bench_s3.py
     python bench/bench_s3.py --runs 5 --sync-mb 256
@@ -142,11 +145,38 @@ def bench_status(root: Path, bucket: str, versions: int, runs: int) -> tuple[flo
     return times["local"], times["s3"]
 
 
+def bench_load(root: Path, bucket: str, versions: int, runs: int) -> tuple[float, float, int]:
+    from bench_status import synthesize
+
+    from lifecycle.store import registry
+    from lifecycle.store import registry_pages as pages
+    from lifecycle.store.config import Paths
+
+    home = root / "load"
+    set_repository(f"s3://{bucket}/load")
+    try:
+        synthesize(home, versions)
+        paths = Paths.from_env(home)
+        refs = [r for rec in registry.load(paths, versions=False).models.values() for r in rec.pages]
+        readers = pages.PAGE_READERS
+        sequential, concurrent = [], []
+        for _ in range(runs):  # interleaved, so both see the same machine load
+            pages.PAGE_READERS = 1
+            sequential.append(timed(lambda: registry.load(paths)))
+            pages.PAGE_READERS = readers
+            concurrent.append(timed(lambda: registry.load(paths)))
+        assert len(registry.load(paths).model("deeplab").versions) == versions
+    finally:
+        set_repository(None)
+    return statistics.median(sequential), statistics.median(concurrent), len(refs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sync-mb", type=int, default=128, help="size of the version mlc sync copies")
     parser.add_argument("--versions", type=int, default=100, help="versions in the registry for status")
+    parser.add_argument("--load-versions", type=int, default=10000, help="versions in the registry for load")
     parser.add_argument("--skip-register", action="store_true", help="skip the (TensorFlow) register benchmark")
     args = parser.parse_args()
 
@@ -167,6 +197,12 @@ def main() -> None:
         local, remote = bench_status(root / "status", bucket, args.versions, args.runs)
         print(f"mlc status with {args.versions} versions (child process, median of {args.runs}):")
         print(f"  local registry: {local:.2f} s, S3 registry: {remote:.2f} s, ratio S3/local: {remote / local:.2f}")
+        from lifecycle.store import registry_pages as pages
+
+        sequential, concurrent, count = bench_load(root / "load", bucket, args.load_versions, args.runs)
+        print(f"registry.load of {args.load_versions} versions ({count} pages, in-process, median of {args.runs}):")
+        print(f"  pages one after another: {sequential:.3f} s; {pages.PAGE_READERS} at once: {concurrent:.3f} s;"
+              f" ratio: {concurrent / sequential:.2f}")
         if not args.skip_register:
             local, remote = bench_register(root / "register", bucket, args.runs)
             print(f"register of a small DeepLab checkpoint (in-process, median of {args.runs}):")

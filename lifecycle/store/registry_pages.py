@@ -15,7 +15,8 @@ number and a random id, ``registry/deeplab/3-1f2e....json``) and never replaced,
   removed a page it replaced finds that page gone, and reads the head again.
 - **Reading costs what you ask for.** ``mlc status`` reads the head and only the pages of the
   versions it shows (stable, canary, configured, loaded and the newest), so its time does not
-  grow with the number of versions; ``registry.load`` reads every page.
+  grow with the number of versions; ``registry.load`` reads every page, up to
+  :data:`PAGE_READERS` at once (on object storage each page is a round trip).
 
 JSON, not YAML, because the pages are machine data and the standard library parses JSON about
 a hundred times faster than libyaml does YAML.
@@ -47,6 +48,9 @@ PAGE_SIZE = 256
 PREFIX = "registry"
 # How often a reader re-reads the head when a page it names was replaced meanwhile.
 READ_ATTEMPTS = 5
+# Pages read at once by one reader: each is a GET on object storage, about 40 of them at 10,000
+# versions. boto3's client is thread-safe, and its default pool keeps 10 connections.
+PAGE_READERS = 8
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,17 @@ def read_page(store: Store, ref: PageRef, source: str) -> dict[str, Any]:
         raise RegistryError(f"malformed registry page {source}/{ref.key}: {e}; restore it from a backup") from e
 
 
+def read_pages(store: Store, refs: list[PageRef], source: str) -> list[dict[str, Any]]:
+    """:func:`read_page` of each ref, in order, up to :data:`PAGE_READERS` at once; the first
+    error in ref order is raised."""
+    if len(refs) < 3:  # status reads one or two pages: no threads for those
+        return [read_page(store, ref, source) for ref in refs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(PAGE_READERS, len(refs)), thread_name_prefix="mlc-pages") as pool:
+        return list(pool.map(lambda ref: read_page(store, ref, source), refs))
+
+
 def read_versions(
     store: Store, model: str, refs: list[PageRef], wanted: set[int] | None, source: str
 ) -> tuple[list[VersionRecord], list[CheckpointRecord]]:
@@ -104,10 +119,8 @@ def read_versions(
 
     versions: list[VersionRecord] = []
     checkpoints: list[CheckpointRecord] = []
-    for ref in refs:
-        if wanted is not None and ref.page not in wanted:
-            continue
-        data = read_page(store, ref, source)
+    chosen = [ref for ref in refs if wanted is None or ref.page in wanted]
+    for ref, data in zip(chosen, read_pages(store, chosen, source), strict=True):
         try:
             versions += [VersionRecord(**v) for v in data["versions"]]
             checkpoints += [CheckpointRecord(**c) for c in data.get("checkpoints") or []]

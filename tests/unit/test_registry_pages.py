@@ -1,7 +1,8 @@
 """Unit: the registry's versions live in immutable pages beside registry.yaml (the head).
 
 An old home (schema 1, every version inline) still reads and moves to pages on its next write;
-status-style reads touch only the pages they need; a writer killed between its pages and its
+status-style reads touch only the pages they need, a full load reads its pages concurrently;
+a writer killed between its pages and its
 head leaves a registry the next command reads unchanged, and the next write removes the
 leftovers; a reader holding a head whose page was replaced reads the new head; two processes
 writing at once lose nothing.
@@ -93,6 +94,27 @@ def test_status_reads_only_the_pages_of_the_versions_it_shows(bare_home: Paths) 
     assert [v.version for v in registry.select(bare_home, rec, set(), 0)] == []
     with pytest.raises(ValueError):
         registry.save(bare_home, head)  # a head-only registry cannot be written back
+
+
+def test_a_full_load_reads_its_pages_at_once_and_keeps_their_order(bare_home: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each page is a round trip on object storage: the three pages are read concurrently (a
+    barrier that three readers must reach together), and the versions come back in order."""
+    import threading
+
+    add_versions(bare_home, range(1, 3 * pages.PAGE_SIZE + 1))
+    barrier = threading.Barrier(3, timeout=10)
+    store_type = type(bare_home.store)
+    read = store_type.read
+
+    def read_together(self: object, key: str) -> object:
+        if key.startswith(pages.PREFIX + "/"):
+            barrier.wait()  # BrokenBarrierError after 10 s if the pages were read one by one
+        return read(self, key)
+
+    monkeypatch.setattr(store_type, "read", read_together)
+    rec = registry.load(bare_home).model("m")
+    assert [v.version for v in rec.versions] == list(range(1, 3 * pages.PAGE_SIZE + 1))
+    assert len(rec.checkpoints) == 3 * pages.PAGE_SIZE
 
 
 def test_a_reader_whose_page_was_replaced_reads_the_new_head(bare_home: Paths) -> None:
