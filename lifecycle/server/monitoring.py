@@ -27,6 +27,7 @@ thread (:func:`note_served`).
 from __future__ import annotations
 
 import bisect
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -62,6 +63,17 @@ def request_observer(metrics: Metrics, model: str, api: str, entrypoint: str) ->
         metrics.record_request(model, take_served(), api, entrypoint, status, (time.perf_counter() - started) * 1e6)
 
     return done
+
+
+@functools.lru_cache(maxsize=4096)
+def _request_labels(model: str, version: int | None, api: str, entrypoint: str, status: str) -> tuple[Labels, Labels, Labels]:
+    """The label sets one request adds to: request_count, request_latency and mlc's request_count."""
+    return (
+        (("model_name", model), ("status", status)),
+        (("model_name", model), ("API", api), ("entrypoint", entrypoint), ("status", status)),
+        (("model_name", model), ("model_version", "" if version is None else str(version)), ("API", api),
+         ("entrypoint", entrypoint), ("status", status)),
+    )
 
 
 @dataclass(frozen=True)
@@ -131,14 +143,15 @@ class Metrics:
 
     def record_request(self, model: str, version: int | None, api: str, entrypoint: str, status: str,
                        latency_us: float) -> None:
-        """One Predict/Classify/Regress/MultiInference request and how it ended."""
-        self.increment(":tensorflow:serving:request_count", {"model_name": model, "status": status})
-        self.observe(":tensorflow:serving:request_latency",
-                     {"model_name": model, "API": api, "entrypoint": entrypoint, "status": status}, latency_us)
-        self.increment(":mlc:serving:request_count", {
-            "model_name": model, "model_version": "" if version is None else str(version), "API": api,
-            "entrypoint": entrypoint, "status": status,
-        })
+        """One Predict/Classify/Regress/MultiInference request and how it ended (one lock hold)."""
+        count, latency, own = _request_labels(model, version, api, entrypoint, status)
+        with self._lock:
+            series = self._counters.setdefault(":tensorflow:serving:request_count", {})
+            series[count] = series.get(count, 0) + 1
+            self._histograms.setdefault(":tensorflow:serving:request_latency", {}).setdefault(
+                latency, _Histogram()).add(latency_us)
+            series = self._counters.setdefault(":mlc:serving:request_count", {})
+            series[own] = series.get(own, 0) + 1
 
     def record_load(self, model: str, version: int, path: str, latency_us: float) -> None:
         """A version finished loading its SavedModel."""

@@ -10,6 +10,9 @@ never parsed into a message only to be serialized again (see :func:`tensor_proto
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 from lifecycle.errors import InvalidArgument
@@ -61,7 +64,7 @@ def to_ndarray(proto: object, alias: str = "") -> np.ndarray:
 
 def _typed_values(proto: object, dtype: np.dtype | None, shape: list[int]) -> np.ndarray:
     """The values of a TensorProto's typed field, broadcast to ``shape`` as TensorFlow does."""
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python ints: no numpy call for a handful of dims
     if dtype is None:  # DT_STRING
         strings = list(proto.string_val)
         if len(strings) > count:
@@ -84,7 +87,12 @@ def _typed_values(proto: object, dtype: np.dtype | None, shape: list[int]) -> np
     return values.reshape(shape)
 
 
+_ONE_BYTE = [bytes([v]) for v in range(0x80)]  # varints below 128: tags, short lengths, small dims
+
+
 def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _ONE_BYTE[value]
     out = bytearray()
     while True:
         bits = value & 0x7F
@@ -140,7 +148,7 @@ def _packed_values(array: np.ndarray) -> tuple[int, bytes] | None:
 
 def length_delimited(field: int, parts: list[bytes]) -> list[bytes]:
     """A length-delimited protobuf field around already-encoded ``parts`` (not joined)."""
-    return [_varint((field << 3) | 2), _varint(sum(len(part) for part in parts)), *parts]
+    return [_varint((field << 3) | 2), _varint(sum(map(len, parts))), *parts]
 
 
 def tensor_proto_parts(array: np.ndarray, as_content: bool = False) -> list[bytes]:
@@ -163,13 +171,22 @@ def tensor_proto_parts(array: np.ndarray, as_content: bool = False) -> list[byte
     if packed is None:  # strings, complex, TensorFlow-only dtypes: TensorFlow's converter
         return [_converted_proto(array, as_content).SerializeToString()]
     field, payload = packed
-    dims = [b"".join(length_delimited(2, [b"\x08" + _varint(size)] if size else [])) for size in array.shape]
-    parts = [b"\x08" + _varint(enum)]
-    if dims:
-        parts += length_delimited(2, dims)
+    parts = [_DTYPE_FIELDS[enum]]
+    if array.shape:
+        parts.append(_shape_field(array.shape))
     if payload:
         parts += length_delimited(field, [payload])
     return parts
+
+
+_DTYPE_FIELDS = {enum: b"\x08" + _varint(enum) for enum in DATA_TYPES.values()}  # TensorProto.dtype (1)
+
+
+@functools.lru_cache(maxsize=256)
+def _shape_field(shape: tuple[int, ...]) -> bytes:
+    """TensorProto.tensor_shape (field 2) of ``shape``, encoded: the same for every answer of a plan."""
+    dims = [b"".join(length_delimited(2, [b"\x08" + _varint(size)] if size else [])) for size in shape]
+    return b"".join(length_delimited(2, dims))
 
 
 def tensor_proto_bytes(array: np.ndarray, as_content: bool = False) -> bytes:
