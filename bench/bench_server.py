@@ -23,6 +23,7 @@ comparable with others.
 
     TF_CPP_MIN_LOG_LEVEL=2 python bench/bench_server.py            # ~2 minutes
     python bench/bench_server.py --seconds 1 --concurrency 1,4     # quicker
+    python bench/bench_server.py --models half_plus_two --repeat 5  # steadier: median of 5 interleaved runs
 """
 
 from __future__ import annotations
@@ -167,6 +168,9 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4,16", help="comma-separated client counts")
     parser.add_argument("--py-spy", metavar="DIR", default="",
                         help="record the server with py-spy during each server cell into DIR (collapsed stacks)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure each cell this many times, interleaved, and report the median run (by req/s)")
+    parser.add_argument("--models", default="half_plus_two,segmenter", help="comma-separated: half_plus_two, segmenter")
     parser.add_argument("--echo-server", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server:
@@ -218,8 +222,11 @@ def main() -> None:
         print(f"# mlc-model-server Predict benchmark, {args.seconds:.1f} s per cell, {os.cpu_count()} CPUs")
         print(f"{'model':<18} {'clients':>7} {'target':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
               f" {'cpu us/req':>10}   {'server/in-proc':>14} {'server/echo':>11}   {'(in+echo)/server':>16}")
+        wanted = set(args.models.split(","))
         for label, (inputs, output_filter) in cases.items():
             name = label.split()[0]
+            if name not in wanted:
+                continue
             servable = Servable(name, 1, work / name / "1", ["serve"])
             request = predict_pb2.PredictRequest()
             request.model_spec.name = name
@@ -245,12 +252,13 @@ def main() -> None:
                 return lambda: call(echo_payload, timeout=60)
 
             for clients in concurrency:
-                results = {
-                    "in-proc": measure(in_process, clients, args.seconds),
-                    "server": measure_child(server.pid, via_server, clients, args.seconds,
-                                            spy_dir / f"{name}-{clients}.txt" if spy_dir else None),
-                    "echo": measure_child(echo.pid, via_echo, clients, args.seconds),
-                }
+                runs: dict[str, list[dict[str, float]]] = {"in-proc": [], "server": [], "echo": []}
+                for _ in range(args.repeat):  # interleaved, so every target sees the same machine load
+                    runs["in-proc"].append(measure(in_process, clients, args.seconds))
+                    runs["server"].append(measure_child(server.pid, via_server, clients, args.seconds,
+                                                        spy_dir / f"{name}-{clients}.txt" if spy_dir else None))
+                    runs["echo"].append(measure_child(echo.pid, via_echo, clients, args.seconds))
+                results = {target: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2] for target, rs in runs.items()}
                 for target, r in results.items():
                     ratio = ""
                     if target == "server":
