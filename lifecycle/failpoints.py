@@ -28,6 +28,8 @@ The failpoints:
   server's copies), the files are in the incoming folder, not renamed into place yet.
 - ``server:load:<model>:<version>``: in ``mlc-model-server``, before it loads that version
   (``=pause:S`` makes one replica slow to load it: set it in that server's environment only).
+- ``server:label:<model>:<label>:<version>``: in ``mlc-model-server``, before a config that
+  moves that label to that version takes effect (``=pause:S``: a replica slow to take a label).
 """
 
 from __future__ import annotations

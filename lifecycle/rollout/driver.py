@@ -201,28 +201,39 @@ class Driver:
         self._raise_first(step, parallel(self.targets, run))
 
     def confirm_labels(self, step: str, labels: dict[str, int], checks: dict[int, LiveCheck]) -> None:
-        """Wait until a label-addressed request answers from the labelled version on every server."""
+        """Wait until a label-addressed request answers from the labelled version on every server,
+        each within its own deadline (as :meth:`wait`: the first that fails stops the others)."""
         for label, version in sorted(labels.items()):
             check = checks.get(version)
             if check is None or not check.requests:
                 continue
+            stop = threading.Event()
 
             def run(t: DrivenServer, label: str = label, version: int = version, check: LiveCheck = check) -> None:
-                while True:
-                    try:
-                        answered = check.run(t.client, self.model, label=label, timeout=max(1.0, min(RPC_TIMEOUT_S, self.remaining())))
-                        if answered == version:
-                            return
-                        why = f"label {label!r} answers from version {answered}, expected {version}"
-                    except StepFailed:
-                        raise
-                    except LifecycleError as e:
-                        if t.spec.reload == "request":
+                limit = self.limit(t)
+                try:
+                    while not stop.is_set():
+                        try:
+                            left = limit - time.monotonic()
+                            answered = check.run(t.client, self.model, label=label, timeout=max(1.0, min(RPC_TIMEOUT_S, left)))
+                            if answered == version:
+                                return
+                            why = f"label {label!r} answers from version {answered}, expected {version}"
+                        except StepFailed:
                             raise
-                        why = e.message  # poll mode: the server may not have read the file yet
-                    if self.remaining() <= 0:
-                        raise StepFailed(step, f"server {t.name}: {why}")
-                    time.sleep(POLL_INTERVAL_S)
+                        except LifecycleError as e:
+                            if t.spec.reload == "request":
+                                raise
+                            why = e.message  # poll mode: the server may not have read the file yet
+                        if time.monotonic() >= limit:
+                            if limit < self.deadline:
+                                raise StepFailed(step, f"server {t.name} missed its replica deadline "
+                                                       f"({t.spec.replica_timeout:g} s) waiting for label {label!r}: {why}")
+                            raise StepFailed(step, f"server {t.name}: {why}")
+                        stop.wait(POLL_INTERVAL_S)
+                except BaseException:
+                    stop.set()
+                    raise
 
             self._raise_first(step, parallel(self.targets, run))
 

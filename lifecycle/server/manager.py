@@ -144,6 +144,10 @@ class ServableManager:
             model_configs = list(config.model_config_list.config)
             validate_model_configs(model_configs, self._configs)
             new_labels = self._check_labels(model_configs)
+            for name, labels in new_labels.items():
+                for label, version in labels.items():
+                    if self._labels.get(name, {}).get(label) != version:
+                        failpoint(f"server:label:{name}:{label}:{version}")  # tests: a replica slow to take a label
             with self._lock:
                 new_names = [c.name for c in model_configs if c.name not in self._configs]
                 self._configs = {c.name: c for c in model_configs}

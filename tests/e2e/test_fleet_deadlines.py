@@ -114,3 +114,30 @@ def test_a_replica_that_misses_its_own_deadline_is_named_and_everything_reverts(
     rec = registry.load(paths).model(MODEL)
     assert rec.stable == 1
     assert rec.history[-1].result == "reverted" and slow.grpc in rec.history[-1].detail
+
+
+def test_a_polling_replica_slow_to_take_the_new_label_misses_its_own_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replica in poll mode gets the new label through the file; one that applies it late
+    (``server:label:hpt:stable:2=pause:S``, S far beyond its replica timeout but well within the
+    rollout's) must fail the promote at its own deadline, not hold it until it catches up."""
+    from lifecycle import failpoints
+    from tests.support.rollout_support import start_server
+
+    built = build_versions(tmp_path / "built", [1, 2])
+    paths = make_home(tmp_path / "home", built, [1, 2], stable=1)
+    server = start_server(paths, poll_seconds=1)  # polls configs/models.config: {1, stable=1}
+    try:
+        rest = f"127.0.0.1:{server.rest_port}"
+        (paths.configs / "servers.yaml").write_text(
+            f"reload: poll\nreplica_timeout: 3\nservers:\n  - {{grpc: '{server.grpc_address}', rest: '{rest}'}}\n")
+        monkeypatch.setenv(failpoints.ENV, f"server:label:{MODEL}:stable:2=pause:20")
+        result = runner.invoke(app, ["promote", MODEL, "2", "--timeout", "120"], env={"MLC_HOME": str(paths.home)})
+        assert result.exit_code == 1, result.output
+        line = result.stderr.strip()
+        assert "\n" not in line, line
+        assert f"server {server.grpc_address} missed its replica deadline (3 s) waiting for label 'stable'" in line, line
+        assert registry.load(paths).model(MODEL).stable == 1
+    finally:
+        server.stop()
