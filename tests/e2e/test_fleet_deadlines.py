@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 
 from lifecycle import api
 from lifecycle.cli import app
-from lifecycle.serving import tfs_config
+from lifecycle.serving import fleet, tfs_config
+from lifecycle.serving.replicas import observe
 from lifecycle.serving.client import rest_model_status
 from lifecycle.serving.tfs_config import ModelServing
 from lifecycle.store import registry
@@ -131,13 +132,17 @@ def test_a_polling_replica_slow_to_take_the_new_label_misses_its_own_deadline(
     try:
         rest = f"127.0.0.1:{server.rest_port}"
         (paths.configs / "servers.yaml").write_text(
-            f"reload: poll\nreplica_timeout: 3\nservers:\n  - {{grpc: '{server.grpc_address}', rest: '{rest}'}}\n")
-        monkeypatch.setenv(failpoints.ENV, f"server:label:{MODEL}:stable:2=pause:20")
+            f"reload: poll\nreplica_timeout: 6\nservers:\n  - {{grpc: '{server.grpc_address}', rest: '{rest}'}}\n")
+        monkeypatch.setenv(failpoints.ENV, f"server:label:{MODEL}:stable:2=pause:15")
         result = runner.invoke(app, ["promote", MODEL, "2", "--timeout", "120"], env={"MLC_HOME": str(paths.home)})
         assert result.exit_code == 1, result.output
         line = result.stderr.strip()
         assert "\n" not in line, line
-        assert f"server {server.grpc_address} missed its replica deadline (3 s) waiting for label 'stable'" in line, line
+        assert f"server {server.grpc_address} missed its replica deadline (6 s) waiting for label 'stable'" in line, line
         assert registry.load(paths).model(MODEL).stable == 1
+        # Once its pause is over, the replica reads the reverted file and serves the recorded state.
+        spec = fleet.load(paths).servers[0]
+        wait_until(lambda: _quiet(lambda: observe(spec, [MODEL])) == {MODEL: ModelServing((1,), {"stable": 1})},
+                   60, "the replica to serve the reverted state")
     finally:
         server.stop()

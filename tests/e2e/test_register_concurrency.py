@@ -182,7 +182,7 @@ def test_two_registers_of_the_same_checkpoint_record_one_version(
     claimed_before = set(claims.iterdir()) if claims.is_dir() else set()
     ctx = forked_cli.context()
     env = {"MLC_HOME": str(paths.home), "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
-           failpoints.ENV: "register:claimed=pause:8"}
+           failpoints.ENV: "register:claimed=pause:15"}
     outputs = [tmp_path / f"same-{i}.out" for i in range(2)]
     procs = [ctx.Process(target=forked_cli.run_cli, args=(["register", str(variant_checkpoints[0])], env, str(out)))
              for out in outputs]
