@@ -6,6 +6,7 @@ Parses tensorflow_model_server's flags (:mod:`lifecycle.server.flags`), starts t
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -20,6 +21,19 @@ from lifecycle.server.flags import options_from_flags, parse_flags, usage
 log = logging.getLogger("mlc-model-server")
 
 LOG_FORMAT = "%(asctime)s %(levelname).1s %(name)s] %(message)s"
+
+
+def freeze_startup_objects() -> None:
+    """Keep the objects start-up made out of every later garbage collection.
+
+    Importing TensorFlow and loading the models leaves about 280,000 tracked objects that live as
+    long as the server. A full (generation 2) collection walks them all: measured at 148 ms
+    (``gc.callbacks`` in a server under bench/bench_server.py), a pause for every request in
+    flight, which TF Serving's clients never see from the C++ server. Collected once here, then
+    frozen (``gc.freeze``), they are skipped; objects made later are collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LifecycleError as e:
         log.error("Failed to start server. Error: %s", e.message)
         return 1
+    freeze_startup_objects()
     while not stop.wait(0.5):
         pass
     server.stop(grace=5.0)
