@@ -31,6 +31,26 @@ def start_register(python: str, env: dict[str, str], paths: Paths, checkpoint: P
     )
 
 
+def registers_at_once(paths: Paths, checkpoints: list[Path], tmp_path: Path, env: dict[str, str] | None = None) -> list[str]:
+    """One ``mlc register`` per checkpoint, all started at once (forked from a process that
+    imported TensorFlow once); each must exit 0. Returns what each printed."""
+    from tests.support import forked_cli
+
+    ctx = forked_cli.context()
+    env = {"MLC_HOME": str(paths.home), "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", **(env or {})}
+    outputs = [tmp_path / f"register-{i}.out" for i in range(len(checkpoints))]
+    procs = [ctx.Process(target=forked_cli.run_cli, args=(["register", str(c)], env, str(out)))
+             for c, out in zip(checkpoints, outputs)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    texts = [out.read_text() for out in outputs]
+    for p, text, out in zip(procs, texts, outputs):
+        assert p.exitcode == 0, text + Path(str(out) + ".err").read_text()
+    return texts
+
+
 def assert_consistent(paths: Paths) -> registry.ModelRecord | None:
     """Every integer folder is a complete, validated SavedModel; the registry parses."""
     reg = registry.load(paths)
@@ -44,23 +64,8 @@ def assert_consistent(paths: Paths) -> registry.ModelRecord | None:
 
 def test_eight_concurrent_registers_get_versions_1_to_8(make_home, variant_checkpoints: list[Path], tmp_path: Path) -> None:
     """Eight ``mlc register`` processes started at once (forked from a server that imported TF once)."""
-    from tests.support import forked_cli
-
     paths = make_home()
-    ctx = forked_cli.context()
-    env = {"MLC_HOME": str(paths.home), "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-    outputs = [tmp_path / f"register-{i}.out" for i in range(len(variant_checkpoints))]
-    procs = [
-        ctx.Process(target=forked_cli.run_cli, args=(["register", str(c)], env, str(out)))
-        for c, out in zip(variant_checkpoints, outputs)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=300)
-    texts = [out.read_text() for out in outputs]
-    for p, text, out in zip(procs, texts, outputs):
-        assert p.exitcode == 0, text + Path(str(out) + ".err").read_text()
+    texts = registers_at_once(paths, variant_checkpoints, tmp_path)
     printed = sorted(int(text.strip().splitlines()[-1]) for text in texts)
     assert printed == list(range(1, 9))
     rec = registry.load(paths).model("deeplab")
@@ -175,24 +180,11 @@ def test_two_registers_of_the_same_checkpoint_record_one_version(
     neither can see the other's version when it claims: the first to record wins, the other
     removes its copy and prints the winner's version. One content, one version."""
     from lifecycle import failpoints
-    from tests.support import forked_cli
 
     paths = registered_home
     claims = paths.model_repo / ".claims" / "deeplab"
     claimed_before = set(claims.iterdir()) if claims.is_dir() else set()
-    ctx = forked_cli.context()
-    env = {"MLC_HOME": str(paths.home), "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
-           failpoints.ENV: "register:claimed=pause:15"}
-    outputs = [tmp_path / f"same-{i}.out" for i in range(2)]
-    procs = [ctx.Process(target=forked_cli.run_cli, args=(["register", str(variant_checkpoints[0])], env, str(out)))
-             for out in outputs]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=300)
-    texts = [out.read_text() for out in outputs]
-    for p, text, out in zip(procs, texts, outputs):
-        assert p.exitcode == 0, text + Path(str(out) + ".err").read_text()
+    texts = registers_at_once(paths, [variant_checkpoints[0]] * 2, tmp_path, {failpoints.ENV: "register:claimed=pause:15"})
     # The race happened: both claimed a number (4 and 5) before either recorded.
     assert sorted(int(c.name) for c in set(claims.iterdir()) - claimed_before) == [4, 5]
     printed = [int(text.strip().splitlines()[-1]) for text in texts]
