@@ -27,6 +27,7 @@ This module imports TensorFlow lazily so that :func:`clean_stale_staging` stays 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -48,6 +49,7 @@ from lifecycle.errors import (
     CheckpointError,
     ConfigError,
     ExportError,
+    LifecycleError,
     ValidationFailed,
 )
 from lifecycle.failpoints import failpoint
@@ -406,7 +408,8 @@ def _publish(
         winner = rec.version_for_digest(checkpoint.digest)
         if not recorded and winner is not None:
             # A concurrent register of the same content recorded first: N is an unrecorded copy.
-            store.delete_version(model, number)
+            with contextlib.suppress(LifecycleError, OSError):  # if it stays, it is harmless: never recorded or adopted
+                store.delete_version(model, number)
             return Registered(winner, True, store.version_path(model, winner.version))
         if rec.checkpoint_for_digest(checkpoint.digest) is None:
             rec.checkpoints.append(checkpoint)

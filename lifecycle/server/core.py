@@ -308,7 +308,6 @@ class ServerCore:
 
 
 @functools.lru_cache(maxsize=1024)
-@functools.lru_cache(maxsize=1024)
 def _output_key(alias: str) -> bytes:
     """The key field (1) of a PredictResponse.outputs map entry."""
     return b"".join(length_delimited(1, [alias.encode()]))
