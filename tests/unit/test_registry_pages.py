@@ -1,11 +1,10 @@
 """Unit: the registry's versions live in immutable pages beside registry.yaml (the head).
 
 An old home (schema 1, every version inline) still reads and moves to pages on its next write;
-status-style reads touch only the pages they need, a full load reads its pages concurrently;
-a writer killed between its pages and its
-head leaves a registry the next command reads unchanged, and the next write removes the
-leftovers; a reader holding a head whose page was replaced reads the new head; two processes
-writing at once lose nothing.
+status-style reads touch only the pages they need, and a full load reads its pages at once; a
+writer killed between its pages and its head leaves a registry the next command reads
+unchanged, and the next write removes the leftovers; a reader holding a head whose page was
+replaced reads the new head; two processes writing at once lose nothing.
 """
 
 from __future__ import annotations
