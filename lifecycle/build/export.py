@@ -224,6 +224,7 @@ class LoadedNetwork:
     plan: Any  # lifecycle.build.networks.NetworkPlan
     step: int | None
     signatures: dict[str, Any]  # key -> concrete function
+    timings: dict[str, float]  # build_s (the network), restore_s (the checkpoint into it), trace_s (signatures)
 
     @property
     def report(self) -> dict[str, Any]:
@@ -239,10 +240,15 @@ def load_network(definition: ModelDefinition, ref: CheckpointRef) -> LoadedNetwo
 
     p = networks.plan(definition.network, definition.raw.get("serving"), f"{definition.path}: network",
                       definition.path.parent.parent)
+    started = time.perf_counter()
     net = networks.build(p, restoring=True)
+    built = time.perf_counter()
     step = restore_strict(net, ref.prefix, p.checkpoint_root, networks.describe(p, net, definition.path.name))
+    restored = time.perf_counter()
     signatures = networks.serving_functions(p, net, definition.signature.key)
-    return LoadedNetwork(net, p, step, signatures)
+    timings = {"build_s": round(built - started, 3), "restore_s": round(restored - built, 3),
+               "trace_s": round(time.perf_counter() - restored, 3)}
+    return LoadedNetwork(net, p, step, signatures, timings)
 
 
 def export_saved_model(net: Any, signatures: dict[str, Any], target: Path, methods: dict[str, str] | None = None) -> None:
@@ -298,7 +304,6 @@ def register_checkpoint(
     from lifecycle.build import probe, tasks
 
     model = definition.name
-    started = time.perf_counter()
     loaded = load_network(definition, ref)
     restored = time.perf_counter()
     # The prefix's -N names the step; a checkpoint named otherwise may still store it.
@@ -324,7 +329,7 @@ def register_checkpoint(
             _record_failure(paths, model, checkpoint, "export", e.message)
             raise
         exported = time.perf_counter()
-        timings = {"restore_s": round(restored - started, 3), "export_s": round(exported - restored, 3)}
+        timings = {**loaded.timings, "export_s": round(exported - restored, 3)}
         return validate_and_publish(paths, definition, settings, staging.dir, checkpoint, test, reference,
                                     eval_set, {"network": loaded.report}, timings)
 
