@@ -26,7 +26,8 @@ comparable with others.
 
     TF_CPP_MIN_LOG_LEVEL=2 python bench/bench_server.py            # ~3 minutes
     python bench/bench_server.py --seconds 1 --concurrency 1,4     # quicker
-    python bench/bench_server.py --models half_plus_two --repeat 5  # steadier: median of 5 interleaved runs
+    python bench/bench_server.py --models half_plus_two --repeat 5  # steadier: median of 5 interleaved runs,
+                                                                     # and each run's ratios beside it
 """
 
 from __future__ import annotations
@@ -261,14 +262,20 @@ def main() -> None:
                 call = channel.unary_unary(ECHO_METHOD)
                 return lambda: call(echo_payload, timeout=60)
 
+            cells: dict[str, Callable[[int], dict[str, float]]] = {  # clients -> one measurement
+                "in-proc": lambda n: measure(in_process, n, args.seconds),
+                "server": lambda n: measure_child(server.pid, via_server, n, args.seconds,
+                                                  spy_dir / f"{name}-{n}.txt" if spy_dir else None),
+                "server-raw": lambda n: measure_child(server.pid, via_server_raw, n, args.seconds),
+                "echo": lambda n: measure_child(echo.pid, via_echo, n, args.seconds),
+            }
             for clients in concurrency:
-                runs: dict[str, list[dict[str, float]]] = {"in-proc": [], "server": [], "server-raw": [], "echo": []}
-                for _ in range(args.repeat):  # interleaved, so every target sees the same machine load
-                    runs["in-proc"].append(measure(in_process, clients, args.seconds))
-                    runs["server"].append(measure_child(server.pid, via_server, clients, args.seconds,
-                                                        spy_dir / f"{name}-{clients}.txt" if spy_dir else None))
-                    runs["server-raw"].append(measure_child(server.pid, via_server_raw, clients, args.seconds))
-                    runs["echo"].append(measure_child(echo.pid, via_echo, clients, args.seconds))
+                runs: dict[str, list[dict[str, float]]] = {target: [] for target in cells}
+                for rep in range(args.repeat):
+                    # Interleaved, so every target sees the same machine load, and in the opposite
+                    # order every other time, so that none is always measured first or last.
+                    for target in (list(cells) if rep % 2 == 0 else list(cells)[::-1]):
+                        runs[target].append(cells[target](clients))
                 results = {target: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2] for target, rs in runs.items()}
                 for target, r in results.items():
                     ratio = ""
@@ -279,6 +286,13 @@ def main() -> None:
                                  f"   {(1 / base['rps'] + 1 / floor['rps']) * r['rps']:8.2f}")
                     cpu = f"{r['cpu_us']:>10.0f}" if "cpu_us" in r else " " * 10
                     print(f"{label:<18} {clients:>7} {target:<10} {r['rps']:>9.1f} {r['p50']:>8.2f} {r['p99']:>8.2f} {cpu}{ratio}")
+                if args.repeat > 1:  # the issue's figure of each run alone (its targets measured together)
+                    for target in ("server", "server-raw"):
+                        each = sorted((1 / b["rps"] + 1 / f["rps"]) * r["rps"]
+                                      for b, r, f in zip(runs["in-proc"], runs[target], runs["echo"], strict=True))
+                        print(f"{'':<18} {'':>7} {target:<10} (in+echo)/server of each run: "
+                              + " ".join(f"{x:.2f}" for x in each) + "; server/echo: " + " ".join(
+                                  f"{x:.2f}" for x in sorted(r["rps"] / f["rps"] for r, f in zip(runs[target], runs["echo"], strict=True))))
             print(f"# {label}: request {request_size} B, response {response_size} B")
             servable.close()
     finally:
