@@ -113,7 +113,7 @@ def main() -> int:
         floor = {k: timings[k] for k in ("build_s", "restore_s", "load_s")}
         print(f"floor: register also builds the network ({floor['build_s']:.2f} s), restores the checkpoint "
               f"({floor['restore_s']:.2f} s) and loads the export ({floor['load_s']:.2f} s): "
-              f"no register can take less than {(baseline + sum(floor.values())) / baseline:.2f}x the baseline")
+              f"at these times register cannot go below {(baseline + sum(floor.values())) / baseline:.2f}x the baseline")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
