@@ -120,9 +120,16 @@ class Driver:
         except ModelNotFound:
             return {}
 
-    def wait(self, step: str, what: str, done: Callable[[DrivenServer, dict[int, VersionState]], bool]) -> None:
-        """Poll every server at once until ``done`` holds on each; StepFailed naming the first that
-        fails or misses its deadline (the rest stop waiting then)."""
+    def poll_each(self, step: str, probe: Callable[[DrivenServer, float], str | None],
+                  missed: Callable[[DrivenServer, bool, str], str]) -> None:
+        """Poll every server at once, each until its own deadline (:meth:`limit`), until ``probe``
+        holds on each; StepFailed naming the first that fails or misses its deadline (the rest
+        stop waiting then).
+
+        ``probe(t, limit)`` returns None once ``t`` is done, else what ``t`` reports now; it may
+        raise to fail at once. ``missed(t, own, reports)`` words a missed deadline: ``own`` when
+        it was the server's replica deadline rather than the rollout's.
+        """
         started = time.monotonic()
         stop = threading.Event()
 
@@ -130,14 +137,11 @@ class Driver:
             limit = self.limit(t, self.asked.get(t.name, started))
             try:
                 while not stop.is_set():
-                    try:
-                        states = self.status(t, limit)
-                    except LifecycleError as e:
-                        raise StepFailed(step, e.message) from e
-                    if done(t, states):
+                    reports = probe(t, limit)
+                    if reports is None:
                         return
                     if time.monotonic() >= limit:
-                        raise StepFailed(step, self._missed(t, what, limit, states))
+                        raise StepFailed(step, missed(t, limit < self.deadline, reports))
                     stop.wait(POLL_INTERVAL_S)
             except BaseException:
                 stop.set()
@@ -145,12 +149,28 @@ class Driver:
 
         self._raise_first(step, parallel(self.targets, one))
 
-    def _missed(self, t: DrivenServer, what: str, limit: float, states: dict[int, VersionState]) -> str:
-        now = ", ".join(f"{v} {s.describe()}" for v, s in sorted(states.items())) or "nothing"
-        if limit < self.deadline:
-            return (f"server {t.name} missed its replica deadline ({t.spec.replica_timeout:g} s) waiting for {what}; "
-                    f"it reports {now}")
-        return f"timed out waiting for {what} on {t.name}; it reports {now}"
+    @staticmethod
+    def _replica_deadline(t: DrivenServer) -> str:
+        return f"server {t.name} missed its replica deadline ({t.spec.replica_timeout:g} s)"
+
+    def wait(self, step: str, what: str, done: Callable[[DrivenServer, dict[int, VersionState]], bool]) -> None:
+        """:meth:`poll_each` on the servers' version states until ``done`` holds on each."""
+
+        def probe(t: DrivenServer, limit: float) -> str | None:
+            try:
+                states = self.status(t, limit)
+            except LifecycleError as e:
+                raise StepFailed(step, e.message) from e
+            if done(t, states):
+                return None
+            return ", ".join(f"{v} {s.describe()}" for v, s in sorted(states.items())) or "nothing"
+
+        def missed(t: DrivenServer, own: bool, reports: str) -> str:
+            if own:
+                return f"{self._replica_deadline(t)} waiting for {what}; it reports {reports}"
+            return f"timed out waiting for {what} on {t.name}; it reports {reports}"
+
+        self.poll_each(step, probe, missed)
 
     def wait_available(self, step: str, versions: Sequence[int], baseline: dict[str, dict[int, VersionState]]) -> None:
         """Wait until ``versions`` are AVAILABLE everywhere; a load failure fails at once."""
@@ -207,35 +227,26 @@ class Driver:
             check = checks.get(version)
             if check is None or not check.requests:
                 continue
-            stop = threading.Event()
 
-            def run(t: DrivenServer, label: str = label, version: int = version, check: LiveCheck = check) -> None:
-                limit = self.limit(t)
+            def probe(t: DrivenServer, limit: float, label: str = label, version: int = version,
+                      check: LiveCheck = check) -> str | None:
                 try:
-                    while not stop.is_set():
-                        try:
-                            left = limit - time.monotonic()
-                            answered = check.run(t.client, self.model, label=label, timeout=max(1.0, min(RPC_TIMEOUT_S, left)))
-                            if answered == version:
-                                return
-                            why = f"label {label!r} answers from version {answered}, expected {version}"
-                        except StepFailed:
-                            raise
-                        except LifecycleError as e:
-                            if t.spec.reload == "request":
-                                raise
-                            why = e.message  # poll mode: the server may not have read the file yet
-                        if time.monotonic() >= limit:
-                            if limit < self.deadline:
-                                raise StepFailed(step, f"server {t.name} missed its replica deadline "
-                                                       f"({t.spec.replica_timeout:g} s) waiting for label {label!r}: {why}")
-                            raise StepFailed(step, f"server {t.name}: {why}")
-                        stop.wait(POLL_INTERVAL_S)
-                except BaseException:
-                    stop.set()
+                    left = limit - time.monotonic()
+                    answered = check.run(t.client, self.model, label=label, timeout=max(1.0, min(RPC_TIMEOUT_S, left)))
+                except StepFailed:
                     raise
+                except LifecycleError as e:
+                    if t.spec.reload == "request":
+                        raise
+                    return e.message  # poll mode: the server may not have read the file yet
+                if answered == version:
+                    return None
+                return f"label {label!r} answers from version {answered}, expected {version}"
 
-            self._raise_first(step, parallel(self.targets, run))
+            def missed(t: DrivenServer, own: bool, why: str, label: str = label) -> str:
+                return f"{self._replica_deadline(t)} waiting for label {label!r}: {why}" if own else f"server {t.name}: {why}"
+
+            self.poll_each(step, probe, missed)
 
 
 def apply_registry_config(paths: Paths, servers: list[fleet.ServerSpec], timeout: float = DEFAULT_TIMEOUT_S) -> None:

@@ -124,10 +124,13 @@ class Metrics:
 
     def increment(self, name: str, labels: dict[str, str], by: float = 1) -> None:
         """Add to a counter."""
-        key = tuple(labels.items())
         with self._lock:
-            series = self._counters.setdefault(name, {})
-            series[key] = series.get(key, 0) + by
+            self._count(name, tuple(labels.items()), by)
+
+    def _count(self, name: str, key: Labels, by: float = 1) -> None:
+        """Add to a counter's series ``key``; the caller holds the lock."""
+        series = self._counters.setdefault(name, {})
+        series[key] = series.get(key, 0) + by
 
     def observe(self, name: str, labels: dict[str, str], value: float) -> None:
         """Add a sample to a histogram (TF Serving's latency buckets)."""
@@ -146,12 +149,10 @@ class Metrics:
         """One Predict/Classify/Regress/MultiInference request and how it ended (one lock hold)."""
         count, latency, own = _request_labels(model, version, api, entrypoint, status)
         with self._lock:
-            series = self._counters.setdefault(":tensorflow:serving:request_count", {})
-            series[count] = series.get(count, 0) + 1
+            self._count(":tensorflow:serving:request_count", count)
             self._histograms.setdefault(":tensorflow:serving:request_latency", {}).setdefault(
                 latency, _Histogram()).add(latency_us)
-            series = self._counters.setdefault(":mlc:serving:request_count", {})
-            series[own] = series.get(own, 0) + 1
+            self._count(":mlc:serving:request_count", own)
 
     def record_load(self, model: str, version: int, path: str, latency_us: float) -> None:
         """A version finished loading its SavedModel."""
