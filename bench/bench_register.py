@@ -52,7 +52,8 @@ def main() -> int:
 
     tf = import_tensorflow()  # first, and quietly (no CUDA probe, no deprecations)
     from lifecycle import api
-    from lifecycle.build import deeplab
+    from lifecycle.networks import deeplab
+    from lifecycle.train import scenes
     from lifecycle.store.config import Paths
 
     work = Path(tempfile.mkdtemp(prefix="mlc-bench-register-"))
@@ -63,13 +64,13 @@ def main() -> int:
         definition["network"]["backbone"] = args.backbone
         definition["validation"]["eval"].update(count=args.eval_count, size=args.eval_size)
         (home / "configs" / "deeplab.yaml").write_text(yaml.safe_dump(definition, sort_keys=False))
-        image, _ = deeplab.synthetic_scene(seed=2017, index=0, size=args.size)
+        image, _ = scenes.synthetic_scene(seed=2017, index=0, size=args.size)
         Image.fromarray(np.round(image).astype(np.uint8)).save(home / "configs" / "test_image.png")
         paths = Paths.from_env(home)
 
         spec = deeplab.NetworkSpec.from_definition(definition["network"])
         t0 = time.perf_counter()
-        net = deeplab.build(spec)
+        net = deeplab.create(spec)
         prefix = work / "run" / "ckpt-1"
         tf.train.Checkpoint(model=net).write(str(prefix))
         print(f"built {args.backbone} DeepLab-v3 ({sum(int(np.prod(v.shape)) for v in net.variables):,} "

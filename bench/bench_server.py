@@ -4,7 +4,7 @@ For (a) half_plus_two (one float in, one float out) and (b) a small DeepLab-shap
 on a 513x513 RGB image (class map out), at 1, 4 and 16 concurrent clients, it measures
 throughput and p50/p99 latency of:
 
-- ``in-process``: the same signature called directly (lifecycle.server.loader.Servable.run);
+- ``in-process``: the same signature called directly (lifecycle.server.models.loader.Servable.run);
 - ``server``: Predict through the official stub against ``mlc-model-server`` in a child process;
 - ``server-raw``: the same Predict, its request serialized once and its response left as
   bytes, as the echo's client does: the server's own time, without the client's protobuf work
@@ -190,7 +190,7 @@ def main() -> None:
     from google.protobuf import text_format
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    from lifecycle.server.loader import Servable
+    from lifecycle.server.models.loader import Servable
     from tests.support.savedmodels import build_half_plus_two_tf1, build_segmenter
     from tests.support.server_support import model_config, server_config
 

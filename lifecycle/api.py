@@ -1,9 +1,9 @@
 """The mlc library: one function per command. Functions return data and never print.
 
 Each function checks its arguments, then calls the one package that does the work (status in
-:mod:`lifecycle.serving.status`, promote and rollback in :mod:`lifecycle.rollout`, server
-processes in :mod:`lifecycle.serving.processes`, predict and diff in :mod:`lifecycle.predictions`,
-train/register/watch in :mod:`lifecycle.build`). Results are dataclasses with ``to_dict()``.
+:mod:`lifecycle.operations.status`, promote and rollback in :mod:`lifecycle.rollout`, server
+processes in :mod:`lifecycle.operations.processes`, predict and diff in :mod:`lifecycle.predictions`,
+train/register/watch in :mod:`lifecycle.register`). Results are dataclasses with ``to_dict()``.
 
 TensorFlow is imported lazily inside the functions that need it, so that ``status``,
 ``history`` and ``--help`` stay fast.
@@ -23,12 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from lifecycle.errors import UsageError
 from lifecycle.serving.fleet import ServerRecord
-from lifecycle.serving.status import (
-    ModelStatus,
-    ServedConfig,
-    StatusReport,
-    VersionStatus,
-)
+from lifecycle.operations.status import ModelStatus, ServedConfig, StatusReport, VersionStatus
 from lifecycle.store import registry
 from lifecycle.store.config import (
     Paths,
@@ -40,14 +35,14 @@ from lifecycle.store.registry import HistoryEvent
 
 if TYPE_CHECKING:
     from lifecycle.rollout.reconcile import ReconcileResult
-    from lifecycle.build.watch import WatchEvent, WatchSummary
+    from lifecycle.register.watch import WatchEvent, WatchSummary
     from lifecycle.predictions.diff import DiffResult
     from lifecycle.predictions.predict import PredictResult
     from lifecycle.rollout import RolloutResult
     from lifecycle.serving.fleet import ReloadMode
-    from lifecycle.serving.processes import Engine
-    from lifecycle.serving.retention import GcResult, PinResult
-    from lifecycle.serving.sync import SyncResult
+    from lifecycle.operations.processes import Engine
+    from lifecycle.operations.retention import GcResult, PinResult
+    from lifecycle.operations.sync import SyncResult
 
 __all__ = [
     "HistoryEvent", "HistoryReport", "ModelStatus", "RegisterResult", "ServeResult", "ServedConfig", "StatusReport",
@@ -70,7 +65,7 @@ def status(model: str | None = None, paths: Paths | None = None, all_versions: b
     ``versions_omitted`` say how many there are and how many were left out
     (``all_versions=True`` lists every one).
     """
-    from lifecycle.serving.status import report
+    from lifecycle.operations.status import report
 
     return report(paths or Paths.from_env(), model, all_versions)
 
@@ -151,7 +146,7 @@ def k8s_render(
     """Kubernetes manifests for ``replicas`` pods of ``model`` (repository: $MLC_REPOSITORY by default)."""
     import os
 
-    from lifecycle.serving import k8s
+    from lifecycle.operations import k8s
 
     repository = repository or os.environ.get("MLC_REPOSITORY") or ""
     if not repository:
@@ -198,7 +193,8 @@ def serve(
     process is interrupted (SIGTERM, Ctrl-C), and stops them.
     """
     from lifecycle import rollout
-    from lifecycle.serving import processes, tfs_config
+    from lifecycle.operations import processes
+    from lifecycle.serving import tfs_config
 
     paths = paths or Paths.from_env()
     engine = processes.resolve_engine(engine)
@@ -233,37 +229,12 @@ class StopResult:
 
 def stop(grpc_port: int | None = None, paths: Paths | None = None) -> StopResult:
     """Stop the servers ``mlc serve`` started (all, or the one on ``grpc_port``)."""
-    from lifecycle.serving import processes
+    from lifecycle.operations import processes
 
     return StopResult(processes.stop(paths or Paths.from_env(), grpc_port))
 
 
 # --- train ---------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainedCheckpoint:
-    """One checkpoint ``mlc train`` wrote."""
-
-    step: int
-    prefix: str
-    loss: float
-
-
-@dataclass
-class TrainResult:
-    """The result of ``mlc train``."""
-
-    run_dir: str
-    model: str
-    network: dict[str, Any]
-    start_step: int
-    steps: int
-    checkpoints: list[TrainedCheckpoint]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for ``--json``."""
-        return asdict(self)
 
 
 def train(
@@ -279,65 +250,9 @@ def train(
 
     A run folder that already holds checkpoints is resumed from its latest one.
     """
-    paths = paths or Paths.from_env()
-    if steps < 1 or save_every < 1:
-        raise UsageError("--steps and --save-every must be at least 1")
-    name = check_model_name(model) if model else default_model(paths)
-    definition = load_definition(paths, name)
-    from lifecycle.build import networks
+    from lifecycle.train import runs
 
-    plan = networks.plan(definition.network, definition.raw.get("serving"), f"{definition.path}: network")
-    if plan.builder != networks.ALIASES["deeplab_v3"]:
-        if backbone is not None:
-            raise UsageError(f"--backbone chooses the DeepLab backbone; {name} is built by {plan.builder}")
-        return _train_with_builder_module(plan, definition, Path(run_dir), steps, save_every, on_checkpoint)
-    from lifecycle.build import deeplab  # TensorFlow: only here
-
-    spec = deeplab.NetworkSpec.from_definition(definition.network, f"{definition.path}: network", backbone)
-    settings = deeplab.TrainSettings.from_definition(
-        dict(definition.raw.get("training") or {}), f"{definition.path}: training"
-    )
-    run = Path(run_dir)
-    if run.exists() and not run.is_dir():
-        raise UsageError(f"{run_dir} exists and is not a folder")
-
-    def saved(c: Any) -> None:
-        if on_checkpoint is not None:
-            on_checkpoint(TrainedCheckpoint(c.step, c.prefix, c.loss))
-
-    report = deeplab.train(run, spec, settings, steps, save_every, saved)
-    return TrainResult(
-        run_dir=str(run),
-        model=name,
-        network=report.network,
-        start_step=report.start_step,
-        steps=report.steps,
-        checkpoints=[TrainedCheckpoint(c.step, c.prefix, c.loss) for c in report.checkpoints],
-    )
-
-
-def _train_with_builder_module(plan: Any, definition: Any, run: Path, steps: int, save_every: int,
-                               on_checkpoint: Callable[[TrainedCheckpoint], None] | None) -> TrainResult:
-    """Train a network whose builder module has a ``train`` function (the shapes classifier's has)."""
-    from lifecycle.build import checkpoints, networks
-    from lifecycle.errors import CheckpointError
-
-    module = plan.builder.split(":", 1)[0]
-    trainer = networks.import_callable(f"{module}:train", f"{definition.path}: network.builder", plan.home)
-    if run.exists() and not run.is_dir():
-        raise UsageError(f"{run} exists and is not a folder")
-    try:
-        start = checkpoints.step_of(checkpoints.resolve_prefix(run)) or 0
-    except CheckpointError:  # no checkpoint yet: a fresh run
-        start = 0
-
-    def saved(step: int, prefix: str, loss: float) -> None:
-        if on_checkpoint is not None:
-            on_checkpoint(TrainedCheckpoint(step, prefix, loss))
-
-    written = trainer(run, steps, save_every, dict(definition.network), dict(definition.raw.get("training") or {}), saved)
-    return TrainResult(str(run), definition.name, plan.to_dict(), start, steps,
-                       [TrainedCheckpoint(s, p, loss) for s, p, loss in written])
+    return runs.train(paths or Paths.from_env(), Path(run_dir), steps, save_every, backbone, model, on_checkpoint)
 
 
 # --- register ------------------------------------------------------------------------------
@@ -395,15 +310,8 @@ def register(path: str | Path, model: str | None = None, paths: Paths | None = N
     a malformed file or evaluation set) changes nothing on disk; a version that fails validation
     publishes nothing and is recorded as a failed attempt.
     """
-    from lifecycle.build import (
-        checkpoints,
-        evalsets,
-        networks,
-        probe,
-        savedmodels,
-        tasks,
-        validate,
-    )
+    from lifecycle.register import checkpoints, evalsets, probe, savedmodels, tasks, validate
+    from lifecycle.networks import builders as networks
     from lifecycle.errors import ConfigError, SignatureMismatch
     from lifecycle.store.config import validation_settings
 
@@ -436,7 +344,7 @@ def register(path: str | Path, model: str | None = None, paths: Paths | None = N
     # A pending rollout journal is left alone: recovering it drives servers (reloads, waits), which
     # a register must not do. promote, rollback and serve recover it; status reports it.
 
-    from lifecycle.build import export  # TensorFlow from here on
+    from lifecycle.register import export  # TensorFlow from here on
 
     if eval_set is None:
         eval_set = evalsets.load(settings.eval, settings.eval_root, task.class_names)
@@ -472,8 +380,8 @@ def watch(
     is set, after ``max_events`` settled checkpoints, after ``exit_after`` seconds, or with
     ``once`` as soon as nothing is left to wait for.
     """
-    from lifecycle.build import checkpoints
-    from lifecycle.build.watch import Registered, Watcher, failed_before
+    from lifecycle.register import checkpoints
+    from lifecycle.register.watch import Registered, Watcher, failed_before
     from lifecycle.errors import PreviouslyFailed
 
     paths = paths or Paths.from_env()
@@ -609,11 +517,11 @@ def sync(
 
     Each version is downloaded to a temp folder, verified against its manifest and renamed into
     place; versions the config no longer lists go once no server holds them
-    (:mod:`lifecycle.serving.sync`). With ``follow`` it repeats every ``interval`` seconds until
+    (:mod:`lifecycle.operations.sync`). With ``follow`` it repeats every ``interval`` seconds until
     ``stop`` is set, calling ``on_pass`` with each pass's SyncResult (or a later pass's error),
     and returns the last result.
     """
-    from lifecycle.serving import sync as syncing
+    from lifecycle.operations import sync as syncing
 
     paths = paths or Paths.from_env()
     for name in models:
@@ -640,13 +548,13 @@ def gc(
 ) -> GcResult:
     """Delete old versions (never labelled, rollback-chain, pinned, configured or loaded ones)
     and incomplete uploads older than ``grace`` seconds; each deletion goes into the history."""
-    from lifecycle.serving import retention
+    from lifecycle.operations import retention
 
     return retention.gc(paths or Paths.from_env(), model, keep, dry_run, grace)
 
 
 def pin(model: str, version: int, unpin: bool = False, paths: Paths | None = None) -> PinResult:
     """Pin a version so ``gc`` never deletes it (``unpin=True`` lifts the pin)."""
-    from lifecycle.serving import retention
+    from lifecycle.operations import retention
 
     return retention.pin(paths or Paths.from_env(), check_model_name(model), version, pinned=not unpin)

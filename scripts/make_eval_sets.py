@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lifecycle.build import deeplab
-from lifecycle.build.networks.classifier import shape_image
+from lifecycle.networks.voc import DEMO_CLASSES, class_name, voc_palette
+from lifecycle.train.scenes import shape_image, synthetic_scene
 
 VOC_SEED, VOC_IDS = 20261129, {"train": 4, "val": 10}
 SHAPES_SEED, SHAPES_PER_CLASS = 20261130, 5
@@ -39,12 +39,12 @@ def _border(label: np.ndarray) -> np.ndarray:
 def voc_mini(root: Path) -> None:
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    palette = deeplab.voc_palette().ravel().tolist()
+    palette = voc_palette().ravel().tolist()
     index = 0
     for split, count in VOC_IDS.items():
         ids = []
         for _ in range(count):
-            image, label = deeplab.synthetic_scene(VOC_SEED, index, 64)
+            image, label = synthetic_scene(VOC_SEED, index, 64)
             name = f"2026_{index:06d}"
             Image.fromarray(np.round(image).astype(np.uint8)).save(root / "JPEGImages" / f"{name}.jpg", quality=90)
             mask = np.where(_border(label), 255, label).astype(np.uint8)
@@ -57,7 +57,7 @@ def voc_mini(root: Path) -> None:
 
 
 def shapes_mini(root: Path) -> None:
-    names = [deeplab.class_name(c) for c in deeplab.DEMO_CLASSES]
+    names = [class_name(c) for c in DEMO_CLASSES]
     for i in range(SHAPES_PER_CLASS * len(names)):
         image, which = shape_image(SHAPES_SEED, i, 32)
         folder = root / "val" / names[which]

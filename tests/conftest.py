@@ -129,10 +129,11 @@ def variant_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_run: Tiny
     """
     import tensorflow as tf
 
-    from lifecycle.build import deeplab, export
+    from lifecycle.networks import deeplab
+    from lifecycle.register import export
 
     root = tmp_path_factory.mktemp("variants")
-    net = deeplab.build(deeplab.NetworkSpec())
+    net = deeplab.create(deeplab.NetworkSpec())
     export.restore_strict(net, tiny_run.prefixes[-1])
     prefixes = []
     for i in range(8):

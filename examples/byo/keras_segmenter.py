@@ -3,7 +3,7 @@
     python examples/byo/keras_segmenter.py EXPORT_DIR [--epochs 4]
 
 Your own code, as mlc sees it: a Keras model trained on anything (here the synthetic shapes
-scenes of ``lifecycle.build.deeplab``, labelled with Pascal VOC class ids), exported as a
+scenes of ``lifecycle.networks.deeplab``, labelled with Pascal VOC class ids), exported as a
 SavedModel whose ``predict_images`` signature keeps the classic contract (``images`` float32
 [-1,-1,-1,3], ``height``/``width`` int32 [1] -> ``segmentation_map`` int32 [-1,-1,-1]).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from lifecycle.build.deeplab import SyntheticSet
+from lifecycle.train.scenes import SyntheticSet
 
 
 def build(num_classes: int = 21) -> keras.Model:

@@ -41,8 +41,8 @@ from lifecycle.cli.render import (
 )
 from lifecycle.errors import LifecycleError
 from lifecycle.serving.fleet import ReloadMode
-from lifecycle.serving.k8s import ServerEngine
-from lifecycle.serving.processes import Engine
+from lifecycle.operations.k8s import ServerEngine
+from lifecycle.operations.processes import Engine
 
 app = typer.Typer(
     name="mlc",
@@ -265,7 +265,7 @@ def k8s_render(
 
         mlc k8s render deeplab --replicas 2 --engine embedded --mlc-image registry.example/mlc:1.0
     """
-    from lifecycle.serving.k8s import to_yaml
+    from lifecycle.operations.k8s import to_yaml
 
     manifests = run(lambda: api.k8s_render(model, replicas, repository, image, engine.value, mlc_image, namespace, secret))
     sys.stdout.write(to_yaml(manifests))

@@ -28,14 +28,14 @@ if TYPE_CHECKING:
         StopResult,
         TrainResult,
     )
-    from lifecycle.build.watch import WatchEvent, WatchSummary
+    from lifecycle.register.watch import WatchEvent, WatchSummary
     from lifecycle.rollout.reconcile import ReconcileResult
     from lifecycle.predictions.diff import DiffResult
     from lifecycle.predictions.predict import PredictResult
     from lifecycle.errors import LifecycleError
     from lifecycle.rollout import RolloutResult
-    from lifecycle.serving.retention import GcResult, PinResult
-    from lifecycle.serving.sync import SyncResult
+    from lifecycle.operations.retention import GcResult, PinResult
+    from lifecycle.operations.sync import SyncResult
 
 R = TypeVar("R")
 

@@ -129,7 +129,7 @@ class LoadedClassifier:
     """One published classifier version loaded with the server's loader, answering its Predict signature."""
 
     def __init__(self, model: str, version: int, path: Path, signature: str) -> None:
-        from lifecycle.server.loader import Servable
+        from lifecycle.server.models.loader import Servable
 
         self.signature = signature
         self.servable = Servable(model, version, path, ["serve"])
@@ -185,7 +185,7 @@ class ClassDiff:
 def compare_classifiers(definition: Any, settings: Any, model: str, a: tuple[int, Path], b: tuple[int, Path],
                         photo_paths: list[Path], photos: list[np.ndarray]) -> ClassDiff:
     """Classifier A against B: top classes on each photo, agreement and accuracy on the evaluation set."""
-    from lifecycle.build import evalsets, metrics
+    from lifecycle.register import evalsets, metrics
 
     classes = list(definition.classes)
     data = evalsets.load(settings.eval, settings.eval_root, classes)

@@ -1,16 +1,16 @@
 """Telling two versions of a model apart: their signatures, and their outputs on the same images.
 
-Signatures are compared as the plain data :func:`lifecycle.build.validate.read_signatures` reads from
+Signatures are compared as the plain data :func:`lifecycle.register.validate.read_signatures` reads from
 each ``saved_model.pb``: a signature, input or output can be added, removed or changed (dtype,
 shape, method name).
 
 Outputs are compared with version A as the reference: **pixel agreement** is the share of pixels
 where B's class equals A's, and **mIoU of B against A** is the mean IoU over the classes either
 version predicts, computed with the same confusion-matrix code as the evaluation mIoU
-(:mod:`lifecycle.build.validate`).
+(:mod:`lifecycle.register.validate`).
 
 Both versions are loaded in this process straight from ``model_repo/<model>/<N>/`` with the
-loader the embedded server uses (:class:`lifecycle.server.loader.Servable`). A diff is made
+loader the embedded server uses (:class:`lifecycle.server.models.loader.Servable`). A diff is made
 before a promote, when B is usually on no server at all; loading it onto a production server
 would take a config reload, which is promote's job, and would put B in the path of
 unversioned traffic (see DESIGN.md). Loading from disk compares exactly the published bytes,
@@ -27,11 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle.build.metrics import (
-    confusion_matrix,
-    segmentation_confusion,
-    segmentation_metrics,
-)
+from lifecycle.register.metrics import confusion_matrix, segmentation_confusion, segmentation_metrics
 from lifecycle.errors import UsageError
 from lifecycle.predictions.classify import ClassDiff, compare_classifiers
 from lifecycle.store import registry
@@ -125,7 +121,7 @@ class LoadedVersion:
     """One published version loaded with the server's loader, answering the segmentation signature."""
 
     def __init__(self, model: str, version: int, path: Path, signature: str, output: str) -> None:
-        from lifecycle.server.loader import Servable
+        from lifecycle.server.models.loader import Servable
 
         self.version = version
         self.signature = signature
@@ -231,8 +227,8 @@ def compare_versions(
     if clash:
         raise UsageError(f"several images are named {clash[0]}; their pictures would overwrite each other")
 
-    from lifecycle.build import evalsets, tasks
-    from lifecycle.build.validate import read_signatures  # TensorFlow from here on
+    from lifecycle.register import evalsets, tasks
+    from lifecycle.register.validate import read_signatures  # TensorFlow from here on
     from lifecycle.predictions import pictures
 
     photos = [pictures.read_photo(p) for p in photo_paths]

@@ -9,7 +9,7 @@
 - A **diff strip** puts photo | mask A | mask B | disagreement side by side, each panel the size
   of the photo; the disagreement panel shows the dimmed photo with differing pixels in white.
 
-The VOC palette and class names come from :mod:`lifecycle.build.deeplab` (which imports TensorFlow),
+The VOC palette and class names come from :mod:`lifecycle.networks.deeplab` (which imports TensorFlow),
 so this module is imported only by commands that talk to a model anyway.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lifecycle.build.deeplab import class_name, voc_palette
+from lifecycle.networks.voc import class_name, voc_palette
 from lifecycle.errors import ImageError
 from lifecycle.store.files import atomic_write_bytes
 

@@ -2,7 +2,7 @@
 
 One request per photo: ``model_spec`` (name, ``predict_images``, and a version or a label),
 inputs ``images`` float32 [1,H,W,3] and ``height``/``width`` int32 [1] built with
-``tf.make_tensor_proto`` (see :func:`lifecycle.build.probe.predict_request`). It travels over gRPC,
+``tf.make_tensor_proto`` (see :func:`lifecycle.register.probe.predict_request`). It travels over gRPC,
 synchronously with a deadline or through ``Predict.future``, or as TF Serving's columnar REST
 JSON. The answer is checked against the contract (an int32 [1,H,W] map of class ids) before it
 becomes pictures.
@@ -67,7 +67,7 @@ class Answer:
 
 def request(target: RequestTarget, photo: np.ndarray) -> predict_pb2.PredictRequest:
     """The PredictRequest for one uint8 RGB photo [H, W, 3]."""
-    from lifecycle.build.probe import predict_request
+    from lifecycle.register.probe import predict_request
 
     req = predict_request(target.model, target.signature, photo.astype(np.float32))
     if target.version is not None:

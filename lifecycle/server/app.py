@@ -19,12 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle.errors import BindError, InvalidArgument, LifecycleError, StartupError
-from lifecycle.server.config_file import (
-    ConfigFileWatcher,
-    file_digest,
-    read_model_config_file,
-    single_model_config,
-)
+from lifecycle.server.config.config_file import ConfigFileWatcher, file_digest, read_model_config_file, single_model_config
 
 log = logging.getLogger("mlc-model-server")
 
@@ -101,7 +96,7 @@ def session_config(options: ServerOptions) -> bytes | None:
         return None
     from tensorflow.core.protobuf import config_pb2
 
-    from lifecycle.server.textproto import read_textproto
+    from lifecycle.server.config.textproto import read_textproto
 
     config = config_pb2.ConfigProto()
     if options.tensorflow_session_config_file:
@@ -223,10 +218,10 @@ def _create_server(options: ServerOptions) -> RunningServer:
 
     # Heavy imports (grpc, TensorFlow) only once the command line and config are known good.
     from lifecycle.server.core import ServerCore
-    from lifecycle.server.manager import ManagerOptions
-    from lifecycle.server.rest_api import handler_class
-    from lifecycle.server.rest_server import RestServer
-    from lifecycle.server.transport import start_grpc
+    from lifecycle.server.models.manager import ManagerOptions
+    from lifecycle.server.rest.handler import handler_class
+    from lifecycle.server.rest.connections import RestServer
+    from lifecycle.server.grpc.endpoint import start_grpc
 
     metrics_path = None
     if options.monitoring_config_file:
@@ -240,7 +235,7 @@ def _create_server(options: ServerOptions) -> RunningServer:
     batching = None
     if options.platform_config_file:
         # As TF Serving: the platform config replaces what the session and batching flags build.
-        from lifecycle.server.platform_config import read_platform_config
+        from lifecycle.server.config.platform_config import read_platform_config
 
         platform = read_platform_config(options.platform_config_file)
         batching, session = platform.batching, platform.session_config
@@ -252,10 +247,7 @@ def _create_server(options: ServerOptions) -> RunningServer:
     else:
         session = session_config(options)
         if options.enable_batching:
-            from lifecycle.server.batching import (
-                BatchingOptions,
-                read_batching_parameters,
-            )
+            from lifecycle.server.models.batching import BatchingOptions, read_batching_parameters
 
             batching = (read_batching_parameters(options.batching_parameters_file) if options.batching_parameters_file
                         else BatchingOptions(thread_pool_name="model_server_batch_threads"))

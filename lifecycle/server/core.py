@@ -18,16 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from lifecycle.errors import InvalidArgument, LifecycleError, ServableNotFound
-from lifecycle.server.batching import (
-    PER_MODEL_BATCHING_FILE,
-    BatchingOptions,
-    BatchScheduler,
-    read_batching_parameters,
-)
-from lifecycle.server.loader import DEFAULT_SIGNATURE, Servable
-from lifecycle.server.manager import ManagerOptions, ServableManager
+from lifecycle.server.models.batching import PER_MODEL_BATCHING_FILE, BatchingOptions, BatchScheduler, read_batching_parameters
+from lifecycle.server.models.loader import DEFAULT_SIGNATURE, Servable
+from lifecycle.server.models.manager import ManagerOptions, ServableManager
 from lifecycle.server.monitoring import Metrics
-from lifecycle.server.tensors import length_delimited, tensor_proto_parts, to_ndarray
+from lifecycle.server.models.tensors import length_delimited, tensor_proto_parts, to_ndarray
 
 log = logging.getLogger("mlc-model-server")
 
@@ -130,7 +125,7 @@ class ServerCore:
         name = signature_name or DEFAULT_SIGNATURE
         signature = servable.signature(name)  # FAILED_PRECONDITION before looking at inputs, as TF Serving
         if self.method_name_check:
-            from lifecycle.server.examples import check_predict_method
+            from lifecycle.server.models.examples import check_predict_method
 
             check_predict_method(signature)
         plan = servable.plan(name, inputs, output_filter)
@@ -169,7 +164,7 @@ class ServerCore:
 
     def classify(self, request: object, timeout_ms: int | None = None) -> object:
         """PredictionService.Classify on protos."""
-        from lifecycle.server import examples
+        from lifecycle.server.models import examples
 
         ref = _request_ref(request)
         with self.manager.servable(ref.name, ref.version, ref.label) as servable:
@@ -177,7 +172,7 @@ class ServerCore:
 
     def regress(self, request: object, timeout_ms: int | None = None) -> object:
         """PredictionService.Regress on protos."""
-        from lifecycle.server import examples
+        from lifecycle.server.models import examples
 
         ref = _request_ref(request)
         with self.manager.servable(ref.name, ref.version, ref.label) as servable:
@@ -185,14 +180,14 @@ class ServerCore:
 
     def multi_inference(self, request: object, timeout_ms: int | None = None) -> object:
         """PredictionService.MultiInference on protos: the first task's ModelSpec picks the servable."""
-        from lifecycle.server import examples
+        from lifecycle.server.models import examples
 
         ref = model_ref(examples.first_task_spec(request))
         with self.manager.servable(ref.name, ref.version, ref.label) as servable:
             return examples.multi_inference(servable, request, timeout_ms, self.method_name_check)
 
     def _warmup(self, servable: Servable) -> None:
-        from lifecycle.server import examples
+        from lifecycle.server.models import examples
 
         def run_once(kind: str, request: object) -> object:
             if kind == "predict_log":

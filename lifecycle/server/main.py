@@ -1,6 +1,6 @@
 """``mlc-model-server``: the console entry point (``python -m lifecycle.server.main`` too).
 
-Parses tensorflow_model_server's flags (:mod:`lifecycle.server.flags`), starts the server
+Parses tensorflow_model_server's flags (:mod:`lifecycle.server.config.flags`), starts the server
 (:mod:`lifecycle.server.app`) and serves until SIGTERM or SIGINT.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from lifecycle.errors import FlagError, LifecycleError
 from lifecycle.server.app import create_server
-from lifecycle.server.flags import options_from_flags, parse_flags, usage
+from lifecycle.server.config.flags import options_from_flags, parse_flags, usage
 
 log = logging.getLogger("mlc-model-server")
 

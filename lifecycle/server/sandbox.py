@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lifecycle.server.manager import ManagerOptions
+from lifecycle.server.models.manager import ManagerOptions
 
 log = logging.getLogger("mlc-model-server")
 
@@ -45,7 +45,7 @@ class Sandbox:
 def start_sandbox(manager: ManagerOptions, socket_path: str, warmup_iterations: int) -> Sandbox:
     """Start the empty sandbox core on ``socket_path`` (readable and writable by this user only)."""
     from lifecycle.server.core import ServerCore
-    from lifecycle.server.transport import start_grpc
+    from lifecycle.server.grpc.endpoint import start_grpc
 
     core = ServerCore(dataclasses.replace(manager, max_num_load_retries=0), warmup_iterations=warmup_iterations)
     old_umask = os.umask(0o177)  # the socket file is created 0600

@@ -30,7 +30,7 @@ A temporary failure of the resolver (no answer in time) is asked again twice bef
 Every server reads the same ``configs/models.config``. ``mlc serve`` starts every listed
 server on this machine (or one on the default ports without a servers file) and writes one
 record per process, ``.mlc/servers/<grpc port>.json``, which ``mlc stop`` uses; starting,
-supervising and stopping those processes is :mod:`lifecycle.serving.processes`.
+supervising and stopping those processes is :mod:`lifecycle.operations.processes`.
 
 This module must not import TensorFlow or grpc: ``status`` goes through it.
 """

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from lifecycle.build.deeplab import voc_palette
+from lifecycle.networks.voc import voc_palette
 from lifecycle.cli import app
 from lifecycle.store import registry
 from lifecycle.store.config import Paths

@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from lifecycle import api
-from lifecycle.build.watch import WatchEvent
+from lifecycle.register.watch import WatchEvent
 from lifecycle.cli import app
 from lifecycle.serving import fleet, tfs_config
 from lifecycle.serving.client import ServingClient
@@ -56,9 +56,10 @@ def rewritten(source: Path, target: Path, change: Callable[[object], None]) -> P
     """A checkpoint of ``source``'s network with ``change(net)`` applied, written to ``target``."""
     import tensorflow as tf
 
-    from lifecycle.build import deeplab, export
+    from lifecycle.networks import deeplab
+    from lifecycle.register import export
 
-    net = deeplab.build(deeplab.NetworkSpec())
+    net = deeplab.create(deeplab.NetworkSpec())
     export.restore_strict(net, source)
     change(net)
     tf.train.Checkpoint(model=net).write(str(target))

@@ -9,7 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from lifecycle import api
-from lifecycle.build import networks
+from lifecycle.networks import builders as networks
 from lifecycle.cli import app
 from lifecycle.errors import ConfigError
 from lifecycle.store import registry
@@ -30,8 +30,8 @@ def set_network(paths: Paths, network: dict, serving: str | None = None) -> None
 
 def test_aliases_and_plans_need_no_tensorflow() -> None:
     p = networks.plan({"builder": "deeplab_v3", "backbone": "small"}, None, "x: network")
-    assert p.builder == "lifecycle.build.networks.deeplab:build"
-    assert p.serving == "lifecycle.build.networks.deeplab:serve"
+    assert p.builder == "lifecycle.networks.deeplab:build"
+    assert p.serving == "lifecycle.networks.deeplab:serve"
     assert p.kwargs == {"backbone": "small"} and p.checkpoint_root == "model"
     with pytest.raises(ConfigError, match="is not an import path 'module:function'"):
         networks.plan({"builder": "unet"}, None, "x: network")
@@ -98,4 +98,4 @@ def test_bad_builder_is_one_line_and_changes_nothing(case: str, registered_home:
 
 def test_shipped_definition_keeps_the_alias() -> None:
     data = yaml.safe_load((REPO_ROOT / "configs" / "deeplab.yaml").read_text())
-    assert networks.plan(data["network"], data.get("serving"), "n").builder == "lifecycle.build.networks.deeplab:build"
+    assert networks.plan(data["network"], data.get("serving"), "n").builder == "lifecycle.networks.deeplab:build"

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from lifecycle.build.deeplab import VOC_CLASSES, voc_palette
+from lifecycle.networks.voc import VOC_CLASSES, voc_palette
 from lifecycle.cli import app
 from lifecycle.predictions.pictures import read_photo
 from tests.support.deeplab_runs import ServedDeeplab

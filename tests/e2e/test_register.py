@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from lifecycle import api
-from lifecycle.build import export, metrics, validate
+from lifecycle.register import export, metrics, validate
 from lifecycle.cli import app
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
@@ -145,10 +145,10 @@ def test_concurrent_duplicate_is_resolved_under_the_lock(registered_home: Paths,
     # Simulate the race: the unlocked pre-check saw no version, the locked publish finds one.
     paths = registered_home
     definition_paths = paths
-    from lifecycle.build.checkpoints import resolve
+    from lifecycle.register.checkpoints import resolve
     from lifecycle.store.config import load_definition, validation_settings
 
-    from lifecycle.build import evalsets, tasks
+    from lifecycle.register import evalsets, tasks
 
     definition = load_definition(definition_paths, "deeplab")
     settings = validation_settings(definition)
@@ -251,8 +251,8 @@ def test_definition_yaml_is_what_the_code_expects() -> None:
 
 
 def test_strict_restore_returns_the_stored_step(tiny_run: TinyRun, variant_checkpoints: list[Path]) -> None:
-    from lifecycle.build import deeplab
+    from lifecycle.networks import deeplab
 
-    net = deeplab.build(deeplab.NetworkSpec())
+    net = deeplab.create(deeplab.NetworkSpec())
     assert export.restore_strict(net, tiny_run.prefixes[0]) == tiny_run.steps[0]
     assert export.restore_strict(net, variant_checkpoints[0]) is None  # written without a step variable

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lifecycle import api
-from lifecycle.build import validate
+from lifecycle.register import validate
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from tests.support.polling import wait_until

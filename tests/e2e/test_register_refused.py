@@ -40,10 +40,10 @@ def truncate(path: Path, keep: float) -> None:
 def other_architecture(root: Path, **spec: object) -> Path:
     import tensorflow as tf
 
-    from lifecycle.build import deeplab
+    from lifecycle.networks import deeplab
 
     prefix = root / "other" / "ckpt-1"
-    tf.train.Checkpoint(model=deeplab.build(deeplab.NetworkSpec(**spec))).write(str(prefix))
+    tf.train.Checkpoint(model=deeplab.create(deeplab.NetworkSpec(**spec))).write(str(prefix))
     return prefix
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lifecycle.build import validate
+from lifecycle.register import validate
 from lifecycle.cli import app
 from lifecycle.serving import fleet, tfs_config
 from lifecycle.store import registry

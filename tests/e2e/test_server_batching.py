@@ -82,7 +82,7 @@ def test_platform_config_file_sets_session_batching_and_tags(tmp_path: Path) -> 
     """--platform_config_file: the tensorflow platform's legacy_config replaces the flags, as in TF Serving."""
     from lifecycle.errors import StartupError
     from lifecycle.server import ServerOptions, create_server
-    from lifecycle.server.platform_config import read_platform_config
+    from lifecycle.server.config.platform_config import read_platform_config
     from tests.support.savedmodels import build_batch_reporter
     from tests.support.server_support import Client, model_config, server_config, value
 

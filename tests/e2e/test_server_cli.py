@@ -15,7 +15,7 @@ import grpc
 import pytest
 from google.protobuf import text_format
 
-from lifecycle.server.flags import usage
+from lifecycle.server.config.flags import usage
 from lifecycle.store.files import atomic_write_text
 from tests.support.ports import free_ports
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lifecycle.server import RunningServer, ServerOptions, create_server
-from lifecycle.server.rest_json import tensor_json
+from lifecycle.server.rest.json_codec import tensor_json
 from tests.support.savedmodels import build_segmenter, build_string_model
 from tests.support.server_support import add_version, model_config, server_config
 

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from lifecycle.errors import StartupError
 from lifecycle.server import ServerOptions, create_server
-from lifecycle.server.transport import channel_arguments
+from lifecycle.server.grpc.endpoint import channel_arguments
 from tests.support.server_support import (
     TIMEOUT_S,
     Client,
@@ -119,7 +119,7 @@ def test_session_threads_from_flags(tmp_path: Path) -> None:
     from tensorflow.core.protobuf import config_pb2
 
     from lifecycle.server.app import session_config
-    from lifecycle.server.flags import options_from_flags, parse_flags
+    from lifecycle.server.config.flags import options_from_flags, parse_flags
 
     assert session_config(ServerOptions()) is None
     both = config_pb2.ConfigProto.FromString(session_config(options_from_flags(parse_flags(

@@ -18,7 +18,7 @@ import yaml
 from typer.testing import CliRunner
 
 from lifecycle import api
-from lifecycle.build.watch import WatchEvent, WatchSummary
+from lifecycle.register.watch import WatchEvent, WatchSummary
 from lifecycle.cli import app
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
@@ -110,7 +110,7 @@ def test_the_watcher_follows_tensorflows_own_checkpoint_writer(tmp_path: Path) -
     """tf.train.CheckpointManager's real write pattern (temp folders, renames, max_to_keep deletes)."""
     import tensorflow as tf
 
-    from lifecycle.build import checkpoints
+    from lifecycle.register import checkpoints
     from tests.support.polling import wait_until
     from tests.support.watch_support import FakeRegister, watching
 

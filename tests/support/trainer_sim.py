@@ -15,15 +15,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lifecycle.build import checkpoints
+from lifecycle.register import checkpoints
 from lifecycle.store.files import atomic_write_text
 
-# The footer magic of a TF checkpoint index (see lifecycle.build.checkpoints).
+# The footer magic of a TF checkpoint index (see lifecycle.register.checkpoints).
 _TABLE_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
 
 
 def synthetic_files(step: int, shards: int = 1, size: int = 64 * 1024) -> dict[str, bytes]:
-    """Suffix -> bytes of a fake checkpoint that passes lifecycle.build.checkpoints' file checks."""
+    """Suffix -> bytes of a fake checkpoint that passes lifecycle.register.checkpoints' file checks."""
     seed = hashlib.sha256(f"step-{step}".encode()).digest()
     data = (seed * (size // len(seed) + 1))[:size]
     files = {f".data-{i:05d}-of-{shards:05d}": bytes([i]) + data for i in range(shards)}
@@ -37,7 +37,7 @@ def real_files(prefix: Path) -> dict[str, bytes]:
 
 
 def digest_of(name: str, files: dict[str, bytes]) -> str:
-    """The content digest lifecycle.build.checkpoints gives ``files`` once written as ``name``."""
+    """The content digest lifecycle.register.checkpoints gives ``files`` once written as ``name``."""
     h = hashlib.sha256()
     for suffix in sorted(files, key=lambda s: (s != ".index", s)):
         h.update(suffix.encode() + b"\0" + files[suffix] + b"\0")

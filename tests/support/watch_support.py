@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from lifecycle.build import checkpoints
-from lifecycle.build.watch import Registered, Watcher, WatchEvent, WatchSummary
+from lifecycle.register import checkpoints
+from lifecycle.register.watch import Registered, Watcher, WatchEvent, WatchSummary
 
 SETTLE = 0.4
 POLL = 0.05

@@ -22,11 +22,7 @@ from lifecycle.errors import (
     LifecycleError,
     ServerUnavailable,
 )
-from lifecycle.server.batching import (
-    BatchingOptions,
-    BatchScheduler,
-    read_batching_parameters,
-)
+from lifecycle.server.models.batching import BatchingOptions, BatchScheduler, read_batching_parameters
 from tests.support.concurrency import concurrently
 from tests.support.polling import wait_until
 

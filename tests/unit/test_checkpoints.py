@@ -1,4 +1,4 @@
-"""Finding and fingerprinting checkpoints (lifecycle.build.checkpoints: files only, no TensorFlow).
+"""Finding and fingerprinting checkpoints (lifecycle.register.checkpoints: files only, no TensorFlow).
 
 The run folders are written by the simulated trainer of tests/support/trainer_sim.py, whose files
 pass the same checks as TensorFlow's; real checkpoints are resolved in the e2e register tests.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle.build import checkpoints
+from lifecycle.register import checkpoints
 from lifecycle.errors import CheckpointError
 from tests.support.trainer_sim import SimTrainer
 

@@ -6,38 +6,40 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lifecycle.build import deeplab, export
+from lifecycle.networks import deeplab, voc
+from lifecycle.train import scenes
+from lifecycle.register import export
 from lifecycle.errors import ConfigError
 from tests.support.homes import CONFIGS
 
 
 def test_voc_classes_and_palette() -> None:
-    assert len(deeplab.VOC_CLASSES) == 21
-    assert deeplab.VOC_CLASSES[15] == "person" and deeplab.VOC_CLASSES[20] == "tvmonitor"
-    p = deeplab.voc_palette()
+    assert len(voc.VOC_CLASSES) == 21
+    assert voc.VOC_CLASSES[15] == "person" and voc.VOC_CLASSES[20] == "tvmonitor"
+    p = voc.voc_palette()
     assert p.shape == (256, 3)
     assert p[:4].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0]]
     assert p[15].tolist() == [192, 128, 128]
     assert p[255].tolist() == [224, 224, 192]
-    assert deeplab.class_name(21, 25) == "class_21"
+    assert voc.class_name(21, 25) == "class_21"
 
 
 def test_synthetic_scenes_are_deterministic() -> None:
-    s = deeplab.SyntheticSet(seed=3, count=4, size=32)
+    s = scenes.SyntheticSet(seed=3, count=4, size=32)
     a_img, a_lab = s.arrays()
     b_img, b_lab = s.arrays()
     assert np.array_equal(a_img, b_img) and np.array_equal(a_lab, b_lab)
     # Scene i depends only on (seed, i), not on how many are drawn.
-    one_img, _ = deeplab.SyntheticSet(seed=3, count=1, size=32).arrays(start=2)
+    one_img, _ = scenes.SyntheticSet(seed=3, count=1, size=32).arrays(start=2)
     assert np.array_equal(one_img[0], a_img[2])
     assert a_img.dtype == np.float32 and 0 <= a_img.min() and a_img.max() <= 255
-    assert set(np.unique(a_lab)) <= {0, *deeplab.DEMO_CLASSES}
-    assert not np.array_equal(deeplab.SyntheticSet(seed=4, count=4, size=32).arrays()[0], a_img)
+    assert set(np.unique(a_lab)) <= {0, *voc.DEMO_CLASSES}
+    assert not np.array_equal(scenes.SyntheticSet(seed=4, count=4, size=32).arrays()[0], a_img)
 
 
 def test_shipped_test_image_is_the_generated_one() -> None:
     shipped = np.asarray(Image.open(CONFIGS / "test_image.png").convert("RGB"))
-    assert np.array_equal(shipped, deeplab.demo_test_image())
+    assert np.array_equal(shipped, scenes.demo_test_image())
 
 
 def test_network_spec_from_definition() -> None:
@@ -54,7 +56,7 @@ def test_network_spec_from_definition() -> None:
 def test_output_stride_and_upsampled_map(backbone: str, stride: int) -> None:
     import tensorflow as tf
 
-    net = deeplab.build(deeplab.NetworkSpec(backbone=backbone, output_stride=stride,
+    net = deeplab.create(deeplab.NetworkSpec(backbone=backbone, output_stride=stride,
                                             aspp_depth=deeplab.DEFAULT_ASPP_DEPTH[backbone]))
     images = tf.zeros([2, 64, 96, 3])
     assert net.logits(images).shape == (2, 64 // stride, 96 // stride, 21)
@@ -66,7 +68,7 @@ def test_output_stride_and_upsampled_map(backbone: str, stride: int) -> None:
 def test_resnet50_uses_atrous_rates_after_output_stride() -> None:
     import tensorflow as tf
 
-    net = deeplab.build(deeplab.NetworkSpec(backbone="resnet50", aspp_depth=256))
+    net = deeplab.create(deeplab.NetworkSpec(backbone="resnet50", aspp_depth=256))
     # Block4 (the last three bottlenecks) gives up its stride for rate 2, as in the paper.
     assert [b.conv._rate for b in net.backbone.blocks] == [1] * 13 + [2, 2, 2]
     assert net.logits(tf.zeros([1, 64, 96, 3])).shape == (1, 4, 6, 21)
@@ -77,7 +79,7 @@ def test_inference_convolves_with_native_dilations_and_answers_as_space_to_batch
     """Exports use Conv2D's own dilations; training keeps space-to-batch (CPU has no dilated gradient)."""
     import tensorflow as tf
 
-    net = deeplab.build(deeplab.NetworkSpec(backbone="small", aspp_depth=deeplab.DEFAULT_ASPP_DEPTH["small"]), seed=3)
+    net = deeplab.create(deeplab.NetworkSpec(backbone="small", aspp_depth=deeplab.DEFAULT_ASPP_DEPTH["small"]), seed=3)
     fn = deeplab.ServingModel(net).signatures()[deeplab.SIGNATURE_KEY]
     ops = {op.type for op in fn.graph.get_operations()}
     assert "SpaceToBatchND" not in ops and "Conv2D" in ops
@@ -123,7 +125,7 @@ def _logits_with_space_to_batch(net: deeplab.DeepLabV3, images):
 def test_a_network_built_for_a_restore_has_zero_kernels_until_restored(tmp_path) -> None:
     import tensorflow as tf
 
-    from lifecycle.build import networks
+    from lifecycle.networks import builders as networks
 
     p = networks.plan({"builder": "deeplab_v3", "backbone": "small"}, None, "network")
     trained = networks.build(p)

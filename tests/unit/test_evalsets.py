@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from lifecycle.build import evalsets, metrics
+from lifecycle.register import evalsets, metrics
 from lifecycle.errors import ConfigError, EvalSetError
 from lifecycle.store.config import EvalSetSpec, parse_definition, validation_settings
 from tests.support.homes import CONFIGS, REPO_ROOT

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from lifecycle.build import export
+from lifecycle.register import export
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lifecycle.build.deeplab import voc_palette
+from lifecycle.networks.voc import voc_palette
 from lifecycle.errors import ImageError, ResponseMismatch
 from lifecycle.predictions.pictures import (
     class_shares,

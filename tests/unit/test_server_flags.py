@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from lifecycle.errors import FlagError, InvalidArgument
-from lifecycle.server.config_file import read_model_config_file
-from lifecycle.server.flags import FLAGS, options_from_flags, parse_flags, usage
+from lifecycle.server.config.config_file import read_model_config_file
+from lifecycle.server.config.flags import FLAGS, options_from_flags, parse_flags, usage
 from lifecycle.server.monitoring import DEFAULT_PATH, read_monitoring_config
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lifecycle.errors import InvalidArgument, Unimplemented
-from lifecycle.server.json_tensor import json_to_array
+from lifecycle.server.rest.json_tensor import json_to_array
 
 
 @pytest.mark.parametrize("fast", [False, True])
@@ -61,7 +61,7 @@ def test_unsupported_dtype_is_unimplemented() -> None:
 
 def test_deeper_nesting_than_numpy_holds_is_invalid_argument() -> None:
     # a REST body nested 65 deep once answered 500 (numpy's ValueError); found by the REST fuzz test
-    from lifecycle.server.json_tensor import MAX_RANK
+    from lifecycle.server.rest.json_tensor import MAX_RANK
 
     value: object = 1.0
     for _ in range(MAX_RANK):

@@ -8,8 +8,8 @@ import pytest
 from tensorflow.core.protobuf import config_pb2
 
 from lifecycle.errors import FailedPrecondition, InvalidArgument, LifecycleError
-from lifecycle.server.loader import Servable
-from lifecycle.server.plans import PLAN_PROBE_RUNS, RunTiming, run_options_bytes
+from lifecycle.server.models.loader import Servable
+from lifecycle.server.models.plans import PLAN_PROBE_RUNS, RunTiming, run_options_bytes
 from tests.support.savedmodels import build_half_plus_two_tf1
 
 

@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from tensorflow.core.framework import tensor_pb2
 
 from lifecycle.errors import InvalidArgument
-from lifecycle.server.tensors import DATA_TYPES, fill_tensor_proto, tensor_proto_bytes, to_ndarray
+from lifecycle.server.models.tensors import DATA_TYPES, fill_tensor_proto, tensor_proto_bytes, to_ndarray
 
 DTYPES = [np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
           np.uint32, np.uint64, np.bool_, np.float16]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lifecycle.build import metrics, probe, validate
+from lifecycle.register import metrics, probe, validate
 from lifecycle.errors import ImageError, SignatureMismatch, ValidationFailed
 from lifecycle.store.config import Paths, SignatureContract, TensorSpec, load_definition
 from tests.support.homes import CONFIGS, REPO_ROOT
@@ -157,7 +157,7 @@ def test_metrics_properties(truth: np.ndarray, pred: np.ndarray) -> None:
 
 def test_validate_imports_no_tensorflow(subprocess_env: dict[str, str]) -> None:
     """The rollout calls output_digest on live answers: importing validate must stay cheap."""
-    assert_no_tensorflow("import lifecycle.build.validate, lifecycle.build.checkpoints, lifecycle.build.export",
+    assert_no_tensorflow("import lifecycle.register.validate, lifecycle.register.checkpoints, lifecycle.register.export",
                          subprocess_env)
 
 

@@ -11,8 +11,8 @@ import threading
 import time
 from pathlib import Path
 
-from lifecycle.build import checkpoints
-from lifecycle.build.watch import Registered, Watcher
+from lifecycle.register import checkpoints
+from lifecycle.register.watch import Registered, Watcher
 from lifecycle.errors import CheckpointError, FailedPrecondition, ValidationFailed
 from tests.support.polling import wait_until
 from tests.support.trainer_sim import SimTrainer, digest_of, synthetic_files
@@ -250,7 +250,7 @@ def test_max_events_and_exit_after_stop_the_watch(tmp_path: Path) -> None:
 def test_a_failed_validation_is_remembered_until_the_definition_changes(tmp_path: Path) -> None:
     import os
 
-    from lifecycle.build.watch import failed_before
+    from lifecycle.register.watch import failed_before
     from lifecycle.store.registry import Attempt, ModelRecord
 
     definition = tmp_path / "deeplab.yaml"

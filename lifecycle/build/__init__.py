@@ -1,1 +1,0 @@
-"""Checkpoint -> version: checkpoints, networks, export, validation, metrics, warmup, watch."""

@@ -1,0 +1,168 @@
+"""Retention: ``mlc gc`` deletes old versions, ``mlc pin`` keeps one for good.
+
+A version is never deleted while it is:
+
+- labelled (``stable`` or ``canary`` in the registry);
+- in the rollback chain (a version ``mlc rollback`` could go back to);
+- pinned (``mlc pin MODEL N``);
+- in ``configs/models.config`` or loaded on any server mlc drives (an unreachable server keeps
+  every version of the model: gc cannot know what it holds);
+- one of the newest ``--keep`` versions.
+
+It also removes uploads that never completed (an object store's versions without a manifest)
+once they are older than a grace period, so that a writer still uploading is left alone.
+Everything runs under the registry lease, so no rollout interleaves, and every deletion is
+recorded in the model's history (action ``gc``, result ``deleted``).
+
+This module must not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lifecycle.errors import ServerUnavailable, UsageError
+from lifecycle.serving import fleet, tfs_config
+from lifecycle.operations.sync import loaded_on
+from lifecycle.store import registry
+from lifecycle.store.config import Paths, check_model_name
+from lifecycle.store.registry import HistoryEvent, ModelRecord
+
+DEFAULT_KEEP = 3
+DEFAULT_GRACE_S = 3600.0
+
+
+@dataclass
+class Removal:
+    """One thing gc deletes (or would, with --dry-run)."""
+
+    model: str
+    version: int
+    kind: str  # version | incomplete upload
+    detail: str = ""
+
+
+@dataclass
+class GcResult:
+    """What ``mlc gc`` deleted and what it kept, and why."""
+
+    dry_run: bool
+    removed: list[Removal] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # "model/N: why"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for --json."""
+        return asdict(self)
+
+
+@dataclass
+class PinResult:
+    """A model's pinned versions after ``mlc pin`` or ``mlc unpin``."""
+
+    model: str
+    pinned: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for --json."""
+        return asdict(self)
+
+
+def _held(paths: Paths, model: str) -> tuple[set[int], str]:
+    """Versions of ``model`` some driven server holds; (all, why) when one cannot be asked."""
+    held: set[int] = set()
+    for spec in fleet.load(paths).servers:
+        if not spec.rest:
+            return {-1}, f"server {spec.grpc} has no REST address to ask"
+        try:
+            # gc holds the registry lease: no rollout reloads a server meanwhile, so a server
+            # that does not know the model holds none of it.
+            held |= loaded_on(spec.rest, model, unknown_is_empty=True, tls=spec.tls)
+        except ServerUnavailable as e:
+            return {-1}, e.message
+    return held, ""
+
+
+def protected(paths: Paths, rec: ModelRecord | None, model: str, configured: set[int]) -> dict[int, str]:
+    """Version -> why gc must keep it (the newest-N rule aside); -1 means every version."""
+    from lifecycle.rollout.plan import stable_chain
+
+    keep: dict[int, str] = {}
+    held, why = _held(paths, model)
+    for v in held:
+        keep[v] = why or "loaded on a server"
+    for v in configured:
+        keep.setdefault(v, "in configs/models.config")
+    if rec is not None:
+        for v in rec.pinned:
+            keep.setdefault(v, "pinned")
+        for v in stable_chain(rec):
+            keep.setdefault(v, "in the rollback chain")
+        for label, v in (("stable", rec.stable), ("canary", rec.canary)):
+            if v is not None:
+                keep[v] = f"labelled {label}"
+    return keep
+
+
+def gc(
+    paths: Paths, model: str | None = None, keep: int = DEFAULT_KEEP, dry_run: bool = False,
+    grace: float = DEFAULT_GRACE_S,
+) -> GcResult:
+    """Delete old versions and stale incomplete uploads; record each deletion in the history."""
+    if keep < 1:
+        raise UsageError("--keep must be at least 1 (the newest version is always kept)")
+    store = paths.store
+    result = GcResult(dry_run)
+    with registry.transaction(paths) as reg:
+        if model is not None:
+            check_model_name(model)
+            reg.model(model)  # ModelNotFound names the registered ones
+        names = [model] if model else sorted(set(reg.models) | set(store.iter_models()))
+        configured = tfs_config.read(paths) or {}
+        for name in names:
+            rec = reg.models.get(name)
+            published = store.version_numbers(name)
+            keep_why = protected(paths, rec, name, set(configured[name].versions) if name in configured else set())
+            newest = set(published[-keep:])
+            for v in published:
+                why = keep_why.get(v) or keep_why.get(-1) or ("one of the newest %d" % keep if v in newest else "")
+                if why:
+                    result.kept.append(f"{name}/{v}: {why}")
+                else:
+                    result.removed.append(Removal(name, v, "version"))
+            for left in store.leftovers(name):
+                if left.age_s >= grace:
+                    result.removed.append(Removal(name, left.number, "incomplete upload",
+                                                  f"{left.objects} objects, {left.age_s:.0f} s old"))
+                else:
+                    result.kept.append(f"{name}/{left.number}: an upload {left.age_s:.0f} s old (grace {grace:.0f} s)")
+        if dry_run:
+            return result
+        done = []
+        for r in result.removed:
+            if r.kind == "version":
+                store.delete_version(r.model, r.version)
+            elif not store.remove_leftover(r.model, r.version):
+                result.kept.append(f"{r.model}/{r.version}: its upload completed meanwhile")
+                continue
+            done.append(r)
+            rec = reg.model(r.model, create=True)
+            rec.versions = [v for v in rec.versions if v.version != r.version]
+            rec.history.append(HistoryEvent(
+                action="gc", from_version=r.version, to_version=None, result="deleted",
+                reason=f"mlc gc --keep {keep}", detail=f"{r.kind} {r.version} deleted" + (f" ({r.detail})" if r.detail else ""),
+            ))
+        result.removed = done
+    return result
+
+
+def pin(paths: Paths, model: str, version: int, pinned: bool = True) -> PinResult:
+    """Pin (or unpin) a registered version so gc never deletes it."""
+    with registry.transaction(paths) as reg:
+        rec = reg.model(model)
+        if pinned:
+            rec.version(version)  # VersionNotFound names the registered ones
+            rec.pinned = sorted(set(rec.pinned) | {version})
+        else:
+            rec.pinned = [v for v in rec.pinned if v != version]
+        return PinResult(model, list(rec.pinned))

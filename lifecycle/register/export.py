@@ -1,0 +1,436 @@
+"""Checkpoint -> staged SavedModel -> published integer version.
+
+The register flow (:func:`register_checkpoint`):
+
+1. Build the network from the model definition and restore the checkpoint strictly: every
+   variable of the network must be in the checkpoint with the same shape, and the checkpoint's
+   network variables must all belong to the network (:func:`restore_strict`). Every tensor of the
+   checkpoint is read, so truncated or corrupt data files are refused here.
+2. Export to ``<staging dir>/.staging-<id>/`` (the store's :meth:`~lifecycle.store.base.Store.staging_dir`:
+   ``model_repo/<model>/`` for a local folder; TF Serving ignores names that are not integers),
+   held by the per-staging lock ``.staging-<id>.lock`` for as long as this process lives.
+3. Validate the staged export (:mod:`lifecycle.register.validate`), write its warmup records and its own
+   record (``assets.extra/mlc_report.json``).
+4. Under the registry lease: adopt orphaned versions, return the existing version if the same
+   checkpoint content was published meanwhile, else claim N (failpoint ``register:claimed``),
+   publish the staged folder whole as N (the store fsyncs it, then renames or uploads it;
+   failpoint ``register:published``) and record the version, unless a concurrent register of
+   the same content recorded first (then N is removed and that version returned).
+
+Export and validation (slow) run outside the registry lease; only step 4 holds it. A SIGKILL at
+any moment leaves either a staging folder (removed by the next register, because its lock is no
+longer held), a claimed number that is never handed out again, or a complete, validated version
+N (recorded now, or adopted by the next transaction from its ``mlc_report.json``).
+
+This module imports TensorFlow lazily so that :func:`clean_stale_staging` stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from lifecycle.register.checkpoints import CheckpointRef
+from lifecycle.errors import (
+    ArchitectureMismatch,
+    CheckpointError,
+    ConfigError,
+    ExportError,
+    LifecycleError,
+    ValidationFailed,
+)
+from lifecycle.failpoints import failpoint
+from lifecycle.store import registry
+from lifecycle.store.config import ModelDefinition, Paths, ValidationSettings
+from lifecycle.store.files import atomic_write_text, fsync_dir, fsync_tree
+
+STAGING_PREFIX = ".staging-"
+LOCK_SUFFIX = ".lock"
+# The object name the network has in a checkpoint (``tf.train.Checkpoint(model=net)``).
+DEFAULT_CHECKPOINT_ROOT = "model"
+_VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+# --- staging -------------------------------------------------------------------------------
+
+
+class Staging:
+    """A private staging folder under model_repo/<model>/, held by a per-staging lock.
+
+    The lock (an flock, released by the kernel when the process dies) tells a live register's
+    staging folder from one a killed register left behind.
+    """
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+        name = f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.dir = model_dir / name
+        self.lock_path = model_dir / (name + LOCK_SUFFIX)
+        self._lock = FileLock(str(self.lock_path))
+
+    def __enter__(self) -> Staging:
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire(timeout=0)
+        self.dir.mkdir()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove the staging folder (if not published) and its lock file; release the lock."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if self._lock.is_locked:
+            try:
+                self.lock_path.unlink(missing_ok=True)
+            finally:
+                self._lock.release()
+
+
+def clean_stale_staging(model_dir: Path) -> list[str]:
+    """Remove staging folders (and lock files) whose owning process is gone; return their names.
+
+    A staging folder whose lock another process still holds belongs to a live register and is
+    left alone.
+    """
+    if not model_dir.is_dir():
+        return []
+    bases = {
+        p.name[: -len(LOCK_SUFFIX)] if p.name.endswith(LOCK_SUFFIX) else p.name
+        for p in model_dir.iterdir()
+        if p.name.startswith(STAGING_PREFIX)
+    }
+    removed = []
+    for base in sorted(bases):
+        lock_path = model_dir / (base + LOCK_SUFFIX)
+        lock = FileLock(str(lock_path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue  # a live register owns it
+        try:
+            shutil.rmtree(model_dir / base, ignore_errors=True)
+            lock_path.unlink(missing_ok=True)
+            removed.append(base)
+        finally:
+            lock.release()
+    if removed:
+        fsync_dir(model_dir)
+    return removed
+
+
+# --- strict restore ------------------------------------------------------------------------
+
+
+def variable_keys(net: Any, root: str = DEFAULT_CHECKPOINT_ROOT) -> dict[str, tuple[int, ...]]:
+    """Checkpoint key -> shape of every variable of a network (a tf.Module or a Keras model)."""
+    import tensorflow as tf
+
+    if isinstance(net, tf.Module):  # its checkpoint keys are its attribute paths
+        return {
+            f"{root}/{'/'.join(str(p) for p in path)}{_VALUE_SUFFIX}": tuple(v.shape)
+            for path, v in net._flatten(predicate=lambda x: isinstance(x, tf.Variable), with_path=True)
+        }
+    # A Keras model names its variables by layer tracking: ask TensorFlow by writing a probe.
+    with tempfile.TemporaryDirectory(prefix="mlc-probe-") as folder:
+        prefix = tf.train.Checkpoint(**{root: net}).write(os.path.join(folder, "probe"))
+        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    return {k: tuple(s) for k, s in shapes.items() if k.startswith(root + "/") and k.endswith(_VALUE_SUFFIX)}
+
+
+def _first_line(e: BaseException) -> str:
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    # An op error raised inside a function names the function first: "{{function_node ...}} <message>".
+    return re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line)[:300]
+
+
+# Where trainers keep the global step: ours (tf.train.Checkpoint(step=...)) and TF1's.
+STEP_KEYS = ("step/.ATTRIBUTES/VARIABLE_VALUE", "global_step/.ATTRIBUTES/VARIABLE_VALUE", "global_step")
+
+
+def restore_strict(net: Any, prefix: Path, root: str = DEFAULT_CHECKPOINT_ROOT, what: str = "the network") -> int | None:
+    """Restore every variable of ``net`` from ``prefix``; any mismatch is ArchitectureMismatch.
+
+    Also reads every tensor of the checkpoint, so corrupt or truncated data is a CheckpointError.
+    Returns the global step stored in the checkpoint, if it has one.
+    """
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        shapes = reader.get_variable_to_shape_map()
+    except Exception as e:  # OpError, ValueError, ...: an unreadable index
+        raise CheckpointError(f"checkpoint {prefix} is corrupt or truncated: {_first_line(e)}") from e
+    expected = variable_keys(net, root)
+    found = {k: tuple(s) for k, s in shapes.items() if k.startswith(root + "/") and k.endswith(_VALUE_SUFFIX)}
+
+    def short(k: str) -> str:
+        return k[: -len(_VALUE_SUFFIX)]
+
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append("shape " + ", ".join(f"{short(k)} {list(found[k])} vs {list(expected[k])}" for k in wrong[:2]))
+        if missing:
+            parts.append(f"{len(missing)} missing (" + ", ".join(short(k) for k in missing[:2]) + ")")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (" + ", ".join(short(k) for k in unexpected[:2]) + ")")
+        raise ArchitectureMismatch(
+            f"checkpoint {prefix} does not match {what}: {len(found)} network variables in the checkpoint, "
+            f"{len(expected)} in the network; " + "; ".join(parts)
+        )
+    step = None
+    try:
+        # The network's own tensors are read (and their checksums verified) once, by the restore
+        # below; every other tensor (optimizer slots, step, ...) is read here.
+        for key in sorted(set(shapes) - set(found)):
+            value = reader.get_tensor(key)
+            if key in STEP_KEYS and getattr(value, "size", 0) == 1:
+                step = int(value)
+    except Exception as e:  # OpError (checksum), IndexError (short read), ...: all mean bad data
+        raise CheckpointError(f"checkpoint {prefix} is corrupt or truncated: {_first_line(e)}") from e
+    try:
+        status = tf.train.Checkpoint(**{root: net}).read(str(prefix))
+        status.assert_existing_objects_matched()
+        status.expect_partial()  # the optimizer, step and so on are not the network's business
+    except (tf.errors.DataLossError, tf.errors.OutOfRangeError, IndexError) as e:  # checksum, short read
+        raise CheckpointError(f"checkpoint {prefix} is corrupt or truncated: {_first_line(e)}") from e
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise ArchitectureMismatch(f"checkpoint {prefix} does not match {what}: {_first_line(e)}") from e
+    return step
+
+
+@dataclass
+class LoadedNetwork:
+    """A definition's network restored from a checkpoint, with its serving signatures."""
+
+    net: Any
+    plan: Any  # lifecycle.networks.builders.NetworkPlan
+    step: int | None
+    signatures: dict[str, Any]  # key -> concrete function
+    timings: dict[str, float]  # build_s (the network), restore_s (the checkpoint into it), trace_s (signatures)
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The network as the version's report records it."""
+        spec = getattr(self.net, "spec", None)
+        own = spec.to_dict() if hasattr(spec, "to_dict") else {}
+        return {**own, **self.plan.to_dict()}
+
+
+def load_network(definition: ModelDefinition, ref: CheckpointRef) -> LoadedNetwork:
+    """Build the definition's network, restore ``ref`` into it strictly, and get its signatures."""
+    from lifecycle.networks import builders as networks
+
+    p = networks.plan(definition.network, definition.raw.get("serving"), f"{definition.path}: network",
+                      definition.path.parent.parent)
+    started = time.perf_counter()
+    net = networks.build(p, restoring=True)
+    built = time.perf_counter()
+    step = restore_strict(net, ref.prefix, p.checkpoint_root, networks.describe(p, net, definition.path.name))
+    restored = time.perf_counter()
+    signatures = networks.serving_functions(p, net, definition.signature.key)
+    timings = {"build_s": round(built - started, 3), "restore_s": round(restored - built, 3),
+               "trace_s": round(time.perf_counter() - restored, 3)}
+    return LoadedNetwork(net, p, step, signatures, timings)
+
+
+def export_saved_model(net: Any, signatures: dict[str, Any], target: Path, methods: dict[str, str] | None = None) -> None:
+    """``tf.saved_model.save`` the network with its signatures into the (existing, empty) folder ``target``.
+
+    The signature functions are not attributes of the saved root: ``tf.saved_model.save`` would
+    trace a tf.function attribute a second time.
+    """
+    import tensorflow as tf
+
+    root = tf.Module()
+    root.net = net
+    if not isinstance(net, tf.Module):
+        # Keras 3 variables wrap tf.Variables that TF Serving's loader only restores when the saved
+        # object tracks them itself (keras-team/keras#19274); Keras's own export does the same.
+        root.keras_variables = [v.value for v in net.variables]
+    try:
+        tf.saved_model.save(root, str(target), signatures=signatures)
+        if methods:
+            from lifecycle.register.savedmodels import set_method_names
+
+            set_method_names(target, methods)
+    except (tf.errors.OpError, ValueError, TypeError, OSError) as e:
+        raise ExportError(f"exporting the SavedModel to {target} failed: {_first_line(e)}") from e
+
+
+# --- the register flow ---------------------------------------------------------------------
+
+
+@dataclass
+class Registered:
+    """The outcome of :func:`register_checkpoint`."""
+
+    version: registry.VersionRecord
+    reused: bool
+    path: Path
+
+
+def display_path(paths: Paths, p: Path) -> str:
+    """``p`` relative to the mlc home when inside it, else absolute."""
+    try:
+        return str(p.resolve().relative_to(paths.home))
+    except ValueError:
+        return str(p.resolve())
+
+
+def register_checkpoint(
+    paths: Paths, definition: ModelDefinition, settings: ValidationSettings, ref: CheckpointRef, eval_set: Any,
+) -> Registered:
+    """Export, validate and publish ``ref`` as the next version of the definition's model."""
+    import tensorflow as tf
+
+    from lifecycle.register import probe, tasks
+
+    model = definition.name
+    loaded = load_network(definition, ref)
+    ready = time.perf_counter()  # the network built, restored and traced (loaded.timings)
+    # The prefix's -N names the step; a checkpoint named otherwise may still store it.
+    step = ref.step if ref.step is not None else loaded.step
+    checkpoint = registry.CheckpointRecord(
+        digest=ref.digest, path=display_path(paths, ref.prefix), step=step, tf_version=tf.__version__,
+    )
+    missing = [c.key for c in definition.signatures if c.key not in loaded.signatures]
+    if missing:
+        raise ConfigError(f"{definition.path}: serving: {loaded.plan.serving} gave signatures "
+                          f"{sorted(loaded.signatures)}, not the contract's {missing[0]!r}")
+
+    test = probe.TestRequest(model, tasks.for_definition(definition), settings.test_image)
+    staging_dir = paths.store.staging_dir(model)
+    clean_stale_staging(staging_dir)
+    # The checkpoint model answers the test request (for parity) while the export is written and loaded.
+    with probe.ReferenceRun(loaded.signatures[definition.signature.key], test.decoded) as reference, \
+            Staging(staging_dir) as staging:
+        try:
+            methods = {c.key: c.method for c in definition.signatures if c.method != "tensorflow/serving/predict"}
+            export_saved_model(loaded.net, loaded.signatures, staging.dir, methods)
+        except ExportError as e:
+            _record_failure(paths, model, checkpoint, "export", e.message)
+            raise
+        exported = time.perf_counter()
+        timings = {**loaded.timings, "export_s": round(exported - ready, 3)}
+        return validate_and_publish(paths, definition, settings, staging.dir, checkpoint, test, reference,
+                                    eval_set, {"network": loaded.report}, timings)
+
+
+def validate_and_publish(
+    paths: Paths, definition: ModelDefinition, settings: ValidationSettings, staged: Path,
+    checkpoint: registry.CheckpointRecord, test: Any, reference: Any, eval_set: Any,
+    extra_report: dict[str, Any], timings: dict[str, float],
+) -> Registered:
+    """Validate the SavedModel in ``staged``, write its own record, and publish it as the next version.
+
+    ``test`` is the :class:`~lifecycle.register.probe.TestRequest`, ``reference`` the checkpoint
+    model's :class:`~lifecycle.register.probe.ReferenceRun` (None for a SavedModel folder). A
+    failed check records the attempt and publishes nothing.
+    """
+    import tensorflow as tf
+
+    from lifecycle.register import validate
+
+    model = definition.name
+    task = test.task
+    minimum = settings.min_accuracy if task.primary_metric == "accuracy" else settings.min_miou
+    started = time.perf_counter()
+    try:
+        report = validate.validate_export(staged, model, definition.signatures, test, reference, eval_set, minimum)
+    except ValidationFailed as e:
+        _record_failure(paths, model, checkpoint, e.check, e.message)
+        e.message = f"validation check '{e.check}' failed: {e.message}; nothing was published"
+        e.args = (e.message,)
+        raise
+    report["metrics"]["eval"] = eval_set.description
+    report["task"] = task.name
+    report.update(extra_report)
+    report["tf_version"] = tf.__version__
+    report["timings"] = {**timings, "validate_s": round(time.perf_counter() - started, 3), **report.get("timings", {})}
+    version_fields = registry.VersionRecord(
+        version=0, checkpoint_digest=checkpoint.digest, checkpoint=checkpoint.path, step=checkpoint.step,
+        validated=True, report=report,
+    )
+    own_record = {
+        "checkpoint": dataclasses.asdict(checkpoint),
+        "version": {k: v for k, v in dataclasses.asdict(version_fields).items() if k != "version"},
+    }
+    atomic_write_text(registry.version_record_file(staged), json.dumps(own_record, indent=1, default=str))
+    # Flushed here, outside the registry lease, so the store's own fsync finds little left to do.
+    fsync_tree(staged)
+    return _publish(paths, model, staged, checkpoint, version_fields)
+
+
+def _publish(
+    paths: Paths, model: str, staged: Path, checkpoint: registry.CheckpointRecord, fields: registry.VersionRecord,
+) -> Registered:
+    """Reuse a version of the same content, or claim the next N and publish ``staged`` as N.
+
+    The lease is held twice, briefly: to claim N, then to record it. The publish in between (an
+    upload, on object storage) runs outside it, so concurrent registers overlap their uploads
+    and one killed mid-upload holds up nobody: its claimed N stays taken and unpublished. A
+    version published but not yet recorded carries its own record, and any transaction adopts it.
+
+    Two registers of the same content may both claim (neither had recorded when the other
+    looked); the first to record wins. The other finds the content recorded under another number
+    when it comes to record N: it records nothing, removes its copy N (never recorded, so never
+    in a serving config; adoption skips it too) and returns the winner's version, as a register
+    of known content does. One content, one version, whichever order the two finish in.
+    """
+    store = paths.store
+    with registry.transaction(paths) as reg:
+        rec = reg.model(model, create=True)
+        existing = rec.version_for_digest(checkpoint.digest)
+        if existing is not None:
+            return Registered(existing, True, store.version_path(model, existing.version))
+        number = registry.allocate_version(paths, rec)
+    failpoint("register:claimed")
+    store.publish_version(model, number, staged)
+    failpoint("register:published")
+    target = store.version_path(model, number)
+    version = dataclasses.replace(fields, version=number)
+    with registry.transaction(paths) as reg:
+        rec = reg.model(model, create=True)
+        recorded = number in {v.version for v in rec.versions}  # adopted meanwhile by another transaction
+        winner = rec.version_for_digest(checkpoint.digest)
+        if not recorded and winner is not None:
+            # A concurrent register of the same content recorded first: N is an unrecorded copy.
+            with contextlib.suppress(LifecycleError, OSError):  # if it stays, it is harmless: never recorded or adopted
+                store.delete_version(model, number)
+            return Registered(winner, True, store.version_path(model, winner.version))
+        if rec.checkpoint_for_digest(checkpoint.digest) is None:
+            rec.checkpoints.append(checkpoint)
+        if not recorded:
+            # The registry keeps a summary; the whole report is in the version's own record file.
+            rec.versions.append(dataclasses.replace(version, report=registry.report_summary(version.report)))
+            rec.versions.sort(key=lambda v: v.version)
+    return Registered(version, False, target)
+
+
+def _record_failure(paths: Paths, model: str, checkpoint: registry.CheckpointRecord, check: str, error: str) -> None:
+    """Record a registration that got as far as exporting but published nothing."""
+    with registry.transaction(paths) as reg:
+        rec = reg.model(model, create=True)
+        if rec.checkpoint_for_digest(checkpoint.digest) is None:
+            rec.checkpoints.append(checkpoint)
+        rec.attempts.append(
+            registry.Attempt(checkpoint=checkpoint.path, checkpoint_digest=checkpoint.digest, check=check, error=error)
+        )

@@ -1,0 +1,1 @@
+"""The gRPC transport: the official servicers (thin over the core) and the endpoint (TCP, Unix socket, health)."""

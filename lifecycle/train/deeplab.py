@@ -1,0 +1,131 @@
+"""The demo trainer of DeepLab-v3: Keras' Adam with DeepLab's poly schedule on the synthetic scenes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from lifecycle.errors import CheckpointError, ConfigError
+from lifecycle.networks import deeplab
+from lifecycle.train import scenes
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How ``mlc train`` trains (the definition's ``training`` section)."""
+
+    image_size: int = 64
+    batch_size: int = 8
+    learning_rate: float = 0.005
+    seed: int = 0
+    pool: int = 512  # distinct training scenes, drawn in a fixed shuffled order
+
+    @classmethod
+    def from_definition(cls, section: dict[str, Any], where: str = "training") -> TrainSettings:
+        """Parse and check a definition's ``training`` mapping."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(section) - known
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+        try:
+            s = cls(**{k: type(getattr(cls, k))(v) for k, v in section.items()})
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: {e}") from e
+        if s.image_size < 16 or s.batch_size < 2 or s.pool < s.batch_size or s.learning_rate <= 0:
+            raise ConfigError(f"{where}: need image_size >= 16, batch_size >= 2, pool >= batch_size, learning_rate > 0")
+        return s
+
+
+@dataclass
+class SavedCheckpoint:
+    """One checkpoint written by :func:`train`."""
+
+    step: int
+    prefix: str
+    loss: float
+
+
+@dataclass
+class TrainReport:
+    """What :func:`train` did."""
+
+    run_dir: str
+    network: dict[str, Any]
+    start_step: int
+    steps: int
+    checkpoints: list[SavedCheckpoint] = field(default_factory=list)
+
+
+CHECKPOINT_NAME = "ckpt"
+
+
+def train(
+    run_dir: Path,
+    spec: deeplab.NetworkSpec,
+    settings: TrainSettings,
+    steps: int,
+    save_every: int,
+    on_checkpoint: Callable[[SavedCheckpoint], None] | None = None,
+) -> TrainReport:
+    """Train on the synthetic set until global step ``steps``, saving every ``save_every`` steps.
+
+    Checkpoints are ordinary TF checkpoints (``tf.train.CheckpointManager``): ``RUN_DIR/checkpoint``
+    and ``RUN_DIR/ckpt-<step>.{index,data-*}``, holding ``model`` (the network), ``optimizer``
+    and ``step``. A run folder that already has checkpoints is resumed from its latest one.
+    """
+    net = deeplab.create(spec, seed=settings.seed)
+    variables = list(net.trainable_variables)
+    # DeepLab's "poly" schedule towards --steps, so later checkpoints settle and score better.
+    schedule = tf.keras.optimizers.schedules.PolynomialDecay(settings.learning_rate, steps, 0.0, power=0.9)
+    optimizer = tf.keras.optimizers.Adam(schedule)
+    optimizer.build(variables)  # its slots exist before a resume restores them
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    ckpt = tf.train.Checkpoint(model=net, optimizer=optimizer, step=step)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manager = tf.train.CheckpointManager(ckpt, str(run_dir), max_to_keep=None, checkpoint_name=CHECKPOINT_NAME)
+    if manager.latest_checkpoint:
+        try:
+            ckpt.restore(manager.latest_checkpoint).assert_consumed()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise CheckpointError(
+                f"cannot resume {manager.latest_checkpoint}: it does not match the {spec.backbone} network "
+                f"({str(e).splitlines()[0][:200]}); use a new run folder"
+            ) from e
+    start = int(step.numpy())
+
+    data = scenes.SyntheticSet(seed=settings.seed + 1, count=settings.pool, size=settings.image_size)
+    images, labels = data.arrays()
+
+    @tf.function(reduce_retracing=True, autograph=False)
+    def train_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            logits = tf.image.resize(net.logits(x, training=True), tf.shape(x)[1:3], method="bilinear")
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    report = TrainReport(str(run_dir), spec.to_dict(), start, steps)
+    per_epoch = settings.pool // settings.batch_size
+    loss_sum, loss_n = 0.0, 0
+    for s in range(start, steps):
+        epoch, i = divmod(s, per_epoch)
+        # Each epoch visits the pool in a fresh order that depends only on (seed, epoch).
+        perm = np.random.default_rng([settings.seed, epoch]).permutation(settings.pool)
+        idx = perm[i * settings.batch_size:(i + 1) * settings.batch_size]
+        loss = float(train_step(tf.constant(images[idx]), tf.constant(labels[idx])))
+        loss_sum, loss_n = loss_sum + loss, loss_n + 1
+        step.assign(s + 1)
+        if (s + 1) % save_every == 0 or s + 1 == steps:
+            prefix = manager.save(checkpoint_number=s + 1)
+            saved = SavedCheckpoint(step=s + 1, prefix=prefix, loss=loss_sum / loss_n)
+            loss_sum, loss_n = 0.0, 0
+            report.checkpoints.append(saved)
+            if on_checkpoint is not None:
+                on_checkpoint(saved)
+    return report
+
+
