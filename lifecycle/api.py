@@ -32,6 +32,7 @@ from lifecycle.store.config import (
     load_definition,
 )
 from lifecycle.store.registry import HistoryEvent
+from lifecycle.train.runs import TrainedCheckpoint, TrainResult
 
 if TYPE_CHECKING:
     from lifecycle.rollout.reconcile import ReconcileResult
