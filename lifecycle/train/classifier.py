@@ -1,4 +1,4 @@
-"""The demo trainer of the shapes classifier: Keras' Adam on single shapes of the synthetic scenes."""
+"""The demo trainer of the shapes classifier: Adam on single shapes of the synthetic scenes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import tensorflow as tf
 from lifecycle.errors import CheckpointError, ConfigError
 from lifecycle.networks import classifier
 from lifecycle.train import scenes
-from lifecycle.train.deeplab import CHECKPOINT_NAME
+from lifecycle.train.deeplab import CHECKPOINT_NAME, Adam
 
 
 def train(run_dir: Path, steps: int, save_every: int, network: dict[str, Any], training: dict[str, Any],
@@ -29,8 +29,7 @@ def train(run_dir: Path, steps: int, save_every: int, network: dict[str, Any], t
     seed, pool = int(training.get("seed", 0)), int(training.get("pool", 384))
     net = classifier.build(**{k: v for k, v in network.items() if k not in ("builder", "checkpoint_root")})
     variables = list(net.trainable_variables)
-    optimizer = tf.keras.optimizers.Adam(lr)
-    optimizer.build(variables)  # its slots exist before a resume restores them
+    optimizer = Adam(variables, lr)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     ckpt = tf.train.Checkpoint(model=net, optimizer=optimizer, step=step)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -48,7 +47,7 @@ def train(run_dir: Path, steps: int, save_every: int, network: dict[str, Any], t
     def train_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=net.logits(x)))
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
     saved, losses = [], []

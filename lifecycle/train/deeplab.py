@@ -1,4 +1,4 @@
-"""The demo trainer of DeepLab-v3: Keras' Adam with DeepLab's poly schedule on the synthetic scenes."""
+"""The demo trainer of DeepLab-v3: Adam with DeepLab's poly schedule on the synthetic scenes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,33 @@ import tensorflow as tf
 from lifecycle.errors import CheckpointError, ConfigError
 from lifecycle.networks import deeplab
 from lifecycle.train import scenes
+
+class Adam(tf.Module):
+    """Adam (Kingma and Ba 2015) with its slots as tracked variables, so checkpoints resume.
+
+    Not Keras' Adam: a Keras 3 optimizer tracks the network's variables under itself
+    (``optimizer/_trainable_variables/N``), a shorter path than ``model/...``, so its checkpoints
+    would name the network's weights by the optimizer's path instead of the network's.
+    """
+
+    def __init__(self, variables: list[tf.Variable], learning_rate: float) -> None:
+        super().__init__()
+        self.learning_rate = learning_rate
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+        self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+        self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+
+    def apply(self, grads: list[tf.Tensor], variables: list[tf.Variable], scale: tf.Tensor | float = 1.0) -> None:
+        """One update step; ``scale`` multiplies the learning rate (the schedule)."""
+        b1, b2, eps = 0.9, 0.999, 1e-7
+        self.iterations.assign_add(1)
+        t = tf.cast(self.iterations, tf.float32)
+        lr = scale * self.learning_rate * tf.sqrt(1 - b2**t) / (1 - b1**t)
+        for g, var, m, v in zip(grads, variables, self.m, self.v):
+            m.assign(b1 * m + (1 - b1) * g)
+            v.assign(b2 * v + (1 - b2) * g * g)
+            var.assign_sub(lr * m / (tf.sqrt(v) + eps))
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -79,10 +106,7 @@ def train(
     """
     net = deeplab.create(spec, seed=settings.seed)
     variables = list(net.trainable_variables)
-    # DeepLab's "poly" schedule towards --steps, so later checkpoints settle and score better.
-    schedule = tf.keras.optimizers.schedules.PolynomialDecay(settings.learning_rate, steps, 0.0, power=0.9)
-    optimizer = tf.keras.optimizers.Adam(schedule)
-    optimizer.build(variables)  # its slots exist before a resume restores them
+    optimizer = Adam(variables, settings.learning_rate)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     ckpt = tf.train.Checkpoint(model=net, optimizer=optimizer, step=step)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -101,11 +125,11 @@ def train(
     images, labels = data.arrays()
 
     @tf.function(reduce_retracing=True, autograph=False)
-    def train_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    def train_step(x: tf.Tensor, y: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             logits = tf.image.resize(net.logits(x, training=True), tf.shape(x)[1:3], method="bilinear")
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        optimizer.apply(tape.gradient(loss, variables), variables, scale)
         return loss
 
     report = TrainReport(str(run_dir), spec.to_dict(), start, steps)
@@ -116,7 +140,9 @@ def train(
         # Each epoch visits the pool in a fresh order that depends only on (seed, epoch).
         perm = np.random.default_rng([settings.seed, epoch]).permutation(settings.pool)
         idx = perm[i * settings.batch_size:(i + 1) * settings.batch_size]
-        loss = float(train_step(tf.constant(images[idx]), tf.constant(labels[idx])))
+        # DeepLab's "poly" schedule towards --steps, so later checkpoints settle and score better.
+        scale = tf.constant((1.0 - s / steps) ** 0.9, tf.float32)
+        loss = float(train_step(tf.constant(images[idx]), tf.constant(labels[idx]), scale))
         loss_sum, loss_n = loss_sum + loss, loss_n + 1
         step.assign(s + 1)
         if (s + 1) % save_every == 0 or s + 1 == steps:
