@@ -22,31 +22,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lifecycle.errors import UsageError
-from lifecycle.serving.fleet import ServerRecord
 from lifecycle.operations.status import ModelStatus, ServedConfig, StatusReport, VersionStatus
+from lifecycle.serving.fleet import ServerRecord
 from lifecycle.store import registry
 from lifecycle.store.config import (
     Paths,
     check_model_name,
-    default_model,
     load_definition,
 )
 from lifecycle.store.registry import HistoryEvent
 from lifecycle.train.runs import TrainedCheckpoint, TrainResult
 
 if TYPE_CHECKING:
-    from lifecycle.rollout.reconcile import ReconcileResult
-    from lifecycle.register.watch import WatchEvent, WatchSummary
-    from lifecycle.predictions.diff import DiffResult
-    from lifecycle.predictions.predict import PredictResult
-    from lifecycle.rollout import RolloutResult
-    from lifecycle.serving.fleet import ReloadMode
     from lifecycle.operations.processes import Engine
     from lifecycle.operations.retention import GcResult, PinResult
     from lifecycle.operations.sync import SyncResult
+    from lifecycle.predictions.diff import DiffResult
+    from lifecycle.predictions.predict import PredictResult
+    from lifecycle.register.pipeline import RegisterResult
+    from lifecycle.register.watch import WatchEvent, WatchSummary
+    from lifecycle.rollout import RolloutResult
+    from lifecycle.rollout.reconcile import ReconcileResult
+    from lifecycle.serving.fleet import ReloadMode
 
 __all__ = [
-    "HistoryEvent", "HistoryReport", "ModelStatus", "RegisterResult", "ServeResult", "ServedConfig", "StatusReport",
+    "HistoryEvent", "HistoryReport", "ModelStatus", "ServeResult", "ServedConfig", "StatusReport",
     "StopResult",
     "TrainResult", "TrainedCheckpoint", "VersionStatus",
     "diff", "gc", "history", "k8s_render", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status",
@@ -259,101 +259,16 @@ def train(
 # --- register ------------------------------------------------------------------------------
 
 
-@dataclass
-class RegisterResult:
-    """The result of ``mlc register``."""
-
-    model: str
-    version: int
-    reused: bool
-    checkpoint: str
-    step: int | None
-    checkpoint_digest: str
-    validated: bool
-    path: str
-    golden_digest: str | None
-    miou: float | None
-    report: dict[str, Any]
-    accuracy: float | None = None  # a classifier's eval accuracy
-    source_kind: str = "checkpoint"  # or savedmodel-tf2, savedmodel-keras, savedmodel-tf1
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for ``--json``."""
-        return asdict(self)
-
-    @classmethod
-    def of(cls, paths: Paths, model: str, v: registry.VersionRecord, reused: bool) -> RegisterResult:
-        """The result for version record ``v`` of ``model``."""
-        return cls(
-            model=model,
-            version=v.version,
-            reused=reused,
-            checkpoint=v.checkpoint,
-            step=v.step,
-            checkpoint_digest=v.checkpoint_digest,
-            validated=v.validated,
-            path=str(paths.version_dir(model, v.version)),
-            golden_digest=(v.report.get("golden") or {}).get("digest"),
-            miou=(v.report.get("metrics") or {}).get("miou"),
-            report=registry.full_report(paths, model, v),
-            accuracy=(v.report.get("metrics") or {}).get("accuracy"),
-            source_kind=(v.report.get("source") or {}).get("kind", "checkpoint"),
-        )
-
-
 def register(path: str | Path, model: str | None = None, paths: Paths | None = None) -> RegisterResult:
     """Validate a checkpoint's export, or a SavedModel folder, and publish it as the model's next version.
 
-    ``path`` is a run folder (its latest checkpoint), a checkpoint prefix, or a SavedModel folder
-    (``saved_model.pb`` or ``.pbtxt`` and ``variables/``; a copy is published, the folder is only
-    read). The same content registered again returns its existing version. Refused input (a
-    missing or corrupt checkpoint, a SavedModel whose signatures break the contract, a bad name,
-    a malformed file or evaluation set) changes nothing on disk; a version that fails validation
-    publishes nothing and is recorded as a failed attempt.
+    ``path`` is a run folder (its latest checkpoint), a checkpoint prefix, or a SavedModel folder.
+    Without ``model``, the model is the one ``mlc train`` recorded in the run folder, else the one
+    definition whose network matches the checkpoint (or whose contract the SavedModel satisfies).
     """
-    from lifecycle.register import checkpoints, evalsets, probe, savedmodels, tasks, validate
-    from lifecycle.networks import builders as networks
-    from lifecycle.errors import ConfigError, SignatureMismatch
-    from lifecycle.store.config import validation_settings
+    from lifecycle.register import pipeline
 
-    paths = paths or Paths.from_env()
-    name = check_model_name(model) if model else default_model(paths)
-    definition = load_definition(paths, name)
-    settings = validation_settings(definition)
-    for contract in definition.signatures:
-        try:
-            validate.check_contract_kind(validate.contract_to_dict(contract))
-        except SignatureMismatch as e:
-            raise ConfigError(f"model definition {definition.path}: {e.message}") from e
-    task = tasks.for_definition(definition)
-    current = registry.load(paths)  # a malformed registry is refused before any work
-    is_saved_model = savedmodels.is_saved_model(Path(path))
-    if is_saved_model:
-        ref: Any = savedmodels.resolve(path)
-        # A SavedModel whose signatures break the contract is refused before anything is written.
-        validate.check_contracts(definition.signatures, validate.read_signatures(ref.path))
-    else:
-        networks.plan(definition.network, definition.raw.get("serving"), f"{definition.path}: network")
-        ref = checkpoints.resolve(path)
-    probe.load_image(settings.test_image)
-    synthetic = settings.eval.source == "synthetic"
-    eval_set = None if synthetic else evalsets.load(settings.eval, settings.eval_root, task.class_names)
-    known = current.models.get(name)
-    existing = known.version_for_digest(ref.digest) if known else None
-    if existing is not None:
-        return RegisterResult.of(paths, name, existing, True)
-    # A pending rollout journal is left alone: recovering it drives servers (reloads, waits), which
-    # a register must not do. promote, rollback and serve recover it; status reports it.
-
-    from lifecycle.register import export  # TensorFlow from here on
-
-    if eval_set is None:
-        eval_set = evalsets.load(settings.eval, settings.eval_root, task.class_names)
-    if is_saved_model:
-        outcome = savedmodels.register(paths, definition, settings, ref, eval_set)
-    else:
-        outcome = export.register_checkpoint(paths, definition, settings, ref, eval_set)
-    return RegisterResult.of(paths, name, outcome.version, outcome.reused)
+    return pipeline.register(paths or Paths.from_env(), Path(path), model)
 
 
 # --- watch ---------------------------------------------------------------------------------
@@ -381,9 +296,9 @@ def watch(
     is set, after ``max_events`` settled checkpoints, after ``exit_after`` seconds, or with
     ``once`` as soon as nothing is left to wait for.
     """
-    from lifecycle.register import checkpoints
-    from lifecycle.register.watch import Registered, Watcher, failed_before
     from lifecycle.errors import PreviouslyFailed
+    from lifecycle.register import checkpoints, identify
+    from lifecycle.register.watch import Registered, Watcher, failed_before
 
     paths = paths or Paths.from_env()
     if not run_dirs:
@@ -401,7 +316,9 @@ def watch(
         raise UsageError("--max-events must be at least 1")
     if exit_after is not None and exit_after <= 0:
         raise UsageError("--exit-after must be a positive number of seconds")
-    name = check_model_name(model) if model else default_model(paths)
+    # Without --model: the model mlc train recorded in the (first) run folder, or the one whose
+    # network matches its checkpoint, as mlc register decides.
+    name = check_model_name(model) if model else identify.model_for(paths, Path(run_dirs[0]), False)
     load_definition(paths, name)  # a missing or malformed definition is refused before watching
     registry.load(paths)  # so is a malformed registry
 

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle.register.metrics import IGNORE
 from lifecycle.errors import EvalSetError
+from lifecycle.register.metrics import IGNORE
 from lifecycle.store.config import EvalSetSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")

@@ -23,17 +23,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lifecycle.errors import CheckpointError
 from lifecycle.store.files import atomic_write_bytes
-
-if TYPE_CHECKING:
-    from lifecycle.register.export import Registered
-    from lifecycle.store.config import ModelDefinition, Paths, ValidationSettings
 
 PROTO_FILES = ("saved_model.pb", "saved_model.pbtxt")
 # Attributes Keras 3's ExportArchive gives the root object of model.export().
@@ -147,36 +142,3 @@ def set_method_names(target: Path, methods: dict[str, str]) -> None:
 
 
 # --- the register flow of a SavedModel folder ---------------------------------------------
-
-
-def register(
-    paths: Paths, definition: ModelDefinition, settings: ValidationSettings, ref: SavedModelRef, eval_set: Any,
-) -> Registered:
-    """Copy the SavedModel folder ``ref``, validate the copy and publish it as the next version.
-
-    The user's folder is only read."""
-    import tensorflow as tf
-
-    from lifecycle.register import probe, tasks
-    from lifecycle.register.export import Staging, _record_failure, clean_stale_staging, display_path, validate_and_publish
-    from lifecycle.errors import ExportError
-    from lifecycle.store import registry
-
-    source = registry.CheckpointRecord(
-        digest=ref.digest, path=display_path(paths, ref.path), step=None, tf_version=tf.__version__, kind=ref.kind,
-    )
-    test = probe.TestRequest(definition.name, tasks.for_definition(definition), settings.test_image)
-    staging_dir = paths.store.staging_dir(definition.name)
-    clean_stale_staging(staging_dir)
-    with Staging(staging_dir) as staging:
-        started = time.perf_counter()
-        try:
-            copy_into(ref, staging.dir)
-        except OSError as e:
-            error = f"copying the SavedModel {ref.path} to {staging.dir} failed: {str(e).splitlines()[0][:300]}"
-            _record_failure(paths, definition.name, source, "export", error)
-            raise ExportError(error) from e
-        timings = {"copy_s": round(time.perf_counter() - started, 3)}
-        extra = {"source": {"kind": ref.kind, "path": source.path, "digest": ref.digest, "files": ref.files}}
-        return validate_and_publish(paths, definition, settings, staging.dir, source, test, None, eval_set, extra,
-                                    timings)

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle.register import evalsets, metrics
 from lifecycle.errors import ConfigError, LifecycleError, ValidationFailed
+from lifecycle.register import evalsets, metrics
 from lifecycle.store.config import CLASSIFICATION, ModelDefinition, SignatureContract
 
 PREDICT = "tensorflow/serving/predict"

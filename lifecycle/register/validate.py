@@ -18,8 +18,9 @@ The checks, in order (each failure raises :class:`ValidationFailed` naming its `
 The golden record of a version is the digest of the outputs its warmup request produces.
 Register computes it; promote recomputes it on live servers and compares.
 
-This module is imported by fast paths (``output_digest``); it imports TensorFlow and the
-TF Serving protos only inside the functions that need them.
+The golden digest and the warmup reader live in :mod:`lifecycle.serving.warmup` (promote reads
+them without TensorFlow); this module imports TensorFlow and the TF Serving protos only inside
+the functions that need them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from lifecycle.errors import (
     SignatureMismatch,
     ValidationFailed,
 )
+from lifecycle.serving.warmup import WARMUP_DIR, WARMUP_FILE, output_digest, read_warmup_requests, warmup_file
 from lifecycle.store.config import SignatureContract
 
 if TYPE_CHECKING:
@@ -44,8 +46,6 @@ if TYPE_CHECKING:
 
     from lifecycle.register.probe import ReferenceRun, TestRequest
 
-WARMUP_DIR = "assets.extra"
-WARMUP_FILE = "tf_serving_warmup_requests"
 # TF Serving ignores other files in assets.extra/; mlc keeps each version's report there so that
 # a version published just before a crash can be adopted by the next mlc transaction.
 REPORT_FILE = "mlc_report.json"
@@ -54,15 +54,6 @@ PREDICT = "tensorflow/serving/predict"
 CLASSIFY = "tensorflow/serving/classify"
 REGRESS = "tensorflow/serving/regress"
 METHODS = (PREDICT, CLASSIFY, REGRESS)
-
-
-def output_digest(array: np.ndarray) -> str:
-    """Canonical digest of an output tensor: dtype, shape and C-order bytes."""
-    arr = np.ascontiguousarray(array)
-    h = hashlib.sha256()
-    h.update(f"{arr.dtype.str}:{','.join(map(str, arr.shape))}:".encode())
-    h.update(arr.tobytes())
-    return "sha256:" + h.hexdigest()
 
 
 # --- (a) signature contracts (plain data, no TensorFlow) ----------------------------------
@@ -139,8 +130,8 @@ def read_signatures(saved_model_dir: Path) -> dict[str, dict[str, Any]]:
     """Every signature of the ``serve`` meta graph of a SavedModel on disk, as plain data."""
     import tensorflow as tf
 
-    from lifecycle.register.savedmodels import read_proto
     from lifecycle.errors import CheckpointError
+    from lifecycle.register.savedmodels import read_proto
 
     pb = Path(saved_model_dir) / "saved_model.pb"
     try:
@@ -206,11 +197,6 @@ def check_parity(exported: np.ndarray, reference: np.ndarray) -> None:
 # --- (e) warmup ----------------------------------------------------------------------------
 
 
-def warmup_file(version_dir: Path) -> Path:
-    """Where TF Serving looks for a version's warmup records."""
-    return Path(version_dir) / WARMUP_DIR / WARMUP_FILE
-
-
 def write_warmup(version_dir: Path, requests: list[PredictRequest]) -> Path:
     """Write ``assets.extra/tf_serving_warmup_requests``: a TFRecord of PredictionLog."""
     import tensorflow as tf
@@ -223,32 +209,6 @@ def write_warmup(version_dir: Path, requests: list[PredictRequest]) -> Path:
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))
             writer.write(log.SerializeToString())
     return path
-
-
-def read_warmup_requests(version_dir: Path) -> list[Any]:
-    """The PredictRequests in a version's warmup file (to replay against a live server).
-
-    Read without TensorFlow (``mlc promote`` replays them): the TFRecord framing and its
-    checksums by :mod:`lifecycle.serving.wire.tfrecord`, the PredictionLogs as mlc's
-    wire-compatible messages (:mod:`lifecycle.serving.wire`), whose bytes are TF Serving's.
-    """
-    from google.protobuf.message import DecodeError
-
-    from lifecycle.serving.wire import messages
-    from lifecycle.serving.wire.tfrecord import CorruptRecord, read_records
-
-    path = warmup_file(version_dir)
-    if not path.is_file():
-        raise ValidationFailed(f"{path} is missing", check="warmup")
-    requests = []
-    try:
-        for record in read_records(path):
-            log = messages.PredictionLog.FromString(record)
-            if log.WhichOneof("log_type") == "predict_log":
-                requests.append(log.predict_log.request)
-    except (OSError, CorruptRecord, DecodeError) as e:  # a torn record, or not a PredictionLog
-        raise ValidationFailed(f"{path} is unreadable: {str(e).splitlines()[0]}", check="warmup") from e
-    return requests
 
 
 # --- the whole validation of a staged export -----------------------------------------------

@@ -36,13 +36,13 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from lifecycle.register import checkpoints
 from lifecycle.errors import (
     CheckpointError,
     FailedPrecondition,
     LifecycleError,
     PreviouslyFailed,
 )
+from lifecycle.register import checkpoints
 from lifecycle.store.registry import Attempt, ModelRecord
 
 DEFAULT_SETTLE_S = 2.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lifecycle.register.validate import read_warmup_requests
+from lifecycle.serving.warmup import read_warmup_requests
 from lifecycle.errors import ConfigError, ModelNotFound, StepFailed
 from lifecycle.serving.client import ServingClient
 from lifecycle.store.config import Paths, load_definition
@@ -57,7 +57,7 @@ class LiveCheck:
         When that version is this check's version, its output must have the golden digest
         (another version answering, e.g. a label not moved yet, is for the caller to judge).
         """
-        from lifecycle.register.validate import output_digest
+        from lifecycle.serving.warmup import output_digest
         from lifecycle.server.models.tensors import to_ndarray  # numpy only: no TensorFlow here
 
         if not self.requests:

@@ -11,7 +11,8 @@ import yaml
 from typer.testing import CliRunner
 
 from lifecycle import api
-from lifecycle.register import export, metrics, validate
+from lifecycle.register import export, metrics, publish
+from lifecycle.serving import warmup
 from lifecycle.cli import app
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
@@ -41,7 +42,7 @@ def test_registered_versions_are_complete(registered_home: Paths, tiny_run: Tiny
     for v in rec.versions:
         d = registered_home.version_dir("deeplab", v.version)
         assert (d / "saved_model.pb").is_file() and any((d / "variables").glob("variables.data-*"))
-        assert validate.warmup_file(d).is_file() and registry.version_record_file(d).is_file()
+        assert warmup.warmup_file(d).is_file() and registry.version_record_file(d).is_file()
         assert v.validated
         # registry.yaml keeps what status, the gate and the live check read; the rest lives beside
         # the version.
@@ -78,13 +79,13 @@ def test_warmup_request_replays_to_the_golden_digest(registered_home: Paths) -> 
 
     v = registry.load(registered_home).model("deeplab").version(2)
     d = registered_home.version_dir("deeplab", 2)
-    (request,) = validate.read_warmup_requests(d)
+    (request,) = warmup.read_warmup_requests(d)
     assert request.model_spec.signature_name == "predict_images"
     assert set(request.inputs) == {"images", "height", "width"}
     fn = tf.saved_model.load(str(d)).signatures["predict_images"]
     inputs = {k: tf.constant(tf.make_ndarray(p)) for k, p in request.inputs.items()}
     mask = fn(**inputs)["segmentation_map"].numpy()
-    assert validate.output_digest(mask) == v.report["golden"]["digest"]
+    assert warmup.output_digest(mask) == v.report["golden"]["digest"]
     assert metrics.class_histogram(mask, ["background"] + [f"c{i}" for i in range(1, 21)]).get("background") == \
         registry.full_report(registered_home, "deeplab", v)["golden"]["histogram"].get("background")
 
@@ -211,7 +212,7 @@ def test_stale_staging_is_removed_but_a_live_one_is_kept(registered_home: Paths,
         assert names == [".staging-3-live", ".staging-3-live.lock", "1", "2", "3", "4"]
     finally:
         holder.release()
-    assert export.clean_stale_staging(model_dir) == [".staging-3-live"]
+    assert publish.clean_stale_staging(model_dir) == [".staging-3-live"]
     assert sorted(p.name for p in model_dir.iterdir()) == ["1", "2", "3", "4"]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lifecycle import api
-from lifecycle.register import validate
+from lifecycle.serving import warmup
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from tests.support.polling import wait_until
@@ -57,7 +57,7 @@ def assert_consistent(paths: Paths) -> registry.ModelRecord | None:
     for n in registry.versions_on_disk(paths, "deeplab"):
         d = paths.version_dir("deeplab", n)
         assert (d / "saved_model.pb").is_file() and (d / "variables" / "variables.index").is_file(), d
-        assert validate.warmup_file(d).is_file(), d
+        assert warmup.warmup_file(d).is_file(), d
         assert '"validated": true' in registry.version_record_file(d).read_text(), d
     return reg.models.get("deeplab")
 

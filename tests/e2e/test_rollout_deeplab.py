@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lifecycle.register import validate
+from lifecycle.serving import warmup
 from lifecycle.cli import app
 from lifecycle.serving import fleet, tfs_config
 from lifecycle.store import registry
@@ -27,7 +27,7 @@ def test_deeplab_lifecycle_under_label_addressed_load(registered_home: Paths, mo
     rec = registry.load(paths).model(MODEL)
     digests = {v.version: v.report["golden"]["digest"] for v in rec.versions}
     miou = {v.version: v.report["metrics"]["miou"] for v in rec.versions}
-    request = validate.read_warmup_requests(paths.version_dir(MODEL, 1))[0]
+    request = warmup.read_warmup_requests(paths.version_dir(MODEL, 1))[0]
 
     # The first promote, before any server runs: sandbox check, then config and registry only.
     result = runner.invoke(app, ["promote", MODEL, "1", "--reason", "first"])

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from lifecycle import api
-from lifecycle.register.validate import output_digest
+from lifecycle.serving.warmup import output_digest
 from lifecycle.store.config import Paths
 from lifecycle.ui import create_server
 from lifecycle.ui.pictures import cache_dir

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle.register.validate import output_digest
+from lifecycle.serving.warmup import output_digest
 from lifecycle.serving import tfs_config
 from lifecycle.store import registry
 from lifecycle.store.config import Paths

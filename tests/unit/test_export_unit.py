@@ -7,7 +7,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from lifecycle.register import export
+from lifecycle.register import publish
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 
@@ -58,9 +58,9 @@ def test_clean_stale_staging_spares_live_ones(tmp_path: Path) -> None:
     (model_dir / ".staging-1-dead.lock").touch()
     (model_dir / ".staging-2-nodir.lock").touch()
     (model_dir / "1").mkdir()
-    with export.Staging(model_dir) as live:
+    with publish.Staging(model_dir) as live:
         assert live.dir.is_dir() and live.lock_path.is_file()
-        removed = export.clean_stale_staging(model_dir)
+        removed = publish.clean_stale_staging(model_dir)
         assert removed == [".staging-1-dead", ".staging-2-nodir"]
         assert sorted(p.name for p in model_dir.iterdir()) == sorted(["1", live.dir.name, live.lock_path.name])
     # Leaving the context removes the folder and the lock file.
@@ -73,8 +73,8 @@ def test_a_staging_lock_held_elsewhere_is_respected(tmp_path: Path) -> None:
     holder = FileLock(str(model_dir / ".staging-9-other.lock"))
     holder.acquire(timeout=0)
     try:
-        assert export.clean_stale_staging(model_dir) == []
+        assert publish.clean_stale_staging(model_dir) == []
     finally:
         holder.release()
-    assert export.clean_stale_staging(model_dir) == [".staging-9-other"]
+    assert publish.clean_stale_staging(model_dir) == [".staging-9-other"]
     assert list(model_dir.iterdir()) == []

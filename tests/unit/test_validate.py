@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lifecycle.register import metrics, probe, validate
+from lifecycle.serving import warmup
 from lifecycle.errors import ImageError, SignatureMismatch, ValidationFailed
 from lifecycle.store.config import Paths, SignatureContract, TensorSpec, load_definition
 from tests.support.homes import CONFIGS, REPO_ROOT
@@ -93,13 +94,13 @@ def test_classify_and_regress_contracts() -> None:
 
 def test_output_digest_covers_dtype_shape_and_bytes() -> None:
     a = np.arange(6, dtype=np.int32).reshape(1, 2, 3)
-    assert validate.output_digest(a) == validate.output_digest(a.copy())
-    assert validate.output_digest(a) != validate.output_digest(a.reshape(1, 3, 2))
-    assert validate.output_digest(a) != validate.output_digest(a.astype(np.int64))
+    assert warmup.output_digest(a) == warmup.output_digest(a.copy())
+    assert warmup.output_digest(a) != warmup.output_digest(a.reshape(1, 3, 2))
+    assert warmup.output_digest(a) != warmup.output_digest(a.astype(np.int64))
     b = a.copy()
     b[0, 0, 0] = 9
-    assert validate.output_digest(a) != validate.output_digest(b)
-    assert validate.output_digest(a).startswith("sha256:")
+    assert warmup.output_digest(a) != warmup.output_digest(b)
+    assert warmup.output_digest(a).startswith("sha256:")
 
 
 def test_metrics_from_confusion() -> None:

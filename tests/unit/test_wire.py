@@ -22,6 +22,7 @@ from tensorflow_serving.apis import (  # noqa: F401 - registers the official des
 from tensorflow_serving.config import model_server_config_pb2
 
 from lifecycle.register import validate
+from lifecycle.serving import warmup
 from lifecycle.errors import InvalidArgument, ValidationFailed
 from lifecycle.server.models.tensors import fill_tensor_proto, to_ndarray
 from lifecycle.serving.wire import METHODS, messages, tfs_wire_pb2
@@ -217,9 +218,9 @@ def test_warmup_requests_read_as_written_and_a_torn_file_refused(tmp_path: Path)
     request.model_spec.name = "m"
     request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.ones((1, 2), np.float32)))
     validate.write_warmup(tmp_path, [request, request])
-    read = validate.read_warmup_requests(tmp_path)
+    read = warmup.read_warmup_requests(tmp_path)
     assert [r.SerializeToString(deterministic=True) for r in read] == [request.SerializeToString(deterministic=True)] * 2
-    path = validate.warmup_file(tmp_path)
+    path = warmup.warmup_file(tmp_path)
     path.write_bytes(path.read_bytes()[:-3])
     with pytest.raises(ValidationFailed, match=r"tf_serving_warmup_requests is unreadable: truncated record at offset \d+$"):
-        validate.read_warmup_requests(tmp_path)
+        warmup.read_warmup_requests(tmp_path)
