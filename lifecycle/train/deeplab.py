@@ -14,6 +14,7 @@ from lifecycle.errors import CheckpointError, ConfigError
 from lifecycle.networks import deeplab
 from lifecycle.train import scenes
 
+
 class Adam(tf.Module):
     """Adam (Kingma and Ba 2015) with its slots as tracked variables, so checkpoints resume.
 
