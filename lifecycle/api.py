@@ -8,9 +8,6 @@ train/register/watch in :mod:`lifecycle.register`). Results are dataclasses with
 TensorFlow is imported lazily inside the functions that need it, so that ``status``,
 ``history`` and ``--help`` stay fast.
 
-About 550 lines, above the usual 400, on purpose: twelve commands, each with its documented
-signature and, where no package owns it, its result dataclass; no logic beyond checking
-arguments and composing the packages (``watch`` composes :func:`register` and :func:`promote`).
 """
 
 from __future__ import annotations

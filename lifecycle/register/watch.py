@@ -1,7 +1,5 @@
 """Watch training run folders and register each new checkpoint once it is complete and settled.
 
-(Over 400 lines: the settle rules, the event loop and the watcher's bookkeeping read best together.)
-
 A checkpoint in a watched run folder counts once:
 
 1. the folder's ``checkpoint`` state file names it (``model_checkpoint_path`` or
@@ -23,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -32,7 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
@@ -43,15 +39,13 @@ from lifecycle.errors import (
     PreviouslyFailed,
 )
 from lifecycle.register import checkpoints
+from lifecycle.register.run_folders import Snapshot, WakeHandler, folder_identity, snapshot
 from lifecycle.store.registry import Attempt, ModelRecord
 
 DEFAULT_SETTLE_S = 2.0
 POLL_S = 0.2
 # A full rescan of every folder now and then, in case the OS dropped events (inotify overflow).
 RESCAN_S = 30.0
-# Event types that mean a file changed. Opens and read-only closes are left out: reading the
-# state file and hashing checkpoints would otherwise wake the watcher in an endless loop.
-_CHANGE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 
 
 class _BenignStopRace(logging.Filter):
@@ -121,32 +115,6 @@ class WatchSummary:
         return asdict(self)
 
 
-# --- files ----------------------------------------------------------------------------------
-
-
-Snapshot = tuple[tuple[str, int, int], ...]
-
-
-def snapshot(prefix: Path) -> Snapshot | None:
-    """(name, size, mtime_ns) of the index and every data file of ``prefix``; None without an index."""
-    folder, name = prefix.parent, prefix.name
-    try:
-        names = [e.name for e in os.scandir(folder)
-                 if e.name == name + ".index" or e.name.startswith(name + ".data-")]
-    except OSError:
-        return None
-    if name + ".index" not in names:
-        return None
-    stats = []
-    for n in sorted(names):
-        try:
-            st = os.stat(folder / n)
-        except FileNotFoundError:
-            return None  # changing under us: look again next tick
-        stats.append((n, st.st_size, st.st_mtime_ns))
-    return tuple(stats)
-
-
 def _display(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
@@ -169,32 +137,6 @@ class _Armed:
     watch: ObservedWatch | None = None
     identity: tuple[int, int] | None = None
     ever: bool = False
-
-
-def _identity(folder: Path) -> tuple[int, int] | None:
-    """(device, inode) of a folder, None if it is not one: a recreated folder gets a new one."""
-    try:
-        st = os.stat(folder)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
-
-
-class _Handler(FileSystemEventHandler):
-    """Wakes the watcher with (run folder, lost?); lost means the watched folder itself went away."""
-
-    def __init__(self, run_dir: Path, wake: queue.Queue[tuple[Path, bool]]) -> None:
-        self.run_dir = run_dir
-        self.wake = wake
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type not in _CHANGE_EVENTS:
-            return
-        # inotify ends a watch when its folder is deleted (or moved away); even if a new folder
-        # with the same inode number appears, it needs a new watch.
-        lost = event.is_directory and event.event_type in ("deleted", "moved") and \
-            os.fsdecode(event.src_path) == str(self.run_dir)
-        self.wake.put((self.run_dir, lost))
 
 
 # --- the watcher ----------------------------------------------------------------------------
@@ -314,7 +256,7 @@ class Watcher:
         lost = set(lost)
         for d in self.run_dirs:
             armed = self.armed[d]
-            identity = _identity(d)
+            identity = folder_identity(d)
             if d not in lost and identity is not None and identity == armed.identity and armed.watch is not None:
                 continue
             if armed.watch is not None:
@@ -333,7 +275,7 @@ class Watcher:
                 self._forget(d)  # a recreated folder: checkpoints pending in the old one are gone
             try:
                 assert self._observer is not None
-                armed.watch = self._observer.schedule(_Handler(d, self.wake), str(d), recursive=False)
+                armed.watch = self._observer.schedule(WakeHandler(d, self.wake), str(d), recursive=False)
             except OSError:
                 armed.identity = None
                 continue  # removed again between the stat and the schedule: next tick
