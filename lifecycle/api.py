@@ -3,11 +3,11 @@
 Each function checks its arguments, then calls the one package that does the work (status in
 :mod:`lifecycle.operations.status`, promote and rollback in :mod:`lifecycle.rollout`, server
 processes in :mod:`lifecycle.operations.processes`, predict and diff in :mod:`lifecycle.predictions`,
-train/register/watch in :mod:`lifecycle.register`). Results are dataclasses with ``to_dict()``.
+train in :mod:`lifecycle.train`, register and watch in :mod:`lifecycle.register`). Results are
+dataclasses with ``to_dict()``.
 
 TensorFlow is imported lazily inside the functions that need it, so that ``status``,
 ``history`` and ``--help`` stay fast.
-
 """
 
 from __future__ import annotations
