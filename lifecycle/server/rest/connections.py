@@ -12,7 +12,7 @@ library, so connection floods and slow clients cannot starve it:
 - the whole read of a request, and the write of its answer, must finish within
   ``--rest_api_timeout_in_ms``; a client that is slower is dropped (counted in ``dropped``);
 - a complete request goes to a bounded ``ThreadPoolExecutor`` of ``--rest_api_num_threads``
-  workers, which run the HTTP handler (``rest_api._Handler``) on the buffered bytes.
+  workers, which run the HTTP handler (:mod:`lifecycle.server.rest.handler`) on the buffered bytes.
 
 asyncio's streams beat a hand-written selector loop (their buffering, limits and
 ``readuntil``/``readexactly`` are what a request reader needs), and an HTTP library would

@@ -119,7 +119,7 @@ def format_decimal(value: float, double: bool) -> str:
         return "NaN"
     if math.isinf(value):
         return "-Infinity" if value < 0 else "Infinity"
-    text = "%g" % value
+    text = f"{value:g}"
     roundtrip = float(text) if double else float(np.float32(float(text)))
     if roundtrip != value:
         text = ("%.17g" if double else "%.9g") % value
