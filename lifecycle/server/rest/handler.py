@@ -40,7 +40,7 @@ DEFAULT_MAX_REQUEST_BYTES = 256 << 20
 
 
 def handler_class(core: ServerCore, timeout_ms: int = 30000, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                  metrics_path: str | None = None, cors: bool = False) -> type:
+                  metrics_path: str | None = None, cors: bool = False) -> type[BaseHTTPRequestHandler]:
     """The HTTP handler bound to one server's core and settings (connections.RestServer runs it)."""
     return type("BoundHandler", (_Handler,), {
         "core": core, "timeout_ms": timeout_ms, "max_request_bytes": max_request_bytes,
