@@ -218,10 +218,10 @@ def _create_server(options: ServerOptions) -> RunningServer:
 
     # Heavy imports (grpc, TensorFlow) only once the command line and config are known good.
     from lifecycle.server.core import ServerCore
-    from lifecycle.server.models.manager import ManagerOptions
-    from lifecycle.server.rest.handler import handler_class
-    from lifecycle.server.rest.connections import RestServer
     from lifecycle.server.grpc.endpoint import start_grpc
+    from lifecycle.server.models.manager import ManagerOptions
+    from lifecycle.server.rest.connections import RestServer
+    from lifecycle.server.rest.handler import handler_class
 
     metrics_path = None
     if options.monitoring_config_file:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,8 +22,8 @@ from lifecycle.errors import InvalidArgument, LifecycleError, ServableNotFound
 from lifecycle.server.models.batching import PER_MODEL_BATCHING_FILE, BatchingOptions, BatchScheduler, read_batching_parameters
 from lifecycle.server.models.loader import DEFAULT_SIGNATURE, Servable
 from lifecycle.server.models.manager import ManagerOptions, ServableManager
-from lifecycle.server.monitoring import Metrics
 from lifecycle.server.models.tensors import length_delimited, tensor_proto_parts, to_ndarray
+from lifecycle.server.monitoring import Metrics
 
 log = logging.getLogger("mlc-model-server")
 
@@ -48,7 +49,7 @@ class Prediction:
     outputs: dict[str, np.ndarray]
 
 
-def model_ref(model_spec: object) -> ModelRef:
+def model_ref(model_spec: Any) -> ModelRef:
     """The ModelRef of a ModelSpec proto."""
     choice = model_spec.WhichOneof("version_choice")
     if choice == "version":
@@ -78,9 +79,9 @@ class ServerCore:
         self.metrics.add_gauges(self._version_states)
 
     def _version_states(self) -> list[tuple[str, tuple[tuple[str, str], ...], float]]:
-        rows = []
+        rows: list[tuple[str, tuple[tuple[str, str], ...], float]] = []
         for name in self.manager.model_names():
-            for status in self.manager.version_statuses(name):
+            for status in self.manager.servable_states(name):
                 labels = (("model_name", name), ("model_version", str(status.version)), ("state", status.state.value))
                 rows.append((":mlc:serving:model_version_state", labels, 1.0))
         return rows
@@ -132,7 +133,7 @@ class ServerCore:
         values = servable.run_plan(plan, inputs, timeout_ms)
         return Prediction(servable.name, servable.version, name, dict(zip(plan.outputs, values, strict=True)))
 
-    def predict(self, request: object, timeout_ms: int | None = None) -> bytes:
+    def predict(self, request: Any, timeout_ms: int | None = None) -> bytes:
         """PredictionService.Predict on protos; returns the encoded PredictResponse.
 
         The response is assembled from encoded pieces (outputs = 1, model_spec = 2, in field
@@ -154,7 +155,7 @@ class ServerCore:
         parts.append(_model_spec_field(prediction.name, prediction.signature_name, prediction.version))
         return b"".join(parts)
 
-    def _predict_on(self, servable: Servable, request: object, timeout_ms: int | None) -> Prediction:
+    def _predict_on(self, servable: Servable, request: Any, timeout_ms: int | None) -> Prediction:
         signature_name = request.model_spec.signature_name
         servable.signature(signature_name)
         inputs = {alias: to_ndarray(tensor, alias) for alias, tensor in request.inputs.items()}
@@ -162,7 +163,7 @@ class ServerCore:
 
     # --- classify, regress, multi-inference (tf.Example inputs; see examples.py) -----------
 
-    def classify(self, request: object, timeout_ms: int | None = None) -> object:
+    def classify(self, request: Any, timeout_ms: int | None = None) -> Any:
         """PredictionService.Classify on protos."""
         from lifecycle.server.models import examples
 
@@ -170,7 +171,7 @@ class ServerCore:
         with self.manager.servable(ref.name, ref.version, ref.label) as servable:
             return examples.classify(servable, request, timeout_ms, self.method_name_check)
 
-    def regress(self, request: object, timeout_ms: int | None = None) -> object:
+    def regress(self, request: Any, timeout_ms: int | None = None) -> Any:
         """PredictionService.Regress on protos."""
         from lifecycle.server.models import examples
 
@@ -178,7 +179,7 @@ class ServerCore:
         with self.manager.servable(ref.name, ref.version, ref.label) as servable:
             return examples.regress(servable, request, timeout_ms, self.method_name_check)
 
-    def multi_inference(self, request: object, timeout_ms: int | None = None) -> object:
+    def multi_inference(self, request: Any, timeout_ms: int | None = None) -> Any:
         """PredictionService.MultiInference on protos: the first task's ModelSpec picks the servable."""
         from lifecycle.server.models import examples
 
@@ -189,7 +190,7 @@ class ServerCore:
     def _warmup(self, servable: Servable) -> None:
         from lifecycle.server.models import examples
 
-        def run_once(kind: str, request: object) -> object:
+        def run_once(kind: str, request: Any) -> Any:
             if kind == "predict_log":
                 return self._predict_on(servable, request, None)
             if kind == "classify_log":
@@ -198,7 +199,7 @@ class ServerCore:
                 return examples.regress(servable, request, None, self.method_name_check)
             return examples.multi_inference(servable, request, None, self.method_name_check)
 
-        def run(kind: str, request: object) -> None:
+        def run(kind: str, request: Any) -> None:
             for _ in range(self.warmup_iterations):
                 run_once(kind, request)
 
@@ -211,7 +212,7 @@ class ServerCore:
 
     # --- metadata -----------------------------------------------------------------------
 
-    def signature_inputs(self, ref: ModelRef, signature_name: str) -> dict[str, object]:
+    def signature_inputs(self, ref: ModelRef, signature_name: str) -> dict[str, Any]:
         """The TensorInfo map of a signature's inputs (for JSON -> tensor conversion)."""
         name = signature_name or DEFAULT_SIGNATURE
         with self.manager.servable(ref.name, ref.version, ref.label) as servable:
@@ -220,7 +221,7 @@ class ServerCore:
                 raise InvalidArgument(f'Serving signature name: "{name}" not found in signature def')
             return dict(signature.inputs)
 
-    def get_model_metadata(self, request: object) -> object:
+    def get_model_metadata(self, request: Any) -> Any:
         """PredictionService.GetModelMetadata: the signature_def map of one servable."""
         from google.protobuf import any_pb2
         from tensorflow_serving.apis import get_model_metadata_pb2
@@ -247,14 +248,14 @@ class ServerCore:
 
     # --- model service ------------------------------------------------------------------
 
-    def get_model_status(self, request: object) -> object:
+    def get_model_status(self, request: Any) -> Any:
         """ModelService.GetModelStatus: every version's state, or one version's."""
         from tensorflow_serving.apis import get_model_status_pb2
 
         if not request.HasField("model_spec"):
             raise InvalidArgument("Missing ModelSpec")
         ref = model_ref(request.model_spec)
-        statuses = self.manager.version_statuses(ref.name)
+        statuses = self.manager.servable_states(ref.name)
         version = ref.version
         if ref.label is not None:
             version = self.manager.labels(ref.name).get(ref.label)
@@ -274,7 +275,7 @@ class ServerCore:
             fill_status_proto(entry.status, status.error)
         return response
 
-    def reload_config(self, request: object) -> object:
+    def reload_config(self, request: Any) -> Any:
         """ModelService.HandleReloadConfigRequest: replace the whole config."""
         from tensorflow_serving.apis import model_management_pb2
 
@@ -318,13 +319,13 @@ def _model_spec_field(name: str, signature_name: str, version: int) -> bytes:
     return b"".join(length_delimited(2, [spec.SerializeToString()]))
 
 
-def _request_ref(request: object) -> ModelRef:
+def _request_ref(request: Any) -> ModelRef:
     if not request.HasField("model_spec"):
         raise InvalidArgument("Missing ModelSpec")
     return model_ref(request.model_spec)
 
 
-def fill_status_proto(proto: object, error: LifecycleError | None) -> None:
+def fill_status_proto(proto: Any, error: LifecycleError | None) -> None:
     """Write an error (None = OK) into a tensorflow.serving.StatusProto."""
     from tensorflow.core.protobuf import error_codes_pb2
 

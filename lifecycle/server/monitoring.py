@@ -86,8 +86,8 @@ class PrometheusOptions:
 
 def read_monitoring_config(path: str | Path) -> PrometheusOptions:
     """Parse a text MonitoringConfig; INVALID_ARGUMENT naming the file if malformed."""
-    from lifecycle.server.protos import monitoring_pb2
     from lifecycle.server.config.textproto import read_textproto
+    from lifecycle.server.protos import monitoring_pb2
 
     prometheus = read_textproto(path, monitoring_pb2.MonitoringConfig()).prometheus_config
     metrics_path = prometheus.path or DEFAULT_PATH

@@ -1,24 +1,30 @@
-"""A ModelServerConfig's model list: its checks, and the versions each model's policy wants.
+"""A ModelServerConfig's model list: its checks, its labels, and the versions each model's policy wants.
 
-As TF Serving's ServerCore (ValidateModelConfigList, the platform rules) and its
-FileSystemStoragePathSource (integer subfolders of a base path are versions; the version
+As TF Serving's ServerCore (ValidateModelConfigList, the platform rules,
+UpdateModelVersionLabelMap) and its FileSystemStoragePathSource (integer subfolders of a base path are versions; the version
 policy latest{N}, all or specific picks the aspired ones).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from lifecycle.errors import InvalidArgument
+from lifecycle.errors import FailedPrecondition, InvalidArgument
 from lifecycle.server.models import remote
 
 log = logging.getLogger("mlc-model-server")
 
 TENSORFLOW_PLATFORM = "tensorflow"
 
+# tensorflow_serving.config's ModelConfig and ModelServerConfig messages (no type stubs)
+ModelConfig = Any
+ServerConfig = Any
 
-def validate_model_configs(model_configs: list[object], old: dict[str, object]) -> None:
+
+def validate_model_configs(model_configs: list[ModelConfig], old: dict[str, ModelConfig]) -> None:
     """A new config list as ReloadConfig checks it: unique names, the tensorflow platform, unchanged platforms."""
     seen: set[str] = set()
     for config in model_configs:
@@ -35,7 +41,30 @@ def validate_model_configs(model_configs: list[object], old: dict[str, object]) 
             )
 
 
-def _platform(config: object) -> str:
+def label_map(model_configs: list[ModelConfig], available: Callable[[str, int], bool],
+              current: dict[str, dict[str, int]], allow_unavailable: bool) -> dict[str, dict[str, int]]:
+    """TF Serving's UpdateModelVersionLabelMap: the new labels, each on an AVAILABLE version.
+
+    With ``allow_unavailable`` (--allow_version_labels_for_unavailable_models) a new label, or
+    one left where it is, may point at a version that is not loaded yet.
+    """
+    new_map: dict[str, dict[str, int]] = {}
+    for config in model_configs:
+        for label, version in config.version_labels.items():
+            allow = False
+            if allow_unavailable:
+                existing = current.get(config.name, {}).get(label)
+                allow = existing is None or existing == version
+            if not allow and not available(config.name, version):
+                raise FailedPrecondition(
+                    f"Request to assign label to version {version} of model "
+                    f"{config.name}, which is not currently available for inference"
+                )
+            new_map.setdefault(config.name, {})[label] = version
+    return new_map
+
+
+def _platform(config: ModelConfig) -> str:
     if config.model_type:  # deprecated ModelType enum; 1 == TENSORFLOW
         if config.model_platform:
             raise InvalidArgument(
@@ -53,7 +82,7 @@ def _platform(config: object) -> str:
     return config.model_platform
 
 
-def aspired_versions(config: object) -> dict[int, Path]:
+def aspired_versions(config: ModelConfig) -> dict[int, Path]:
     """The versions the model's policy wants among the integer folders of its base path.
 
     An ``s3://`` base path is read through a verified local cache (:mod:`lifecycle.server.models.remote`).

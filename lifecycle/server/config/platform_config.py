@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle.errors import InvalidArgument
-from lifecycle.server.models.batching import BatchingOptions, options_from_proto
 from lifecycle.server.config.textproto import read_textproto
+from lifecycle.server.models.batching import BatchingOptions, options_from_proto
 
 ADAPTER = "tensorflow.serving.SavedModelBundleSourceAdapterConfig"
 _FILE = "mlc/tensorflow_serving/session_bundle_config.proto"

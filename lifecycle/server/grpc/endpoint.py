@@ -71,8 +71,8 @@ def read_ssl_config(path: str | Path) -> Any:
     """grpc server credentials from a text SSLConfig; INVALID_ARGUMENT naming the file if malformed."""
     import grpc
 
-    from lifecycle.server.protos import ssl_pb2
     from lifecycle.server.config.textproto import read_textproto
+    from lifecycle.server.protos import ssl_pb2
 
     config = read_textproto(path, ssl_pb2.SSLConfig())
     if not config.server_key or not config.server_cert:

@@ -1,5 +1,7 @@
 """gRPC transport: the official PredictionService and ModelService servicers, thin over the core.
 
+Requests and responses are tensorflow_serving messages, which ship no type stubs (``Any``).
+
 Errors are mapped to gRPC status codes in exactly one place, :func:`_call`.
 """
 
@@ -7,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
@@ -60,22 +62,27 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def _observe(self, model: str, api: str) -> Callable[[str], None]:
         return request_observer(self.core.metrics, model, api, "GRPC")
 
-    def Predict(self, request, context):  # noqa: N802, ANN001, ANN201 - gRPC's names
+    def Predict(self, request: Any, context: grpc.ServicerContext) -> bytes:  # noqa: N802 - gRPC's method names
+        """PredictionService.Predict: the encoded PredictResponse (see _EncodedPredict)."""
         return _call(context, "Predict", lambda: self.core.predict(request, _timeout_ms(context)),
                      self._observe(request.model_spec.name, "Predict"))
 
-    def GetModelMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
+    def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """PredictionService.GetModelMetadata."""
         return _call(context, "GetModelMetadata", lambda: self.core.get_model_metadata(request))
 
-    def Classify(self, request, context):  # noqa: N802, ANN001, ANN201
+    def Classify(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """PredictionService.Classify."""
         return _call(context, "Classify", lambda: self.core.classify(request, _timeout_ms(context)),
                      self._observe(request.model_spec.name, "Classify"))
 
-    def Regress(self, request, context):  # noqa: N802, ANN001, ANN201
+    def Regress(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """PredictionService.Regress."""
         return _call(context, "Regress", lambda: self.core.regress(request, _timeout_ms(context)),
                      self._observe(request.model_spec.name, "Regress"))
 
-    def MultiInference(self, request, context):  # noqa: N802, ANN001, ANN201
+    def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """PredictionService.MultiInference."""
         model = request.tasks[0].model_spec.name if request.tasks else ""
         return _call(context, "MultiInference", lambda: self.core.multi_inference(request, _timeout_ms(context)),
                      self._observe(model, "MultiInference"))
@@ -87,10 +94,12 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, core: ServerCore) -> None:
         self.core = core
 
-    def GetModelStatus(self, request, context):  # noqa: N802, ANN001, ANN201
+    def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """ModelService.GetModelStatus."""
         return _call(context, "GetModelStatus", lambda: self.core.get_model_status(request))
 
-    def HandleReloadConfigRequest(self, request, context):  # noqa: N802, ANN001, ANN201
+    def HandleReloadConfigRequest(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """ModelService.HandleReloadConfigRequest."""
         return _call(context, "HandleReloadConfigRequest", lambda: self.core.reload_config(request))
 
 

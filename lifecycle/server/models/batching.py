@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +44,9 @@ from lifecycle.errors import (
     LifecycleError,
     ServerUnavailable,
 )
+
+if TYPE_CHECKING:
+    from lifecycle.server.protos import batching_pb2
 
 log = logging.getLogger("mlc-model-server")
 
@@ -84,15 +88,15 @@ class BatchingOptions:
 
 def read_batching_parameters(path: str | Path) -> BatchingOptions:
     """Parse a text BatchingParameters file; INVALID_ARGUMENT naming the file if malformed."""
-    from lifecycle.server.protos import batching_pb2
     from lifecycle.server.config.textproto import read_textproto
+    from lifecycle.server.protos import batching_pb2
 
     return options_from_proto(read_textproto(path, batching_pb2.BatchingParameters()))
 
 
-def options_from_proto(message: object) -> BatchingOptions:
+def options_from_proto(message: batching_pb2.BatchingParameters) -> BatchingOptions:
     """BatchingOptions from a BatchingParameters message; unset wrappers keep the defaults."""
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
                  "thread_pool_name"):
         if message.HasField(name):
@@ -249,8 +253,8 @@ class BatchScheduler:
             return
         try:
             feeds, padded = self._merge(live)
-            deadlines = [t.deadline for t in live]
-            timeout_ms = None if None in deadlines else max(1, int((max(deadlines) - now) * 1000))
+            deadlines = [t.deadline for t in live if t.deadline is not None]
+            timeout_ms = None if len(deadlines) < len(live) else max(1, int((max(deadlines) - now) * 1000))
             outputs = queue.run(feeds, queue.fetches, timeout_ms)
             self._split(live, outputs, padded)
         except LifecycleError as e:

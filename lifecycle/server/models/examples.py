@@ -46,7 +46,7 @@ REGRESS_OUTPUTS = "outputs"
 # --- Input proto -> serialized Example tensor --------------------------------------------
 
 
-def serialized_examples(input_proto: object) -> np.ndarray:
+def serialized_examples(input_proto: Any) -> np.ndarray:
     """The 1-D string tensor TF Serving feeds for an ``Input`` (InputToSerializedExampleTensor)."""
     kind = input_proto.WhichOneof("kind")
     if kind == "example_list":
@@ -75,7 +75,7 @@ class _Plan:
     output_names: list[str]
 
 
-def _signature(servable: Servable, model_spec: object) -> tuple[str, object]:
+def _signature(servable: Servable, model_spec: Any) -> tuple[str, Any]:
     name = model_spec.signature_name or DEFAULT_SIGNATURE
     signature = servable.signatures.get(name)
     if signature is None:
@@ -86,7 +86,7 @@ def _signature(servable: Servable, model_spec: object) -> tuple[str, object]:
 PREDICT_METHOD = "tensorflow/serving/predict"
 
 
-def check_predict_method(signature: object) -> None:
+def check_predict_method(signature: Any) -> None:
     """With --enable_signature_method_name_check: Predict runs predict/classify/regress signatures."""
     if signature.method_name not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
         raise InvalidArgument(
@@ -95,12 +95,12 @@ def check_predict_method(signature: object) -> None:
         )
 
 
-def _check_method(signature: object, wanted: str, what: str) -> None:
+def _check_method(signature: Any, wanted: str, what: str) -> None:
     if signature.method_name != wanted:
         raise InvalidArgument(f"Expected {what} signature method_name to be {wanted}. Was: {signature.method_name}")
 
 
-def _plan_classification(signature: object, check_method: bool = False) -> _Plan:
+def _plan_classification(signature: Any, check_method: bool = False) -> _Plan:
     if check_method:
         _check_method(signature, CLASSIFY_METHOD, "classification")
     if len(signature.inputs) != 1:
@@ -118,7 +118,7 @@ def _plan_classification(signature: object, check_method: bool = False) -> _Plan
     return _Plan(signature.inputs[CLASSIFY_INPUTS].name, outputs)
 
 
-def _plan_regression(signature: object, check_method: bool = False) -> _Plan:
+def _plan_regression(signature: Any, check_method: bool = False) -> _Plan:
     if check_method:
         _check_method(signature, REGRESS_METHOD, "regression")
     if len(signature.inputs) != 1:
@@ -148,7 +148,7 @@ def _dtype_name(value: np.ndarray) -> str:
         return str(value.dtype)
 
 
-def _fill_classification(signature: object, count: int, fetched: dict[str, np.ndarray], result: object) -> None:
+def _fill_classification(signature: Any, count: int, fetched: dict[str, np.ndarray], result: Any) -> None:
     """PostProcessClassificationResult: check classes/scores and write one entry per example."""
     classes = fetched.get(signature.outputs[CLASSIFY_CLASSES].name) if CLASSIFY_CLASSES in signature.outputs else None
     scores = fetched.get(signature.outputs[CLASSIFY_SCORES].name) if CLASSIFY_SCORES in signature.outputs else None
@@ -165,7 +165,10 @@ def _fill_classification(signature: object, count: int, fetched: dict[str, np.nd
         raise InvalidArgument(
             f"Tensors class and score should match in dim_size(1). Got {classes.shape[1]} vs. {scores.shape[1]}"
         )
-    num_classes = (classes if classes is not None else scores).shape[1]
+    either = classes if classes is not None else scores
+    if either is None:  # the plan fetches at least one of the two
+        raise FailedPrecondition("The classification signature returned neither classes nor scores")
+    num_classes = either.shape[1]
     for i in range(count):
         classifications = result.classifications.add()
         for c in range(num_classes):
@@ -176,7 +179,7 @@ def _fill_classification(signature: object, count: int, fetched: dict[str, np.nd
                 entry.score = float(scores[i, c])
 
 
-def _fill_regression(signature: object, count: int, fetched: dict[str, np.ndarray], result: object) -> None:
+def _fill_regression(signature: Any, count: int, fetched: dict[str, np.ndarray], result: Any) -> None:
     """PostProcessRegressionResult: check the output and write one value per example."""
     value = fetched[signature.outputs[REGRESS_OUTPUTS].name]
     if not (value.ndim == 1 or (value.ndim == 2 and value.shape[1] == 1)):
@@ -191,7 +194,7 @@ def _fill_regression(signature: object, count: int, fetched: dict[str, np.ndarra
         result.regressions.add().value = float(v)
 
 
-def _response_spec(spec: object, name: str, signature_name: str, version: int) -> None:
+def _response_spec(spec: Any, name: str, signature_name: str, version: int) -> None:
     spec.name = name
     spec.signature_name = signature_name
     spec.version.value = version
@@ -199,14 +202,14 @@ def _response_spec(spec: object, name: str, signature_name: str, version: int) -
 
 # TF Serving's two example-based methods: how each plans its signature, fills its result, and
 # which field of an InferenceResult holds it.
-_METHODS: dict[str, tuple[Callable[[object, bool], _Plan], Callable[..., None], str]] = {
+_METHODS: dict[str, tuple[Callable[[Any, bool], _Plan], Callable[..., None], str]] = {
     CLASSIFY_METHOD: (_plan_classification, _fill_classification, "classification_result"),
     REGRESS_METHOD: (_plan_regression, _fill_regression, "regression_result"),
 }
 
 
-def _infer(servable: Servable, request: object, method: str, response: object, timeout_ms: int | None,
-           check_method: bool) -> object:
+def _infer(servable: Servable, request: Any, method: str, response: Any, timeout_ms: int | None,
+           check_method: bool) -> Any:
     """Classify or Regress on one held servable: plan, one run on the examples, fill, spec."""
     plan_signature, fill, _ = _METHODS[method]
     name, signature = _signature(servable, request.model_spec)
@@ -218,7 +221,7 @@ def _infer(servable: Servable, request: object, method: str, response: object, t
     return response
 
 
-def classify(servable: Servable, request: object, timeout_ms: int | None = None, check_method: bool = False) -> object:
+def classify(servable: Servable, request: Any, timeout_ms: int | None = None, check_method: bool = False) -> Any:
     """PredictionService.Classify on one held servable."""
     from tensorflow_serving.apis import classification_pb2
 
@@ -226,15 +229,15 @@ def classify(servable: Servable, request: object, timeout_ms: int | None = None,
                   check_method)
 
 
-def regress(servable: Servable, request: object, timeout_ms: int | None = None, check_method: bool = False) -> object:
+def regress(servable: Servable, request: Any, timeout_ms: int | None = None, check_method: bool = False) -> Any:
     """PredictionService.Regress on one held servable."""
     from tensorflow_serving.apis import regression_pb2
 
     return _infer(servable, request, REGRESS_METHOD, regression_pb2.RegressionResponse(), timeout_ms, check_method)
 
 
-def multi_inference(servable: Servable, request: object, timeout_ms: int | None = None,
-                    check_method: bool = False) -> object:
+def multi_inference(servable: Servable, request: Any, timeout_ms: int | None = None,
+                    check_method: bool = False) -> Any:
     """PredictionService.MultiInference: several classify/regress tasks, one session run.
 
     As TF Serving's multi_inference.cc: the tasks' signatures may read different input tensors
@@ -247,7 +250,7 @@ def multi_inference(servable: Servable, request: object, timeout_ms: int | None 
     input_names: set[str] = set()
     seen: set[str] = set()
     outputs: set[str] = set()
-    planned: list[tuple[object, str, object]] = []
+    planned: list[tuple[Any, str, Any]] = []
     for task in request.tasks:
         if not task.model_spec.name:
             raise InvalidArgument("Found ModelSpec with an empty model name.")
@@ -281,7 +284,7 @@ def multi_inference(servable: Servable, request: object, timeout_ms: int | None 
     return response
 
 
-def first_task_spec(request: object) -> object:
+def first_task_spec(request: Any) -> Any:
     """The ModelSpec that picks the servable of a MultiInferenceRequest: the first task's."""
     from tensorflow_serving.apis import model_pb2
 
@@ -315,7 +318,7 @@ def json_type(value: Any) -> str:
     return "Number"
 
 
-def _add_feature_value(value: Any, name: str, feature: object) -> None:
+def _add_feature_value(value: Any, name: str, feature: Any) -> None:
     kind = feature.WhichOneof("kind")
 
     def want(target: str) -> None:
@@ -351,7 +354,7 @@ def _add_feature_value(value: Any, name: str, feature: object) -> None:
         raise InvalidArgument(f"Feature: {name} has element with unexpected JSON type: {json_type(value)}")
 
 
-def example_from_json(value: Any, example: object) -> None:
+def example_from_json(value: Any, example: Any) -> None:
     """Fill a tf.Example from a JSON object of feature name -> value or list of values."""
     if not isinstance(value, dict):
         raise InvalidArgument(f"Example must be JSON object but got JSON {json_type(value)}")
@@ -362,7 +365,7 @@ def example_from_json(value: Any, example: object) -> None:
             _add_feature_value(item, name, feature)
 
 
-def input_from_json(document: dict[str, Any], input_proto: object, describe: Callable[[], str]) -> None:
+def input_from_json(document: dict[str, Any], input_proto: Any, describe: Callable[[], str]) -> None:
     """Fill an ``Input`` from a classify/regress body (``examples`` and optional ``context``)."""
     has_context = "context" in document
     if has_context:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class Servable:
             raise _load_error(e, self.path, tags) from e
         self.signatures = dict(self.meta_graph.signature_def)
         self.load_seconds = time.monotonic() - started
-        self._outputs_cache: dict[str, object] = {}
+        self._outputs_cache: dict[str, Any] = {}
         self._init_handles()
 
     def _init_handles(self) -> None:
@@ -133,7 +134,7 @@ class Servable:
 
     # --- running ------------------------------------------------------------------------
 
-    def signature(self, signature_name: str) -> object:
+    def signature(self, signature_name: str) -> Any:
         """The SignatureDef for a name ('' means serving_default), or FAILED_PRECONDITION."""
         name = signature_name or DEFAULT_SIGNATURE
         try:
@@ -141,7 +142,7 @@ class Servable:
         except KeyError:
             raise FailedPrecondition(f'Serving signature key "{name}" not found.') from None
 
-    def plan(self, signature_name: str, inputs: Mapping[str, object], output_filter: Sequence[str] = ()) -> SignaturePlan:
+    def plan(self, signature_name: str, inputs: Mapping[str, Any], output_filter: Sequence[str] = ()) -> SignaturePlan:
         """Check a request against a signature as TF Serving does, in its order: the signature
         exists (FAILED_PRECONDITION), the input aliases match, the output filter names
         outputs once each (INVALID_ARGUMENT). The plan is cached, so a repeated request only
@@ -200,11 +201,11 @@ class Servable:
         return self._run_keys({self._key(name): value for name, value in feeds.items()},
                               [self._key(name) for name in fetches], timeout_ms)
 
-    def _key(self, tensor_name: str) -> object:
+    def _key(self, tensor_name: str) -> Any:
         """What :meth:`_run_keys` takes for a tensor name: here its graph TF_Output."""
         return self._tf_output(tensor_name)
 
-    def _run_keys(self, feeds: Mapping[object, np.ndarray], fetches: list[object], timeout_ms: int | None,
+    def _run_keys(self, feeds: Mapping[Any, np.ndarray], fetches: list[Any], timeout_ms: int | None,
                   timing: RunTiming | None = None) -> list[np.ndarray]:
         inline = timing is not None and timing.inline
         options = None
@@ -244,11 +245,13 @@ class Servable:
                 raise translate_tf_error(e) from e
         try:
             return runner(*[inputs[alias] for alias in plan.inputs])
-        except Exception:  # noqa: BLE001 - any failure: Session::Run's own error instead
+        except Exception as e:  # any failure: the ordinary run raises Session::Run's own error
+            log.debug("session callable of %s version %s failed (%s: %s); running it by names",
+                      self.name, self.version, type(e).__name__, e)
             return self._run_keys({plan.feed_keys[alias]: value for alias, value in inputs.items()}, plan.fetch_keys,
                                   timeout_ms)
 
-    def _tf_output(self, tensor_name: str) -> object:
+    def _tf_output(self, tensor_name: str) -> Any:
         cached = self._outputs_cache.get(tensor_name)
         if cached is None:
             try:
@@ -260,7 +263,7 @@ class Servable:
 
     # --- warmup -------------------------------------------------------------------------
 
-    def warmup(self, run_request: Callable[[str, object], object]) -> int:
+    def warmup(self, run_request: Callable[[str, Any], Any]) -> int:
         """Replay assets.extra/tf_serving_warmup_requests; returns the count.
 
         ``run_request(kind, request)`` runs one logged request, ``kind`` being the PredictionLog

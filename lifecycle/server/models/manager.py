@@ -14,9 +14,8 @@ with the AvailabilityPreservingPolicy:
 Requests look servables up in copy-on-write maps without taking the manager lock, and hold a
 handle while they run so that an unload waits for them.
 
-(Over 400 lines on purpose: loading, unloading, states, labels and the reconcile loop share one
-lock and one condition; split apart they would have to reach into each other's state. The
-config checks and the version policy live in ``model_configs``.)
+Loading, unloading, states and the reconcile loop share one lock and one condition; the config
+checks, the label rule and the version policy live in :mod:`lifecycle.server.config.model_configs`.
 """
 
 from __future__ import annotations
@@ -39,11 +38,12 @@ from lifecycle.errors import (
     ServingError,
 )
 from lifecycle.failpoints import failpoint
+from lifecycle.server.config.model_configs import ModelConfig, ServerConfig, aspired_versions, label_map, validate_model_configs
 from lifecycle.server.models.loader import Servable
-from lifecycle.server.config.model_configs import aspired_versions, validate_model_configs
 from lifecycle.server.monitoring import note_served
 
 log = logging.getLogger("mlc-model-server")
+
 
 class State(Enum):
     """A version's manager state, named as in ModelVersionStatus.State."""
@@ -56,7 +56,7 @@ class State(Enum):
 
 
 @dataclass(frozen=True)
-class VersionStatus:
+class ServableState:
     """What GetModelStatus reports for one version: its state and its error (None = OK)."""
 
     version: int
@@ -105,9 +105,9 @@ class ServableManager:
         self._prepare = prepare  # runs on every loaded servable before warmup (e.g. batching)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._configs: dict[str, object] = {}  # model name -> ModelConfig proto
+        self._configs: dict[str, ModelConfig] = {}  # model name -> ModelConfig proto
         self._harnesses: dict[str, dict[int, _Harness]] = {}
-        self._history: dict[str, dict[int, VersionStatus]] = {}
+        self._history: dict[str, dict[int, ServableState]] = {}
         # Copy-on-write maps read by requests without the lock.
         self._serving: dict[str, dict[int, Servable]] = {}
         self._labels: dict[str, dict[str, int]] = {}
@@ -124,7 +124,7 @@ class ServableManager:
 
     # --- configuration ------------------------------------------------------------------
 
-    def apply_config(self, config: object, wait_for_new_models: bool = True) -> None:
+    def apply_config(self, config: ServerConfig, wait_for_new_models: bool = True) -> None:
         """Make ``config`` (a ModelServerConfig) the whole config: TF Serving's ReloadConfig.
 
         Validation and the label rule are checked before anything changes, so a refused config
@@ -143,7 +143,9 @@ class ServableManager:
                 )
             model_configs = list(config.model_config_list.config)
             validate_model_configs(model_configs, self._configs)
-            new_labels = self._check_labels(model_configs)
+            with self._lock:
+                new_labels = label_map(model_configs, self._is_available, self._labels,
+                                       self.options.allow_version_labels_for_unavailable_models)
             for name, labels in new_labels.items():
                 for label, version in labels.items():
                     if self._labels.get(name, {}).get(label) != version:
@@ -159,26 +161,9 @@ class ServableManager:
             if wait_for_new_models:
                 self._wait_until_available(new_names)
 
-    def _check_labels(self, model_configs: list[object]) -> dict[str, dict[str, int]]:
-        """TF Serving's UpdateModelVersionLabelMap, evaluated against the current states."""
-        new_map: dict[str, dict[str, int]] = {}
-        with self._lock:
-            for config in model_configs:
-                serving = self._harnesses.get(config.name, {})
-                for label, version in config.version_labels.items():
-                    allow = False
-                    if self.options.allow_version_labels_for_unavailable_models:
-                        existing = self._labels.get(config.name, {}).get(label)
-                        allow = existing is None or existing == version
-                    harness = serving.get(version)
-                    available = harness is not None and harness.state is State.AVAILABLE
-                    if not allow and not available:
-                        raise FailedPrecondition(
-                            f"Request to assign label to version {version} of model "
-                            f"{config.name}, which is not currently available for inference"
-                        )
-                    new_map.setdefault(config.name, {})[label] = version
-        return new_map
+    def _is_available(self, name: str, version: int) -> bool:
+        harness = self._harnesses.get(name, {}).get(version)
+        return harness is not None and harness.state is State.AVAILABLE
 
     def _wait_until_available(self, names: list[str]) -> None:
         """Wait until every aspired version of these models has loaded or failed.
@@ -357,7 +342,7 @@ class ServableManager:
     def _record(self, harness: _Harness, state: State, error: LifecycleError | None = None) -> None:
         harness.state = state
         harness.error = error
-        self._history.setdefault(harness.model, {})[harness.version] = VersionStatus(harness.version, state, error)
+        self._history.setdefault(harness.model, {})[harness.version] = ServableState(harness.version, state, error)
         self._changed.notify_all()
 
     def _publish_serving(self, name: str) -> None:
@@ -390,6 +375,7 @@ class ServableManager:
         return servable
 
     def _acquire(self, name: str, version: int | None, label: str | None) -> Servable:
+        wanted: int | None
         for _ in range(1000):
             if label is not None:
                 resolved = self._labels.get(name, {}).get(label)
@@ -404,9 +390,10 @@ class ServableManager:
                     raise ServableNotFound(f"Servable not found for request: Latest({name})")
                 candidate = versions[max(versions)]
             else:
-                candidate = versions.get(wanted)
-                if candidate is None:
+                found = versions.get(wanted)
+                if found is None:
                     raise ServableNotFound(f"Servable not found for request: Specific({name}, {wanted})")
+                candidate = found
             if candidate.acquire():
                 return candidate
             time.sleep(0)  # the version is unloading: the maps have moved on, look again
@@ -414,7 +401,7 @@ class ServableManager:
 
     # --- status -------------------------------------------------------------------------
 
-    def version_statuses(self, name: str) -> list[VersionStatus]:
+    def servable_states(self, name: str) -> list[ServableState]:
         """Every version of a model the server has seen, newest first, with its last state."""
         with self._lock:
             return sorted(self._history.get(name, {}).values(), key=lambda s: -s.version)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -36,12 +37,12 @@ class SignaturePlan:
     """
 
     name: str
-    signature: object
+    signature: Any
     inputs: dict[str, str]  # input alias -> tensor name
     outputs: tuple[str, ...]  # output aliases, in the order runs return them
     fetches: list[str]  # their tensor names
-    feed_keys: dict[str, object]
-    fetch_keys: list[object]
+    feed_keys: dict[str, Any]
+    fetch_keys: list[Any]
     timing: RunTiming = field(default_factory=lambda: RunTiming())
 
 
@@ -83,7 +84,7 @@ def run_options_bytes(timeout_ms: int | None, inline: bool = False) -> bytes:
     return bytes(out)
 
 
-def check_inputs(signature: object, inputs: Mapping[str, object]) -> None:
+def check_inputs(signature: Any, inputs: Mapping[str, Any]) -> None:
     """INVALID_ARGUMENT unless the request's input aliases are the signature's, as TF Serving words it."""
     expected = set(signature.inputs.keys())
     sent = set(inputs.keys())
@@ -102,7 +103,7 @@ def check_inputs(signature: object, inputs: Mapping[str, object]) -> None:
         )
 
 
-def select_outputs(signature: object, output_filter: list[str]) -> list[str]:
+def select_outputs(signature: Any, output_filter: list[str]) -> list[str]:
     """The output aliases a request asks for (all, without a filter); unknown or repeated ones are INVALID_ARGUMENT."""
     if not output_filter:
         return list(signature.outputs.keys())

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import numpy as np
 
 from lifecycle.errors import InvalidArgument
 
 # tensorflow.DataType values (tensorflow/core/framework/types.proto) of plain numpy dtypes.
-DATA_TYPES = {
+DATA_TYPES: dict[np.dtype[Any], int] = {
     np.dtype(np.float32): 1, np.dtype(np.float64): 2, np.dtype(np.int32): 3, np.dtype(np.uint8): 4,
     np.dtype(np.int16): 5, np.dtype(np.int8): 6, np.dtype(np.complex64): 8, np.dtype(np.int64): 9,
     np.dtype(np.bool_): 10, np.dtype(np.uint16): 17, np.dtype(np.complex128): 18,
     np.dtype(np.float16): 19, np.dtype(np.uint32): 22, np.dtype(np.uint64): 23,
 }
-_NUMPY_TYPES = {enum: dtype for dtype, enum in DATA_TYPES.items()}
+_NUMPY_TYPES: dict[int, np.dtype[Any]] = {enum: dtype for dtype, enum in DATA_TYPES.items()}
 # The typed field a tensor of each DataType carries its values in, when not in tensor_content.
 _VALUE_FIELDS = {1: "float_val", 2: "double_val", 3: "int_val", 4: "int_val", 5: "int_val", 6: "int_val",
                  9: "int64_val", 10: "bool_val", 17: "int_val", 19: "half_val", 22: "uint32_val", 23: "uint64_val",
@@ -32,7 +33,7 @@ _VALUE_FIELDS = {1: "float_val", 2: "double_val", 3: "int_val", 4: "int_val", 5:
 DT_STRING = 7
 
 
-def to_ndarray(proto: object, alias: str = "") -> np.ndarray:
+def to_ndarray(proto: Any, alias: str = "") -> np.ndarray:
     """A TensorProto as a numpy array, as ``tf.make_ndarray`` reads it; malformed is INVALID_ARGUMENT.
 
     Numpy only, so that clients (the live check of ``mlc promote``) need no TensorFlow:
@@ -62,7 +63,7 @@ def to_ndarray(proto: object, alias: str = "") -> np.ndarray:
         raise InvalidArgument(f"tensor parsing error: {alias}") from e
 
 
-def _typed_values(proto: object, dtype: np.dtype | None, shape: list[int]) -> np.ndarray:
+def _typed_values(proto: Any, dtype: np.dtype | None, shape: list[int]) -> np.ndarray:
     """The values of a TensorProto's typed field, broadcast to ``shape`` as TensorFlow does."""
     count = math.prod(shape)  # Python ints: no numpy call for a handful of dims
     if dtype is None:  # DT_STRING
@@ -161,6 +162,7 @@ def tensor_proto_parts(array: np.ndarray, as_content: bool = False) -> list[byte
     """
     array = np.asarray(array)
     enum = DATA_TYPES.get(array.dtype)
+    packed: tuple[int, bytes] | None
     if as_content and enum is not None:
         content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
         packed = (4, content)  # TensorProto.tensor_content
@@ -168,7 +170,7 @@ def tensor_proto_parts(array: np.ndarray, as_content: bool = False) -> list[byte
         packed = _packed_values(array) if array.size else None
         if packed is None and enum is not None and array.dtype.kind != "c" and not array.size:
             packed = (0, b"")
-    if packed is None:  # strings, complex, TensorFlow-only dtypes: TensorFlow's converter
+    if packed is None or enum is None:  # strings, complex, TensorFlow-only dtypes: TensorFlow's converter
         return [_converted_proto(array, as_content).SerializeToString()]
     field, payload = packed
     parts = [_DTYPE_FIELDS[enum]]
@@ -194,13 +196,13 @@ def tensor_proto_bytes(array: np.ndarray, as_content: bool = False) -> bytes:
     return b"".join(tensor_proto_parts(array, as_content))
 
 
-def fill_tensor_proto(proto: object, array: np.ndarray, as_content: bool = False) -> None:
+def fill_tensor_proto(proto: Any, array: np.ndarray, as_content: bool = False) -> None:
     """Write ``array`` into ``proto`` (an empty TensorProto) as TF Serving's AsProtoField does
     (or AsProtoTensorContent with ``as_content``)."""
     proto.ParseFromString(tensor_proto_bytes(array, as_content))
 
 
-def _converted_proto(array: np.ndarray, as_content: bool) -> object:
+def _converted_proto(array: np.ndarray, as_content: bool) -> Any:
     from tensorflow.python.framework import tensor_util
 
     made = tensor_util.make_tensor_proto(array)
@@ -212,6 +214,6 @@ def _converted_proto(array: np.ndarray, as_content: bool) -> object:
     return made
 
 
-def proto_shape(proto: object) -> list[int]:
+def proto_shape(proto: Any) -> list[int]:
     """The dims of a TensorProto's shape."""
     return [d.size for d in proto.tensor_shape.dim]

@@ -24,6 +24,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def metadata_signature_defs(model_bytes: bytes) -> dict[str, bytes]:
             continue
         data = model.Buffers(entry.Buffer()).DataAsNumpy()
         signature_map = flexbuffers.GetRoot(bytearray(data.tobytes())).AsMap
-        return {key.AsKey: value.AsStringBytes for key, value in zip(signature_map.Keys, signature_map.Values)}
+        return {key.AsKey: value.AsStringBytes for key, value in zip(signature_map.Keys, signature_map.Values, strict=False)}
     return {}
 
 
@@ -86,7 +87,7 @@ class TfLiteServable(Servable):
         self._inputs = {d["name"]: d for d in self._interpreter.get_input_details()}
         self._outputs = {d["name"]: d for d in self._interpreter.get_output_details()}
         self.meta_graph = meta_graph_pb2.MetaGraphDef()
-        self._runners: dict[str, object] = {}
+        self._runners: dict[str, Any] = {}
         self._runner_tensors: dict[str, tuple[str, str]] = {}  # tensor name -> (signature, alias)
         if stored:
             self._load_stored_signatures(stored)
@@ -137,11 +138,11 @@ class TfLiteServable(Servable):
         self._runners = {}
         self._interpreter = None
 
-    def _key(self, tensor_name: str) -> object:
+    def _key(self, tensor_name: str) -> Any:
         return tensor_name  # plans run through run_session, by tensor name
 
-    def _run_keys(self, feeds: Mapping[object, np.ndarray], fetches: list[object], timeout_ms: int | None,
-                  timing: object = None) -> list[np.ndarray]:
+    def _run_keys(self, feeds: Mapping[Any, np.ndarray], fetches: list[Any], timeout_ms: int | None,
+                  timing: Any = None) -> list[np.ndarray]:
         return self.run_session(feeds, fetches, timeout_ms)  # never timed, so never inline
 
     def run_session(
@@ -185,7 +186,7 @@ class TfLiteServable(Servable):
         return [interpreter.get_tensor(self._outputs[n]["index"]).copy() for n in fetches]
 
 
-def _tensor_info(info: object, detail: dict, shape_key: str) -> None:
+def _tensor_info(info: Any, detail: dict, shape_key: str) -> None:
     """Fill a TensorInfo from an interpreter tensor detail (name, dtype, shape)."""
     from tensorflow.core.framework import tensor_shape_pb2
     from tensorflow.python.framework import dtypes

@@ -1,1 +1,1 @@
-"""The REST transport: the route table and handler, connections, and the JSON codec (tensors in and out)."""
+"""The REST transport: the route table (routes), its endpoints, the HTTP handler, connections, and the JSON codec."""

@@ -12,7 +12,7 @@ library, so connection floods and slow clients cannot starve it:
 - the whole read of a request, and the write of its answer, must finish within
   ``--rest_api_timeout_in_ms``; a client that is slower is dropped (counted in ``dropped``);
 - a complete request goes to a bounded ``ThreadPoolExecutor`` of ``--rest_api_num_threads``
-  workers, which run the HTTP handler (``rest_api._Handler``) on the buffered bytes.
+  workers, which run the HTTP handler (:mod:`lifecycle.server.rest.handler`) on the buffered bytes.
 
 asyncio's streams beat a hand-written selector loop (their buffering, limits and
 ``readuntil``/``readexactly`` are what a request reader needs), and an HTTP library would
@@ -29,6 +29,7 @@ import os
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from lifecycle.errors import RequestHeadersTooLarge
@@ -115,7 +116,7 @@ async def read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 class RestServer:
     """TF Serving's REST API on an event loop with a bounded worker pool (see the module doc)."""
 
-    def __init__(self, handler_class: type, host: str, port: int, timeout_ms: int = 30000,
+    def __init__(self, handler_class: type[BaseHTTPRequestHandler], host: str, port: int, timeout_ms: int = 30000,
                  num_threads: int = 0) -> None:
         self.handler_class = handler_class
         self.backlog = listen_backlog()
@@ -183,7 +184,8 @@ class RestServer:
 
     def _answer(self, raw: bytes, peer: Any) -> tuple[bytes, bool]:
         """Run the HTTP handler on one buffered request; returns its answer and whether to close."""
-        handler = self.handler_class.__new__(self.handler_class)
+        # Made without __init__, which would serve a socket: the buffered bytes stand in for one.
+        handler: Any = self.handler_class.__new__(self.handler_class)
         handler.rfile = io.BytesIO(raw)
         handler.wfile = io.BytesIO()
         handler.client_address = peer

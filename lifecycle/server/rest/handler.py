@@ -1,12 +1,10 @@
 """REST transport: TF Serving's ``/v1/models/...`` API as a standard-library HTTP handler.
 
 Connections, framing, timeouts and the worker pool are :mod:`lifecycle.server.rest.connections`'s;
-this module parses and answers one buffered request at a time.
-
-- ``GET /v1/models/{m}[/versions/{n}|/labels/{l}]``: model status, protobuf JSON as TF
-  Serving prints it (proto field names, every field present, int64 as strings);
-- ``GET .../metadata``: ``{"model_spec": ..., "metadata": {"signature_def": ...}}``;
-- ``POST ...:predict``: row (``instances``) or columnar (``inputs``) JSON.
+this module reads one buffered request, finds its row in :data:`lifecycle.server.rest.routes.ROUTES`
+and answers with that row's endpoint (:mod:`lifecycle.server.rest.endpoints`). Before the table:
+a CORS preflight (``OPTIONS``, with ``--rest_api_enable_cors_support``), the Prometheus path
+(``--monitoring_config_file``) and ``404`` for anything outside ``/v1/``.
 
 Errors are ``{"error": "<message>"}`` with the HTTP status of the error's gRPC code
 (``lifecycle.errors.GRPC_TO_HTTP``), mapped in one place, :meth:`_Handler._respond_error`.
@@ -27,27 +25,23 @@ from lifecycle.errors import (
     RequestTooLarge,
     ResourceExhausted,
 )
-from lifecycle.server.rest import json_tensor, json_codec as rest_json
-from lifecycle.server.core import ModelRef, ServerCore
-from lifecycle.server.models.examples import input_from_json
+from lifecycle.server.core import ServerCore
 from lifecycle.server.monitoring import request_observer
+from lifecycle.server.rest import json_codec as rest_json
+from lifecycle.server.rest.endpoints import RestRequest
+from lifecycle.server.rest.routes import find_route
 
 log = logging.getLogger("mlc-model-server")
 
-_PREDICT_PATH = re.compile(
-    r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)"
-)
-_STATUS_PATH = re.compile(
-    r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?"
-)
+_V1_PREFIX = re.compile(r"/v1/", re.IGNORECASE)
 # Default bound on a REST request body (mlc's own; TF Serving has none). A 513x513 RGB image
 # as JSON integers is about 3 MB; --mlc_max_request_bytes raises the bound.
 DEFAULT_MAX_REQUEST_BYTES = 256 << 20
 
 
 def handler_class(core: ServerCore, timeout_ms: int = 30000, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                  metrics_path: str | None = None, cors: bool = False) -> type:
-    """The HTTP handler bound to one server's core and settings (rest_server.RestServer runs it)."""
+                  metrics_path: str | None = None, cors: bool = False) -> type[BaseHTTPRequestHandler]:
+    """The HTTP handler bound to one server's core and settings (connections.RestServer runs it)."""
     return type("BoundHandler", (_Handler,), {
         "core": core, "timeout_ms": timeout_ms, "max_request_bytes": max_request_bytes,
         "metrics_path": metrics_path, "cors": cors,
@@ -107,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET" and self.metrics_path is not None and path == self.metrics_path:
                 self._respond(200, self.core.metrics.render(), content_type="text/plain; version=0.0.4")
                 return
-            if not re.match(r"(?i)/v1/", path):
+            if not _V1_PREFIX.match(path):
                 self._respond(404, rest_json.error_json(f"Not found: {method} {path}"))
                 return
             result = self._route(method, path, body)
@@ -170,37 +164,28 @@ class _Handler(BaseHTTPRequestHandler):
             "(raise it with --mlc_max_request_bytes)"
         )
 
-    def _route(self, method: str, path: str, body: bytes) -> bytes | str | dict[str, Any]:
-        if method == "POST":
-            match = _PREDICT_PATH.fullmatch(path)
-            if match:
-                ref = _ref(match.group(1), match.group(2), match.group(3))
-                verb = match.group(4).lower()
-                handler = {"predict": predict_json, "classify": classify_json, "regress": regress_json}[verb]
-                observe = request_observer(self.core.metrics, ref.name, verb.capitalize(), "REST")
-                status = "INTERNAL"
-                try:
-                    result = handler(self.core, ref, body, self.timeout_ms)
-                    status = "OK"
-                    return result
-                except LifecycleError as e:
-                    status = e.grpc_code
-                    raise
-                except RecursionError:
-                    status = "INVALID_ARGUMENT"
-                    raise
-                finally:
-                    observe(status)
-        elif method == "GET":
-            match = _STATUS_PATH.fullmatch(path)
-            if match:
-                if not match.group(1):
-                    raise InvalidArgument("Missing model name in request.")
-                ref = _ref(match.group(1), match.group(2), match.group(3))
-                if match.group(4):
-                    return metadata_json(self.core, ref)
-                return status_json(self.core, ref)
-        raise InvalidArgument(f"Malformed request: {method} {path}")
+    def _route(self, method: str, path: str, body: bytes) -> bytes | str:
+        found = find_route(method, path)
+        if found is None:
+            raise InvalidArgument(f"Malformed request: {method} {path}")
+        route, ref = found
+        request = RestRequest(ref, body, self.timeout_ms)
+        if route.api is None:
+            return route.endpoint(self.core, request)
+        observe = request_observer(self.core.metrics, ref.name, route.api, "REST")
+        status = "INTERNAL"
+        try:
+            result = route.endpoint(self.core, request)
+            status = "OK"
+            return result
+        except LifecycleError as e:
+            status = e.grpc_code
+            raise
+        except RecursionError:
+            status = "INVALID_ARGUMENT"
+            raise
+        finally:
+            observe(status)
 
     def _respond_error(self, error: LifecycleError) -> None:
         self._respond(error.http_status, rest_json.error_json(error.message))
@@ -226,144 +211,3 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data)
         except OSError:  # the client went away; nothing left to tell it
             self.close_connection = True
-
-
-def _ref(name: str, version: str | None, label: str | None) -> ModelRef:
-    return ModelRef(
-        urllib.parse.unquote(name),
-        version=int(version) if version else None,
-        label=urllib.parse.unquote(label) if label else None,
-    )
-
-
-def _spec(ref: ModelRef) -> object:
-    from tensorflow_serving.apis import model_pb2
-
-    spec = model_pb2.ModelSpec(name=ref.name)
-    if ref.version is not None:
-        spec.version.value = ref.version
-    if ref.label is not None:
-        spec.version_label = ref.label
-    return spec
-
-
-def _to_json(message: object) -> str:
-    from google.protobuf import json_format
-
-    return json_format.MessageToJson(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=1
-    )
-
-
-def status_json(core: ServerCore, ref: ModelRef) -> str:
-    """GetModelStatus as TF Serving's REST API prints it."""
-    from tensorflow_serving.apis import get_model_status_pb2
-
-    request = get_model_status_pb2.GetModelStatusRequest()
-    request.model_spec.CopyFrom(_spec(ref))
-    return _to_json(core.get_model_status(request)) + "\n"
-
-
-def metadata_json(core: ServerCore, ref: ModelRef) -> str:
-    """GetModelMetadata (signature_def) as TF Serving's REST API prints it."""
-    from tensorflow_serving.apis import get_model_metadata_pb2
-
-    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-    request.model_spec.CopyFrom(_spec(ref))
-    response = core.get_model_metadata(request)
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    response.metadata["signature_def"].Unpack(signature_map)
-    return (
-        "{\n" + f'"model_spec":{_to_json(response.model_spec)},\n'
-        + f'"metadata": {{"signature_def": {_to_json(signature_map)}}}\n' + "}\n"
-    )
-
-
-# --- predict, classify, regress: JSON <-> tensors and Examples (see rest_json.py) ----------
-
-
-def _parse(body: bytes) -> dict[str, Any]:
-    """ParseJson: the body as a JSON object, or TF Serving's parse error."""
-    if not body:
-        raise InvalidArgument("JSON Parse error: The document is empty")
-    try:
-        document = json.loads(body)
-    except RecursionError:
-        raise InvalidArgument("JSON Parse error: Nesting too deep") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        position = getattr(e, "pos", 0)
-        reason = getattr(e, "msg", str(e))
-        raise InvalidArgument(f"JSON Parse error: {reason} at offset: {position}") from None
-    if not isinstance(document, dict):
-        raise InvalidArgument(f"JSON Value: {rest_json.value_text(document)} Is not object")
-    return document
-
-
-def _signature_name(document: dict[str, Any]) -> str:
-    signature_name = document.get("signature_name", "")
-    if not isinstance(signature_name, str):
-        raise InvalidArgument(
-            f"JSON Value: {rest_json.value_text(document)} not formatted correctly. "
-            "'signature_name' key must be a string value."
-        )
-    return signature_name
-
-
-def predict_json(core: ServerCore, ref: ModelRef, body: bytes, timeout_ms: int) -> bytes:
-    """POST :predict with a row or columnar body; returns TF Serving's predictions/outputs JSON."""
-    document = _parse(body)
-    bools = b"true" in body or b"false" in body  # numpy's fast path would take true for 1
-    signature_name = _signature_name(document)
-    infos = core.signature_inputs(ref, signature_name)
-    if not infos:
-        raise InvalidArgument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
-    has_instances, has_inputs = "instances" in document, "inputs" in document
-    if has_instances and has_inputs:
-        raise InvalidArgument(
-            f"JSON Value: {rest_json.value_text(document)} Not formatted correctly expecting only one of "
-            "'inputs' or 'instances' keys to exist "
-        )
-    if has_instances:
-        instances = document["instances"]
-        if not isinstance(instances, list):
-            raise InvalidArgument(
-                f"JSON Value: {rest_json.value_text(document)} Excepting 'instances' to be an list/array"
-            )
-        if not instances:
-            raise InvalidArgument(f"JSON Value: {rest_json.value_text(document)} No values in 'instances' array")
-        inputs = json_tensor.arrays_from_instances(instances, infos, bools)
-    elif has_inputs:
-        inputs = json_tensor.arrays_from_inputs(document["inputs"], infos, bools)
-    else:
-        raise InvalidArgument("Missing 'inputs' or 'instances' key")
-    prediction = core.predict_arrays(ref, signature_name, inputs, timeout_ms=timeout_ms or None)
-    if has_instances:
-        return rest_json.rows_json(prediction.outputs)
-    return rest_json.columns_json(prediction.outputs)
-
-
-def classify_json(core: ServerCore, ref: ModelRef, body: bytes, timeout_ms: int) -> bytes:
-    """POST :classify with ``examples`` (and optional ``context``); returns ``{"results": ...}``."""
-    from tensorflow_serving.apis import classification_pb2
-
-    request = classification_pb2.ClassificationRequest()
-    _fill_examples_request(request, ref, body)
-    response = core.classify(request, timeout_ms or None)
-    return rest_json.classification_json(response.result)
-
-
-def regress_json(core: ServerCore, ref: ModelRef, body: bytes, timeout_ms: int) -> bytes:
-    """POST :regress with ``examples`` (and optional ``context``); returns ``{"results": ...}``."""
-    from tensorflow_serving.apis import regression_pb2
-
-    request = regression_pb2.RegressionRequest()
-    _fill_examples_request(request, ref, body)
-    response = core.regress(request, timeout_ms or None)
-    return rest_json.regression_json(response.result)
-
-
-def _fill_examples_request(request: object, ref: ModelRef, body: bytes) -> None:
-    document = _parse(body)
-    request.model_spec.CopyFrom(_spec(ref))
-    request.model_spec.signature_name = _signature_name(document)
-    input_from_json(document, request.input, lambda: rest_json.value_text(document))

@@ -119,7 +119,7 @@ def format_decimal(value: float, double: bool) -> str:
         return "NaN"
     if math.isinf(value):
         return "-Infinity" if value < 0 else "Infinity"
-    text = "%g" % value
+    text = f"{value:g}"
     roundtrip = float(text) if double else float(np.float32(float(text)))
     if roundtrip != value:
         text = ("%.17g" if double else "%.9g") % value
@@ -306,7 +306,7 @@ def columns_json(outputs: Mapping[str, np.ndarray]) -> bytes:
     return writer.getvalue()
 
 
-def classification_json(result: object) -> bytes:
+def classification_json(result: Any) -> bytes:
     """MakeJsonFromClassificationResult: ``{"results": [[[label, score], ...], ...]}``."""
     if not result.classifications:
         raise InvalidArgument("Cannot convert empty ClassificationResults to JSON")
@@ -329,7 +329,7 @@ def classification_json(result: object) -> bytes:
     return writer.getvalue()
 
 
-def regression_json(result: object) -> bytes:
+def regression_json(result: Any) -> bytes:
     """MakeJsonFromRegressionResult: ``{"results": [v, ...]}``."""
     if not result.regressions:
         raise InvalidArgument("Cannot convert empty RegressionResults to JSON")

@@ -166,11 +166,11 @@ def _fast_numeric(value: Any, dtype_name: str, shape: list[int]) -> np.ndarray |
     return probe.astype(_numpy_dtype(dtype_name))
 
 
-def _dtype(info: object) -> str:
+def _dtype(info: Any) -> str:
     return tf_dtype_name(info.dtype)
 
 
-def arrays_from_instances(instances: list[Any], infos: dict[str, object], bools: bool = True) -> dict[str, np.ndarray]:
+def arrays_from_instances(instances: list[Any], infos: dict[str, Any], bools: bool = True) -> dict[str, np.ndarray]:
     """FillTensorMapFromInstancesList: every element adds one row to each named input."""
     first = instances[0]
     if not isinstance(first, dict) and len(infos) > 1:
@@ -222,7 +222,7 @@ def arrays_from_instances(instances: list[Any], infos: dict[str, object], bools:
     return arrays
 
 
-def arrays_from_inputs(inputs: Any, infos: dict[str, object], bools: bool = True) -> dict[str, np.ndarray]:
+def arrays_from_inputs(inputs: Any, infos: dict[str, Any], bools: bool = True) -> dict[str, np.ndarray]:
     """FillTensorMapFromInputsMap: one value per named input (or a bare value for one input)."""
     if not isinstance(inputs, dict) or is_b64(inputs):
         if len(infos) > 1:

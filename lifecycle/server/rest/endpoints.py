@@ -1,0 +1,166 @@
+"""REST endpoints: each converts one ``/v1/models/...`` request to a core call and its answer to JSON.
+
+They are named by :data:`lifecycle.server.rest.routes.ROUTES`; framing and errors are
+:mod:`lifecycle.server.rest.handler`'s, and the JSON shapes :mod:`lifecycle.server.rest.json_codec`'s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lifecycle.errors import InvalidArgument
+from lifecycle.server.core import ModelRef, ServerCore
+from lifecycle.server.models.examples import input_from_json
+from lifecycle.server.rest import json_codec as rest_json
+from lifecycle.server.rest import json_tensor
+
+
+@dataclass(frozen=True)
+class RestRequest:
+    """One routed request: the servable its path names, its body and the REST timeout."""
+
+    ref: ModelRef
+    body: bytes = b""
+    timeout_ms: int = 0
+
+
+Endpoint = Callable[[ServerCore, RestRequest], "bytes | str"]
+
+
+def model_status_body(core: ServerCore, request: RestRequest) -> str:
+    """GET /v1/models/{m}[/versions/{n}|/labels/{l}]: GetModelStatus as TF Serving's REST API prints it."""
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    status_request = get_model_status_pb2.GetModelStatusRequest()
+    status_request.model_spec.CopyFrom(_spec(request.ref))
+    return _to_json(core.get_model_status(status_request)) + "\n"
+
+
+def model_metadata_body(core: ServerCore, request: RestRequest) -> str:
+    """GET .../metadata: GetModelMetadata (signature_def) as TF Serving's REST API prints it."""
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    metadata_request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    metadata_request.model_spec.CopyFrom(_spec(request.ref))
+    response = core.get_model_metadata(metadata_request)
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signature_map)
+    return (
+        "{\n" + f'"model_spec":{_to_json(response.model_spec)},\n'
+        + f'"metadata": {{"signature_def": {_to_json(signature_map)}}}\n' + "}\n"
+    )
+
+
+def missing_model_name(core: ServerCore, request: RestRequest) -> str:
+    """GET /v1/models[/...] without a model name: TF Serving's INVALID_ARGUMENT."""
+    raise InvalidArgument("Missing model name in request.")
+
+
+def predict_body(core: ServerCore, request: RestRequest) -> bytes:
+    """POST :predict with a row or columnar body; returns TF Serving's predictions/outputs JSON."""
+    body = request.body
+    document = _parse(body)
+    bools = b"true" in body or b"false" in body  # numpy's fast path would take true for 1
+    signature_name = _signature_name(document)
+    infos = core.signature_inputs(request.ref, signature_name)
+    if not infos:
+        raise InvalidArgument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
+    has_instances, has_inputs = "instances" in document, "inputs" in document
+    if has_instances and has_inputs:
+        raise InvalidArgument(
+            f"JSON Value: {rest_json.value_text(document)} Not formatted correctly expecting only one of "
+            "'inputs' or 'instances' keys to exist "
+        )
+    if has_instances:
+        instances = document["instances"]
+        if not isinstance(instances, list):
+            raise InvalidArgument(
+                f"JSON Value: {rest_json.value_text(document)} Excepting 'instances' to be an list/array"
+            )
+        if not instances:
+            raise InvalidArgument(f"JSON Value: {rest_json.value_text(document)} No values in 'instances' array")
+        inputs = json_tensor.arrays_from_instances(instances, infos, bools)
+    elif has_inputs:
+        inputs = json_tensor.arrays_from_inputs(document["inputs"], infos, bools)
+    else:
+        raise InvalidArgument("Missing 'inputs' or 'instances' key")
+    prediction = core.predict_arrays(request.ref, signature_name, inputs, timeout_ms=request.timeout_ms or None)
+    if has_instances:
+        return rest_json.rows_json(prediction.outputs)
+    return rest_json.columns_json(prediction.outputs)
+
+
+def classify_body(core: ServerCore, request: RestRequest) -> bytes:
+    """POST :classify with ``examples`` (and optional ``context``); returns ``{"results": ...}``."""
+    from tensorflow_serving.apis import classification_pb2
+
+    classification_request = classification_pb2.ClassificationRequest()
+    _fill_examples_request(classification_request, request)
+    response = core.classify(classification_request, request.timeout_ms or None)
+    return rest_json.classification_json(response.result)
+
+
+def regress_body(core: ServerCore, request: RestRequest) -> bytes:
+    """POST :regress with ``examples`` (and optional ``context``); returns ``{"results": ...}``."""
+    from tensorflow_serving.apis import regression_pb2
+
+    regression_request = regression_pb2.RegressionRequest()
+    _fill_examples_request(regression_request, request)
+    response = core.regress(regression_request, request.timeout_ms or None)
+    return rest_json.regression_json(response.result)
+
+
+def _spec(ref: ModelRef) -> Any:  # a tensorflow_serving ModelSpec (no type stubs)
+    from tensorflow_serving.apis import model_pb2
+
+    spec = model_pb2.ModelSpec(name=ref.name)
+    if ref.version is not None:
+        spec.version.value = ref.version
+    if ref.label is not None:
+        spec.version_label = ref.label
+    return spec
+
+
+def _to_json(message: Any) -> str:
+    from google.protobuf import json_format
+
+    return json_format.MessageToJson(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=1
+    )
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    """ParseJson: the body as a JSON object, or TF Serving's parse error."""
+    if not body:
+        raise InvalidArgument("JSON Parse error: The document is empty")
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise InvalidArgument("JSON Parse error: Nesting too deep") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        position = getattr(e, "pos", 0)
+        reason = getattr(e, "msg", str(e))
+        raise InvalidArgument(f"JSON Parse error: {reason} at offset: {position}") from None
+    if not isinstance(document, dict):
+        raise InvalidArgument(f"JSON Value: {rest_json.value_text(document)} Is not object")
+    return document
+
+
+def _signature_name(document: dict[str, Any]) -> str:
+    signature_name = document.get("signature_name", "")
+    if not isinstance(signature_name, str):
+        raise InvalidArgument(
+            f"JSON Value: {rest_json.value_text(document)} not formatted correctly. "
+            "'signature_name' key must be a string value."
+        )
+    return signature_name
+
+
+def _fill_examples_request(examples_request: Any, request: RestRequest) -> None:
+    document = _parse(request.body)
+    examples_request.model_spec.CopyFrom(_spec(request.ref))
+    examples_request.model_spec.signature_name = _signature_name(document)
+    input_from_json(document, examples_request.input, lambda: rest_json.value_text(document))
