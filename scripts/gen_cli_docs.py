@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCS = REPO_ROOT / "docs" / "cli.md"
@@ -50,8 +51,8 @@ def command_paths() -> list[tuple[tuple[str, ...], str]]:
 
     paths: list[tuple[tuple[str, ...], str]] = []
 
-    def walk(path: tuple[str, ...], command: object) -> None:
-        paths.append((path, command.get_short_help_str(limit=200) if path else ""))  # type: ignore[attr-defined]
+    def walk(path: tuple[str, ...], command: Any) -> None:
+        paths.append((path, command.get_short_help_str(limit=200) if path else ""))
         for name, sub in getattr(command, "commands", {}).items():
             if not sub.hidden:
                 walk((*path, name), sub)

@@ -19,6 +19,8 @@ from lifecycle.cli.jsonout import status_json
 if TYPE_CHECKING:
     import typer
 
+    app: typer.Typer  # made by __getattr__ on first use
+
 __all__ = ["app", "main"]
 
 

@@ -30,6 +30,14 @@ def test_version_names_mlc_tensorflow_and_the_serving_api(subprocess_env: dict[s
     assert installed_version("tensorflow") != "not installed"
 
 
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_the_entry_point_imports_no_tensorflow_for_help_of_a_tensorflow_command(
+    flag: str, subprocess_env: dict[str, str]
+) -> None:
+    code = MLC.replace("main()\n", f"sys.argv[1:] = ['register', {flag!r}]\ntry:\n    main()\nexcept SystemExit:\n    pass\n")
+    assert "Usage: mlc register [OPTIONS] PATH" in assert_no_tensorflow(code, subprocess_env)
+
+
 def test_a_missing_distribution_is_named_not_installed() -> None:
     assert installed_version("mlc-no-such-distribution") == "not installed"
 
