@@ -1,4 +1,6 @@
-"""The mlc command line: ``commands`` (typer: parse, one ``api`` call) and ``render`` (rich, --json).
+"""The mlc command line: ``commands`` (the typer app and its runner), the command modules
+(``lifecycle``, ``serving``, ``models``, ``ui``, ``storage``: parse, one ``api`` call) and
+``render`` (rich, --json).
 
 ``main`` is the console-script entry point (``lifecycle.cli:main``). It imports TensorFlow up
 front, quietly, only for the commands that load models; ``--help``, ``status`` and ``history``
@@ -7,6 +9,7 @@ never import it.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -15,6 +18,8 @@ from lifecycle.cli.jsonout import status_json
 
 if TYPE_CHECKING:
     import typer
+
+    app: typer.Typer  # made by __getattr__ on first use
 
 __all__ = ["app", "main"]
 
@@ -52,22 +57,31 @@ def main() -> None:
 
 def _app() -> typer.Typer:
     """The typer app with every command registered."""
-    from lifecycle.cli import storage  # noqa: F401 - registers sync, gc, pin and unpin on the app
     from lifecycle.cli.commands import app
+
+    for module in COMMAND_MODULES:  # importing one registers its commands on the app
+        importlib.import_module(f"lifecycle.cli.{module}")
 
     return app
 
+
+# The command modules, in the order their commands are listed by `mlc --help`.
+COMMAND_MODULES = ("lifecycle", "serving", "models", "ui", "storage")
+
+# The command modules, in the order their commands are listed by `mlc --help`.
+COMMAND_MODULES = ("lifecycle", "serving", "models", "ui", "storage")
 
 # Commands that load models in this process; every other command stays TensorFlow-free.
 # promote and rollback are not among them: they check a candidate in the running server's
 # private sandbox, and import TensorFlow (quietly, lifecycle.rollout.sandbox) only without one.
 TF_COMMANDS = frozenset({"train", "register", "serve", "predict", "diff", "watch"})
+HELP_FLAGS = frozenset({"--help", "-h"})
 
 
 def _needs_tensorflow(argv: list[str]) -> bool:
     """True when the command line runs (not just describes) a TensorFlow command."""
     words = [a for a in argv if not a.startswith("-")]
-    return bool(words) and words[0] in TF_COMMANDS and "--help" not in argv
+    return bool(words) and words[0] in TF_COMMANDS and not HELP_FLAGS & set(argv)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from rich import box
@@ -28,14 +28,14 @@ if TYPE_CHECKING:
         StopResult,
         TrainResult,
     )
-    from lifecycle.register.watch import WatchEvent, WatchSummary
-    from lifecycle.rollout.reconcile import ReconcileResult
-    from lifecycle.predictions.diff import DiffResult
-    from lifecycle.predictions.predict import PredictResult
     from lifecycle.errors import LifecycleError
-    from lifecycle.rollout import RolloutResult
     from lifecycle.operations.retention import GcResult, PinResult
     from lifecycle.operations.sync import SyncResult
+    from lifecycle.predictions.diff import DiffResult
+    from lifecycle.predictions.predict import PredictResult
+    from lifecycle.register.watch import WatchEvent, WatchSummary
+    from lifecycle.rollout import RolloutResult
+    from lifecycle.rollout.reconcile import ReconcileResult
 
 R = TypeVar("R")
 

@@ -1,4 +1,4 @@
-"""scripts/byo.sh end to end: the README's three bring-your-own cases, from a copy of the repository's files."""
+"""scripts/byo.sh end to end: docs/byo.md's three bring-your-own cases, from a copy of the repository's files."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""The README's Python API example runs as written, on a tmp home with the small DeepLab backbone.
+"""The Python API example of docs/api.md runs as written, on a tmp home with the small DeepLab backbone.
 
-The code is read from README.md (the ```python block of "## Python API"); only what must differ
+The code is read from docs/api.md (the ```python block of "# Python API"); only what must differ
 in a test is replaced, each replacement checked to apply exactly once so that an edit of the
-README cannot silently skip it: the home and run folder live under tmp_path, training is short,
+page cannot silently skip it: the home and run folder live under tmp_path, training is short,
 the server runs on free ports with the embedded engine, and the photo is the test image.
 """
 
@@ -26,16 +26,16 @@ pytestmark = pytest.mark.e2e
 
 
 def readme_example() -> str:
-    """The Python block of the README's "Python API" section."""
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Python API"):]
+    """The Python block of docs/api.md's "Python API" section."""
+    page = (REPO_ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    section = page[page.index("# Python API"):]
     match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match, "README.md: no ```python block under ## Python API"
+    assert match, "docs/api.md: no ```python block under # Python API"
     return match.group(1)
 
 
 def replace_once(code: str, old: str, new: str) -> str:
-    assert code.count(old) == 1, f"the README example no longer contains {old!r} exactly once"
+    assert code.count(old) == 1, f"the docs/api.md example no longer contains {old!r} exactly once"
     return code.replace(old, new)
 
 
@@ -56,7 +56,7 @@ def test_the_readme_python_api_example_runs(tmp_path: Path, monkeypatch: pytest.
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        exec(compile(code, "README.md (Python API)", "exec"), {"__name__": "readme_example"})  # noqa: S102 - the README code is the test subject
+        exec(compile(code, "docs/api.md (Python API)", "exec"), {"__name__": "readme_example"})  # noqa: S102 - the documented code is the test subject
     output = printed.getvalue()
 
     assert "exit code" not in output, output  # the example's except clause did not run
