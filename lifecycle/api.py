@@ -289,30 +289,15 @@ def watch(
     watch registers nothing twice. A checkpoint whose exact content already failed validation
     is skipped until the model definition changes (``mlc register`` retries it at once). With
     ``promote_if_better`` a new version is promoted through :func:`promote` unless the quality
-    gate refuses it. Stops when ``stop``
-    is set, after ``max_events`` settled checkpoints, after ``exit_after`` seconds, or with
+    gate refuses it. Stops when ``stop`` is set, after ``max_events`` settled checkpoints, after ``exit_after`` seconds, or with
     ``once`` as soon as nothing is left to wait for.
     """
     from lifecycle.errors import PreviouslyFailed
     from lifecycle.register import checkpoints, identify
-    from lifecycle.register.watch import Registered, Watcher, failed_before
+    from lifecycle.register.watch import Registered, Watcher, check_arguments, failed_before
 
     paths = paths or Paths.from_env()
-    if not run_dirs:
-        raise UsageError("name at least one run folder to watch")
-    for d in run_dirs:
-        p = Path(d)
-        if (p.exists() and not p.is_dir()) or p.with_name(p.name + ".index").exists():
-            raise UsageError(
-                f"{d} is not a folder: mlc watch takes run folders (where a trainer writes checkpoints), "
-                f"e.g. mlc watch {p.parent}"
-            )
-    if settle < 0:
-        raise UsageError("--settle must be 0 or more seconds")
-    if max_events is not None and max_events < 1:
-        raise UsageError("--max-events must be at least 1")
-    if exit_after is not None and exit_after <= 0:
-        raise UsageError("--exit-after must be a positive number of seconds")
+    check_arguments(run_dirs, settle, max_events, exit_after)
     # Without --model: the model mlc train recorded in the (first) run folder, or the one whose
     # network matches its checkpoint, as mlc register decides.
     name = check_model_name(model) if model else identify.model_for(paths, Path(run_dirs[0]), False)
@@ -390,28 +375,6 @@ def diff(
     from lifecycle.predictions.diff import compare_versions
 
     return compare_versions(paths or Paths.from_env(), model, a, b, images, out)
-
-
-# --- ui ------------------------------------------------------------------------------------
-
-
-def ui(
-    host: str = "127.0.0.1",
-    port: int = 8600,
-    on_ready: Callable[[str], None] | None = None,
-    paths: Paths | None = None,
-) -> None:
-    """Serve the read-only web page of the home (:mod:`lifecycle.ui`) until Ctrl-C or SIGTERM.
-
-    ``on_ready(url)`` is called once the page answers. The page reads through :func:`status`,
-    :func:`history` and :func:`diff`; TensorFlow is imported only for the first picture.
-    """
-    from lifecycle.ui.app import create_server, serve_until_stopped
-
-    server = create_server(paths or Paths.from_env(), host, port)
-    if on_ready is not None:
-        on_ready(server.url)
-    serve_until_stopped(server)
 
 
 # --- many machines: sync, gc, pin --------------------------------------------------------------

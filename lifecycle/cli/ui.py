@@ -1,7 +1,8 @@
 """The ``mlc ui`` command: the read-only web page of the mlc home (:mod:`lifecycle.ui`).
 
-It registers on the one typer ``app`` of :mod:`lifecycle.cli.commands` and follows its rules:
-parse, one ``api`` call, render. This module must not import TensorFlow.
+It registers on the one typer ``app`` of :mod:`lifecycle.cli.commands`. The library never imports a
+front end, so the page is launched from here (:func:`lifecycle.ui.app.serve`); the page itself reads
+through :mod:`lifecycle.api`. This module must not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from lifecycle import api
 from lifecycle.cli.commands import Command, app, run
 from lifecycle.cli.render import stderr, stdout
+from lifecycle.store.config import Paths
+from lifecycle.ui.app import serve
 
 
 @app.command(cls=Command)
@@ -52,4 +54,4 @@ def ui(
         if not url.startswith(("http://127.", "http://[::1]", "http://localhost")):
             stderr.print(f"[yellow]note:[/yellow] {escape(host)} is beyond loopback: anyone who reaches it can read the page", markup=True)
 
-    run(lambda: api.ui(host=host, port=port, on_ready=ready))
+    run(lambda: serve(Paths.from_env(), host, port, ready))

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lifecycle.errors import ServerUnavailable, UsageError
-from lifecycle.serving import fleet, tfs_config
 from lifecycle.operations.sync import loaded_on
+from lifecycle.serving import fleet, tfs_config
 from lifecycle.store import registry
 from lifecycle.store.config import Paths, check_model_name
 from lifecycle.store.registry import HistoryEvent, ModelRecord

@@ -37,6 +37,7 @@ from lifecycle.errors import (
     FailedPrecondition,
     LifecycleError,
     PreviouslyFailed,
+    UsageError,
 )
 from lifecycle.register import checkpoints
 from lifecycle.register.run_folders import Snapshot, WakeHandler, folder_identity, snapshot
@@ -427,3 +428,23 @@ def failed_before(rec: ModelRecord, digest: str, definition: Path) -> Attempt | 
             continue
         return a if when >= int(changed) else None
     return None
+
+
+def check_arguments(run_dirs: Sequence[str | Path], settle: float, max_events: int | None,
+                    exit_after: float | None) -> None:
+    """Refuse what ``mlc watch`` cannot watch: no folders, a checkpoint prefix, negative times."""
+    if not run_dirs:
+        raise UsageError("name at least one run folder to watch")
+    for d in run_dirs:
+        p = Path(d)
+        if (p.exists() and not p.is_dir()) or p.with_name(p.name + ".index").exists():
+            raise UsageError(
+                f"{d} is not a folder: mlc watch takes run folders (where a trainer writes checkpoints), "
+                f"e.g. mlc watch {p.parent}"
+            )
+    if settle < 0:
+        raise UsageError("--settle must be 0 or more seconds")
+    if max_events is not None and max_events < 1:
+        raise UsageError("--max-events must be at least 1")
+    if exit_after is not None and exit_after <= 0:
+        raise UsageError("--exit-after must be a positive number of seconds")

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lifecycle.serving.warmup import read_warmup_requests
 from lifecycle.errors import ConfigError, ModelNotFound, StepFailed
 from lifecycle.serving.client import ServingClient
+from lifecycle.serving.warmup import read_warmup_requests
 from lifecycle.store.config import Paths, load_definition
 from lifecycle.store.registry import ModelRecord
 
@@ -57,8 +57,8 @@ class LiveCheck:
         When that version is this check's version, its output must have the golden digest
         (another version answering, e.g. a label not moved yet, is for the caller to judge).
         """
-        from lifecycle.serving.warmup import output_digest
         from lifecycle.server.models.tensors import to_ndarray  # numpy only: no TensorFlow here
+        from lifecycle.serving.warmup import output_digest
 
         if not self.requests:
             return version if version is not None else -1

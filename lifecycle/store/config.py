@@ -20,7 +20,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
 from lifecycle.errors import ConfigError, ModelNotFound, UsageError
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ def owner_id() -> str:
 def server_date(response: dict[str, Any]) -> datetime:
     """The time by the object store's clock: the ``Date`` header of one of its responses."""
     header = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
-    return parsedate_to_datetime(header) if header else datetime.now(timezone.utc)
+    return parsedate_to_datetime(header) if header else datetime.now(UTC)
 
 
 class LeaseHolder:

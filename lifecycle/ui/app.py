@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -282,3 +283,11 @@ def serve_until_stopped(server: UiServer) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.stop()
+
+
+def serve(paths: Paths, host: str, port: int, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the page of ``paths``' home until Ctrl-C or SIGTERM; ``on_ready(url)`` once it answers."""
+    server = create_server(paths, host, port)
+    if on_ready is not None:
+        on_ready(server.url)
+    serve_until_stopped(server)
