@@ -28,9 +28,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from lifecycle.networks import builders as networks
 from lifecycle.errors import ConfigError
-from lifecycle.networks.voc import VOC_CLASSES
+from lifecycle.networks import builders as networks
 
 # --- network specification -----------------------------------------------------------------
 

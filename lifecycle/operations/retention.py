@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lifecycle.errors import ServerUnavailable, UsageError
-from lifecycle.serving import fleet, tfs_config
 from lifecycle.operations.sync import loaded_on
+from lifecycle.serving import fleet, tfs_config
 from lifecycle.store import registry
 from lifecycle.store.config import Paths, check_model_name
 from lifecycle.store.registry import HistoryEvent, ModelRecord
@@ -125,7 +125,7 @@ def gc(
             keep_why = protected(paths, rec, name, set(configured[name].versions) if name in configured else set())
             newest = set(published[-keep:])
             for v in published:
-                why = keep_why.get(v) or keep_why.get(-1) or ("one of the newest %d" % keep if v in newest else "")
+                why = keep_why.get(v) or keep_why.get(-1) or (f"one of the newest {keep}" if v in newest else "")
                 if why:
                     result.kept.append(f"{name}/{v}: {why}")
                 else:

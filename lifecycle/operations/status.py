@@ -11,8 +11,8 @@ the pages holding those versions, so its time does not grow with the number of v
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle.register.metrics import confusion_matrix, segmentation_confusion, segmentation_metrics
 from lifecycle.errors import UsageError
 from lifecycle.predictions.classify import ClassDiff, compare_classifiers
+from lifecycle.register.metrics import confusion_matrix, segmentation_confusion, segmentation_metrics
 from lifecycle.store import registry
 from lifecycle.store.config import Paths, load_definition, validation_settings
 
@@ -227,9 +227,9 @@ def compare_versions(
     if clash:
         raise UsageError(f"several images are named {clash[0]}; their pictures would overwrite each other")
 
+    from lifecycle.predictions import pictures
     from lifecycle.register import evalsets, tasks
     from lifecycle.register.validate import read_signatures  # TensorFlow from here on
-    from lifecycle.predictions import pictures
 
     photos = [pictures.read_photo(p) for p in photo_paths]
     dir_a, dir_b = paths.store.version_path(model, a), paths.store.version_path(model, b)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lifecycle.networks.voc import class_name, voc_palette
 from lifecycle.errors import ImageError
+from lifecycle.networks.voc import class_name, voc_palette
 from lifecycle.store.files import atomic_write_bytes
 
 OVERLAY_ALPHA = 0.5  # weight of the mask colours in the overlay

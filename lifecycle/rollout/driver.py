@@ -47,7 +47,7 @@ def parallel(servers: Sequence[T], fn: Callable[[T], Any]) -> list[tuple[T, Base
             return e
 
     with ThreadPoolExecutor(max_workers=len(servers)) as pool:
-        return list(zip(servers, pool.map(call, servers)))
+        return list(zip(servers, pool.map(call, servers), strict=True))
 
 
 @dataclass

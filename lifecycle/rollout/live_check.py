@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lifecycle.register.validate import read_warmup_requests
 from lifecycle.errors import ConfigError, ModelNotFound, StepFailed
+from lifecycle.register.validate import read_warmup_requests
 from lifecycle.serving.client import ServingClient
 from lifecycle.store.config import Paths, load_definition
 from lifecycle.store.registry import ModelRecord

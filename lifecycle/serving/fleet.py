@@ -43,7 +43,7 @@ import shutil
 import socket
 import time
 from dataclasses import asdict, dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from lifecycle.store.files import atomic_write_text
 from lifecycle.store.registry import now_iso
 
 
-class ReloadMode(str, Enum):
+class ReloadMode(StrEnum):
     """How servers learn of a new configs/models.config."""
 
     request = "request"  # mlc sends HandleReloadConfigRequest

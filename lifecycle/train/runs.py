@@ -18,7 +18,6 @@ from lifecycle.store.config import Paths, check_model_name, default_model, load_
 from lifecycle.train import record
 
 
-
 @dataclass
 class TrainedCheckpoint:
     """One checkpoint ``mlc train`` wrote."""

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lifecycle.register import validate
 from lifecycle.cli import app
+from lifecycle.register import validate
 from lifecycle.serving import fleet, tfs_config
 from lifecycle.store import registry
 from lifecycle.store.config import Paths

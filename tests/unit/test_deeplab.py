@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lifecycle.networks import deeplab, voc
-from lifecycle.train import scenes
-from lifecycle.register import export
 from lifecycle.errors import ConfigError
+from lifecycle.networks import deeplab, voc
+from lifecycle.register import export
+from lifecycle.train import scenes
 from tests.support.homes import CONFIGS
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lifecycle.networks.voc import voc_palette
 from lifecycle.errors import ImageError, ResponseMismatch
+from lifecycle.networks.voc import voc_palette
 from lifecycle.predictions.pictures import (
     class_shares,
     diff_strip,
