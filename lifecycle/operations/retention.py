@@ -98,9 +98,9 @@ def protected(paths: Paths, rec: ModelRecord | None, model: str, configured: set
             keep.setdefault(v, "pinned")
         for v in stable_chain(rec):
             keep.setdefault(v, "in the rollback chain")
-        for label, v in (("stable", rec.stable), ("canary", rec.canary)):
-            if v is not None:
-                keep[v] = f"labelled {label}"
+        for label, labelled in (("stable", rec.stable), ("canary", rec.canary)):
+            if labelled is not None:
+                keep[labelled] = f"labelled {label}"
     return keep
 
 
