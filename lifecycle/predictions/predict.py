@@ -193,7 +193,7 @@ def predict_photos(
     if clash:
         raise UsageError(f"several images would write {clash[0]}.mask.png; predict them into different --out folders")
 
-    from lifecycle.predictions import pictures  # TensorFlow from here on
+    from lifecycle.predictions import pictures
     from lifecycle.serving.client import ServingClient
 
     photos = [pictures.read_photo(p) for p in images]
