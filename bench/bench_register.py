@@ -53,8 +53,8 @@ def main() -> int:
     tf = import_tensorflow()  # first, and quietly (no CUDA probe, no deprecations)
     from lifecycle import api
     from lifecycle.networks import deeplab
-    from lifecycle.train import scenes
     from lifecycle.store.config import Paths
+    from lifecycle.train import scenes
 
     work = Path(tempfile.mkdtemp(prefix="mlc-bench-register-"))
     try:

@@ -242,30 +242,33 @@ def main() -> None:
             request_size, response_size = request.ByteSize(), probe.ByteSize()
             echo_payload = response_size.to_bytes(8, "little") + bytes(max(0, request_size - 8))
 
-            def in_process() -> Callable[[], object]:
+            # The factories and cells bind this case's values as defaults: each is called
+            # within this iteration, but a default says so without the reader checking.
+            def in_process(servable: Servable = servable, inputs: dict[str, np.ndarray] = inputs,
+                           output_filter: list[str] = output_filter) -> Callable[[], object]:
                 return lambda: servable.run("serving_default", inputs, output_filter)
 
-            def via_server() -> Callable[[], object]:
+            def via_server(request: predict_pb2.PredictRequest = request) -> Callable[[], object]:
                 stub = prediction_service_pb2_grpc.PredictionServiceStub(
                     grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=channel_options))
                 return lambda: stub.Predict(request, timeout=60)
 
             request_bytes = request.SerializeToString()
 
-            def via_server_raw() -> Callable[[], object]:
+            def via_server_raw(request_bytes: bytes = request_bytes) -> Callable[[], object]:
                 channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=channel_options)
                 call = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
                 return lambda: call(request_bytes, timeout=60)
 
-            def via_echo() -> Callable[[], object]:
+            def via_echo(echo_payload: bytes = echo_payload) -> Callable[[], object]:
                 channel = grpc.insecure_channel(f"127.0.0.1:{echo_port}", options=channel_options)
                 call = channel.unary_unary(ECHO_METHOD)
                 return lambda: call(echo_payload, timeout=60)
 
             cells: dict[str, Callable[[int], dict[str, float]]] = {  # clients -> one measurement
                 "in-proc": lambda n: measure(in_process, n, args.seconds),
-                "server": lambda n: measure_child(server.pid, via_server, n, args.seconds,
-                                                  spy_dir / f"{name}-{n}.txt" if spy_dir else None),
+                "server": lambda n, name=name: measure_child(server.pid, via_server, n, args.seconds,
+                                                             spy_dir / f"{name}-{n}.txt" if spy_dir else None),
                 "server-raw": lambda n: measure_child(server.pid, via_server_raw, n, args.seconds),
                 "echo": lambda n: measure_child(echo.pid, via_echo, n, args.seconds),
             }

@@ -25,8 +25,9 @@ from tests.support.deeplab_runs import (
 from tests.support.homes import REPO_ROOT, new_home
 from tests.support.seaweed import s3_bucket, s3_env, seaweed  # noqa: F401 - fixtures: a real S3 server
 
-# The Store implementations every contract test runs against (fixtures store, store_factory).
-pytest_plugins = ["tests.support.stores"]
+# Fixture modules: the Store implementations every contract test runs against (store,
+# store_factory), and the headless browser the ui tests drive (browser).
+pytest_plugins = ["tests.support.stores", "tests.support.browser"]
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """Networks: the builders a model definition names by import path, and their serving functions.
 
-builders (import paths, aliases, build and serve), deeplab (DeepLab-v3, the VOC classes and
-palette), classifier (the small image classifier of ``configs/shapes.yaml``).
+builders (import paths, aliases, build and serve), deeplab (DeepLab-v3), voc (the VOC classes
+and palette, numpy only), classifier (the small image classifier of ``configs/shapes.yaml``).
 """

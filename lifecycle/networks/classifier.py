@@ -52,7 +52,7 @@ class ShapesClassifier(tf.Module):
     def logits(self, images: tf.Tensor) -> tf.Tensor:
         """Class logits [N, C] for float32 RGB images [N, H, W, 3] in [0, 255], any H and W."""
         x = tf.image.resize(images, [self.image_size, self.image_size], method="bilinear") / 127.5 - 1.0
-        for kernel, bias in zip(self.kernels, self.biases):
+        for kernel, bias in zip(self.kernels, self.biases, strict=True):
             x = tf.nn.relu(tf.nn.conv2d(x, kernel, strides=2, padding="SAME") + bias)
         return tf.matmul(tf.reduce_mean(x, axis=[1, 2]), self.dense) + self.dense_bias
 

@@ -108,19 +108,20 @@ class ConvBN(tf.Module):
             self.moving_variance = tf.Variable(np.ones(cout, np.float32), trainable=False, name="moving_variance")
         else:
             self.bias = tf.Variable(np.zeros(cout, np.float32), name="bias")
-        self._bn, self._relu, self._stride, self._rate = bn, relu, stride, rate
+        # Plain settings, not tracked: checkpoints hold only the variables.
+        self.bn, self.relu, self.stride, self.rate = bn, relu, stride, rate
 
     def __call__(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
-        if self._rate > 1 and training:  # space-to-batch: CPU conv2d has no dilated gradient
-            y = tf.nn.atrous_conv2d(x, self.kernel, self._rate, padding="SAME")
-        elif self._rate > 1:
+        if self.rate > 1 and training:  # space-to-batch: CPU conv2d has no dilated gradient
+            y = tf.nn.atrous_conv2d(x, self.kernel, self.rate, padding="SAME")
+        elif self.rate > 1:
             # Inference (exports, parity, metrics) convolves with native dilations: the same sums,
             # but space-to-batch pads a small feature map to a multiple of the rate (a 4x4 map
             # at rate 18 to 54x54), which made 64x64 images cost 25 times more on a CPU.
-            y = tf.nn.conv2d(x, self.kernel, strides=1, padding="SAME", dilations=self._rate)
+            y = tf.nn.conv2d(x, self.kernel, strides=1, padding="SAME", dilations=self.rate)
         else:
-            y = tf.nn.conv2d(x, self.kernel, strides=self._stride, padding="SAME")
-        if self._bn:
+            y = tf.nn.conv2d(x, self.kernel, strides=self.stride, padding="SAME")
+        if self.bn:
             if training:
                 mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
                 self.moving_mean.assign(BN_MOMENTUM * self.moving_mean + (1 - BN_MOMENTUM) * mean)
@@ -130,7 +131,7 @@ class ConvBN(tf.Module):
             y = tf.nn.batch_normalization(y, mean, variance, self.beta, self.gamma, BN_EPSILON)
         else:
             y = y + self.bias
-        return tf.nn.relu(y) if self._relu else y
+        return tf.nn.relu(y) if self.relu else y
 
 
 class Bottleneck(tf.Module):
@@ -241,7 +242,8 @@ class DeepLabV3(tf.Module):
     def __init__(self, spec: NetworkSpec, seed: int = 0, random_init: bool = True) -> None:
         super().__init__(name="deeplab_v3")
         rng = np.random.default_rng(seed) if random_init else None
-        backbone_cls = {"small": SmallBackbone, "resnet50": ResNet50}[spec.backbone]
+        backbones: dict[str, type[SmallBackbone] | type[ResNet50]] = {"small": SmallBackbone, "resnet50": ResNet50}
+        backbone_cls = backbones[spec.backbone]
         self.backbone = backbone_cls(rng, spec.output_stride)
         self.aspp = ASPP(rng, backbone_cls.channels, spec.aspp_depth, spec.atrous_rates)
         self.classifier = ConvBN(rng, spec.aspp_depth, spec.num_classes, 1, relu=False, bn=False)

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -32,7 +32,7 @@ from lifecycle.store.config import Paths
 TFSERVING_BINARY = "tensorflow_model_server"
 
 
-class Engine(str, Enum):
+class Engine(StrEnum):
     """Which server ``mlc serve`` runs."""
 
     auto = "auto"  # tfserving when tensorflow_model_server is on PATH, else embedded

@@ -98,9 +98,9 @@ def protected(paths: Paths, rec: ModelRecord | None, model: str, configured: set
             keep.setdefault(v, "pinned")
         for v in stable_chain(rec):
             keep.setdefault(v, "in the rollback chain")
-        for label, v in (("stable", rec.stable), ("canary", rec.canary)):
-            if v is not None:
-                keep[v] = f"labelled {label}"
+        for label, labelled in (("stable", rec.stable), ("canary", rec.canary)):
+            if labelled is not None:
+                keep[labelled] = f"labelled {label}"
     return keep
 
 
@@ -125,7 +125,7 @@ def gc(
             keep_why = protected(paths, rec, name, set(configured[name].versions) if name in configured else set())
             newest = set(published[-keep:])
             for v in published:
-                why = keep_why.get(v) or keep_why.get(-1) or ("one of the newest %d" % keep if v in newest else "")
+                why = keep_why.get(v) or keep_why.get(-1) or (f"one of the newest {keep}" if v in newest else "")
                 if why:
                     result.kept.append(f"{name}/{v}: {why}")
                 else:

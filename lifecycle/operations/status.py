@@ -265,10 +265,10 @@ def _model_status(
                 if spec.rest:
                     drift.append(f"server {spec.name} is unreachable")
             continue
-        for v in wanted.versions:
-            state = got.get(v)
+        for number in wanted.versions:
+            state = got.get(number)
             if state is None or state.state != "AVAILABLE":
-                drift.append(f"server {spec.name}: version {v} is {state.describe() if state else 'not loaded'}")
+                drift.append(f"server {spec.name}: version {number} is {state.describe() if state else 'not loaded'}")
         available = sorted(v for v, s in got.items() if s.state == "AVAILABLE")
         extra = [v for v in available if v not in wanted.versions]
         if extra:

@@ -46,7 +46,7 @@ from lifecycle.store.config import Paths
 from lifecycle.store.files import atomic_write_text
 
 if TYPE_CHECKING:
-    from lifecycle.serving.client import Tls
+    from lifecycle.serving.tls import Tls
 
 CONFIG_NAME = "models.config"
 DEFAULT_UNLOAD_GRACE_S = 60.0

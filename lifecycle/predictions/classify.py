@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lifecycle.errors import ResponseMismatch
+from lifecycle.predictions.target import RequestTarget
 from lifecycle.serving.client import answered_version
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lifecycle.predictions.predict import RequestTarget
     from lifecycle.serving.client import ServingClient
 
 EXAMPLE_FEATURE = "image/encoded"
@@ -122,6 +122,7 @@ class ImageClasses:
 
     @property
     def agree(self) -> bool:
+        """Whether A and B rank the same class first."""
         return self.a[0][0] == self.b[0][0]
 
 
@@ -144,6 +145,7 @@ class LoadedClassifier:
         return np.stack(out) if out else np.zeros((0, 0), np.float32)
 
     def close(self) -> None:
+        """Unload the version."""
         self.servable.close()
 
 

@@ -66,7 +66,7 @@ def signature_changes(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]
     for key in sorted(set(a) | set(b)):
         sa, sb = a.get(key), b.get(key)
         if sa is None or sb is None:
-            present = sb if sa is None else sa
+            present = b[key] if sa is None else sa
             summary = f"{present['method']} ({', '.join(present['inputs'])} -> {', '.join(present['outputs'])})"
             changes.append(
                 SignatureChange("added" if sa is None else "removed", key, "signature", key,

@@ -9,19 +9,23 @@
 - A **diff strip** puts photo | mask A | mask B | disagreement side by side, each panel the size
   of the photo; the disagreement panel shows the dimmed photo with differing pixels in white.
 
-The VOC palette and class names come from :mod:`lifecycle.networks.deeplab` (which imports TensorFlow),
-so this module is imported only by commands that talk to a model anyway.
+The VOC palette and class names come from :mod:`lifecycle.networks.voc`. Pillow is imported
+where a picture is read or written, not when this module is imported.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lifecycle.errors import ImageError
 from lifecycle.networks.voc import class_name, voc_palette
 from lifecycle.store.files import atomic_write_bytes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
 
 OVERLAY_ALPHA = 0.5  # weight of the mask colours in the overlay
 DISAGREEMENT_COLOUR = (255, 255, 255)  # not a VOC class colour, so it cannot be misread as one
@@ -56,7 +60,7 @@ def colour_mask(mask: np.ndarray) -> np.ndarray:
     return voc_palette(256)[np.clip(mask, 0, 255).astype(np.uint8)]
 
 
-def mask_image(mask: np.ndarray) -> object:
+def mask_image(mask: np.ndarray) -> Image.Image:
     """A class-id map [H, W] as a "P"-mode pillow image with the VOC palette."""
     from PIL import Image
 
@@ -91,15 +95,15 @@ def class_shares(mask: np.ndarray, num_classes: int) -> dict[str, float]:
     return {class_name(int(i), max(num_classes, len(counts))): float(counts[i]) / total for i in order}
 
 
-def _png_bytes(image: object) -> bytes:
+def _png_bytes(image: Image.Image) -> bytes:
     import io
 
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")  # type: ignore[attr-defined]
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def write_png(path: Path, picture: np.ndarray | object) -> Path:
+def write_png(path: Path, picture: np.ndarray | Image.Image) -> Path:
     """Write an RGB array or a pillow image as PNG, atomically (a viewer never sees half a file)."""
     from PIL import Image
 

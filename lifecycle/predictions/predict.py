@@ -7,10 +7,10 @@ synchronously with a deadline or through ``Predict.future``, or as TF Serving's 
 JSON. The answer is checked against the contract (an int32 [1,H,W] map of class ids) before it
 becomes pictures.
 
-Which model signature to call, and how many classes it has, comes from
-``configs/<model>.yaml`` when the home defines the model; a model served by a server this home
-does not define is called with the classic DeepLab contract (``predict_images`` ->
-``segmentation_map``, 21 VOC classes).
+Which model signature to call, and how many classes it has, is the request's target
+(:mod:`lifecycle.predictions.target`): ``configs/<model>.yaml`` when the home defines the
+model, else the classic DeepLab contract. A classifier is asked through
+:mod:`lifecycle.predictions.classify`.
 """
 
 from __future__ import annotations
@@ -22,39 +22,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lifecycle.errors import ResponseMismatch, ServerUnavailable, UsageError
+from lifecycle.predictions.classify import classify_photos
+from lifecycle.predictions.target import RequestTarget, request_target
 from lifecycle.serving import fleet
 from lifecycle.serving.client import answered_version
-from lifecycle.store.config import Paths, check_model_name, load_definition
+from lifecycle.store.config import Paths, check_model_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from tensorflow_serving.apis import predict_pb2
 
     from lifecycle.serving.client import ServingClient
-
-CLASSIC_SIGNATURE = "predict_images"
-CLASSIC_OUTPUT = "segmentation_map"
-CLASSIC_NUM_CLASSES = 21
-
-
-@dataclass(frozen=True)
-class RequestTarget:
-    """What a request asks for: model, version or label, the signature and its output."""
-
-    model: str
-    version: int | None = None
-    label: str | None = None
-    signature: str = CLASSIC_SIGNATURE
-    output: str = CLASSIC_OUTPUT
-    num_classes: int = CLASSIC_NUM_CLASSES
-    classes: tuple[str, ...] = ()  # a classifier's class names: asked through the Classify API
-
-    def describe(self) -> str:
-        """``version 3``, ``label stable`` or ``latest``, as people read it."""
-        if self.version is not None:
-            return f"version {self.version}"
-        if self.label is not None:
-            return f"label {self.label}"
-        return "latest"
 
 
 @dataclass(frozen=True)
@@ -112,7 +89,8 @@ def _from_response(target: RequestTarget, response: predict_pb2.PredictResponse,
         raise ResponseMismatch(
             f"{where} answered outputs {sorted(response.outputs)}, not {target.output!r}"
         )
-    mask = mask_from_answer(target, tf.make_ndarray(response.outputs[target.output]), *photo.shape[:2], where)
+    height, width = photo.shape[:2]
+    mask = mask_from_answer(target, tf.make_ndarray(response.outputs[target.output]), height, width, where)
     return Answer(mask, answered_version(response))
 
 
@@ -144,7 +122,8 @@ def predict_rest(client: ServingClient, target: RequestTarget, photos: list[np.n
             outputs = outputs[target.output]
         if outputs is None:
             raise ResponseMismatch(f"{where} answered without 'outputs'")
-        answers.append(Answer(mask_from_answer(target, outputs, *photo.shape[:2], where), None))
+        height, width = photo.shape[:2]
+        answers.append(Answer(mask_from_answer(target, outputs, height, width, where), None))
     version = target.version if target.version is not None else client.serving_version(
         target.model, label=target.label, timeout=timeout
     )
@@ -214,7 +193,7 @@ def predict_photos(
     if clash:
         raise UsageError(f"several images would write {clash[0]}.mask.png; predict them into different --out folders")
 
-    from lifecycle.predictions import pictures  # TensorFlow from here on
+    from lifecycle.predictions import pictures
     from lifecycle.serving.client import ServingClient
 
     photos = [pictures.read_photo(p) for p in images]
@@ -222,8 +201,6 @@ def predict_photos(
     spec = server_spec(paths, server, rest)
     where = (spec.rest if rest else spec.grpc) or ""
     if target.classes:
-        from lifecycle.predictions.classify import classify_photos
-
         with ServingClient.of(spec, timeout) as client:
             answered = classify_photos(target, photos, client, rest, use_async, timeout)
         results = [
@@ -259,20 +236,6 @@ def predict_photos(
         asked=target.describe(),
         images=results,
     )
-
-
-def request_target(paths: Paths, model: str, version: int | None, label: str | None) -> RequestTarget:
-    """The request target: signature and output from configs/<model>.yaml, else the classic contract."""
-    if not paths.definition_file(model).exists():
-        return RequestTarget(model, version, label)
-    definition = load_definition(paths, model)
-    classify = definition.contract("tensorflow/serving/classify")
-    if definition.task == "classification" and classify is not None:  # asked through the Classify API
-        classes = tuple(definition.classes)
-        return RequestTarget(model, version, label, classify.key, "scores", len(classes), classes)
-    output = definition.signature.outputs[0].name
-    num_classes = int(definition.network.get("num_classes", 21))
-    return RequestTarget(model, version, label, definition.signature.key, output, num_classes)
 
 
 def server_spec(paths: Paths, server: str | None, rest: bool) -> fleet.ServerSpec:

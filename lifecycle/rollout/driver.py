@@ -47,7 +47,7 @@ def parallel(servers: Sequence[T], fn: Callable[[T], Any]) -> list[tuple[T, Base
             return e
 
     with ThreadPoolExecutor(max_workers=len(servers)) as pool:
-        return list(zip(servers, pool.map(call, servers)))
+        return list(zip(servers, pool.map(call, servers), strict=True))
 
 
 @dataclass
@@ -59,6 +59,7 @@ class DrivenServer:
 
     @property
     def name(self) -> str:
+        """The server's name in output (its gRPC address)."""
         return self.spec.name
 
 
@@ -84,6 +85,7 @@ class Driver:
         self.asked: dict[str, float] = {}  # server -> when the last push asked it to change
 
     def remaining(self) -> float:
+        """Seconds left before the rollout's deadline."""
         return self.deadline - time.monotonic()
 
     def limit(self, t: DrivenServer, since: float | None = None) -> float:
@@ -114,6 +116,7 @@ class Driver:
             raise StepFailed(step, message) from e
 
     def status(self, t: DrivenServer, limit: float | None = None) -> dict[int, VersionState]:
+        """The model's version states on server ``t`` (none when it does not serve the model)."""
         left = (self.deadline if limit is None else limit) - time.monotonic()
         try:
             return t.client.model_status(self.model, timeout=min(RPC_TIMEOUT_S, max(0.5, left)))

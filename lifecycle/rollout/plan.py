@@ -171,10 +171,12 @@ def rollback_target(paths: Paths, rec: ModelRecord) -> int:
 
 
 def state_of(stable: int | None, canary: int | None) -> dict[str, int | None]:
+    """A model's registry state as a plan and the journal record it: ``{"stable": .., "canary": ..}``."""
     return {"stable": stable, "canary": canary}
 
 
-def serving_of(state: dict[str, int | None]) -> ModelServing:
+def serving_from_state(state: dict[str, int | None]) -> ModelServing:
+    """What serving a registry state means: its versions and labels (see ``ModelServing.of``)."""
     return ModelServing.of(state.get("stable"), state.get("canary"))
 
 
@@ -201,7 +203,7 @@ def plan_rollout(
     """The plan for moving ``model`` from its registry state to ``after``."""
     rec = reg.model(model)
     before = state_of(rec.stable, rec.canary)
-    b, a = serving_of(before), serving_of(after)
+    b, a = serving_from_state(before), serving_from_state(after)
     load = sorted(set(a.versions) - set(b.versions))
     drop = sorted(set(b.versions) - set(a.versions))
     steps = []

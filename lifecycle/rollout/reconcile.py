@@ -70,6 +70,7 @@ class ReconcileResult:
 
     @property
     def failed(self) -> list[ReplicaResult]:
+        """The replicas that could not be brought to the desired state."""
         return [r for r in self.replicas if r.error]
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import time
 
 from lifecycle.errors import LifecycleError
 from lifecycle.rollout.driver import DEFAULT_TIMEOUT_S, Driver
-from lifecycle.rollout.plan import plan_rollout, serving_of
+from lifecycle.rollout.plan import plan_rollout, serving_from_state
 from lifecycle.rollout.transaction import (
     Rollout,
     checks_before,
@@ -50,7 +50,7 @@ def recover_pending(paths: Paths) -> str | None:
             # Every server already answered from the new labels: finish the move.
             driver = Driver(paths, j.model, targets, time.monotonic() + DEFAULT_TIMEOUT_S)
             try:
-                complete_forward(rollout, driver, serving_of(j.after), "recovered", f"interrupted ({who}); completed by recovery")
+                complete_forward(rollout, driver, serving_from_state(j.after), "recovered", f"interrupted ({who}); completed by recovery")
                 return f"recovered an interrupted {j.describe()}: completed it"
             except LifecycleError as e:
                 forward_error = e.message

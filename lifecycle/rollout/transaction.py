@@ -22,7 +22,7 @@ from lifecycle.rollout.driver import (
     parallel,
 )
 from lifecycle.rollout.live_check import LiveCheck
-from lifecycle.rollout.plan import Plan, serving_of, serving_with
+from lifecycle.rollout.plan import Plan, serving_from_state, serving_with
 from lifecycle.rollout.sandbox import sandbox_check
 from lifecycle.serving import desired, fleet, tfs_config
 from lifecycle.serving.tfs_config import ModelServing
@@ -73,7 +73,7 @@ class Rollout:
     def run(self) -> None:
         """Execute the plan; on failure revert, record and raise PromotionFailed."""
         plan = self.plan
-        b, a = serving_of(plan.before), serving_of(plan.after)
+        b, a = serving_from_state(plan.before), serving_from_state(plan.after)
         rec = registry.load(self.paths).model(self.model)
         # Test requests of the versions that load (sandbox, verify) or gain a label (confirm).
         needed = set(plan.load) | {v for k, v in a.labels.items() if b.labels.get(k) != v}
@@ -183,7 +183,7 @@ def checks_before(paths: Paths, rec: ModelRecord, before: dict[str, int | None],
     out: dict[int, LiveCheck] = {}
     if not targets:
         return out  # nothing to confirm on, and no reason to import TensorFlow
-    for v in serving_of(before).versions:
+    for v in serving_from_state(before).versions:
         try:
             out[v] = LiveCheck.of(paths, rec, v)
         except LifecycleError:
@@ -203,7 +203,7 @@ def revert(
     previous config. Unreachable servers are reported, not retried: they read the file when
     they start again.
     """
-    b = serving_of(before)
+    b = serving_from_state(before)
 
     def config_with(state: ModelServing) -> Any:
         return tfs_config.build(paths, serving_with(registry.load(paths), model, state))
@@ -225,7 +225,7 @@ def revert(
 
     try:
         if after is not None and b.versions:
-            a = serving_of(after)
+            a = serving_from_state(after)
             push(config_with(b.union(a, a.labels)))
             driver.wait_available("revert", list(b.versions), {})
         push(config_with(b))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lifecycle.errors import ModelNotFound, ServerUnavailable, ServingError
+from lifecycle.serving.tls import Tls
 
 if TYPE_CHECKING:  # pragma: no cover
     import grpc
@@ -36,46 +37,6 @@ def answered_version(response: Any) -> int | None:
 
 # ModelVersionStatus.State numbers (tensorflow_serving/apis/get_model_status.proto).
 STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
-
-
-@dataclass(frozen=True)
-class Tls:
-    """TLS to a server: the CA that signs its certificate, and a client certificate for mutual TLS.
-
-    Paths to PEM files. ``server_name`` overrides the name checked against the server's
-    certificate (replicas found by DNS are dialled by IP address; their certificate names the
-    Service).
-    """
-
-    ca: str
-    cert: str | None = None
-    key: str | None = None
-    server_name: str | None = None
-
-    def read(self) -> tuple[bytes, bytes | None, bytes | None]:
-        """The PEM bytes of the CA, the client certificate and key; ConfigError if unreadable."""
-        from pathlib import Path
-
-        from lifecycle.errors import ConfigError
-
-        def pem(path: str | None) -> bytes | None:
-            if path is None:
-                return None
-            try:
-                return Path(path).read_bytes()
-            except OSError as e:
-                raise ConfigError(f"cannot read TLS file {path}: {e.strerror}") from e
-
-        return pem(self.ca) or b"", pem(self.cert), pem(self.key)
-
-    def ssl_context(self) -> Any:
-        """An ``ssl.SSLContext`` for HTTPS to a server (REST)."""
-        import ssl
-
-        context = ssl.create_default_context(cafile=self.ca)
-        if self.cert:
-            context.load_cert_chain(self.cert, self.key)
-        return context
 
 
 @dataclass(frozen=True)
@@ -213,7 +174,7 @@ class ServingClient:
             import grpc
 
             # Segmentation maps of large images exceed gRPC's 4 MB default.
-            options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+            options: list[tuple[str, int | str]] = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
             if self.tls is None:
                 self._channel = grpc.insecure_channel(self.grpc_address, options=options)
             else:

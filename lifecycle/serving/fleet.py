@@ -43,18 +43,18 @@ import shutil
 import socket
 import time
 from dataclasses import asdict, dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from lifecycle.errors import ConfigError, ServerUnavailable
-from lifecycle.serving.client import Tls
+from lifecycle.serving.tls import Tls
 from lifecycle.store.config import Paths, load_yaml_file
 from lifecycle.store.files import atomic_write_text
 from lifecycle.store.registry import now_iso
 
 
-class ReloadMode(str, Enum):
+class ReloadMode(StrEnum):
     """How servers learn of a new configs/models.config."""
 
     request = "request"  # mlc sends HandleReloadConfigRequest
@@ -101,6 +101,7 @@ class Fleet:
 
     @property
     def names(self) -> list[str]:
+        """The servers' names, in order."""
         return [s.name for s in self.servers]
 
 
@@ -123,6 +124,7 @@ class ServerRecord:
     sandbox: str | None = None
 
     def spec(self) -> ServerSpec:
+        """The server to drive that this process is."""
         return ServerSpec(self.grpc, self.rest, self.reload, self.poll_seconds)
 
 
@@ -198,7 +200,7 @@ class Discovery:
                         f"{getattr(e, 'strerror', None) or e}"
                     ) from e
                 time.sleep(pause)
-        hosts = sorted({info[4][0] for info in infos})
+        hosts = sorted({str(info[4][0]) for info in infos})  # an IPv4 or IPv6 address
         out = []
         for host in hosts:
             h = f"[{host}]" if ":" in host else host
@@ -346,10 +348,12 @@ def live_records(paths: Paths) -> list[ServerRecord]:
 
 
 def record_file(paths: Paths, grpc: str) -> Path:
+    """The record of the server on gRPC address ``grpc``: .mlc/servers/<port>.json."""
     return records_dir(paths) / f"{grpc.rpartition(':')[2]}.json"
 
 
 def write_record(paths: Paths, record: ServerRecord) -> None:
+    """Record a server ``mlc serve`` started (atomically)."""
     atomic_write_text(record_file(paths, record.grpc), json.dumps(asdict(record), indent=2))
 
 

@@ -36,7 +36,7 @@ class Adam(tf.Module):
         self.iterations.assign_add(1)
         t = tf.cast(self.iterations, tf.float32)
         lr = scale * self.learning_rate * tf.sqrt(1 - b2**t) / (1 - b1**t)
-        for g, var, m, v in zip(grads, variables, self.m, self.v):
+        for g, var, m, v in zip(grads, variables, self.m, self.v, strict=True):
             m.assign(b1 * m + (1 - b1) * g)
             v.assign(b2 * v + (1 - b2) * g * g)
             var.assign_sub(lr * m / (tf.sqrt(v) + eps))

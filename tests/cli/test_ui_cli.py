@@ -17,9 +17,9 @@ import pytest
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from lifecycle.store.registry import HistoryEvent, VersionRecord
-from tests.support.ui_homes import MODEL, registry_home
 from tests.support.homes import tree_state
 from tests.support.no_tensorflow import assert_no_tensorflow
+from tests.support.ui_homes import MODEL, registry_home
 
 
 def request(url: str, method: str = "GET", host: str | None = None) -> tuple[int, dict[str, str], bytes]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import os
 import subprocess
 import sys
@@ -13,7 +12,6 @@ import pytest
 
 from lifecycle.store.config import Paths
 from lifecycle.store.registry import load as load_registry
-
 from tests.support.homes import REPO_ROOT
 from tests.support.ports import free_ports
 

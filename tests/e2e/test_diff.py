@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from lifecycle.networks.voc import voc_palette
 from lifecycle.cli import app
+from lifecycle.networks.voc import voc_palette
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 

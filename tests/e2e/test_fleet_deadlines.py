@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from lifecycle import api
 from lifecycle.cli import app
 from lifecycle.serving import fleet, tfs_config
-from lifecycle.serving.replicas import observe
 from lifecycle.serving.client import rest_model_status
+from lifecycle.serving.replicas import observe
 from lifecycle.serving.tfs_config import ModelServing
 from lifecycle.store import registry
 from lifecycle.store.config import Paths

@@ -18,8 +18,9 @@ from lifecycle import rollout
 from lifecycle.cli import app
 from lifecycle.errors import ServerUnavailable
 from lifecycle.serving import fleet, tfs_config
-from lifecycle.serving.client import ServingClient, Tls
+from lifecycle.serving.client import ServingClient
 from lifecycle.serving.tfs_config import ModelServing
+from lifecycle.serving.tls import Tls
 from lifecycle.store import registry
 from tests.support.deeplab_runs import ServedDeeplab
 from tests.support.rollout_support import MODEL, build_versions, make_home

@@ -15,8 +15,8 @@ import yaml
 from typer.testing import CliRunner
 
 from lifecycle import api
-from lifecycle.register.watch import WatchEvent
 from lifecycle.cli import app
+from lifecycle.register.watch import WatchEvent
 from lifecycle.serving import fleet, tfs_config
 from lifecycle.serving.client import ServingClient
 from lifecycle.store import registry

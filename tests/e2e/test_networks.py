@@ -9,9 +9,9 @@ import yaml
 from typer.testing import CliRunner
 
 from lifecycle import api
-from lifecycle.networks import builders as networks
 from lifecycle.cli import app
 from lifecycle.errors import ConfigError
+from lifecycle.networks import builders as networks
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from tests.support.homes import REPO_ROOT, tree_state

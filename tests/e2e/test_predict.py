@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from lifecycle.networks.voc import VOC_CLASSES, voc_palette
 from lifecycle.cli import app
+from lifecycle.networks.voc import VOC_CLASSES, voc_palette
 from lifecycle.predictions.pictures import read_photo
 from tests.support.deeplab_runs import ServedDeeplab
 from tests.support.ports import free_port

@@ -11,9 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from lifecycle import api
+from lifecycle.cli import app
 from lifecycle.register import export, metrics, publish
 from lifecycle.serving import warmup
-from lifecycle.cli import app
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from tests.support.deeplab_runs import TinyRun
@@ -146,10 +146,9 @@ def test_concurrent_duplicate_is_resolved_under_the_lock(registered_home: Paths,
     # Simulate the race: the unlocked pre-check saw no version, the locked publish finds one.
     paths = registered_home
     definition_paths = paths
+    from lifecycle.register import evalsets, tasks
     from lifecycle.register.checkpoints import resolve
     from lifecycle.store.config import load_definition, validation_settings
-
-    from lifecycle.register import evalsets, tasks
 
     definition = load_definition(definition_paths, "deeplab")
     settings = validation_settings(definition)

@@ -40,13 +40,13 @@ def registers_at_once(paths: Paths, checkpoints: list[Path], tmp_path: Path, env
     env = {"MLC_HOME": str(paths.home), "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", **(env or {})}
     outputs = [tmp_path / f"register-{i}.out" for i in range(len(checkpoints))]
     procs = [ctx.Process(target=forked_cli.run_cli, args=(["register", str(c)], env, str(out)))
-             for c, out in zip(checkpoints, outputs)]
+             for c, out in zip(checkpoints, outputs, strict=True)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=300)
     texts = [out.read_text() for out in outputs]
-    for p, text, out in zip(procs, texts, outputs):
+    for p, text, out in zip(procs, texts, outputs, strict=True):
         assert p.exitcode == 0, text + Path(str(out) + ".err").read_text()
     return texts
 
@@ -94,11 +94,11 @@ def test_sigkill_at_any_moment_leaves_a_consistent_tree(
         if moment == "startup":
             time.sleep(rng.uniform(0.5, 3.0))
         elif moment == "staging":
-            wait_until(staging, 60, "a staging folder", interval=0.005, details=lambda: proc.communicate()[1])
+            wait_until(staging, 60, "a staging folder", interval=0.005, details=lambda proc=proc: proc.communicate()[1])
             time.sleep(rng.uniform(0.0, 1.5))
         else:
-            wait_until(lambda: set(registry.versions_on_disk(paths, "deeplab")) - before, 120, "a new version folder",
-                       interval=0.005, details=lambda: proc.communicate()[1])
+            wait_until(lambda before=before: set(registry.versions_on_disk(paths, "deeplab")) - before, 120,
+                       "a new version folder", interval=0.005, details=lambda proc=proc: proc.communicate()[1])
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert_consistent(paths)

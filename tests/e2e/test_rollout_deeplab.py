@@ -8,9 +8,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lifecycle.serving import warmup
 from lifecycle.cli import app
-from lifecycle.serving import fleet, tfs_config
+from lifecycle.serving import fleet, tfs_config, warmup
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from tests.support.polling import wait_until

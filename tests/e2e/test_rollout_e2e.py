@@ -228,7 +228,7 @@ def test_fleet_of_three_with_one_killed_mid_promote_reverts_all(
         assert rec.stable == 1 and rec.history[-1].result == "reverted"
         st = json.loads(runner.invoke(app, ["status", "--json"], env={"MLC_HOME": str(paths.home)}).output)
         assert st["servers"][specs[1].grpc].startswith("unreachable")
-        assert "server 127.0.0.1:%d is unreachable" % ports[1] in st["models"][0]["drift"]
+        assert f"server 127.0.0.1:{ports[1]} is unreachable" in st["models"][0]["drift"]
 
         # 2. `mlc serve` restarts the missing replica; then one dies after the label moved
         #    everywhere: the others go back through {1, 2} to stable 1 (labels stay on AVAILABLE versions).

@@ -22,7 +22,7 @@ from lifecycle.serving import fleet
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from lifecycle.ui import UiServer, create_server
-from tests.support.browser import browser, wait_until  # noqa: F401 - a fixture
+from tests.support.browser import wait_until
 from tests.support.homes import REPO_ROOT, tree_state
 from tests.support.ports import free_ports
 from tests.support.rollout_support import MODEL, build_versions, make_home, start_server

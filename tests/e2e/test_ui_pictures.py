@@ -17,7 +17,7 @@ from lifecycle.serving.warmup import output_digest
 from lifecycle.store.config import Paths
 from lifecycle.ui import create_server
 from lifecycle.ui.pictures import cache_dir
-from tests.support.browser import browser, wait_until  # noqa: F401 - a fixture
+from tests.support.browser import wait_until
 from tests.support.homes import REPO_ROOT, tree_state
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lifecycle.ui import create_server
-from tests.support.browser import browser, wait_until  # noqa: F401 - a fixture
+from tests.support.browser import wait_until
 from tests.support.seaweed import Seaweed
 from tests.support.ui_homes import MODEL, registry_home
 

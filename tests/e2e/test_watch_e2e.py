@@ -18,8 +18,8 @@ import yaml
 from typer.testing import CliRunner
 
 from lifecycle import api
-from lifecycle.register.watch import WatchEvent, WatchSummary
 from lifecycle.cli import app
+from lifecycle.register.watch import WatchEvent, WatchSummary
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from tests.support.deeplab_runs import TinyRun

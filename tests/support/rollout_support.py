@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle.serving.warmup import output_digest
 from lifecycle.serving import tfs_config
+from lifecycle.serving.warmup import output_digest
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from lifecycle.store.registry import HistoryEvent, VersionRecord

@@ -111,7 +111,7 @@ class SimTrainer:
             pieces = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
             pauses = [chunk_pause] * (len(pieces) - 1) + [0.0]
         with open(path, "wb") as f:
-            for piece, pause in zip(pieces, pauses):
+            for piece, pause in zip(pieces, pauses, strict=True):
                 f.write(piece)
                 f.flush()
                 os.fsync(f.fileno())

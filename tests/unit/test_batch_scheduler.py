@@ -57,7 +57,7 @@ def test_variable_length_inputs_are_padded_only_when_asked() -> None:
         seen: list[dict[str, tuple[int, ...]]] = []
         run = _run_recording(seen)
         try:
-            results = concurrently(2, lambda i: scheduler.run("s", run, {"x": np.ones((1, 2 + i), np.float32)}, ["y"], None))
+            results = concurrently(2, lambda i, scheduler=scheduler, run=run: scheduler.run("s", run, {"x": np.ones((1, 2 + i), np.float32)}, ["y"], None))
         finally:
             scheduler.stop()
         assert len(seen) == runs

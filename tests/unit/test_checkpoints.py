@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle.register import checkpoints
 from lifecycle.errors import CheckpointError
+from lifecycle.register import checkpoints
 from tests.support.trainer_sim import SimTrainer
 
 STEPS = (20, 40, 60)

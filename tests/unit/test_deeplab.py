@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lifecycle.networks import deeplab, voc
-from lifecycle.train import scenes
-from lifecycle.register import export
 from lifecycle.errors import ConfigError
+from lifecycle.networks import deeplab, voc
+from lifecycle.register import export
+from lifecycle.train import scenes
 from tests.support.homes import CONFIGS
 
 
@@ -70,7 +70,7 @@ def test_resnet50_uses_atrous_rates_after_output_stride() -> None:
 
     net = deeplab.create(deeplab.NetworkSpec(backbone="resnet50", aspp_depth=256))
     # Block4 (the last three bottlenecks) gives up its stride for rate 2, as in the paper.
-    assert [b.conv._rate for b in net.backbone.blocks] == [1] * 13 + [2, 2, 2]
+    assert [b.conv.rate for b in net.backbone.blocks] == [1] * 13 + [2, 2, 2]
     assert net.logits(tf.zeros([1, 64, 96, 3])).shape == (1, 4, 6, 21)
     assert len(net.variables) == len(export.variable_keys(net))
 
@@ -107,12 +107,12 @@ def _logits_with_space_to_batch(net: deeplab.DeepLabV3, images):
     import tensorflow as tf
 
     def call(layer: deeplab.ConvBN, x: tf.Tensor, training: bool = False) -> tf.Tensor:
-        if layer._rate == 1:
+        if layer.rate == 1:
             return original(layer, x, training)
-        y = tf.nn.atrous_conv2d(x, layer.kernel, layer._rate, padding="SAME")
+        y = tf.nn.atrous_conv2d(x, layer.kernel, layer.rate, padding="SAME")
         y = tf.nn.batch_normalization(y, layer.moving_mean, layer.moving_variance, layer.beta, layer.gamma,
                                       deeplab.BN_EPSILON)
-        return tf.nn.relu(y) if layer._relu else y
+        return tf.nn.relu(y) if layer.relu else y
 
     original = deeplab.ConvBN.__call__
     deeplab.ConvBN.__call__ = call

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from lifecycle.register import evalsets, metrics
 from lifecycle.errors import ConfigError, EvalSetError
+from lifecycle.register import evalsets, metrics
 from lifecycle.store.config import EvalSetSpec, parse_definition, validation_settings
 from tests.support.homes import CONFIGS, REPO_ROOT
 
@@ -22,7 +22,7 @@ VOC = [f"class_{i}" for i in range(21)]
 def test_shipped_voc_set_loads_with_ignore_pixels() -> None:
     data = evalsets.load(EvalSetSpec("voc", root="data/voc-mini", split="val"), REPO_ROOT / "data" / "voc-mini", VOC)
     assert len(data) == 10 and data.ids[0] == "2026_000004"
-    assert all(im.shape == (64, 64, 3) and m.shape == (64, 64) for im, m in zip(data.images, data.labels))
+    assert all(im.shape == (64, 64, 3) and m.shape == (64, 64) for im, m in zip(data.images, data.labels, strict=True))
     values = np.unique(np.concatenate([m.ravel() for m in data.labels]))
     assert 255 in values and 0 in values and set(values) - {255} <= set(range(21))
     again = evalsets.load(EvalSetSpec("voc", root="data/voc-mini", split="val"), REPO_ROOT / "data" / "voc-mini", VOC)

@@ -10,8 +10,9 @@ import yaml
 
 from lifecycle.errors import ConfigError, ServerUnavailable
 from lifecycle.serving import desired, fleet
-from lifecycle.serving.client import Tls, tcp_ready
+from lifecycle.serving.client import tcp_ready
 from lifecycle.serving.tfs_config import ModelServing
+from lifecycle.serving.tls import Tls
 from tests.support.homes import new_home
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lifecycle.networks.voc import voc_palette
 from lifecycle.errors import ImageError, ResponseMismatch
+from lifecycle.networks.voc import voc_palette
 from lifecycle.predictions.pictures import (
     class_shares,
     diff_strip,
@@ -18,7 +18,8 @@ from lifecycle.predictions.pictures import (
     read_photo,
     write_png,
 )
-from lifecycle.predictions.predict import RequestTarget, mask_from_answer, rest_body
+from lifecycle.predictions.predict import mask_from_answer, rest_body
+from lifecycle.predictions.target import RequestTarget
 
 
 def test_read_photo_reads_any_mode_as_rgb(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from lifecycle import rollout
 from lifecycle.errors import ConfigError, FailedPrecondition, VersionNotFound
-from lifecycle.serving import fleet, tfs_config
 from lifecycle.operations import processes
+from lifecycle.serving import fleet, tfs_config
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths
 from tests.support.no_tensorflow import assert_no_tensorflow

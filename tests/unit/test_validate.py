@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lifecycle.errors import ImageError, SignatureMismatch, ValidationFailed
 from lifecycle.register import metrics, probe, validate
 from lifecycle.serving import warmup
-from lifecycle.errors import ImageError, SignatureMismatch, ValidationFailed
 from lifecycle.store.config import Paths, SignatureContract, TensorSpec, load_definition
 from tests.support.homes import CONFIGS, REPO_ROOT
 from tests.support.no_tensorflow import assert_no_tensorflow

@@ -11,9 +11,9 @@ import threading
 import time
 from pathlib import Path
 
+from lifecycle.errors import CheckpointError, FailedPrecondition, ValidationFailed
 from lifecycle.register import checkpoints
 from lifecycle.register.watch import Registered, Watcher
-from lifecycle.errors import CheckpointError, FailedPrecondition, ValidationFailed
 from tests.support.polling import wait_until
 from tests.support.trainer_sim import SimTrainer, digest_of, synthetic_files
 from tests.support.watch_support import (

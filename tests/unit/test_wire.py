@@ -21,10 +21,10 @@ from tensorflow_serving.apis import (  # noqa: F401 - registers the official des
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from lifecycle.register import validate
-from lifecycle.serving import warmup
 from lifecycle.errors import InvalidArgument, ValidationFailed
+from lifecycle.register import validate
 from lifecycle.server.models.tensors import fill_tensor_proto, to_ndarray
+from lifecycle.serving import warmup
 from lifecycle.serving.wire import METHODS, messages, tfs_wire_pb2
 from lifecycle.serving.wire.tfrecord import CorruptRecord, read_records
 

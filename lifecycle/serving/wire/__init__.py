@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from lifecycle.serving.wire import tfs_wire_pb2 as messages
+from lifecycle.serving.wire import tfs_wire_pb2
+
+# protoc's module builds its classes at import time (into its globals()), so a type checker sees
+# none of them: callers reach them through this name, typed as what it is to mypy.
+messages: Any = tfs_wire_pb2
 
 # (method path, response type of mlc's wire messages), by the name mlc's client calls them.
 METHODS: dict[str, tuple[str, Any]] = {
