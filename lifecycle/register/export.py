@@ -151,8 +151,8 @@ class LoadedNetwork:
     @property
     def report(self) -> dict[str, Any]:
         """The network as the version's report records it."""
-        spec = getattr(self.net, "spec", None)
-        own = spec.to_dict() if hasattr(spec, "to_dict") else {}
+        to_dict = getattr(getattr(self.net, "spec", None), "to_dict", None)
+        own = to_dict() if callable(to_dict) else {}
         return {**own, **self.plan.to_dict()}
 
 
