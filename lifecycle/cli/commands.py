@@ -247,9 +247,9 @@ def k8s_render(
     model: ModelArg,
     replicas: Annotated[int, typer.Option("--replicas", min=1, help="Number of pods (replicas of the model server).")] = 3,
     repository: Annotated[str | None, typer.Option("--repository", help="s3://bucket/prefix the pods sync versions from (default: $MLC_REPOSITORY).", show_default=False)] = None,
-    image: Annotated[str | None, typer.Option("--image", help="Model server image (default tensorflow/serving:2.18.0, or the mlc image with --engine embedded).", show_default=False)] = None,
+    image: Annotated[str | None, typer.Option("--image", help="Model server image: default tensorflow/serving:2.18.0, or with --engine embedded the mlc image mlc:<version of this mlc>, which --image then also sets for the sync containers.", show_default=False)] = None,
     engine: Annotated[ServerEngine, typer.Option("--engine", help="tfserving (tensorflow_model_server) or embedded (mlc-model-server).")] = ServerEngine.tfserving,
-    mlc_image: Annotated[str | None, typer.Option("--mlc-image", help="Image with mlc installed, for the sync containers (default mlc:latest).", show_default=False)] = None,
+    mlc_image: Annotated[str | None, typer.Option("--mlc-image", help="Image with mlc installed, for the sync containers (default: --image with --engine embedded, else mlc:<version of this mlc>, the image the Dockerfile builds).", show_default=False)] = None,
     namespace: Annotated[str, typer.Option("--namespace", help="Kubernetes namespace of the objects.")] = "default",
     secret: Annotated[str, typer.Option("--secret", help="Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) become the sync containers' environment.")] = "mlc-s3",
 ) -> None:
@@ -257,16 +257,21 @@ def k8s_render(
 
     Each pod runs the model server on an emptyDir that `mlc sync --to /models` fills (init
     container) and keeps current (`--follow` sidecar); readiness is TF Serving's REST model
-    status. mlc finds the replicas through the headless Service `<model>-replicas`.
+    status. mlc finds the replicas through the headless Service `<model>-replicas`. Every
+    container runs as a non-root user on a read-only root file system, writing only /models
+    and /tmp, and requests CPU and memory. The mlc image is `mlc:<version>` of this mlc, built
+    from the repository's Dockerfile (docs/container.md).
 
     Examples:
 
         mlc k8s render deeplab --replicas 3 --repository s3://models/team-a
 
-        mlc k8s render deeplab --replicas 2 --engine embedded --mlc-image registry.example/mlc:1.0
+        mlc k8s render deeplab --replicas 2 --engine embedded --image registry.example/mlc:0.1.0
     """
     from lifecycle.operations.k8s import to_yaml
 
+    if engine is ServerEngine.embedded and mlc_image is None:
+        mlc_image = image  # one image holds mlc and mlc-model-server: --image names it for every container
     manifests = run(lambda: api.k8s_render(model, replicas, repository, image, engine.value, mlc_image, namespace, secret))
     sys.stdout.write(to_yaml(manifests))
 
