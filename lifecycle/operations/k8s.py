@@ -30,7 +30,7 @@ Kubernetes schemas (kubernetes-validate). No cluster is exercised here.
 from __future__ import annotations
 
 import copy
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from lifecycle import __version__
@@ -52,7 +52,7 @@ SERVER_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}}
 SYNC_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}}
 
 
-class ServerEngine(str, Enum):
+class ServerEngine(StrEnum):
     """Which model server the pods run."""
 
     tfserving = "tfserving"  # tensorflow_model_server from the tensorflow/serving image
