@@ -36,7 +36,7 @@ LABEL org.opencontainers.image.title="mlc" \
       org.opencontainers.image.description="mlc and mlc-model-server (TensorFlow Serving compatible) on tensorflow-cpu"
 
 # HOME, TMPDIR, KERAS_HOME and MLC_HOME point into /tmp: with the root file system read-only,
-# /tmp (an emptyDir in the rendered manifests, a tmpfs under `docker run --read-only`) and
+# /tmp (an emptyDir in the rendered manifests; `--read-only --tmpfs /tmp` for docker run) and
 # /models are the only places written. No .pyc files are written at run time: pip compiled them.
 ENV VIRTUAL_ENV=/opt/mlc \
     PATH=/opt/mlc/bin:$PATH \
