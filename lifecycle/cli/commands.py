@@ -257,10 +257,8 @@ def k8s_render(
 
     Each pod runs the model server on an emptyDir that `mlc sync --to /models` fills (init
     container) and keeps current (`--follow` sidecar); readiness is TF Serving's REST model
-    status. mlc finds the replicas through the headless Service `<model>-replicas`. Every
-    container runs as a non-root user on a read-only root file system, writing only /models
-    and /tmp, and requests CPU and memory. The mlc image is `mlc:<version>` of this mlc, built
-    from the repository's Dockerfile (docs/container.md).
+    status. mlc finds the replicas through the headless Service `<model>-replicas`. Containers
+    run non-root on a read-only root, with requests; the mlc image is the Dockerfile's.
 
     Examples:
 
@@ -270,8 +268,7 @@ def k8s_render(
     """
     from lifecycle.operations.k8s import to_yaml
 
-    if engine is ServerEngine.embedded and mlc_image is None:
-        mlc_image = image  # one image holds mlc and mlc-model-server: --image names it for every container
+    mlc_image = image if engine is ServerEngine.embedded and mlc_image is None else mlc_image  # one image holds both
     manifests = run(lambda: api.k8s_render(model, replicas, repository, image, engine.value, mlc_image, namespace, secret))
     sys.stdout.write(to_yaml(manifests))
 
