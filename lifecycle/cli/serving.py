@@ -132,11 +132,11 @@ def k8s_render(
     repository: Annotated[str | None, typer.Option("--repository", metavar="s3://BUCKET/PREFIX", show_default=False,
                                                    help="The repository the pods sync versions from (default: $MLC_REPOSITORY).")] = None,
     image: Annotated[str | None, typer.Option("--image", metavar="IMAGE", show_default=False,
-                                              help="Model server image (default tensorflow/serving:2.18.0, or the mlc image with --engine embedded).")] = None,
+                                              help="Model server image: default tensorflow/serving:2.18.0, or with --engine embedded the mlc image mlc:<version of this mlc>, which --image then also sets for the sync containers.")] = None,
     engine: Annotated[ServerEngine, typer.Option("--engine", metavar="tfserving|embedded",
                                                  help="tfserving (tensorflow_model_server) or embedded (mlc-model-server).")] = ServerEngine.tfserving,
     mlc_image: Annotated[str | None, typer.Option("--mlc-image", metavar="IMAGE", show_default=False,
-                                                  help="Image with mlc installed, for the sync containers (default mlc:latest).")] = None,
+                                                  help="Image with mlc installed, for the sync containers (default: --image with --engine embedded, else mlc:<version of this mlc>, the image the Dockerfile builds).")] = None,
     namespace: Annotated[str, typer.Option("--namespace", metavar="NS", help="Kubernetes namespace of the objects.")] = "default",
     secret: Annotated[str, typer.Option("--secret", metavar="NAME", help="Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) become the sync containers' environment.")] = "mlc-s3",
 ) -> None:
@@ -151,6 +151,8 @@ def k8s_render(
     GET /v1/models/MODEL. mlc finds the replicas through the headless Service MODEL-replicas
     (dns: MODEL-replicas.NS.svc.cluster.local:8500 in configs/servers.yaml); clients use the
     ClusterIP Service MODEL. The S3 credentials come from the Secret --secret through envFrom.
+    Containers run non-root on a read-only root, with resource requests; the mlc image is the
+    one the repository's Dockerfile builds (docs/container.md).
 
     The tests validate the output against the Kubernetes 1.33 schemas bundled by
     kubernetes-validate; no cluster is exercised: the manifests are checked for shape, not run.
@@ -159,9 +161,10 @@ def k8s_render(
 
         mlc k8s render deeplab --replicas 3 --repository s3://models/team-a
 
-        mlc k8s render deeplab --replicas 2 --engine embedded --mlc-image registry.example/mlc:1.0
+        mlc k8s render deeplab --replicas 2 --engine embedded --image registry.example/mlc:0.1.0
     """
     from lifecycle.operations.k8s import to_yaml
 
+    mlc_image = image if engine is ServerEngine.embedded and mlc_image is None else mlc_image  # one image holds both
     manifests = run(lambda: api.k8s_render(model, replicas, repository, image, engine.value, mlc_image, namespace, secret))
     sys.stdout.write(to_yaml(manifests))

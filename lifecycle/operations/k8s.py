@@ -14,7 +14,14 @@ What it describes:
 - a **headless Service** (``clusterIP: None``, not-ready pods published) that mlc discovers the
   replicas by: ``dns: <model>-replicas.<namespace>.svc.cluster.local:8500`` in configs/servers.yaml;
 - a **ClusterIP Service** for clients (gRPC 8500, REST 8501);
-- the S3 credentials from a **Secret** (``envFrom``), never inline.
+- the S3 credentials from a **Secret** (``envFrom``), never inline;
+- a **locked-down pod**: every container runs as a non-root uid (``runAsNonRoot``, the mlc
+  image's uid 10001) on a read-only root file system, without privilege escalation or
+  capabilities, and writes only to ``/models`` and a ``/tmp`` emptyDir (``HOME``, ``MLC_HOME``
+  and the server's caches live there); each container requests the CPU and memory it needs.
+
+The mlc image is the Dockerfile at the repository root, tagged ``mlc:<version>`` of the mlc that
+renders (docs/container.md): the manifests and the image come from the same release.
 
 Manifests are plain dicts, dumped as one YAML stream; the tests validate them against the
 Kubernetes schemas (kubernetes-validate). No cluster is exercised here.
@@ -22,19 +29,30 @@ Kubernetes schemas (kubernetes-validate). No cluster is exercised here.
 
 from __future__ import annotations
 
-from enum import Enum
+import copy
+from enum import StrEnum
 from typing import Any
 
+from lifecycle import __version__
 from lifecycle.errors import UsageError
 
 GRPC_PORT = 8500
 REST_PORT = 8501
 MODELS_DIR = "/models"
+TMP_DIR = "/tmp"
+MLC_HOME = f"{TMP_DIR}/mlc"
 TFSERVING_IMAGE = "tensorflow/serving:2.18.0"
-MLC_IMAGE = "mlc:latest"
+MLC_IMAGE = f"mlc:{__version__}"  # the Dockerfile's image, built and tagged for this release
+# The mlc image's user (Dockerfile: USER 10001:10001); given here too, since tensorflow/serving
+# runs as root unless told otherwise, and runAsNonRoot needs a uid it can check.
+RUN_AS = 10001
+# Requests: what a replica needs to be scheduled. The server's depend on its models, so these are
+# a floor for small ones (TensorFlow alone takes about 500 MiB); edit them for big networks.
+SERVER_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}}
+SYNC_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}}
 
 
-class ServerEngine(str, Enum):
+class ServerEngine(StrEnum):
     """Which model server the pods run."""
 
     tfserving = "tfserving"  # tensorflow_model_server from the tensorflow/serving image
@@ -107,16 +125,17 @@ def _deployment(
     else:
         server = {"image": image or TFSERVING_IMAGE, "command": ["tensorflow_model_server"], "args": flags}
     volume = {"name": "models", "mountPath": MODELS_DIR}
+    tmp = {"name": "tmp", "mountPath": TMP_DIR}
     sync_env = [
         {"name": "MLC_REPOSITORY", "value": repository},
-        {"name": "MLC_HOME", "value": "/mlc"},
+        {"name": "MLC_HOME", "value": MLC_HOME},
     ]
-    home = {"name": "mlc-home", "mountPath": "/mlc"}
 
     def sync(*extra: str) -> dict[str, Any]:
         return {
             "image": mlc_image, "command": ["mlc"], "args": ["sync", "--to", MODELS_DIR, *extra],
-            "env": sync_env, "envFrom": [{"secretRef": {"name": secret}}], "volumeMounts": [volume, home],
+            "env": sync_env, "envFrom": [{"secretRef": {"name": secret}}], "volumeMounts": [volume, tmp],
+            "resources": copy.deepcopy(SYNC_RESOURCES), "securityContext": _locked_down(),
         }
 
     return {
@@ -139,15 +158,26 @@ def _deployment(
                                 "httpGet": {"path": f"/v1/models/{model}", "port": "rest"},
                                 "periodSeconds": 5, "failureThreshold": 3,
                             },
-                            "volumeMounts": [{**volume, "readOnly": True}],
+                            "volumeMounts": [{**volume, "readOnly": True}, tmp],
+                            "resources": copy.deepcopy(SERVER_RESOURCES),
+                            "securityContext": _locked_down(),
                         },
                         {"name": "sync", **sync("--follow", "--server", f"127.0.0.1:{REST_PORT}")},
                     ],
-                    "volumes": [{"name": "models", "emptyDir": {}}, {"name": "mlc-home", "emptyDir": {}}],
+                    "securityContext": {
+                        "runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "volumes": [{"name": "models", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
                 },
             },
         },
     }
+
+
+def _locked_down() -> dict[str, Any]:
+    """A container's securityContext: read-only root, no privilege escalation, no capabilities."""
+    return {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
 def to_yaml(manifests: list[dict[str, Any]]) -> str:
