@@ -1,7 +1,8 @@
 """The registry's versions, kept in pages beside ``registry.yaml`` so the head stays small.
 
-``registry.yaml`` (schema 2) is the *head*: per model its labels, pins, history, failed
-attempts and a list of page references. The version records (and the checkpoint records they
+``registry.yaml`` is the *head*: per model its labels, pins, a list of page references and the
+state of its history and attempts logs (whose pages are :mod:`lifecycle.store.registry_log`'s,
+built the same way). The version records (and the checkpoint records they
 were built from) live in pages of :data:`PAGE_SIZE` version numbers each, one JSON document per
 page under ``registry/<model>/``. A page is immutable: it is created under a fresh name (its
 number and a random id, ``registry/deeplab/3-1f2e....json``) and never replaced, so:
@@ -22,7 +23,8 @@ JSON, not YAML, because the pages are machine data and the standard library pars
 a hundred times faster than libyaml does YAML.
 
 Registries written before pages (schema 1: every version inline in ``registry.yaml``) are read
-as they are and moved to pages by the next registry write.
+as they are and moved to pages by the next registry write. The version pages themselves are
+still written as schema 2: their format has not changed.
 
 This module must not import TensorFlow.
 """
