@@ -20,6 +20,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from lifecycle import failpoints
+from lifecycle.store.config import REPOSITORY_ENV
 
 PRELOAD = [
     "tensorflow",
@@ -44,8 +45,10 @@ def context() -> BaseContext:
 
 def run_cli(args: list[str], env: dict[str, str], output: str) -> None:
     """Child body: ``mlc *args`` with ``env`` added; stdout to ``output``, stderr to ``output.err``."""
-    # Failpoints come only from ``env``, not from the test process as it was when the forkserver started.
+    # Failpoints and the repository come only from ``env``, not from the test process as it was
+    # when the forkserver started (an S3 test may have started it with MLC_REPOSITORY set).
     os.environ.pop(failpoints.ENV, None)
+    os.environ.pop(REPOSITORY_ENV, None)
     os.environ.update(env)
     for target, path in ((1, output), (2, output + ".err")):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
