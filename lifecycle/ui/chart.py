@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from html import escape
 
-WIDTH, HEIGHT = 640, 240
+WIDTH, HEIGHT = 520, 230
 LEFT, RIGHT, TOP, BOTTOM = 52, 40, 30, 36  # margins: y tick labels left, room for a "canary" label right, version numbers below
 Y_TICKS = 5
 MAX_X_LABELS = 20  # beyond this many versions, label every k-th on the axis
@@ -123,7 +123,8 @@ def metric_chart(points: list[Point], stable: int | None, canary: int | None, me
     return "".join(parts)
 
 
-BAR_ROW, BAR_LEFT, BAR_RIGHT, BAR_TOP, BAR_BOTTOM = 22, 110, 56, 8, 30  # row height; room for names, values, ticks
+BAR_WIDTH = 420  # narrower than the line chart: on a phone it is scaled down less
+BAR_ROW, BAR_LEFT, BAR_RIGHT, BAR_TOP, BAR_BOTTOM = 22, 96, 44, 8, 30  # row height; room for names, values, ticks
 
 
 def bar_chart(values: dict[str, float], title: str, top: float | None = 1.0) -> str:
@@ -133,13 +134,13 @@ def bar_chart(values: dict[str, float], title: str, top: float | None = 1.0) -> 
     ticks = nice_ticks(0.0, top if top is not None else max(max(values.values()), 1e-9))
     hi, step = ticks[-1], ticks[1] - ticks[0]
     height = BAR_TOP + BAR_ROW * len(values) + BAR_BOTTOM
-    plot_w = WIDTH - BAR_LEFT - BAR_RIGHT
+    plot_w = BAR_WIDTH - BAR_LEFT - BAR_RIGHT
 
     def x(v: float) -> float:
         return BAR_LEFT + plot_w * max(0.0, min(v, hi)) / hi
 
     parts = [
-        f'<svg class="chart bars" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" '
+        f'<svg class="chart bars" viewBox="0 0 {BAR_WIDTH} {height}" width="{BAR_WIDTH}" height="{height}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
     ]
     bottom = height - BAR_BOTTOM

@@ -161,14 +161,14 @@ def model_summary(model: dict[str, Any], status: dict[str, Any]) -> str:
     name = model["name"]
     problems = items(model.get("drift") or [], "drift") + items(model.get("warnings") or [], "warnings")
     idle = no_server(status)
-    fine = f'<p class="no-server">{t(idle)} Registry and configs/models.config agree.</p>' if idle else (
+    fine = f'<p class="no-server">{t(idle)}</p>' if idle else "" if problems else (
         '<p class="ok">Registry, config and servers agree.</p>'
     )
     labels = {k: model[k] for k in ("stable", "canary") if model.get(k) is not None}
     return (
         f'<h1>{t(name)}</h1><p class="labels">{label_badges(labels, name)} · configs/models.config serves '
         f'{served(model)} · <a href="{href("models", name, "history")}">history</a></p>'
-        f"{problems or fine}{notices(status)}"
+        f"{problems}{fine}{notices(status)}"
     )
 
 
@@ -184,7 +184,9 @@ def versions_table(model: dict[str, Any], servers: list[str]) -> str:
         n = v["version"]
         cells = "".join(f"<td>{state((v.get('servers') or {}).get(s, '-'))}</td>" for s in servers)
         labels = " ".join(badge(label) for label in v.get("labels") or [])
-        source = f'<a href="{href("models", name, "versions", n)}#source">{t(v.get("checkpoint"))}</a>'
+        path = str(v.get("checkpoint") or "")
+        short = "/".join(PurePath(path).parts[-2:]) or "–"  # run folder and checkpoint, as mlc status shows them
+        source = f'<a href="{href("models", name, "versions", n)}#source" title="{t(path)}">{t(short)}</a>'
         rows.append(
             f'<tr class="version" data-version="{t(n)}"><td class="num">{version_link(name, n)}</td>'
             f'<td class="num">{t(v.get("step")) or "–"}</td><td class="time">{when(v.get("created"))}</td>'
@@ -334,7 +336,7 @@ def _class_diff(result: dict[str, Any]) -> str:
     c, a, b = result["classification"], result["a"], result["b"]
 
     def top(answer: list[Any]) -> str:
-        return ", ".join(f"{t(name)} {float(score):.3f}" for name, score in answer[:3]) or "–"
+        return ", ".join(f"{t(name)} {float(p):.3f}" for name, p in answer[:3]) or "–"
 
     photos = "".join(
         f'<tr><td>{t(PurePath(i["image"]).name)}</td><td>{top(i["a"])}</td><td>{top(i["b"])}</td>'

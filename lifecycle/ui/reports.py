@@ -173,14 +173,14 @@ def version_page(model: str, detail: dict[str, Any], listed: dict[str, Any] | No
     n = detail["version"]
     mine = [e for e in history.get("events") or [] if touches(e, n)]
     pics = f'<p class="empty">{t(no_masks)}</p>' if no_masks else (
-        f'<div class="gallery"><figure class="version-pictures">{version_pictures(model, n, 256)}</figure></div>'
+        f'<figure class="pair">{version_pictures(model, n, 320)}</figure>'
     )
-    parts = {
+    parts = {  # in pairs on a wide screen: source | digests, metrics | signature (see ui.css)
         "record": record_section(model, detail, listed),
         "source": source_section(detail),
+        "digests": digests_section(detail),
         "metrics": metrics_section(detail),
         "signature": signature_section(detail),
-        "digests": digests_section(detail),
         "pictures": "<h2>Test image: mask and overlay</h2>" + pics,
         "history": "<h2>History of this version</h2>" + events_list(mine, model, f"No event has moved version {n}."),
         "checks": checks_section(detail),
