@@ -66,8 +66,9 @@ def _y_range(values: list[float]) -> list[float]:
     return nice_ticks(lo, hi)
 
 
-def metric_chart(points: list[Point], stable: int | None, canary: int | None, metric: str = "mIoU") -> str:
-    """An SVG line chart of ``metric`` by version; stable and canary marked."""
+def metric_chart(points: list[Point], stable: int | None, canary: int | None, metric: str = "mIoU",
+                 link: str | None = None) -> str:
+    """An SVG line chart of ``metric`` by version; stable and canary marked; each point links to ``link + N`` (an escaped URL prefix)."""
     measured = [p for p in sorted(points, key=lambda p: p.version) if p.value is not None]
     title = f"{metric} by version"
     if not measured:
@@ -111,10 +112,11 @@ def metric_chart(points: list[Point], stable: int | None, canary: int | None, me
         for r in roles:
             parts.append(f'<circle class="ring {r}" cx="{cx:.1f}" cy="{cy:.1f}" r="9"/>')
         classes = " ".join(["point", *roles])
-        parts.append(
+        circle = (
             f'<circle class="{classes}" data-version="{p.version}" data-value="{value:.6f}" '
             f'cx="{cx:.1f}" cy="{cy:.1f}" r="5"><title>{escape(label)}</title></circle>'
         )
+        parts.append(f'<a href="{link}{p.version}">{circle}</a>' if link else circle)  # link: escaped by the caller
         for k, r in enumerate(roles):
             parts.append(
                 f'<text class="role {r}" x="{cx:.1f}" y="{cy - 14 - 12 * k:.1f}" text-anchor="middle">{r}</text>'

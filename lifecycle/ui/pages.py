@@ -207,7 +207,8 @@ def chart(model: dict[str, Any]) -> str:
     metric = model.get("metric") or "miou"
     points = [Point(v["version"], v.get(metric)) for v in model.get("versions") or []]
     name = METRIC_NAMES[metric]
-    return f"<h2>{name} by version</h2>" + metric_chart(points, model.get("stable"), model.get("canary"), name)
+    link = href("models", model["name"], "versions") + "/"
+    return f"<h2>{name} by version</h2>" + metric_chart(points, model.get("stable"), model.get("canary"), name, link)
 
 
 def event_item(e: dict[str, Any], model: str) -> str:
