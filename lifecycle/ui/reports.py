@@ -224,8 +224,8 @@ def history_page(model: str, history: dict[str, Any], numbers: list[int], kind: 
         f'<label>version <select name="version">{options(["", *map(str, numbers)], str(version) if version else "")}'
         '</select></label> <button type="submit">filter</button></form>'
     )
-    what = " ".join(x for x in (t(kind or ""), f"of version {version_link(model, version)}" if version else "") if x)
-    heading = f'<h1>{t(model)}: history</h1><p class="count">{len(shown)} of {len(events)} events {what}</p>'
+    what = "".join(x for x in (f" · kind {t(kind)}" if kind else "", f" · version {version_link(model, version)}" if version else ""))
+    heading = f'<h1>{t(model)}: history</h1><p class="count">{len(shown)} of {len(events)} events{what}</p>'
     body = section("filters", heading + f'<nav class="chips">{chips}</nav>' + form) + section(
         "events", events_list(shown, model, "No event matches these filters." if events else "No promote or rollback yet.")
     )
