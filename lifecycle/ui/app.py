@@ -4,6 +4,8 @@ Routes (every one read-only; anything else is 404, any other method 405):
 
     /                                          overview            api.status()
     /models/<m>                                model page          api.status(m), api.history(m)
+    /models/<m>/versions/<n>                   version page        its registry record and whole report
+    /models/<m>/history?kind=K&version=N       history page        api.history(m), filtered
     /models/<m>/diff?a=A&b=B                   two versions        api.diff(m, A, B), cached
     /models/<m>/versions/<n>/mask.png          test-image pictures (lazily computed, cached)
     /models/<m>/versions/<n>/overlay.png
@@ -34,7 +36,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from lifecycle import api
 from lifecycle.errors import LifecycleError, ModelNotFound, UsageError, VersionNotFound
 from lifecycle.store.config import Paths, repository_url
-from lifecycle.ui import pages, pictures
+from lifecycle.ui import pages, pictures, records, reports
 from lifecycle.ui.redact import redact, redact_data
 
 STATIC = {"ui.js": "text/javascript; charset=utf-8", "ui.css": "text/css; charset=utf-8"}
@@ -56,6 +58,8 @@ ROUTES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"/"), "overview"),
     (re.compile(rf"/models/{_MODEL}"), "model"),
     (re.compile(rf"/models/{_MODEL}/diff"), "diff"),
+    (re.compile(rf"/models/{_MODEL}/versions/(?P<version>\d{{1,9}})"), "version"),
+    (re.compile(rf"/models/{_MODEL}/history"), "history"),
     (re.compile(rf"/models/{_MODEL}/versions/(?P<version>\d{{1,9}})/(?P<picture>mask|overlay)\.png"), "version_picture"),
     (re.compile(rf"/models/{_MODEL}/diff/(?P<a>\d{{1,9}})-vs-(?P<b>\d{{1,9}})/(?P<index>\d{{1,3}})\.png"), "diff_picture"),
     (re.compile(r"/api/status"), "api_status"),
@@ -154,14 +158,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def _overview(self) -> tuple[dict[str, Any], dict[str, str]]:
         status = api.status(paths=self.server.paths).to_dict()
-        return status, pages.overview_sections(status)
+        return status, pages.overview_sections(status, records.rest_addresses(self.server.paths))
 
     def _model(self, model: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
         paths = self.server.paths
         status = api.status(model, paths=paths, all_versions=True).to_dict()  # the chart plots every version
         history = api.history(model, paths=paths).to_dict()
         no_masks, no_diff = pictures.unavailable(paths, model)
-        return status, history, pages.model_sections(status, history, no_masks, no_diff)
+        rest = records.rest_addresses(paths)
+        return status, history, pages.model_sections(status, history, no_masks, no_diff, rest)
 
     def route_overview(self, query: dict[str, list[str]]) -> None:
         self._html(pages.overview_page(self._overview()[1], self.home))
@@ -176,6 +181,25 @@ class Handler(BaseHTTPRequestHandler):
     def route_api_model(self, model: str, query: dict[str, list[str]]) -> None:
         status, history, sections = self._model(model)
         self._json({"status": status, "history": history, "sections": _sections(sections)})
+
+    def route_version(self, model: str, version: str, query: dict[str, list[str]]) -> None:
+        paths, n = self.server.paths, int(version)
+        detail = records.version_detail(paths, model, n)  # ModelNotFound, VersionNotFound: a 404 page
+        status = api.status(model, paths=paths, all_versions=True).to_dict()
+        listed = next((v for v in status["models"][0]["versions"] if v["version"] == n), None)
+        history = api.history(model, paths=paths).to_dict()
+        no_masks, _ = pictures.unavailable(paths, model)
+        self._html(reports.version_page(model, detail, listed, history, no_masks, self.home))
+
+    def route_history(self, model: str, query: dict[str, list[str]]) -> None:
+        kind = (query.get("kind") or [""])[0] or None
+        wanted = (query.get("version") or [""])[0]
+        if wanted and not wanted.isdigit():
+            return self._error(400, "bad request", f"version must be a version number, not {wanted!r}")
+        paths = self.server.paths
+        history = api.history(model, paths=paths).to_dict()
+        numbers = records.version_numbers(paths, model)
+        self._html(reports.history_page(model, history, numbers, kind, int(wanted) if wanted else None, self.home))
 
     def route_diff(self, model: str, query: dict[str, list[str]]) -> None:
         try:

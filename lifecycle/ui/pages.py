@@ -1,96 +1,88 @@
-"""HTML of the UI's pages, built from the api's plain results (``to_dict()``), escaped in one place.
+"""HTML of the overview, the model page, the diff page and error pages, from the api's plain results.
 
-Every piece of text that reaches the page goes through :func:`t` (credentials masked, then
-``html.escape``), and every model name in a URL through :func:`href`. A page is a set of named
-*sections*; the same functions render a section for the first page load and for the JSON the
-page polls (:mod:`lifecycle.ui.app`), so live updates cannot drift from the first render.
+The api's results (``to_dict()``) go in; every piece of text goes through :func:`~lifecycle.ui.markup.t`
+and every URL through :func:`~lifecycle.ui.markup.href`. A page is a set of named *sections*;
+the same functions render a section for the first page load and for the JSON the page polls
+(:mod:`lifecycle.ui.app`), so live updates cannot drift from the first render. The version and
+history pages are in :mod:`lifecycle.ui.reports`.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
-from html import escape
 from pathlib import PurePath
 from typing import Any
 from urllib.parse import quote
 
 from lifecycle.ui.chart import Point, metric_chart
-from lifecycle.ui.redact import redact
+from lifecycle.ui.markup import (
+    METRIC_NAMES,
+    badge,
+    crumbs,
+    digest,
+    health,
+    href,
+    items,
+    label_badges,
+    layout,
+    score,
+    scroll,
+    section,
+    state,
+    t,
+    version_link,
+    when,
+)
 
-POLL_MS = 1500  # how often an open page asks for live state
+__all__ = ["digest", "layout", "model_page", "model_sections", "overview_page", "overview_sections", "t"]
+
+IDLE_STATES = {"-", "unreachable", "unknown", ""}  # a server's state of a version that it does not hold
 
 
-def t(value: Any) -> str:
-    """Text for the page: credentials masked, HTML escaped (quotes too, so it is safe in attributes)."""
-    return escape(redact("" if value is None else str(value)), quote=True)
+# --- servers -------------------------------------------------------------------------------------
 
 
-def href(*parts: Any) -> str:
-    """An escaped absolute URL path from segments (a model name is one segment)."""
-    return escape("/" + "/".join(quote(str(p), safe="") for p in parts), quote=True)
+def held(status: dict[str, Any], server: str) -> str:
+    """What ``server`` holds, model by model: each version (a link) with its state."""
+    parts = []
+    for m in status.get("models") or []:
+        versions = sorted(
+            (v for v in m.get("versions") or [] if (v.get("servers") or {}).get(server, "-") not in IDLE_STATES),
+            key=lambda v: v["version"],
+        )
+        if versions:
+            listed = ", ".join(f'{version_link(m["name"], v["version"])} {state(v["servers"][server])}' for v in versions)
+            parts.append(f'<div class="holds"><a href="{href("models", m["name"])}">{t(m["name"])}</a>: {listed}</div>')
+    return "".join(parts) or '<span class="empty">nothing loaded</span>'
 
 
-def digest(html: str) -> str:
-    """A short fingerprint of a section, so the page swaps only the sections that changed."""
-    return hashlib.sha256(html.encode()).hexdigest()[:16]
+def no_server(status: dict[str, Any]) -> str | None:
+    """Why nothing serves (no server known, or none answers), or None when a server answers."""
+    servers = status.get("servers") or {}
+    if not servers:
+        return "No server running: start one with mlc serve."
+    if not any(h == "ok" for h in servers.values()):
+        return "No server answers: " + ", ".join(f"{a} is {h.split(':')[0]}" for a, h in sorted(servers.items())) + "."
+    return None
 
 
-def section(name: str, html: str, tag: str = "section") -> str:
-    """A live section: replaced by the page's script when the polled HTML differs."""
-    return f'<{tag} data-live="{escape(name)}" data-digest="{digest(html)}">{html}</{tag}>'
-
-
-def layout(title: str, body: str, poll: str | None = None, home: str = "", crumbs: str = "", kind: str = "") -> str:
-    """A whole page: header, body, the stylesheet and the polling script (both shipped in the package)."""
-    poll_attrs = f' data-poll="{escape(poll)}" data-interval="{POLL_MS}"' if poll else ""
-    live = '<span id="live-state" class="live">live</span>' if poll else ""
-    return (
-        "<!doctype html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{t(title)} · mlc</title>"
-        '<link rel="stylesheet" href="/static/ui.css">'
-        '<script src="/static/ui.js" defer></script>'
-        f"</head><body{poll_attrs}>"
-        f'<header><a class="brand" href="/">mlc</a>{crumbs}<span class="home" title="mlc home">{t(home)}</span>{live}</header>'
-        f'<main class="{escape(kind)}">{body}</main></body></html>\n'
+def servers_table(status: dict[str, Any], rest: dict[str, str | None] | None = None) -> str:
+    """Each server mlc drives: its gRPC and REST addresses, whether it answers, and the versions it holds."""
+    servers = status.get("servers") or {}
+    if not servers:
+        return ('<h2>Servers</h2><p class="no-server">No server running: start one with <code>mlc serve</code>'
+                " (or list servers in configs/servers.yaml).</p>")
+    rest = rest or {}
+    rows = "".join(
+        f'<tr class="server" data-server="{t(addr)}"><td class="addr">{t(addr)}</td>'
+        f'<td class="addr rest">{t(rest.get(addr) or "–")}</td><td>{health(h)}</td><td>{held(status, addr)}</td></tr>'
+        for addr, h in sorted(servers.items())
     )
-
-
-def _list(items: Iterable[Any], cls: str) -> str:
-    rows = "".join(f"<li>{t(i)}</li>" for i in items)
-    return f'<ul class="{cls}">{rows}</ul>' if rows else ""
-
-
-def _badge(label: str) -> str:
-    return f'<span class="badge {escape(label)}">{t(label)}</span>'
-
-
-def _state(state: str) -> str:
-    """A server's state of a version, classed by its first word (available, loading, end, unreachable)."""
-    word = (state or "-").split(":")[0].strip().lower()
-    cls = word if word in {"available", "loading", "start", "unloading", "unreachable", "unknown"} else "none"
-    if word == "end" and ":" in state:  # END with an error: the version failed to load
-        cls = "failed"
-    return f'<span class="state {cls}">{t(state)}</span>'
-
-
-def _health(state: str) -> str:
-    word = state.split(":")[0].strip().lower()
-    cls = "ok" if word == "ok" else "unreachable" if word == "unreachable" else "unknown"
-    return f'<span class="health {cls}">{t(state)}</span>'
-
-
-def _v(n: int | None) -> str:
-    return "–" if n is None else t(n)
-
-
-METRIC_NAMES = {"miou": "mIoU", "accuracy": "accuracy"}  # ModelStatus.metric as the pages name it
-
-
-def _score(x: float | None) -> str:
-    return "–" if x is None else f"{x:.4f}"
+    source = status.get("servers_source") or ""
+    return (
+        f"<h2>Servers <small>({t(source)})</small></h2>"
+        + scroll('<table class="servers"><thead><tr><th>gRPC</th><th>REST</th><th>health</th><th>holds</th></tr>'
+                 f"</thead><tbody>{rows}</tbody></table>")
+    )
 
 
 # --- overview ------------------------------------------------------------------------------------
@@ -98,21 +90,14 @@ def _score(x: float | None) -> str:
 
 def notices(status: dict[str, Any]) -> str:
     """Home-wide warnings: a pending rollout, an unreadable servers file or config."""
-    return _list(status.get("warnings") or [], "warnings")
+    return items(status.get("warnings") or [], "warnings")
 
 
-def servers_table(status: dict[str, Any]) -> str:
-    """Each server mlc drives and whether it answers."""
-    servers = status.get("servers") or {}
-    if not servers:
-        return "<h2>Servers</h2><p class=\"empty\">No server is known: start one with <code>mlc serve</code>.</p>"
-    rows = "".join(
-        f'<tr><td class="addr">{t(addr)}</td><td>{_health(state)}</td></tr>' for addr, state in sorted(servers.items())
-    )
-    source = status.get("servers_source") or ""
+def event_summary(e: dict[str, Any], model: str) -> str:
+    """One history event in a line: action, from -> to (links), result."""
     return (
-        f'<h2>Servers <small>({t(source)})</small></h2>'
-        f'<table class="servers"><thead><tr><th>server (gRPC)</th><th>health</th></tr></thead><tbody>{rows}</tbody></table>'
+        f'<b class="action">{t(e.get("action"))}</b> {version_link(model, e.get("from_version"))} → '
+        f'{version_link(model, e.get("to_version"))} <span class="result {t(e.get("result"))}">{t(e.get("result"))}</span>'
     )
 
 
@@ -120,34 +105,36 @@ def models_table(status: dict[str, Any]) -> str:
     """Every model: stable, canary, versions, drift and warnings, the last rollout."""
     models = status.get("models") or []
     if not models:
-        return "<h2>Models</h2><p class=\"empty\">No model is registered yet: <code>mlc register CHECKPOINT</code>.</p>"
+        return '<h2>Models</h2><p class="empty">No model is registered yet: <code>mlc register CHECKPOINT</code>.</p>'
+    idle = no_server(status)
     rows = []
     for m in models:
+        name = m["name"]
         versions = m.get("versions") or []
         latest = max((v["version"] for v in versions), default=None)
         last = m.get("last_event") or {}
-        last_html = (
-            f"{t(last.get('action'))} {_v(last.get('from_version'))} → {_v(last.get('to_version'))}: "
-            f"{t(last.get('result'))}" if last else "–"
-        )
-        problems = _list(m.get("drift") or [], "drift") + _list(m.get("warnings") or [], "warnings")
+        last_html = f"{event_summary(last, name)} {when(last.get('time'))}" if last else "–"
+        problems = items(m.get("drift") or [], "drift") + items(m.get("warnings") or [], "warnings")
+        fine = f'<span class="no-server">{t(idle)}</span>' if idle else '<span class="ok">in sync</span>'
         rows.append(
-            f'<tr class="model" data-model="{t(m["name"])}">'
-            f'<td><a href="{href("models", m["name"])}">{t(m["name"])}</a></td>'
-            f'<td class="stable">{_v(m.get("stable"))}</td><td class="canary">{_v(m.get("canary"))}</td>'
-            f"<td>{m.get('versions_total', len(versions))} (latest {_v(latest)})</td><td>{last_html}</td>"
-            f'<td class="problems">{problems or "<span class=ok>in sync</span>"}</td></tr>'
+            f'<tr class="model" data-model="{t(name)}">'
+            f'<td><a href="{href("models", name)}">{t(name)}</a></td>'
+            f'<td class="stable">{version_link(name, m.get("stable"))}</td>'
+            f'<td class="canary">{version_link(name, m.get("canary"))}</td>'
+            f"<td>{m.get('versions_total', len(versions))} (latest {version_link(name, latest)})</td>"
+            f'<td>{last_html} <a class="more" href="{href("models", name, "history")}">history</a></td>'
+            f'<td class="problems">{problems or fine}</td></tr>'
         )
-    return (
-        "<h2>Models</h2><table class=\"models\"><thead><tr><th>model</th><th>stable</th><th>canary</th>"
+    return "<h2>Models</h2>" + scroll(
+        '<table class="models"><thead><tr><th>model</th><th>stable</th><th>canary</th>'
         "<th>versions</th><th>last rollout</th><th>drift and warnings</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
 
-def overview_sections(status: dict[str, Any]) -> dict[str, str]:
+def overview_sections(status: dict[str, Any], rest: dict[str, str | None] | None = None) -> dict[str, str]:
     """The overview's live sections."""
-    return {"notices": notices(status), "models": models_table(status), "servers": servers_table(status)}
+    return {"notices": notices(status), "models": models_table(status), "servers": servers_table(status, rest)}
 
 
 def overview_page(sections: dict[str, str], home: str) -> str:
@@ -159,18 +146,29 @@ def overview_page(sections: dict[str, str], home: str) -> str:
 # --- model page ----------------------------------------------------------------------------------
 
 
+def served(model: dict[str, Any]) -> str:
+    """What configs/models.config serves of the model: its versions (links) and label badges."""
+    config = model.get("config")
+    if not config:
+        return "nothing"
+    name = model["name"]
+    versions = ", ".join(version_link(name, n) for n in sorted(config.get("versions") or [])) or "no version"
+    return f"versions {versions} with {label_badges(config.get('labels') or {}, name)}"
+
+
 def model_summary(model: dict[str, Any], status: dict[str, Any]) -> str:
     """Stable, canary, drift and warnings of one model, and the home's own warnings."""
-    problems = _list(model.get("drift") or [], "drift") + _list(model.get("warnings") or [], "warnings")
-    config = model.get("config")
-    served = (
-        f"versions {t(sorted(config.get('versions') or []))}, labels {t(dict(sorted((config.get('labels') or {}).items())))}"
-        if config else "nothing"
+    name = model["name"]
+    problems = items(model.get("drift") or [], "drift") + items(model.get("warnings") or [], "warnings")
+    idle = no_server(status)
+    fine = f'<p class="no-server">{t(idle)}</p>' if idle else "" if problems else (
+        '<p class="ok">Registry, config and servers agree.</p>'
     )
+    labels = {k: model[k] for k in ("stable", "canary") if model.get(k) is not None}
     return (
-        f'<h1>{t(model["name"])}</h1><p class="labels">stable <b class="stable">{_v(model.get("stable"))}</b> · '
-        f'canary <b class="canary">{_v(model.get("canary"))}</b> · configs/models.config serves {served}</p>'
-        f"{problems or '<p class=ok>Registry, config and servers agree.</p>'}{notices(status)}"
+        f'<h1>{t(name)}</h1><p class="labels">{label_badges(labels, name)} · configs/models.config serves '
+        f'{served(model)} · <a href="{href("models", name, "history")}">history</a></p>'
+        f"{problems}{fine}{notices(status)}"
     )
 
 
@@ -178,25 +176,29 @@ def versions_table(model: dict[str, Any], servers: list[str]) -> str:
     """Each version: step, created, source, validated, metric, labels, config and state per server."""
     versions = sorted(model.get("versions") or [], key=lambda v: v["version"], reverse=True)
     if not versions:
-        return "<h2>Versions</h2><p class=\"empty\">No version yet.</p>"
-    metric = model.get("metric") or "miou"
+        return '<h2>Versions</h2><p class="empty">No version yet.</p>'
+    name, metric = model["name"], model.get("metric") or "miou"
     head = "".join(f'<th class="server">{t(s)}</th>' for s in servers)
     rows = []
     for v in versions:
-        cells = "".join(f"<td>{_state((v.get('servers') or {}).get(s, '-'))}</td>" for s in servers)
-        labels = " ".join(_badge(label) for label in v.get("labels") or [])
+        n = v["version"]
+        cells = "".join(f"<td>{state((v.get('servers') or {}).get(s, '-'))}</td>" for s in servers)
+        labels = " ".join(badge(label) for label in v.get("labels") or [])
+        path = str(v.get("checkpoint") or "")
+        short = "/".join(PurePath(path).parts[-2:]) or "–"  # run folder and checkpoint, as mlc status shows them
+        source = f'<a href="{href("models", name, "versions", n)}#source" title="{t(path)}">{t(short)}</a>'
         rows.append(
-            f'<tr class="version" data-version="{t(v["version"])}"><td class="num">{t(v["version"])}</td>'
-            f'<td class="num">{_v(v.get("step"))}</td><td class="time">{t(v.get("created"))}</td>'
-            f'<td class="source">{t(v.get("checkpoint"))}</td>'
+            f'<tr class="version" data-version="{t(n)}"><td class="num">{version_link(name, n)}</td>'
+            f'<td class="num">{t(v.get("step")) or "–"}</td><td class="time">{when(v.get("created"))}</td>'
+            f'<td class="source">{source}</td>'
             f'<td>{"yes" if v.get("validated") else "<b class=bad>no</b>"}</td>'
-            f'<td class="num metric">{_score(v.get(metric))}</td><td class="labels">{labels}</td>'
+            f'<td class="num metric">{score(v.get(metric))}</td><td class="labels">{labels}</td>'
             f'<td>{"yes" if v.get("in_config") else "–"}</td>{cells}</tr>'
         )
-    return (
-        '<h2>Versions</h2><table class="versions" id="versions"><thead><tr><th>version</th><th>step</th>'
-        f"<th>created</th><th>source</th><th>validated</th><th>{METRIC_NAMES[metric]}</th><th>labels</th><th>in config</th>"
-        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return "<h2>Versions</h2>" + scroll(
+        '<table class="versions" id="versions"><thead><tr><th>version</th><th>step</th>'
+        f"<th>created</th><th>source</th><th>validated</th><th>{METRIC_NAMES[metric]}</th><th>labels</th>"
+        f"<th>in config</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
@@ -205,46 +207,56 @@ def chart(model: dict[str, Any]) -> str:
     metric = model.get("metric") or "miou"
     points = [Point(v["version"], v.get(metric)) for v in model.get("versions") or []]
     name = METRIC_NAMES[metric]
-    return f"<h2>{name} by version</h2>" + metric_chart(points, model.get("stable"), model.get("canary"), name)
+    link = href("models", model["name"], "versions") + "/"
+    return f"<h2>{name} by version</h2>" + metric_chart(points, model.get("stable"), model.get("canary"), name, link)
 
 
-def timeline(history: dict[str, Any]) -> str:
-    """Every promote and rollback, newest first: who, when, from → to, result, reason."""
+def event_item(e: dict[str, Any], model: str) -> str:
+    """One history event as a timeline entry: when, who, what, from -> to, result, reason and detail."""
+    extra = "".join(
+        f'<div class="{cls}">{t(label)}{t(e.get(key))}</div>'
+        for key, cls, label in (("reason", "reason", "reason: "), ("detail", "detail", ""))
+        if e.get(key)
+    )
+    forced = " " + badge("forced") if e.get("forced") else ""
+    return (
+        f'<li class="event {t(e.get("result"))}" data-action="{t(e.get("action"))}">{when(e.get("time"))} '
+        f'<span class="who">{t(e.get("user"))}</span> {event_summary(e, model)}{forced}{extra}</li>'
+    )
+
+
+def timeline(history: dict[str, Any], limit: int | None = None) -> str:
+    """The promotes and rollbacks, newest first (the ``limit`` newest), and a link to the history page."""
+    model = history.get("model") or ""
     events = list(reversed(history.get("events") or []))
+    more = f'<p><a href="{href("models", model, "history")}">all {len(events)} events, with filters</a></p>'
     if not events:
-        return "<h2>Rollout history</h2><p class=\"empty\">No promote or rollback yet.</p>"
-    items = []
-    for e in events:
-        extra = "".join(
-            f'<div class="{cls}">{t(label)}{t(e.get(key))}</div>'
-            for key, cls, label in (("reason", "reason", "reason: "), ("detail", "detail", ""))
-            if e.get(key)
-        )
-        forced = ' <span class="badge forced">forced</span>' if e.get("forced") else ""
-        items.append(
-            f'<li class="event {t(e.get("result"))}"><time>{t(e.get("time"))}</time> '
-            f'<span class="who">{t(e.get("user"))}</span> <b>{t(e.get("action"))}</b> '
-            f'{_v(e.get("from_version"))} → {_v(e.get("to_version"))} '
-            f'<span class="result {t(e.get("result"))}">{t(e.get("result"))}</span>{forced}{extra}</li>'
-        )
-    return f'<h2>Rollout history</h2><ol class="timeline">{"".join(items)}</ol>'
+        return '<h2>Rollout history</h2><p class="empty">No promote or rollback yet.</p>'
+    shown = events[:limit] if limit else events
+    entries = "".join(event_item(e, model) for e in shown)
+    return f'<h2>Rollout history</h2><ol class="timeline">{entries}</ol>' + more
+
+
+def version_pictures(model: str, n: int, width: int = 160) -> str:
+    """Version ``n``'s mask and overlay of the test image (computed when the browser asks)."""
+    return "".join(
+        f'<img loading="lazy" src="{href("models", model, "versions", n, kind + ".png")}" '
+        f'alt="{kind} of the test image by version {t(n)}" width="{width}">'
+        for kind in ("mask", "overlay")
+    )
 
 
 def pictures(model: dict[str, Any], unavailable: str | None) -> str:
-    """Each version's mask and overlay of the test image (computed when the browser asks)."""
+    """Each version's mask and overlay of the test image."""
     head = "<h2>Test image, version by version</h2>"
     if unavailable:
         return f'{head}<p class="empty">{t(unavailable)}</p>'
-    figures = []
-    for v in sorted(model.get("versions") or [], key=lambda v: v["version"], reverse=True):
-        n = v["version"]
-        imgs = "".join(
-            f'<img loading="lazy" src="{href("models", model["name"], "versions", n, kind + ".png")}" '
-            f'alt="{kind} of the test image by version {t(n)}" width="160">'
-            for kind in ("mask", "overlay")
-        )
-        figures.append(f'<figure class="version-pictures"><figcaption>version {t(n)}</figcaption>{imgs}</figure>')
-    return head + f'<div class="gallery">{"".join(figures)}</div>'
+    figures = "".join(
+        f'<figure class="version-pictures"><figcaption>version {version_link(model["name"], v["version"])}</figcaption>'
+        f'{version_pictures(model["name"], v["version"])}</figure>'
+        for v in sorted(model.get("versions") or [], key=lambda v: v["version"], reverse=True)
+    )
+    return head + f'<div class="gallery">{figures}</div>'
 
 
 def compare_form(model: dict[str, Any], unavailable: str | None) -> str:
@@ -267,8 +279,12 @@ def compare_form(model: dict[str, Any], unavailable: str | None) -> str:
     )
 
 
+TIMELINE_ON_MODEL_PAGE = 30  # the newest events the model page lists; the history page has them all
+
+
 def model_sections(
-    status: dict[str, Any], history: dict[str, Any], no_masks: str | None = None, no_diff: str | None = None
+    status: dict[str, Any], history: dict[str, Any], no_masks: str | None = None, no_diff: str | None = None,
+    rest: dict[str, str | None] | None = None,
 ) -> dict[str, str]:
     """The model page's live sections, from ``api.status(model)`` and ``api.history(model)``."""
     model = status["models"][0]
@@ -277,18 +293,17 @@ def model_sections(
         "summary": model_summary(model, status),
         "versions": versions_table(model, servers),
         "chart": chart(model),
-        "timeline": timeline(history),
+        "timeline": timeline(history, TIMELINE_ON_MODEL_PAGE),
         "pictures": pictures(model, no_masks),
         "compare": compare_form(model, no_diff),
-        "servers": servers_table(status),
+        "servers": servers_table(status, rest),
     }
 
 
 def model_page(name: str, sections: dict[str, str], home: str) -> str:
     """The page of one model."""
     body = "".join(section(key, html) for key, html in sections.items())
-    crumbs = f' <span class="crumb">/ {t(name)}</span>'
-    return layout(name, body, poll=f"/api/models/{quote(name, safe='')}", home=home, crumbs=crumbs, kind="model")
+    return layout(name, body, poll=f"/api/models/{quote(name, safe='')}", home=home, crumbs=crumbs(name), kind="model")
 
 
 # --- diff and errors -----------------------------------------------------------------------------
@@ -298,14 +313,13 @@ def _mask_diff(result: dict[str, Any]) -> str:
     """A segmentation diff: numbers on the evaluation set, then photo | mask A | mask B | disagreement."""
     model, a, b = result["model"], result["a"], result["b"]
     ev = result.get("eval")
-    numbers = (
+    numbers = scroll(
         f'<table class="numbers"><tr><th>evaluation set</th><td>{t(ev["images"])} images of {t(ev["size"])}²</td></tr>'
         f'<tr><th>pixel agreement</th><td>{ev["agreement"]:.4f}</td></tr>'
         f'<tr><th>mIoU of {t(b)} against {t(a)}</th><td>{ev["miou"]:.4f}</td></tr>'
         f'<tr><th>differing pixels</th><td>{t(ev["differing_pixels"])}</td></tr>'
         f'<tr><th>mIoU against ground truth</th><td>{t(a)}: {ev["miou_a"]:.4f} · {t(b)}: {ev["miou_b"]:.4f}</td></tr></table>'
-        if ev else ""
-    )
+    ) if ev else ""
     figures = "".join(
         f'<figure class="diff"><figcaption>{t(PurePath(image["image"]).name)} ({t(image["width"])}×{t(image["height"])}): '
         f'agreement {image["agreement"]:.4f}, mIoU of {t(b)} against {t(a)} {image["miou"]:.4f}, '
@@ -323,21 +337,21 @@ def _class_diff(result: dict[str, Any]) -> str:
     c, a, b = result["classification"], result["a"], result["b"]
 
     def top(answer: list[Any]) -> str:
-        return ", ".join(f"{t(name)} {float(score):.3f}" for name, score in answer[:3]) or "–"
+        return ", ".join(f"{t(name)} {float(p):.3f}" for name, p in answer[:3]) or "–"
 
     photos = "".join(
         f'<tr><td>{t(PurePath(i["image"]).name)}</td><td>{top(i["a"])}</td><td>{top(i["b"])}</td>'
         f'<td>{"yes" if i["agree"] else "<b class=bad>no</b>"}</td></tr>'
         for i in c.get("images") or []
     )
-    changed = _list(c.get("changed") or [], "changes")
+    changed = items(c.get("changed") or [], "changes")
     return (
-        f'<h2>Numbers</h2><table class="numbers"><tr><th>evaluation set</th><td>{t(c["eval_images"])} images</td></tr>'
+        "<h2>Numbers</h2>" + scroll(f'<table class="numbers"><tr><th>evaluation set</th><td>{t(c["eval_images"])} images</td></tr>'
         f'<tr><th>top-class agreement</th><td>{c["agreement"]:.4f} ({t(c["changed_count"])} changed)</td></tr>'
         f'<tr><th>accuracy</th><td>{t(a)}: {c["accuracy_a"]:.4f} · {t(b)}: {c["accuracy_b"]:.4f}</td></tr>'
-        f'<tr><th>top-5 accuracy</th><td>{t(a)}: {c["top5_a"]:.4f} · {t(b)}: {c["top5_b"]:.4f}</td></tr></table>'
-        f'<h2>Photos</h2><table class="classes"><thead><tr><th>photo</th><th>{t(a)}: top classes</th>'
-        f'<th>{t(b)}: top classes</th><th>same class</th></tr></thead><tbody>{photos}</tbody></table>'
+        f'<tr><th>top-5 accuracy</th><td>{t(a)}: {c["top5_a"]:.4f} · {t(b)}: {c["top5_b"]:.4f}</td></tr></table>')
+        + "<h2>Photos</h2>" + scroll(f'<table class="classes"><thead><tr><th>photo</th><th>{t(a)}: top classes</th>'
+                                     f'<th>{t(b)}: top classes</th><th>same class</th></tr></thead><tbody>{photos}</tbody></table>')
         + (f"<h2>Evaluation images whose class changed</h2>{changed}" if changed else "")
     )
 
@@ -345,16 +359,15 @@ def _class_diff(result: dict[str, Any]) -> str:
 def diff_page(result: dict[str, Any], home: str) -> str:
     """``mlc diff`` of two versions: its numbers, and its pictures side by side (or a classifier's classes)."""
     model, a, b = result["model"], result["a"], result["b"]
-    changes = _list([c.get("description", c) for c in result.get("signature_changes") or []], "changes")
+    changes = items([c.get("description", c) for c in result.get("signature_changes") or []], "changes")
     verdict = "identical on everything compared" if result.get("identical") else "they differ"
     details = _class_diff(result) if result.get("classification") else _mask_diff(result)
     body = (
-        f'<h1>{t(model)}: version {t(a)} vs {t(b)}</h1><p class="verdict">{t(verdict)}</p>'
+        f'<h1>{t(model)}: version {version_link(model, a)} vs {version_link(model, b)}</h1><p class="verdict">{t(verdict)}</p>'
         f'<h2>Signatures</h2>{changes or "<p class=ok>The same signatures.</p>"}{details}'
         f'<p><a href="{href("models", model)}">back to {t(model)}</a></p>'
     )
-    crumbs = f' <span class="crumb">/ <a href="{href("models", model)}">{t(model)}</a> / diff</span>'
-    return layout(f"{model} {a} vs {b}", body, home=home, crumbs=crumbs)
+    return layout(f"{model} {a} vs {b}", body, home=home, crumbs=crumbs(model, "diff"))
 
 
 def error_page(status: int, title: str, message: str, home: str) -> str:

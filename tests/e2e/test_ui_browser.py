@@ -1,7 +1,9 @@
 """``mlc ui`` in a real browser: headless Chromium (selenium) on a home served by a real mlc-model-server.
 
-The home has half_plus_two versions 1, 2, 3 of model ``hpt`` (stable 1) with mIoU figures in
-their reports; a promote is made with the CLI in a child process while the page is open.
+The home has half_plus_two versions 1, 2, 3 of model ``hpt`` (stable 1) with mIoU figures (and
+IoU per class) in their reports; a promote is made with the CLI in a child process while the
+page is open. Chromium is also driven as a phone (390 px), in dark mode and in another time
+zone through its DevTools protocol (tests/support/browser.py ``emulated``).
 """
 
 from __future__ import annotations
@@ -13,19 +15,22 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lifecycle import api
 from lifecycle.serving import fleet
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
-from lifecycle.ui import UiServer, create_server
-from tests.support.browser import wait_until
+from lifecycle.ui import UiServer, create_server, records
+from tests.support.browser import PHONE, emulated, wait_until
 from tests.support.homes import REPO_ROOT, tree_state
 from tests.support.ports import free_ports
 from tests.support.rollout_support import MODEL, build_versions, make_home, start_server
+from tests.support.ui_homes import registry_home
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +58,12 @@ class Live:
 def with_metrics(paths: Paths) -> Paths:
     with registry.transaction(paths) as reg:
         for v in reg.model(MODEL).versions:
-            v.report["metrics"] = {"miou": MIOU[v.version]}
+            v.report["metrics"] = {"miou": MIOU[v.version], "pixel_accuracy": 0.9,
+                                   "per_class_iou": {"background": 0.95, "cat": MIOU[v.version], "dog": 0.0}}
+            v.report["signature"] = {"key": "serving_default", "method": "tensorflow/serving/predict",
+                                     "inputs": {"x": {"dtype": "float32", "shape": [-1, 1]}},
+                                     "outputs": {"y": {"dtype": "float32", "shape": [-1, 1]}}}
+            v.report["tf_version"] = "2.99.0"
     return paths
 
 
@@ -109,8 +119,12 @@ def first_entry(driver: Any) -> tuple[str, str] | None:
 def test_overview_lists_the_model_and_links_to_its_page(browser: Any, live: Live) -> None:
     browser.get(live.url())
     row = wait_until(browser, lambda d: css(d, 'tr.model[data-model="hpt"]'), what="the hpt row")[0]
-    assert row.find_element("css selector", "td.stable").text == "1"
-    assert "ok" in css(browser, "table.servers")[0].text
+    assert row.find_element("css selector", "td.stable a").get_attribute("href") == live.url(f"models/{MODEL}/versions/1")
+    servers = css(browser, "table.servers tr.server")[0].text
+    rest = records.rest_addresses(live.paths)
+    grpc_address, rest_address = next(iter(rest.items()))
+    assert grpc_address in servers and str(rest_address) in servers and "ok" in servers
+    assert "hpt: 1 AVAILABLE" in servers  # the versions the server holds, with their states
     row.find_element("link text", "hpt").click()
     wait_until(browser, lambda d: css(d, "table#versions"), what="the versions table")
     assert [r.get_attribute("data-version") for r in css(browser, "table#versions tr.version")] == ["3", "2", "1"]
@@ -188,3 +202,124 @@ def test_unreachable_server_is_shown_and_the_pages_still_render(
     finally:
         ui.stop()
     assert tree_state(paths.home) == before  # read-only: nothing of the home changed
+
+
+def no_page_scroll(driver: Any) -> tuple[int, int]:
+    """(the page's scroll width, the window's inner width); the first must not exceed the second."""
+    return tuple(driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]"))
+
+
+PAGES = {  # page -> what shows it has rendered
+    "": "table.models", f"models/{MODEL}": "table#versions", f"models/{MODEL}/versions/1": "svg.bars",
+    f"models/{MODEL}/history": "ol.timeline",
+}
+
+
+def test_every_page_fits_a_phone_and_its_tables_scroll_inside_their_cards(browser: Any, live: Live) -> None:
+    with emulated(browser, phone=True):
+        for path, marker in PAGES.items():
+            browser.get(live.url(path))
+            wait_until(browser, lambda d, m=marker: css(d, m), what=f"{marker} on /{path}")
+            width, inner = no_page_scroll(browser)
+            assert inner == PHONE["width"] and width <= inner, f"/{path} is {width} px wide on a {inner} px phone"
+            wrappers = browser.execute_script(
+                "return Array.from(document.querySelectorAll('table'))"
+                ".map(t => getComputedStyle(t.parentElement).overflowX)"
+            )
+            assert set(wrappers) <= {"auto"}, f"/{path}: a table outside a scrolling wrapper"
+        browser.get(live.url(f"models/{MODEL}"))
+        wrapper = wait_until(browser, lambda d: css(d, '[data-live="versions"] .scroll'), what="the versions table")[0]
+        assert int(wrapper.get_attribute("scrollWidth")) > int(wrapper.get_attribute("clientWidth"))  # it scrolls, not the page
+
+
+def test_the_version_page_shows_its_report_pictures_digests_and_history(browser: Any, live: Live) -> None:
+    browser.get(live.url(f"models/{MODEL}"))
+    wait_until(browser, lambda d: css(d, 'tr.version[data-version="1"] td.num a'), what="version links")[0].click()
+    wait_until(browser, lambda d: css(d, "svg.bars"), what="the version page")
+    assert browser.current_url == live.url(f"models/{MODEL}/versions/1")
+    bars = {b.get_attribute("data-name"): float(b.get_attribute("data-value")) for b in css(browser, "svg.bars rect.bar")}
+    assert bars == {"background": 0.95, "cat": MIOU[1], "dog": 0.0}
+    assert [x.text for x in css(browser, "svg.bars text.tick")] == ["0.00", "0.25", "0.50", "0.75", "1.00"]
+    record = css(browser, '[data-live="record"]')[0].text
+    [listed] = [v for v in api.status(MODEL, paths=live.paths, all_versions=True).models[0].versions if v.version == 1]
+    [(server, state)] = listed.servers.items()  # AVAILABLE, or END once a promote has moved stable on
+    assert "2.99.0" in record and f"{server} {state}" in record
+    assert "0.9000" in css(browser, '[data-live="metrics"]')[0].text  # pixel accuracy
+    assert "serving_default" in css(browser, '[data-live="signature"]')[0].text
+    digests = css(browser, '[data-live="digests"]')[0].text
+    assert "digest1" in digests and registry.load(live.paths).model(MODEL).version(1).report["golden"]["digest"] in digests
+    assert "ckpt/run/ckpt-1" in css(browser, "#source")[0].find_element("xpath", "..").text
+    # hpt has no test image: the section says so (test_ui_pictures.py shows a DeepLab version's pictures).
+    assert "No test image" in css(browser, '[data-live="pictures"]')[0].text
+    events = css(browser, '[data-live="history"] li.event')
+    assert events and all(" 1" in e.text or "→ 1" in e.text for e in events)
+    assert get(live.url(f"models/{MODEL}/versions/9"))[0] == 404
+
+
+def test_the_history_page_filters_by_kind_and_version_without_javascript(browser: Any, live: Live) -> None:
+    events = api.history(MODEL, paths=live.paths).events
+    status, body = get(live.url(f"models/{MODEL}/history?kind=rollback"))
+    assert status == 200 and "0 of" in body and "No event matches" in body
+    status, body = get(live.url(f"models/{MODEL}/history?kind=promote&version=1"))
+    touching = [e for e in events if e.action == "promote" and 1 in (e.from_version, e.to_version)]
+    assert f"{len(touching)} of {len(events)} events" in body
+    assert get(live.url(f"models/{MODEL}/history?version=x"))[0] == 400
+    browser.get(live.url(f"models/{MODEL}/history"))
+    wait_until(browser, lambda d: css(d, "nav.chips a.chip"), what="the filter chips")
+    [chip] = [c for c in css(browser, "nav.chips a.chip") if c.text == "promote"]
+    chip.click()
+    wait_until(browser, lambda d: "kind=promote" in d.current_url, what="the promote filter")
+    assert all(e.get_attribute("data-action") == "promote" for e in css(browser, "ol.timeline li.event"))
+    link = css(browser, "ol.timeline li.event a.version-link")[0]
+    number = link.text
+    link.click()
+    wait_until(browser, lambda d: d.current_url.endswith(f"/versions/{number}"), what="the version page")
+
+
+def test_labels_are_badges_and_times_are_local_with_a_relative_hint(browser: Any, live: Live) -> None:
+    _, html = get(live.url(f"models/{MODEL}"))
+    assert "{'" not in html and "UTC</time>" in html  # no Python dict; readable UTC without JavaScript
+    when = registry.load(live.paths).model(MODEL).history[0].time
+    local = (datetime.fromisoformat(when).astimezone(UTC) + timedelta(hours=5, minutes=30)).strftime(
+        "%Y-%m-%d %H:%M:%S")
+    with emulated(browser, timezone="Asia/Kolkata"):  # UTC+05:30, no summer time
+        browser.get(live.url(f"models/{MODEL}/history"))
+        shown = wait_until(browser, lambda d: [x.text for x in css(d, "ol.timeline time") if "ago" in x.text or "now" in x.text],
+                           what="localised times")
+    assert any(text.startswith(local) for text in shown), (local, shown)
+    browser.get(live.url(f"models/{MODEL}"))
+    badges = wait_until(browser, lambda d: css(d, '[data-live="summary"] .badge.stable'), what="the stable badge")
+    assert badges[0].text.startswith("stable ")
+
+
+def background(driver: Any, selector: str) -> str:
+    return driver.execute_script("return getComputedStyle(document.querySelector(arguments[0])).backgroundColor", selector)
+
+
+def test_the_page_follows_the_system_dark_preference(browser: Any, live: Live) -> None:
+    browser.get(live.url(f"models/{MODEL}"))
+    wait_until(browser, lambda d: css(d, "svg.chart circle.point"), what="the chart")
+    assert background(browser, "body") == "rgb(247, 248, 250)"
+    with emulated(browser, dark=True):
+        browser.get(live.url(f"models/{MODEL}"))
+        wait_until(browser, lambda d: css(d, "svg.chart circle.point"), what="the chart")
+        assert background(browser, "body") == "rgb(13, 17, 23)"
+        assert background(browser, "svg.chart") == "rgb(22, 27, 34)"  # the chart's colours follow too
+        fill = browser.execute_script("return getComputedStyle(document.querySelector('svg.chart .point')).fill")
+        assert fill == "rgb(230, 237, 243)"
+
+
+def test_no_server_running_is_said_and_never_shown_as_agreement(browser: Any, tmp_path: Path) -> None:
+    paths = registry_home(tmp_path / "home")  # as `mlc stop` leaves a home: no servers file, no live server record
+    ui = create_server(paths)
+    try:
+        browser.get(ui.url)
+        wait_until(browser, lambda d: css(d, '[data-live="servers"] .no-server'), what="no server running")
+        assert "No server running" in css(browser, 'tr.model[data-model="hpt"] td.problems')[0].text
+        assert "in sync" not in css(browser, 'tr.model[data-model="hpt"]')[0].text
+        browser.get(ui.url + f"models/{MODEL}")
+        summary = wait_until(browser, lambda d: css(d, '[data-live="summary"]'), what="the summary")[0].text
+        assert "No server running" in summary and "agree" not in summary
+        assert not css(browser, "p.ok")
+    finally:
+        ui.stop()

@@ -14,6 +14,7 @@ from PIL import Image
 
 from lifecycle import api
 from lifecycle.serving.warmup import output_digest
+from lifecycle.store import registry
 from lifecycle.store.config import Paths
 from lifecycle.ui import create_server
 from lifecycle.ui.pictures import cache_dir
@@ -72,6 +73,15 @@ def test_version_pictures_and_the_side_by_side_diff(browser: Any, registered_hom
         shot = tmp_path / "ui-screenshot-deeplab.png"
         assert browser.save_screenshot(str(shot))
         shutil.copyfile(shot, SCREENSHOT)
+
+        # The version page shows the same (cached) pictures, and the IoU of each class the registry holds.
+        browser.get(ui.url + "models/deeplab/versions/3")
+        assert wait_until(browser, lambda d: loaded_images(d, "figure.pair img"), what="version 3's pictures") == [
+            mask.width, mask.width]
+        per_class = registry.full_report(paths, "deeplab", registry.load(paths).model("deeplab").version(3))[
+            "metrics"]["per_class_iou"]
+        bars = {b.get_attribute("data-name") for b in browser.find_elements("css selector", "svg.bars rect.bar")}
+        assert bars == set(per_class)
     finally:
         ui.stop()
     assert tree_state(paths.model_repo) == repo_before  # pictures live in .mlc/ui, never in model_repo

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -76,3 +77,25 @@ def wait_until(driver: Any, condition: Callable[[Any], Any], timeout: float = WA
         return wait.until(condition)
     except TimeoutException:
         pytest.fail(f"the page did not show {what or condition} within {timeout} s")
+
+
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}  # an iPhone 12-14's viewport
+
+
+@contextmanager
+def emulated(driver: Any, phone: bool = False, dark: bool = False, timezone: str | None = None) -> Iterator[None]:
+    """Chromium as a phone (390 px, viewport meta honoured), in dark mode, or in a time zone, through CDP."""
+    if phone:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    scheme = [{"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": scheme})
+    if timezone:
+        driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": timezone})
+    try:
+        yield
+    finally:
+        if phone:
+            driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": ""}]})
+        if timezone:
+            driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
