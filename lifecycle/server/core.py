@@ -138,7 +138,7 @@ class ServerCore:
             decision = self.traffic.route(ref.name, route_key, self.manager.available_versions(ref.name))
             if decision is not None:
                 try:
-                    return self.manager.acquire(ref.name, decision.version), decision.shadow
+                    return self.manager.acquire(ref.name, decision[0]), decision[1]
                 except ServableNotFound:
                     pass  # it is unloading this instant: answer as without a split
         return self.manager.acquire(ref.name, ref.version, ref.label), False

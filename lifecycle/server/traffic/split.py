@@ -60,14 +60,6 @@ class Split:
                             "signature": self.compare.signature}}
 
 
-@dataclass(frozen=True)
-class Decision:
-    """Where one default-route request goes, and whether stable's answer is copied to the candidate."""
-
-    version: int
-    shadow: bool = False
-
-
 def parse_split(document: Any, where: str) -> Split | None:
     """The split a JSON value describes (None: no split); InvalidArgument naming ``where`` if malformed."""
     if document is None or document == {}:
@@ -123,7 +115,7 @@ def goes_to_candidate(model: str, key: str | None, weight: float) -> bool:
     """Whether a request with routing ``key`` (None: none) goes to the candidate at ``weight``."""
     if key is None:
         return random.random() < weight
-    digest = hashlib.sha256(f"{model}\0{key}".encode()).digest()
+    digest = hashlib.sha256((model + "\0" + key).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < weight
 
 
@@ -152,14 +144,15 @@ class TrafficTable:
         with self._lock:
             return self._splits.get(model), self._generations.get(model, 0)
 
-    def route(self, model: str, key: str | None, available: Collection[int]) -> Decision | None:
-        """Where a default-route request goes; None: as without a split (S or C not available, or none)."""
+    def route(self, model: str, key: str | None, available: Collection[int]) -> tuple[int, bool] | None:
+        """Where a default-route request goes and whether stable's answer is copied to the candidate;
+        None: as without a split (there is none, or S or C is not available)."""
         split = self._splits.get(model)
         if split is None or split.stable not in available or split.candidate not in available:
             return None
         if split.weight and goes_to_candidate(model, key, split.weight):
-            return Decision(split.candidate)
-        return Decision(split.stable, shadow=bool(split.shadow) and random.random() < split.shadow)
+            return split.candidate, False
+        return split.stable, split.shadow > 0 and random.random() < split.shadow
 
     def split(self, model: str) -> Split | None:
         """The model's split, read without the lock."""
