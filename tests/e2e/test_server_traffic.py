@@ -206,12 +206,14 @@ def test_a_restarted_server_splits_before_its_ports_answer(root: Path, tmp_path:
     command = [sys.executable, "-m", "lifecycle.server.main", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
                f"--model_config_file={tmp_path / 'models.config'}", "--file_system_poll_wait_seconds=0",
                f"--mlc_admin_token_file={root / 'token'}", f"--mlc_traffic_file={traffic}"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=out)
     client = Client(f"127.0.0.1:{grpc_port}")
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            assert process.poll() is None, log.read_text()
             try:
                 first = client.predict_stub.Predict(predict_request("hp"), timeout=2)  # the first answer it gives
                 break
