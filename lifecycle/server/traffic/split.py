@@ -16,6 +16,7 @@ split at random.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -115,8 +116,14 @@ def goes_to_candidate(model: str, key: str | None, weight: float) -> bool:
     """Whether a request with routing ``key`` (None: none) goes to the candidate at ``weight``."""
     if key is None:
         return random.random() < weight
+    return key_fraction(model, key) < weight
+
+
+@functools.lru_cache(maxsize=1 << 14)  # keys recur (they are users): a lookup costs less than the hash
+def key_fraction(model: str, key: str) -> float:
+    """Where a routing key falls in [0, 1): the first 8 bytes of sha256(model + NUL + key) over 2**64."""
     digest = hashlib.sha256((model + "\0" + key).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < weight
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 class TrafficTable:
