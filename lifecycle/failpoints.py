@@ -8,8 +8,10 @@ person reproducing a crash) sets one environment variable::
     MLC_FAILPOINTS="register:claimed,store:publish=kill"
 
 It is a comma-separated list of ``name`` or ``name=action``; the action is ``kill`` (the
-default: SIGKILL, no clean-up runs, exactly like a power cut for the files mlc wrote) or
-``pause:SECONDS``. Unset, every failpoint is one dictionary lookup.
+default: SIGKILL, no clean-up runs, exactly like a power cut for the files mlc wrote),
+``pause:SECONDS`` (``sleep:SECONDS`` is the same), or ``error:SHARE``: :func:`failpoint` then
+returns True for that share of its calls, at random, and the caller fails what it was doing.
+Unset, every failpoint is one dictionary lookup.
 
 The failpoints:
 
@@ -30,11 +32,15 @@ The failpoints:
   (``=pause:S`` makes one replica slow to load it: set it in that server's environment only).
 - ``server:label:<model>:<label>:<version>``: in ``mlc-model-server``, before a config that
   moves that label to that version takes effect (``=pause:S``: a replica slow to take a label).
+- ``server:predict:<model>:<version>``: in ``mlc-model-server``, before that version answers a
+  Predict (the client's or a shadow copy): ``=sleep:0.02`` makes it slow, ``=error:0.5`` fails
+  half its answers with UNAVAILABLE (a bad candidate for ``mlc rollout``'s tests).
 """
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import time
 
@@ -50,16 +56,20 @@ def action(name: str) -> str | None:
     return None
 
 
-def failpoint(name: str) -> None:
-    """Kill or pause this process here if ``MLC_FAILPOINTS`` names ``name``; else do nothing."""
+def failpoint(name: str) -> bool:
+    """Kill or pause here if ``MLC_FAILPOINTS`` names ``name``; True if its ``error:P`` fires."""
     if ENV not in os.environ:
-        return
+        return False
     act = action(name)
     if act is None:
-        return
+        return False
     if act == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
-    elif act.startswith("pause:"):
+    elif act.startswith(("pause:", "sleep:")):
         time.sleep(float(act.partition(":")[2] or 1))
+    elif act.startswith("error:"):
+        return random.random() < float(act.partition(":")[2] or 1)
     else:
-        raise ValueError(f"{ENV}: unknown action {act!r} for failpoint {name!r} (use kill or pause:SECONDS)")
+        raise ValueError(f"{ENV}: unknown action {act!r} for failpoint {name!r} "
+                         "(use kill, pause:SECONDS or error:SHARE)")
+    return False

@@ -12,6 +12,7 @@ This module must not import TensorFlow or grpc at import time: the CLI imports i
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,8 @@ from lifecycle.serving.fleet import ServerRecord, ServerSpec
 from lifecycle.store.config import Paths
 
 TFSERVING_BINARY = "tensorflow_model_server"
+ADMIN_TOKEN_FILE = "admin-token"  # in the home's .mlc/: the embedded servers' admin-path token
+TRAFFIC_FILE = "traffic.json"  # beside configs/models.config: the traffic splits of mlc rollout
 
 
 class Engine(StrEnum):
@@ -163,11 +166,14 @@ def resolve_engine(engine: str) -> str:
     return engine
 
 
-def server_command(engine: str, spec: ServerSpec, config_file: Path, sandbox: str | None = None) -> list[str]:
+def server_command(engine: str, spec: ServerSpec, config_file: Path, sandbox: str | None = None,
+                   admin_token_file: Path | None = None) -> list[str]:
     """tensorflow_model_server's command line for ``spec`` (same flags for both engines).
 
     The embedded server also gets ``--mlc_sandbox_socket=sandbox`` when given: the private
-    sandbox where ``mlc promote`` checks a candidate (:mod:`lifecycle.server.sandbox`).
+    sandbox where ``mlc promote`` checks a candidate (:mod:`lifecycle.server.sandbox`); and with
+    ``admin_token_file``, that file as its admin token and configs/traffic.json as the traffic
+    splits to start with (``mlc rollout``).
     """
     grpc_port = spec.grpc.rpartition(":")[2]
     flags = [f"--port={grpc_port}", f"--model_config_file={config_file}"]
@@ -181,7 +187,35 @@ def server_command(engine: str, spec: ServerSpec, config_file: Path, sandbox: st
         return [shutil.which(TFSERVING_BINARY) or TFSERVING_BINARY, *flags]
     if sandbox:
         flags.append(f"--mlc_sandbox_socket={sandbox}")
+    if admin_token_file is not None:
+        flags.append(f"--mlc_admin_token_file={admin_token_file}")
+        flags.append(f"--mlc_traffic_file={config_file.with_name(TRAFFIC_FILE)}")
     return [sys.executable, "-m", "lifecycle.server.main", *flags]
+
+
+def admin_token_file(paths: Paths) -> Path:
+    """The home's admin token file (.mlc/admin-token, mode 0600), written once with a fresh token.
+
+    Servers already running keep reading the same token, so a later ``mlc serve`` reuses the
+    file. It appears whole or not at all: written to a private temp file, then linked into place.
+    """
+    target = paths.state_dir / ADMIN_TOKEN_FILE
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".admin-token-", dir=target.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(temp, target)
+        except FileExistsError:
+            pass  # another mlc serve wrote it first: use that one
+    finally:
+        os.unlink(temp)
+    return target
 
 
 def _child_env() -> dict[str, str]:
@@ -221,10 +255,11 @@ def start_process(paths: Paths, engine: str, spec: ServerSpec, detach: bool) -> 
     An embedded server gets a private sandbox socket in a fresh folder only this user can enter
     (``tempfile.mkdtemp``: mode 0700, and short, as Unix socket paths must be).
     """
-    sandbox = None
+    sandbox = token = None
     if engine == "embedded":
         sandbox = str(Path(tempfile.mkdtemp(prefix=fleet.SANDBOX_PREFIX)) / "grpc.sock")
-    command = server_command(engine, spec, paths.serving_config, sandbox)
+        token = admin_token_file(paths)
+    command = server_command(engine, spec, paths.serving_config, sandbox, token)
     log: Path | None = None
     if detach:
         log = paths.state_dir / "logs" / f"server-{spec.grpc.rpartition(':')[2]}.log"

@@ -77,6 +77,8 @@ class ServerOptions:
     enable_profiler: bool = True
     enable_serialization_as_tensor_content: bool = False
     mlc_sandbox_socket: str = ""  # mlc only: the private sandbox of mlc promote (lifecycle.server.sandbox)
+    mlc_admin_token_file: str = ""  # mlc only: the token of the admin path (the traffic split)
+    mlc_traffic_file: str = ""  # mlc only: the traffic splits to start with (lifecycle.server.traffic)
 
 
 def session_config(options: ServerOptions) -> bytes | None:
@@ -181,6 +183,17 @@ class RunningServer:
         self.stop()
 
 
+def read_admin_token(path: str) -> str:
+    """The admin path's token: the content of ``--mlc_admin_token_file``, stripped; it must not be empty."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidArgument(f"--mlc_admin_token_file={path}: cannot read the token: {getattr(e, 'strerror', None) or e}") from e
+    if not token:
+        raise InvalidArgument(f"--mlc_admin_token_file={path}: the file is empty; write a token into it")
+    return token
+
+
 def create_server(options: ServerOptions) -> RunningServer:
     """Load the configured models and start gRPC (and REST if asked); returns once serving.
 
@@ -272,12 +285,19 @@ def _create_server(options: ServerOptions) -> RunningServer:
         tensor_content=options.enable_serialization_as_tensor_content,
     )
 
+    admin_token = read_admin_token(options.mlc_admin_token_file) if options.mlc_admin_token_file else None
     grpc_server = None
     rest = None
     sandbox = None
     try:
         core.manager.apply_config(config)
         core.manager.start_polling()
+        if options.mlc_traffic_file:  # before the ports open: a restarted server splits at once
+            from lifecycle.server.traffic.split import read_traffic_file
+
+            for name, split in read_traffic_file(options.mlc_traffic_file).items():
+                core.set_split(name, split)
+                log.info("Traffic split of model %s from %s: %s", name, options.mlc_traffic_file, split.to_json())
 
         grpc_port: int | None = None
         if options.grpc_port is not None or options.grpc_socket_path:
@@ -294,7 +314,7 @@ def _create_server(options: ServerOptions) -> RunningServer:
         if options.rest_api_port is not None:
             try:
                 handler = handler_class(core, options.rest_api_timeout_in_ms, options.max_request_bytes,
-                                        metrics_path, options.rest_api_enable_cors_support)
+                                        metrics_path, options.rest_api_enable_cors_support, admin_token)
                 rest = RestServer(handler, options.host, options.rest_api_port, options.rest_api_timeout_in_ms,
                                   num_threads=options.rest_api_num_threads)
             except OSError as e:

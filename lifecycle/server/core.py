@@ -4,6 +4,10 @@ Transports (gRPC, REST) convert their wire format to the calls here and map the
 ``lifecycle.errors`` exceptions raised here to status codes, each in one place. Every
 prediction (gRPC, REST, warmup) ends in :meth:`ServerCore._run` -> ``Servable.run``; batching
 (issue 4) wraps ``Servable.run`` per servable, as TF Serving's BatchingSession wraps a session.
+
+mlc's one extension: a request that names neither a version nor a label (the default route)
+goes where the model's traffic split sends it (:mod:`lifecycle.server.traffic`), and a Predict
+stable answers may be copied to the candidate for comparison, after the client has its answer.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle.errors import InvalidArgument, LifecycleError, ServableNotFound
+from lifecycle.errors import InvalidArgument, LifecycleError, ServableNotFound, ServingError
+from lifecycle.failpoints import failpoint
 from lifecycle.server.models.batching import PER_MODEL_BATCHING_FILE, BatchingOptions, BatchScheduler, read_batching_parameters
 from lifecycle.server.models.loader import DEFAULT_SIGNATURE, Servable
 from lifecycle.server.models.manager import ManagerOptions, ServableManager
 from lifecycle.server.models.tensors import length_delimited, tensor_proto_parts, to_ndarray
 from lifecycle.server.monitoring import Metrics
+from lifecycle.server.traffic.shadow import Shadow, ShadowCopy
+from lifecycle.server.traffic.split import Split, TrafficTable
 
 log = logging.getLogger("mlc-model-server")
 
@@ -77,6 +84,8 @@ class ServerCore:
         self.manager = ServableManager(options, warmup=self._warmup, prepare=self._prepare)
         self.metrics = Metrics()
         self.metrics.add_gauges(self._version_states)
+        self.traffic = TrafficTable()  # the default route's splits (mlc rollout; the admin path sets them)
+        self.shadow = Shadow(self._run_shadow, self.metrics)
 
     def _version_states(self) -> list[tuple[str, tuple[tuple[str, str], ...], float]]:
         rows: list[tuple[str, tuple[tuple[str, str], ...], float]] = []
@@ -110,10 +119,29 @@ class ServerCore:
         inputs: Mapping[str, np.ndarray],
         output_filter: list[str] | None = None,
         timeout_ms: int | None = None,
+        route_key: str | None = None,
     ) -> Prediction:
-        """Run a signature of the servable ``ref`` names on named arrays."""
-        with self.manager.servable(ref.name, ref.version, ref.label) as servable:
-            return self._run(servable, signature_name, inputs, output_filter or (), timeout_ms)
+        """Run a signature of the servable ``ref`` names (or the split sends it to) on named arrays."""
+        servable, shadow = self._acquire(ref, route_key)
+        try:
+            _fail_if_asked(servable)
+            prediction = self._run(servable, signature_name, inputs, output_filter or (), timeout_ms)
+        finally:
+            servable.release()
+        if shadow:
+            self._offer_shadow(prediction, inputs, output_filter or ())
+        return prediction
+
+    def _acquire(self, ref: ModelRef, route_key: str | None) -> tuple[Servable, bool]:
+        """Hold the servable ``ref`` names, or the split's choice for a default route (and whether to shadow)."""
+        if ref.version is None and ref.label is None and ref.name:
+            decision = self.traffic.route(ref.name, route_key, self.manager.available_versions(ref.name))
+            if decision is not None:
+                try:
+                    return self.manager.acquire(ref.name, decision.version), decision.shadow
+                except ServableNotFound:
+                    pass  # it is unloading this instant: answer as without a split
+        return self.manager.acquire(ref.name, ref.version, ref.label), False
 
     def _run(
         self,
@@ -133,7 +161,7 @@ class ServerCore:
         values = servable.run_plan(plan, inputs, timeout_ms)
         return Prediction(servable.name, servable.version, name, dict(zip(plan.outputs, values, strict=True)))
 
-    def predict(self, request: Any, timeout_ms: int | None = None) -> bytes:
+    def predict(self, request: Any, timeout_ms: int | None = None, route_key: str | None = None) -> bytes:
         """PredictionService.Predict on protos; returns the encoded PredictResponse.
 
         The response is assembled from encoded pieces (outputs = 1, model_spec = 2, in field
@@ -144,11 +172,15 @@ class ServerCore:
         if not request.HasField("model_spec"):
             raise InvalidArgument("Missing ModelSpec")
         ref = model_ref(request.model_spec)
-        servable = self.manager.acquire(ref.name, ref.version, ref.label)
+        servable, shadow = self._acquire(ref, route_key)
         try:
-            prediction = self._predict_on(servable, request, timeout_ms)
+            signature_name, inputs = _request_inputs(servable, request)
+            _fail_if_asked(servable)
+            prediction = self._run(servable, signature_name, inputs, request.output_filter, timeout_ms)
         finally:
             servable.release()
+        if shadow:
+            self._offer_shadow(prediction, inputs, request.output_filter)
         parts: list[bytes] = []
         for alias, value in prediction.outputs.items():
             parts += length_delimited(1, [_output_key(alias), *length_delimited(2, tensor_proto_parts(value, self.tensor_content))])
@@ -156,36 +188,61 @@ class ServerCore:
         return b"".join(parts)
 
     def _predict_on(self, servable: Servable, request: Any, timeout_ms: int | None) -> Prediction:
-        signature_name = request.model_spec.signature_name
-        servable.signature(signature_name)
-        inputs = {alias: to_ndarray(tensor, alias) for alias, tensor in request.inputs.items()}
+        signature_name, inputs = _request_inputs(servable, request)
         return self._run(servable, signature_name, inputs, request.output_filter, timeout_ms)
+
+    # --- the traffic split's shadow copies (lifecycle.server.traffic) ------------------------
+
+    def set_split(self, name: str, split: Split | None) -> int:
+        """Set (None: clear) a model's split; returns its new generation."""
+        generation = self.traffic.set(name, split)
+        self.shadow.reset(name)
+        return generation
+
+    def _offer_shadow(self, prediction: Prediction, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str]) -> None:
+        split = self.traffic.split(prediction.name)
+        if split is None or (split.compare.signature and split.compare.signature != prediction.signature_name):
+            return
+        self.shadow.offer(ShadowCopy(prediction.name, split.candidate, prediction.signature_name, inputs,
+                                     tuple(output_filter), prediction.outputs, split.compare))
+
+    def _run_shadow(self, copy: ShadowCopy) -> Mapping[str, np.ndarray]:
+        """Run a shadow copy on its candidate (the shadow worker's thread)."""
+        with self.manager.servable(copy.model, copy.version) as servable:
+            _fail_if_asked(servable)
+            return self._run(servable, copy.signature_name, copy.inputs, copy.output_filter, None).outputs
 
     # --- classify, regress, multi-inference (tf.Example inputs; see examples.py) -----------
 
-    def classify(self, request: Any, timeout_ms: int | None = None) -> Any:
+    def classify(self, request: Any, timeout_ms: int | None = None, route_key: str | None = None) -> Any:
         """PredictionService.Classify on protos."""
         from lifecycle.server.models import examples
 
-        ref = _request_ref(request)
-        with self.manager.servable(ref.name, ref.version, ref.label) as servable:
+        servable, _ = self._acquire(_request_ref(request), route_key)
+        try:
             return examples.classify(servable, request, timeout_ms, self.method_name_check)
+        finally:
+            servable.release()
 
-    def regress(self, request: Any, timeout_ms: int | None = None) -> Any:
+    def regress(self, request: Any, timeout_ms: int | None = None, route_key: str | None = None) -> Any:
         """PredictionService.Regress on protos."""
         from lifecycle.server.models import examples
 
-        ref = _request_ref(request)
-        with self.manager.servable(ref.name, ref.version, ref.label) as servable:
+        servable, _ = self._acquire(_request_ref(request), route_key)
+        try:
             return examples.regress(servable, request, timeout_ms, self.method_name_check)
+        finally:
+            servable.release()
 
-    def multi_inference(self, request: Any, timeout_ms: int | None = None) -> Any:
+    def multi_inference(self, request: Any, timeout_ms: int | None = None, route_key: str | None = None) -> Any:
         """PredictionService.MultiInference on protos: the first task's ModelSpec picks the servable."""
         from lifecycle.server.models import examples
 
-        ref = model_ref(examples.first_task_spec(request))
-        with self.manager.servable(ref.name, ref.version, ref.label) as servable:
+        servable, _ = self._acquire(model_ref(examples.first_task_spec(request)), route_key)
+        try:
             return examples.multi_inference(servable, request, timeout_ms, self.method_name_check)
+        finally:
+            servable.release()
 
     def _warmup(self, servable: Servable) -> None:
         from lifecycle.server.models import examples
@@ -297,7 +354,8 @@ class ServerCore:
         return response
 
     def stop(self) -> None:
-        """Unload everything."""
+        """Stop the shadow worker and unload everything."""
+        self.shadow.stop()
         self.manager.stop()
         if self.batch_scheduler is not None:
             self.batch_scheduler.stop()
@@ -317,6 +375,19 @@ def _model_spec_field(name: str, signature_name: str, version: int) -> bytes:
     spec = model_pb2.ModelSpec(name=name, signature_name=signature_name)
     spec.version.value = version
     return b"".join(length_delimited(2, [spec.SerializeToString()]))
+
+
+def _request_inputs(servable: Servable, request: Any) -> tuple[str, dict[str, np.ndarray]]:
+    """A PredictRequest's signature name (checked first, as TF Serving) and its inputs as arrays."""
+    signature_name = request.model_spec.signature_name
+    servable.signature(signature_name)
+    return signature_name, {alias: to_ndarray(tensor, alias) for alias, tensor in request.inputs.items()}
+
+
+def _fail_if_asked(servable: Servable) -> None:
+    """The ``server:predict:<model>:<version>`` failpoint (tests: a slow or failing candidate)."""
+    if failpoint(f"server:predict:{servable.name}:{servable.version}"):
+        raise ServingError(f"failpoint server:predict:{servable.name}:{servable.version}", "UNAVAILABLE")
 
 
 def _request_ref(request: Any) -> ModelRef:

@@ -2,7 +2,8 @@
 
 Requests and responses are tensorflow_serving messages, which ship no type stubs (``Any``).
 
-Errors are mapped to gRPC status codes in exactly one place, :func:`_call`.
+Errors are mapped to gRPC status codes in exactly one place, :func:`_call`. The prediction
+calls pass on the request's routing key (metadata ``mlc-route-key``) for the traffic split.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 from lifecycle.errors import LifecycleError
 from lifecycle.server.core import ServerCore
 from lifecycle.server.monitoring import request_observer
+from lifecycle.server.traffic.split import ROUTE_KEY
 
 log = logging.getLogger("mlc-model-server")
 
@@ -53,6 +55,14 @@ def _timeout_ms(context: grpc.ServicerContext) -> int | None:
     return max(1, int(remaining * 1000))
 
 
+def _route_key(context: grpc.ServicerContext) -> str | None:
+    """The request's ``mlc-route-key`` metadata, if it has one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == ROUTE_KEY:
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return None
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """tensorflow.serving.PredictionService over a ServerCore."""
 
@@ -64,7 +74,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> bytes:  # noqa: N802 - gRPC's method names
         """PredictionService.Predict: the encoded PredictResponse (see _EncodedPredict)."""
-        return _call(context, "Predict", lambda: self.core.predict(request, _timeout_ms(context)),
+        return _call(context, "Predict", lambda: self.core.predict(request, _timeout_ms(context), _route_key(context)),
                      self._observe(request.model_spec.name, "Predict"))
 
     def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
@@ -73,18 +83,19 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Classify(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """PredictionService.Classify."""
-        return _call(context, "Classify", lambda: self.core.classify(request, _timeout_ms(context)),
+        return _call(context, "Classify", lambda: self.core.classify(request, _timeout_ms(context), _route_key(context)),
                      self._observe(request.model_spec.name, "Classify"))
 
     def Regress(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """PredictionService.Regress."""
-        return _call(context, "Regress", lambda: self.core.regress(request, _timeout_ms(context)),
+        return _call(context, "Regress", lambda: self.core.regress(request, _timeout_ms(context), _route_key(context)),
                      self._observe(request.model_spec.name, "Regress"))
 
     def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """PredictionService.MultiInference."""
         model = request.tasks[0].model_spec.name if request.tasks else ""
-        return _call(context, "MultiInference", lambda: self.core.multi_inference(request, _timeout_ms(context)),
+        return _call(context, "MultiInference",
+                     lambda: self.core.multi_inference(request, _timeout_ms(context), _route_key(context)),
                      self._observe(model, "MultiInference"))
 
 

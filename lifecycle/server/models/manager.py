@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -398,6 +398,10 @@ class ServableManager:
                 return candidate
             time.sleep(0)  # the version is unloading: the maps have moved on, look again
         raise ServableNotFound(f"Servable not found for request: Latest({name})")
+
+    def available_versions(self, name: str) -> Collection[int]:
+        """The model's versions that answer requests now (read without the lock)."""
+        return self._serving.get(name, {}).keys()
 
     # --- status -------------------------------------------------------------------------
 

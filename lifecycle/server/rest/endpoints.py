@@ -2,29 +2,35 @@
 
 They are named by :data:`lifecycle.server.rest.routes.ROUTES`; framing and errors are
 :mod:`lifecycle.server.rest.handler`'s, and the JSON shapes :mod:`lifecycle.server.rest.json_codec`'s.
+The last two are mlc's admin path for the traffic split (:mod:`lifecycle.server.traffic`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lifecycle.errors import InvalidArgument
+from lifecycle.errors import InvalidArgument, ServableNotFound
 from lifecycle.server.core import ModelRef, ServerCore
 from lifecycle.server.models.examples import input_from_json
 from lifecycle.server.rest import json_codec as rest_json
 from lifecycle.server.rest import json_tensor
+from lifecycle.server.traffic.split import Split, parse_split
+
+log = logging.getLogger("mlc-model-server")
 
 
 @dataclass(frozen=True)
 class RestRequest:
-    """One routed request: the servable its path names, its body and the REST timeout."""
+    """One routed request: the servable its path names, its body, the REST timeout and its routing key."""
 
     ref: ModelRef
     body: bytes = b""
     timeout_ms: int = 0
+    route_key: str | None = None  # the mlc-route-key header (the traffic split)
 
 
 Endpoint = Callable[[ServerCore, RestRequest], "bytes | str"]
@@ -87,7 +93,8 @@ def predict_body(core: ServerCore, request: RestRequest) -> bytes:
         inputs = json_tensor.arrays_from_inputs(document["inputs"], infos, bools)
     else:
         raise InvalidArgument("Missing 'inputs' or 'instances' key")
-    prediction = core.predict_arrays(request.ref, signature_name, inputs, timeout_ms=request.timeout_ms or None)
+    prediction = core.predict_arrays(request.ref, signature_name, inputs, timeout_ms=request.timeout_ms or None,
+                                     route_key=request.route_key)
     if has_instances:
         return rest_json.rows_json(prediction.outputs)
     return rest_json.columns_json(prediction.outputs)
@@ -99,7 +106,7 @@ def classify_body(core: ServerCore, request: RestRequest) -> bytes:
 
     classification_request = classification_pb2.ClassificationRequest()
     _fill_examples_request(classification_request, request)
-    response = core.classify(classification_request, request.timeout_ms or None)
+    response = core.classify(classification_request, request.timeout_ms or None, request.route_key)
     return rest_json.classification_json(response.result)
 
 
@@ -109,8 +116,30 @@ def regress_body(core: ServerCore, request: RestRequest) -> bytes:
 
     regression_request = regression_pb2.RegressionRequest()
     _fill_examples_request(regression_request, request)
-    response = core.regress(regression_request, request.timeout_ms or None)
+    response = core.regress(regression_request, request.timeout_ms or None, request.route_key)
     return rest_json.regression_json(response.result)
+
+
+def traffic_body(core: ServerCore, request: RestRequest) -> str:
+    """GET /v1/mlc/traffic/models/{m} (admin): the model's split (null: none) and its generation."""
+    split, generation = core.traffic.get(request.ref.name)
+    return _traffic_json(request.ref.name, split, generation)
+
+
+def set_traffic_body(core: ServerCore, request: RestRequest) -> str:
+    """PUT /v1/mlc/traffic/models/{m} (admin): set the model's split; ``{}`` or weight and shadow 0 clear it."""
+    name = request.ref.name
+    if name not in core.manager.model_names():
+        raise ServableNotFound(f"Model {name} is not in this server's config")
+    split = parse_split(_parse(request.body), f"the split of model {name!r}")
+    generation = core.set_split(name, split)
+    log.info("Traffic split of model %s (generation %d): %s", name, generation,
+             "none" if split is None else json.dumps(split.to_json()))
+    return _traffic_json(name, split, generation)
+
+
+def _traffic_json(name: str, split: Split | None, generation: int) -> str:
+    return json.dumps({"model": name, "split": None if split is None else split.to_json(), "generation": generation})
 
 
 def _spec(ref: ModelRef) -> Any:  # a tensorflow_serving ModelSpec (no type stubs)

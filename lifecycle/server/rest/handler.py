@@ -8,10 +8,14 @@ a CORS preflight (``OPTIONS``, with ``--rest_api_enable_cors_support``), the Pro
 
 Errors are ``{"error": "<message>"}`` with the HTTP status of the error's gRPC code
 (``lifecycle.errors.GRPC_TO_HTTP``), mapped in one place, :meth:`_Handler._respond_error`.
+
+mlc's admin rows of the table answer only a request whose ``mlc-admin-token`` header holds the
+server's token (``--mlc_admin_token_file``); without it they answer as any unknown path does.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
@@ -30,6 +34,9 @@ from lifecycle.server.monitoring import request_observer
 from lifecycle.server.rest import json_codec as rest_json
 from lifecycle.server.rest.endpoints import RestRequest
 from lifecycle.server.rest.routes import find_route
+from lifecycle.server.traffic.split import ROUTE_KEY
+
+ADMIN_TOKEN_HEADER = "mlc-admin-token"
 
 log = logging.getLogger("mlc-model-server")
 
@@ -40,11 +47,12 @@ DEFAULT_MAX_REQUEST_BYTES = 256 << 20
 
 
 def handler_class(core: ServerCore, timeout_ms: int = 30000, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                  metrics_path: str | None = None, cors: bool = False) -> type[BaseHTTPRequestHandler]:
+                  metrics_path: str | None = None, cors: bool = False,
+                  admin_token: str | None = None) -> type[BaseHTTPRequestHandler]:
     """The HTTP handler bound to one server's core and settings (connections.RestServer runs it)."""
     return type("BoundHandler", (_Handler,), {
         "core": core, "timeout_ms": timeout_ms, "max_request_bytes": max_request_bytes,
-        "metrics_path": metrics_path, "cors": cors,
+        "metrics_path": metrics_path, "cors": cors, "admin_token": admin_token,
     })
 
 
@@ -54,6 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
     max_request_bytes: int
     metrics_path: str | None  # Prometheus exposition on this GET path, if enabled
     cors: bool  # --rest_api_enable_cors_support
+    admin_token: str | None  # --mlc_admin_token_file's token: the admin path answers only with it
     protocol_version = "HTTP/1.1"
     server_version = "mlc-model-server"
 
@@ -165,11 +174,11 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _route(self, method: str, path: str, body: bytes) -> bytes | str:
-        found = find_route(method, path)
+        found = find_route(method, path, admin=self._is_admin())
         if found is None:
             raise InvalidArgument(f"Malformed request: {method} {path}")
         route, ref = found
-        request = RestRequest(ref, body, self.timeout_ms)
+        request = RestRequest(ref, body, self.timeout_ms, self.headers.get(ROUTE_KEY))
         if route.api is None:
             return route.endpoint(self.core, request)
         observe = request_observer(self.core.metrics, ref.name, route.api, "REST")
@@ -186,6 +195,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise
         finally:
             observe(status)
+
+    def _is_admin(self) -> bool:
+        """Whether the request carries this server's admin token (never, without the flag)."""
+        given = self.headers.get(ADMIN_TOKEN_HEADER)
+        if not self.admin_token or given is None:
+            return False
+        return hmac.compare_digest(given.strip().encode(), self.admin_token.encode())
 
     def _respond_error(self, error: LifecycleError) -> None:
         self._respond(error.http_status, rest_json.error_json(error.message))
