@@ -129,7 +129,7 @@ def journal_split(j: journal.Journal) -> Split | None:
     stable, candidate = j.progress.get("stable"), j.progress.get("candidate")
     if j.action != "rollout" or stable is None or candidate is None:
         return None
-    return Split(int(stable), int(candidate))
+    return Split.pinned(int(stable), int(candidate))
 
 
 def quiesce(paths: Paths, j: journal.Journal, targets: list[DrivenServer]) -> list[str]:

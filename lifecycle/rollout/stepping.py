@@ -90,7 +90,9 @@ class Progressive(Rollout):
                                  "current": None, "stable": stable, "candidate": candidate}
 
     def split(self, weight: float, shadow: float = 0.0) -> Split:
-        """The split of this rollout at ``weight``."""
+        """The split of this rollout at ``weight`` (pinned to stable at weight 0 without a shadow)."""
+        if weight == 0 and shadow == 0:
+            return Split.pinned(self.stable, self.candidate, self.compare)
         return Split(self.stable, self.candidate, weight, shadow, self.compare)
 
     def production(self, driver: Driver, b: ModelServing, a: ModelServing, checks: dict[int, LiveCheck]) -> None:

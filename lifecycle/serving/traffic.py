@@ -33,6 +33,13 @@ ROUTE_KEY_HEADER = "mlc-route-key"  # also the gRPC metadata key
 TOKEN_ENV = "MLC_ADMIN_TOKEN"  # the token of servers mlc did not start (configs/servers.yaml)
 
 
+# A split at weight 0 and shadow 0 is no split at all (the admin path clears it), and without a
+# split the default route goes to the highest available version: the candidate, once it loads.
+# A split that sends nothing to the candidate but stays in place ("pinned") keeps a shadow share
+# this small instead (one request in 10^12 copied).
+PIN_SHADOW = 1e-12
+
+
 class NoTrafficSplit(ServingError):
     """The server has no traffic split: tensorflow_model_server, or started without the admin token."""
 
@@ -65,15 +72,20 @@ class Split:
         return cls(int(body["stable"]), int(body["candidate"]), float(body.get("weight", 0.0)),
                    float(body.get("shadow", 0.0)), dict(body.get("compare") or {}))
 
+    @classmethod
+    def pinned(cls, stable: int, candidate: int, compare: dict[str, str] | None = None) -> Split:
+        """Every default-route request to stable while both are loaded (see :data:`PIN_SHADOW`)."""
+        return cls(stable, candidate, 0.0, PIN_SHADOW, dict(compare or {}))
+
     def same_weights(self, other: Split | None) -> bool:
         """Whether ``other`` routes as this split does (versions, weight and shadow share)."""
         return other is not None and (other.stable, other.candidate) == (self.stable, self.candidate) and \
-            abs(other.weight - self.weight) < 1e-9 and abs(other.shadow - self.shadow) < 1e-9
+            abs(other.weight - self.weight) < 1e-9 and abs(other.shadow - self.shadow) < 1e-15
 
     def describe(self) -> str:
         """For people: ``stable 2 95% / candidate 3 5%, shadow 0%``."""
         return (f"stable {self.stable} {100 * (1 - self.weight):g}% / candidate {self.candidate} {100 * self.weight:g}%"
-                + (f", shadow {100 * self.shadow:g}%" if self.shadow else ""))
+                + (f", shadow {100 * self.shadow:g}%" if self.shadow > PIN_SHADOW else ""))
 
 
 def token_file(paths: Paths) -> Path:

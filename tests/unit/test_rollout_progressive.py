@@ -197,7 +197,8 @@ def test_the_journal_keeps_a_rollouts_progress_and_the_abort_flag_finds_it(tmp_p
     journal.step(paths, j, "traffic", "begin", "5%")
     loaded = journal.load(paths)
     assert loaded is not None and loaded.progress["candidate"] == 2 and loaded.last() == "traffic:begin"
-    assert fleet_split.journal_split(loaded) == Split(1, 2)
+    assert fleet_split.journal_split(loaded) == Split.pinned(1, 2)
+    assert Split.pinned(1, 2).shadow > 0  # weight 0 and shadow 0 would clear the split
     assert fleet_split.abort_requested(paths, j.id) is None
     assert "rollout of hpt" in fleet_split.request_abort(paths, "hpt")
     assert fleet_split.abort_requested(paths, j.id)
