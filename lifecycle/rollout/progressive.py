@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lifecycle.errors import FailedPrecondition, PromotionFailed, UsageError
+from lifecycle.errors import FailedPrecondition, LifecycleError, PromotionFailed, UsageError
 from lifecycle.rollout.analysis import StepReport
 from lifecycle.rollout.driver import DEFAULT_TIMEOUT_S, ensure_servers_reachable
 from lifecycle.rollout.plan import Plan, check_servable, plan_rollout, quality_gate, state_of
@@ -23,7 +23,7 @@ from lifecycle.rollout.recovery import recover_pending
 from lifecycle.rollout.split import request_abort
 from lifecycle.rollout.stepping import Progressive, compare_spec
 from lifecycle.rollout.steps import TrafficPlan, traffic_plan
-from lifecycle.serving import fleet, traffic
+from lifecycle.serving import fleet, metrics, traffic
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths
 
@@ -91,6 +91,10 @@ def refuse_without_split(paths: Paths, model: str, fleet_: fleet.Fleet) -> str |
         problem = traffic.supports_split(spec, model, token)
         if problem:
             raise FailedPrecondition(REFUSAL.format(why=f"server {spec.name} does not offer ({problem})", model=model))
+        try:
+            metrics.scrape(spec, timeout=2.0)
+        except LifecycleError as e:
+            raise FailedPrecondition(f"mlc rollout judges the candidate by the servers' metrics: {e.message}") from e
     return token
 
 
