@@ -143,6 +143,10 @@ def report(paths: Paths, model: str | None = None, all_versions: bool = False) -
         _replica_labels(m, reg.models[m.name], servers.servers, live, live_labels, recorded)
     pending_text = None
     progress = rollout_progress(pending)
+    for m in models:
+        if progress is not None and m.name == progress["model"]:
+            # The rollout's split, not the highest version, decides where those clients go (shown below).
+            m.warnings = [w for w in m.warnings if not w.startswith("clients that name no version reach")]
     if pending is not None:
         pending_text = pending.describe()
         if pending.action != "rollout":
