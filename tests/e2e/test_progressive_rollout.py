@@ -23,6 +23,7 @@ from lifecycle.cli import app
 from lifecycle.server import RunningServer
 from lifecycle.serving import traffic
 from lifecycle.store import journal, registry
+from tests.support import netns
 from tests.support.polling import wait_until
 from tests.support.progressive_support import (
     FAST,
@@ -171,6 +172,7 @@ def test_kill_9_during_a_step_is_reported_and_reverted_to_weight_0(
     assert journal.load(paths) is None
 
 
+@pytest.mark.skipif(netns.unavailable() is None, reason="as root, tests/e2e/test_progressive_netns.py runs the fleet on separate hosts")
 def test_a_fleet_of_three_is_at_each_steps_weight_and_an_unreachable_replica_aborts_named(
         tmp_path: Path, built: Path, monkeypatch: pytest.MonkeyPatch, stopping: list[RunningServer]) -> None:
     paths = home(tmp_path, built, monkeypatch)
