@@ -138,7 +138,7 @@ class ServerCore:
             decision = self.traffic.route(ref.name, route_key, self.manager.available_versions(ref.name))
             if decision is not None:
                 try:
-                    return self.manager.acquire(ref.name, decision.version), decision.shadow
+                    return self.manager.acquire(ref.name, decision[0]), decision[1]
                 except ServableNotFound:
                     pass  # it is unloading this instant: answer as without a split
         return self.manager.acquire(ref.name, ref.version, ref.label), False
@@ -194,9 +194,15 @@ class ServerCore:
     # --- the traffic split's shadow copies (lifecycle.server.traffic) ------------------------
 
     def set_split(self, name: str, split: Split | None) -> int:
-        """Set (None: clear) a model's split; returns its new generation."""
+        """Set (None: clear) a model's split; returns its new generation.
+
+        A split that names another candidate than the model's current one (or follows none)
+        starts the shadow's largest-difference gauge afresh; clearing a split keeps it.
+        """
+        previous = self.traffic.split(name)
         generation = self.traffic.set(name, split)
-        self.shadow.reset(name)
+        if split is not None and (previous is None or previous.candidate != split.candidate):
+            self.shadow.reset(name)
         return generation
 
     def _offer_shadow(self, prediction: Prediction, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str]) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import subprocess
 import sys
 import time
@@ -24,34 +23,11 @@ from tensorflow_serving.apis import predict_pb2
 
 from lifecycle.errors import StartupError
 from lifecycle.server import RunningServer, ServerOptions, create_server
-from lifecycle.server.monitoring import DEFAULT_PATH
 from tests.support.ports import free_ports
 from tests.support.server_support import Client, add_version, model_config, server_config
+from tests.support.traffic_support import TOKEN, TRAFFIC, exchange, metric, scrape, set_split
 
 pytestmark = pytest.mark.e2e
-
-TOKEN = "s3cret-token"
-TRAFFIC = "/v1/mlc/traffic/models/"
-
-
-def exchange(server: RunningServer, method: str, path: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """One raw HTTP exchange: status, headers (without Date) and body bytes."""
-    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=10)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        answer = {k: v for k, v in response.getheaders() if k.lower() != "date"}
-        return response.status, answer, response.read()
-    finally:
-        connection.close()
-
-
-def set_split(server: RunningServer, model: str, split: dict[str, object]) -> dict[str, object]:
-    status, _, body = exchange(server, "PUT", TRAFFIC + model, json.dumps(split).encode(), {"mlc-admin-token": TOKEN})
-    assert status == 200, body
-    return json.loads(body)
-
 
 def predict_request(model: str, version: int | None = None, label: str | None = None) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
@@ -69,19 +45,6 @@ def answered_by(client: Client, model: str, key: str | None = None, **spec: obje
     response = client.predict_stub.Predict(predict_request(model, **spec), timeout=10, metadata=metadata)  # type: ignore[arg-type]
     assert tf.make_ndarray(response.outputs["y"])[0][0] == 0.5 + response.model_spec.version.value
     return response.model_spec.version.value
-
-
-def scrape(server: RunningServer) -> str:
-    return exchange(server, "GET", DEFAULT_PATH)[2].decode()
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one series (labels in any order); 0 when absent."""
-    for line in text.splitlines():
-        match = re.fullmatch(re.escape(name) + r"\{(.*)\} (\S+)", line)
-        if match and dict(re.findall(r'(\w+)="([^"]*)"', match.group(1))) == labels:
-            return float(match.group(2))
-    return 0.0
 
 
 @pytest.fixture(scope="module")
@@ -243,12 +206,14 @@ def test_a_restarted_server_splits_before_its_ports_answer(root: Path, tmp_path:
     command = [sys.executable, "-m", "lifecycle.server.main", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
                f"--model_config_file={tmp_path / 'models.config'}", "--file_system_poll_wait_seconds=0",
                f"--mlc_admin_token_file={root / 'token'}", f"--mlc_traffic_file={traffic}"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=out)
     client = Client(f"127.0.0.1:{grpc_port}")
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            assert process.poll() is None, log.read_text()
             try:
                 first = client.predict_stub.Predict(predict_request("hp"), timeout=2)  # the first answer it gives
                 break

@@ -10,7 +10,7 @@ Metrics, labelled by model_name and the candidate's version: ``:mlc:shadow_reque
 queued), ``:mlc:shadow_dropped`` (copies refused by a full queue), ``:mlc:shadow_errors`` (with
 ``code``: copies the candidate failed, counted as agreement 0), the ``:mlc:shadow_agreement``
 histogram, ``:mlc:shadow_mask_iou`` (segmentation) and the ``:mlc:shadow_max_abs_diff`` gauge
-(generic: the largest difference since the model's split was last set).
+(generic: the largest difference since a split first named this candidate).
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ class Shadow:
         return True
 
     def reset(self, model: str) -> None:
-        """Forget the model's largest difference (its split changed)."""
-        for key in [k for k in self._max_diff if k[0] == model]:
+        """Forget the model's largest differences (a split names a new candidate)."""
+        for key in [k for k in list(self._max_diff) if k[0] == model]:
             self._max_diff.pop(key, None)
 
     def _start(self) -> None:

@@ -16,6 +16,7 @@ split at random.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -58,14 +59,6 @@ class Split:
         return {"stable": self.stable, "candidate": self.candidate, "weight": self.weight, "shadow": self.shadow,
                 "compare": {"kind": self.compare.kind, "output": self.compare.output,
                             "signature": self.compare.signature}}
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Where one default-route request goes, and whether stable's answer is copied to the candidate."""
-
-    version: int
-    shadow: bool = False
 
 
 def parse_split(document: Any, where: str) -> Split | None:
@@ -123,8 +116,14 @@ def goes_to_candidate(model: str, key: str | None, weight: float) -> bool:
     """Whether a request with routing ``key`` (None: none) goes to the candidate at ``weight``."""
     if key is None:
         return random.random() < weight
-    digest = hashlib.sha256(f"{model}\0{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < weight
+    return key_fraction(model, key) < weight
+
+
+@functools.lru_cache(maxsize=1 << 14)  # keys recur (they are users): a lookup costs less than the hash
+def key_fraction(model: str, key: str) -> float:
+    """Where a routing key falls in [0, 1): the first 8 bytes of sha256(model + NUL + key) over 2**64."""
+    digest = hashlib.sha256((model + "\0" + key).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 class TrafficTable:
@@ -152,14 +151,15 @@ class TrafficTable:
         with self._lock:
             return self._splits.get(model), self._generations.get(model, 0)
 
-    def route(self, model: str, key: str | None, available: Collection[int]) -> Decision | None:
-        """Where a default-route request goes; None: as without a split (S or C not available, or none)."""
+    def route(self, model: str, key: str | None, available: Collection[int]) -> tuple[int, bool] | None:
+        """Where a default-route request goes and whether stable's answer is copied to the candidate;
+        None: as without a split (there is none, or S or C is not available)."""
         split = self._splits.get(model)
         if split is None or split.stable not in available or split.candidate not in available:
             return None
         if split.weight and goes_to_candidate(model, key, split.weight):
-            return Decision(split.candidate)
-        return Decision(split.stable, shadow=bool(split.shadow) and random.random() < split.shadow)
+            return split.candidate, False
+        return split.stable, split.shadow > 0 and random.random() < split.shadow
 
     def split(self, model: str) -> Split | None:
         """The model's split, read without the lock."""
