@@ -19,6 +19,7 @@ from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths
 from tests.support import tfserving_standin
 from tests.support.homes import tree_state
+from tests.support.no_tensorflow import assert_no_tensorflow
 from tests.support.polling import wait_until
 from tests.support.ports import free_ports
 from tests.support.progressive_support import (
@@ -133,6 +134,28 @@ def test_a_step_without_enough_requests_aborts_or_waits_then_aborts(
     rec = registry.load(paths).model(MODEL)
     assert rec.stable == 1 and [e.result for e in rec.history[-2:]] == ["aborted", "aborted"]
     assert loaded(stopping[0]) == {1: "AVAILABLE"} and splits(paths, stopping) == [None]
+
+
+def test_with_mlc_serve_a_rollout_checks_in_the_private_sandbox_and_imports_no_tensorflow(
+        tmp_path: Path, built: Path, monkeypatch: pytest.MonkeyPatch, subprocess_env: dict[str, str]) -> None:
+    paths = home(tmp_path, built, monkeypatch)
+    grpc_port, rest_port = free_ports(2)
+    env = dict(subprocess_env, MLC_HOME=str(paths.home))
+    started = subprocess.run([sys.executable, "-m", "lifecycle", "serve", "--detach", "--engine", "embedded",
+                              "--grpc-port", str(grpc_port), "--rest-port", str(rest_port)],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stderr
+    try:
+        with DefaultRoute(f"127.0.0.1:{grpc_port}") as default:
+            printed = assert_no_tensorflow(
+                [["rollout", MODEL, "2", "--steps", "shadow:1.5s,10%:1.5s", "--min-requests", "5",
+                  "--max-p99-ratio", "1000", "--json"]], env, timeout=300)
+        assert '"result": "promoted"' in printed, printed
+        assert default.failures == [] and default.answers.get(2, 0) > 0
+        assert registry.load(paths).model(MODEL).stable == 2
+        assert traffic.read_traffic_file(paths) == {}
+    finally:
+        api.stop(paths=paths)
 
 
 def test_without_metrics_it_refuses_before_changing_anything(
