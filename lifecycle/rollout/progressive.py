@@ -12,6 +12,7 @@ split (tensorflow_model_server has none: it refuses in one line and points to
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +105,7 @@ def rollout(
 ) -> ProgressiveResult:
     """Roll ``version`` of ``model`` out step by step; promote it when every step passes."""
     fleet_ = fleet.load(paths, replica_timeout)
-    with registry.lease(paths) if not dry_run else _Nothing():
+    with registry.lease(paths) if not dry_run else nullcontext():
         pending = journal.load(paths)
         if pending is not None and not dry_run:
             if pending.action == "rollout":
@@ -206,15 +207,3 @@ def _pending(paths: Paths, model: str) -> journal.Journal:
         raise FailedPrecondition(f"the pending journal is a {j.action}, not a rollout ({j.describe()}); "
                                  "the next mlc promote, rollback or serve recovers it")
     return j
-
-
-class _Nothing:
-    """A context manager that does nothing (a dry run takes no lease)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-

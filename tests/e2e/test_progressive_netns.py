@@ -14,8 +14,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pytest
 
@@ -34,6 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(REASON is not None, reason=f"f
 
 GRPC_PORT, REST_PORT = 8500, 8501
 REPLICAS = ("r0", "r1", "r2")
+T = TypeVar("T")
 
 
 @dataclass
@@ -47,8 +49,9 @@ class Lab:
     def spec(self, r: str) -> fleet.ServerSpec:
         return fleet.ServerSpec(f"{self.addresses[r]}:{GRPC_PORT}", f"{self.addresses[r]}:{REST_PORT}")
 
-    def inside(self, fn):  # noqa: ANN001, ANN201 - run fn in the client namespace, return its result
-        out: list[object] = []
+    def inside(self, fn: Callable[[], T]) -> T:
+        """``fn()`` run in the client namespace (its sockets live there); its result or its exception."""
+        out: list[T] = []
         errors: list[BaseException] = []
 
         def call() -> None:
@@ -71,7 +74,7 @@ class Lab:
             got = [traffic.get_split(self.spec(r), MODEL, token, timeout=5) for r in replicas]
             return [None if s is None else s.weight for s in got]
 
-        return self.inside(read)  # type: ignore[no-any-return]
+        return self.inside(read)
 
     def mlc(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return self.lab.run("c", [sys.executable, "-m", "lifecycle", *args], env=self.env, timeout=timeout)
@@ -127,7 +130,7 @@ def _answer(f: Lab, r: str, label: str | None) -> int | None:
         finally:
             conn.close()
 
-    return f.inside(ask)  # type: ignore[no-any-return]
+    return f.inside(ask)
 
 
 @dataclass
