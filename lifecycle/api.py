@@ -39,15 +39,14 @@ if TYPE_CHECKING:
     from lifecycle.register.pipeline import RegisterResult
     from lifecycle.register.watch import WatchEvent, WatchSummary
     from lifecycle.rollout import RolloutResult
+    from lifecycle.rollout.progressive import ProgressiveResult
     from lifecycle.rollout.reconcile import ReconcileResult
     from lifecycle.serving.fleet import ReloadMode
 
 __all__ = [
-    "HistoryEvent", "HistoryReport", "ModelStatus", "ServeResult", "ServedConfig", "StatusReport",
-    "StopResult",
-    "TrainResult", "TrainedCheckpoint", "VersionStatus",
-    "diff", "gc", "history", "k8s_render", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status",
-    "stop", "sync", "train", "watch",
+    "HistoryEvent", "HistoryReport", "ModelStatus", "ServeResult", "ServedConfig", "StatusReport", "StopResult",
+    "TrainResult", "TrainedCheckpoint", "VersionStatus", "diff", "gc", "history", "k8s_render", "pin", "predict",
+    "promote", "reconcile", "register", "rollback", "rollout", "serve", "status", "stop", "sync", "train", "watch",
 ]
 
 
@@ -125,6 +124,18 @@ def rollback(
     return rollout.rollback(
         paths, check_model_name(model), to=to, reason=reason, timeout=timeout, dry_run=dry_run, replica_timeout=replica_timeout,
     )
+
+
+def rollout(
+    model: str, version: int | None = None, steps: str | None = None, limits: dict[str, Any] | None = None,
+    timeout: float = 120.0, reason: str = "", dry_run: bool = False, force: bool = False, action: str = "run",
+    paths: Paths | None = None, replica_timeout: float | None = None,
+) -> ProgressiveResult:
+    """Progressive promote step by step (action run), or abort, resume or revert the rollout of ``model``."""
+    from lifecycle.rollout.progressive import command
+
+    return command(paths or Paths.from_env(), check_model_name(model), version, steps, limits, timeout, reason, dry_run,
+                   force, replica_timeout, action)
 
 
 def reconcile(

@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich import box
 from rich.console import Console
@@ -110,6 +110,21 @@ def render_status(report: StatusReport) -> None:
         stdout.print("servers: none running or listed in configs/servers.yaml (start one with: mlc serve --detach)")
     for w in report.warnings:
         stdout.print(f"[yellow]warning:[/yellow] {escape(w)}")
+    if report.rollout:
+        _render_rollout_progress(report.rollout)
+
+
+def _render_rollout_progress(r: dict[str, Any]) -> None:
+    """A progressive rollout in progress: its step, the weights and per version the step's figures so far."""
+    weights = " / ".join(f"{v} {100 * w:g}%" for v, w in r["weights"].items())
+    state = "in progress" if r["running"] else "interrupted"
+    stdout.print(f"rollout {state}: {escape(r['model'])} {r['stable']} -> {r['candidate']}, step {escape(str(r['step']))} "
+                 f"({weights}{', shadow ' + format(100 * r['shadow'], 'g') + '%' if r['shadow'] else ''})")
+    for v, f in sorted(r["versions"].items()):
+        def show(x: float | None, fmt: str) -> str:
+            return "-" if x is None else format(x, fmt)
+        stdout.print(f"  version {v}: {f['requests']} requests, error rate {show(f['error_rate'], '.3f')}, "
+                     f"p99 {show(f['p99_ms'], '.1f')} ms, agreement {show(f['agreement'], '.3f')}")
 
 
 def _short_path(path: str) -> str:

@@ -29,9 +29,11 @@ from lifecycle.errors import LifecycleError, ServerUnavailable, UsageError
 from lifecycle.serving import fleet, tfs_config
 from lifecycle.serving.fleet import ServerRecord, ServerSpec
 from lifecycle.store.config import Paths
+from lifecycle.store.files import atomic_write_text
 
 TFSERVING_BINARY = "tensorflow_model_server"
 ADMIN_TOKEN_FILE = "admin-token"  # in the home's .mlc/: the embedded servers' admin-path token
+MONITORING_FILE = "monitoring.config"  # beside it: the MonitoringConfig that turns the metrics on
 TRAFFIC_FILE = "traffic.json"  # beside configs/models.config: the traffic splits of mlc rollout
 
 
@@ -172,8 +174,9 @@ def server_command(engine: str, spec: ServerSpec, config_file: Path, sandbox: st
 
     The embedded server also gets ``--mlc_sandbox_socket=sandbox`` when given: the private
     sandbox where ``mlc promote`` checks a candidate (:mod:`lifecycle.server.sandbox`); and with
-    ``admin_token_file``, that file as its admin token and configs/traffic.json as the traffic
-    splits to start with (``mlc rollout``).
+    ``admin_token_file``, that file as its admin token, configs/traffic.json as the traffic
+    splits to start with and the Prometheus metrics on (``.mlc/monitoring.config``), which
+    ``mlc rollout`` needs.
     """
     grpc_port = spec.grpc.rpartition(":")[2]
     flags = [f"--port={grpc_port}", f"--model_config_file={config_file}"]
@@ -188,6 +191,8 @@ def server_command(engine: str, spec: ServerSpec, config_file: Path, sandbox: st
     if sandbox:
         flags.append(f"--mlc_sandbox_socket={sandbox}")
     if admin_token_file is not None:
+        # mlc rollout judges a candidate by the server's Prometheus metrics (TF Serving's exporter).
+        flags.append(f"--monitoring_config_file={admin_token_file.with_name(MONITORING_FILE)}")
         flags.append(f"--mlc_admin_token_file={admin_token_file}")
         flags.append(f"--mlc_traffic_file={config_file.with_name(TRAFFIC_FILE)}")
     return [sys.executable, "-m", "lifecycle.server.main", *flags]
@@ -259,6 +264,9 @@ def start_process(paths: Paths, engine: str, spec: ServerSpec, detach: bool) -> 
     if engine == "embedded":
         sandbox = str(Path(tempfile.mkdtemp(prefix=fleet.SANDBOX_PREFIX)) / "grpc.sock")
         token = admin_token_file(paths)
+        monitoring = token.with_name(MONITORING_FILE)
+        if not monitoring.exists():
+            atomic_write_text(monitoring, 'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
     command = server_command(engine, spec, paths.serving_config, sandbox, token)
     log: Path | None = None
     if detach:

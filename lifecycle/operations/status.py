@@ -90,6 +90,7 @@ class StatusReport:
     servers_source: str = "none"
     pending_rollout: str | None = None
     warnings: list[str] = field(default_factory=list)
+    rollout: dict[str, Any] | None = None  # a progressive rollout in progress (see rollout_progress)
     generation: int = 0  # the recorded desired state's generation (serving/desired.json)
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,15 +142,52 @@ def report(paths: Paths, model: str | None = None, all_versions: bool = False) -
     for m in models:
         _replica_labels(m, reg.models[m.name], servers.servers, live, live_labels, recorded)
     pending_text = None
+    progress = rollout_progress(pending)
+    for m in models:
+        if progress is not None and m.name == progress["model"]:
+            # The rollout's split, not the highest version, decides where those clients go (shown below).
+            m.warnings = [w for w in m.warnings if not w.startswith("clients that name no version reach")]
     if pending is not None:
         pending_text = pending.describe()
-        warnings.append(
-            f"an interrupted rollout is pending ({pending_text}); the next mlc promote, rollback or serve recovers it"
-        )
+        if pending.action != "rollout":
+            warnings.append(
+                f"an interrupted rollout is pending ({pending_text}); the next mlc promote, rollback or serve recovers it"
+            )
+        elif progress is not None and not progress["running"]:
+            warnings.append(
+                f"an interrupted rollout is pending ({pending_text}): resume it with `mlc rollout {pending.model} --resume` "
+                f"or revert it with `mlc rollout {pending.model} --revert`"
+            )
     return StatusReport(
         models=models, servers=_reachability(servers.servers, names, live), servers_source=servers.source,
-        pending_rollout=pending_text, warnings=warnings, generation=recorded.generation,
+        pending_rollout=pending_text, warnings=warnings, generation=recorded.generation, rollout=progress,
     )
+
+
+def rollout_progress(pending: journal.Journal | None) -> dict[str, Any] | None:
+    """A progressive rollout's journal as status shows it: its step, weights and per-version figures.
+
+    ``running`` says whether the mlc that runs it is alive on this machine; ``versions`` holds,
+    per version, the requests, error rate, p99 (ms) and agreement of the step so far (or of the
+    last judged step), as the rollout journals them while it holds each step.
+    """
+    if pending is None or pending.action != "rollout":
+        return None
+    p = pending.progress
+    stable, candidate = p.get("stable"), p.get("candidate")
+    judged = list(p.get("steps") or [])
+    current = p.get("current") or (judged[-1] if judged else None) or {}
+    traffic = [s for s in pending.steps if s["step"] == "traffic"]
+    step = traffic[-1]["detail"] if traffic else pending.last()
+    planned = {s["name"]: s for s in (p.get("plan") or {}).get("steps", [])}
+    weight = 1.0 if step == "100%" else float(planned.get(step, {}).get("weight", current.get("weight", 0.0)))
+    shadow = float(planned.get(step, {}).get("shadow", 0.0))
+    return {
+        "model": pending.model, "stable": stable, "candidate": candidate, "step": step, "state": pending.last(),
+        "weights": {str(stable): round(1.0 - weight, 6), str(candidate): weight}, "shadow": shadow,
+        "versions": current.get("versions") or {}, "judged": [{"step": s["step"], "verdict": s["verdict"]} for s in judged],
+        "running": fleet.pid_alive(pending.pid), "pid": pending.pid, "started": pending.started,
+    }
 
 
 def _shown(

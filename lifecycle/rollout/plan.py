@@ -140,7 +140,7 @@ def stable_chain(rec: ModelRecord) -> list[int]:
     for event in rec.history:
         if event.result not in SUCCESS_RESULTS or event.to_version is None:
             continue
-        if event.action == "promote":
+        if event.action in ("promote", "rollout"):  # a progressive rollout ends with the promote's commit
             if not stack or stack[-1] != event.to_version:
                 stack.append(event.to_version)
         elif event.action == "rollback":

@@ -1,7 +1,8 @@
 """Recovery: a rollout journal left by an mlc that died is completed or reverted.
 
 When the labels had moved on every server (step ``label`` done) the rollout is completed,
-otherwise reverted; either way the history records it "by recovery". Only the commands that
+otherwise reverted; either way the history records it "by recovery". A progressive rollout's
+split is set to weight 0 before a revert and cleared on every replica after either. Only the commands that
 drive servers run recovery (promote, rollback, serve); ``status`` reports a pending journal and
 ``register`` leaves it alone, since recovering reloads production servers.
 """
@@ -13,6 +14,7 @@ import time
 from lifecycle.errors import LifecycleError
 from lifecycle.rollout.driver import DEFAULT_TIMEOUT_S, Driver
 from lifecycle.rollout.plan import plan_rollout, serving_from_state
+from lifecycle.rollout.split import clear, quiesce
 from lifecycle.rollout.transaction import (
     Rollout,
     checks_before,
@@ -51,11 +53,14 @@ def recover_pending(paths: Paths) -> str | None:
             driver = Driver(paths, j.model, targets, time.monotonic() + DEFAULT_TIMEOUT_S)
             try:
                 complete_forward(rollout, driver, serving_from_state(j.after), "recovered", f"interrupted ({who}); completed by recovery")
-                return f"recovered an interrupted {j.describe()}: completed it"
+                left = clear(paths, j, targets)  # a progressive rollout's split goes too
+                return f"recovered an interrupted {j.describe()}: completed it" + (f" ({'; '.join(left)})" if left else "")
             except LifecycleError as e:
                 forward_error = e.message
-        problems = revert(paths, j.model, targets, j.before, checks_before(paths, rec, j.before, targets),
-                          after=j.after if j.reached("label", "begin") else None)
+        problems = quiesce(paths, j, targets)
+        problems += revert(paths, j.model, targets, j.before, checks_before(paths, rec, j.before, targets),
+                           after=j.after if j.reached("label", "begin") else None)
+        problems += clear(paths, j, targets)
         detail = f"interrupted ({who}); reverted by recovery"
         if forward_error:
             detail += f" after completing it failed: {forward_error}"

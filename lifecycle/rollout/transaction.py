@@ -83,7 +83,7 @@ class Rollout:
             raise FailedPrecondition(f"cannot check {self.model} live: {e.message}") from e
         journal.write(self.paths, self.journal)
         journal.step(self.paths, self.journal, "intent", "done")
-        if plan.load:
+        if plan.load and not self.journal.reached("sandbox", "done"):  # a resumed rollout passed it already
             try:
                 with self.step("sandbox"):
                     for v in plan.load:
@@ -100,9 +100,7 @@ class Rollout:
         except BaseException as e:
             cause = e.message if isinstance(e, LifecycleError) else f"{type(e).__name__}: {e}"
             step = getattr(e, "step", self.journal.steps[-1]["step"] if self.journal.steps else "?")
-            moved = self.journal.reached("label", "begin")
-            problems = revert(self.paths, self.model, targets, plan.before, checks_before(self.paths, rec, plan.before, targets),
-                              after=plan.after if moved else None)
+            problems = self.undo(targets, rec)
             detail = f"failed at step {step}: {cause}; reverted" + (f" ({'; '.join(problems)})" if problems else "")
             self.finish("reverted", detail)
             if not isinstance(e, Exception):
@@ -117,8 +115,20 @@ class Rollout:
             for t in targets:
                 t.client.close()
 
+    def undo(self, targets: list[DrivenServer], rec: ModelRecord) -> list[str]:
+        """Revert production to the previous state after a failure; return the problems met."""
+        moved = self.journal.reached("label", "begin")
+        return revert(self.paths, self.model, targets, self.plan.before, checks_before(self.paths, rec, self.plan.before, targets),
+                      after=self.plan.after if moved else None)
+
     def production(self, driver: Driver, b: ModelServing, a: ModelServing, checks: dict[int, LiveCheck]) -> None:
         """Steps 2-8 on the production servers."""
+        self.load_new(driver, b, a, checks)
+        self.move_labels(driver, b, a, checks)
+        complete_forward(self, driver, a, "ok", "; ".join(self.plan.notes))
+
+    def load_new(self, driver: Driver, b: ModelServing, a: ModelServing, checks: dict[int, LiveCheck]) -> None:
+        """Steps load, available and verify: the new versions beside the old ones, labels unchanged."""
         plan = self.plan
         if plan.load:
             baseline = driver.snapshot()
@@ -129,12 +139,14 @@ class Rollout:
             with self.step("verify"):
                 for v in plan.load:
                     driver.verify("verify", checks[v])
+
+    def move_labels(self, driver: Driver, b: ModelServing, a: ModelServing, checks: dict[int, LiveCheck]) -> None:
+        """Step label: move the labels and confirm them with label-addressed requests."""
         if dict(a.labels) != dict(b.labels):
             with self.step("label"):
                 driver.push("label", self.serving(b.union(a, a.labels)))
                 moved = {k: v for k, v in a.labels.items() if b.labels.get(k) != v}
                 driver.confirm_labels("label", moved, checks)
-        complete_forward(self, driver, a, "ok", "; ".join(plan.notes))
 
     def finish(self, result: str, detail: str) -> None:
         """Record the event in the registry history and clear the journal."""

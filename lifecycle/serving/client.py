@@ -70,10 +70,11 @@ def tcp_ready(address: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def rest_request(
-    rest: str, method: str, path: str, timeout: float = DEFAULT_TIMEOUT_S, body: Any = None, tls: Tls | None = None
-) -> Any:
-    """One JSON request to ``rest`` (host:port, or an http:// or https:// URL); errors become mlc's."""
+def rest_call(
+    rest: str, method: str, path: str, timeout: float = DEFAULT_TIMEOUT_S, body: bytes | None = None,
+    tls: Tls | None = None, headers: dict[str, str] | None = None,
+) -> tuple[int, str, bytes]:
+    """One HTTP request to ``rest`` (host:port, or an http:// or https:// URL): status, reason, body."""
     import http.client  # the standard library's client; urllib.request costs more to import
 
     scheme, _, address = rest.rpartition("://")
@@ -85,25 +86,35 @@ def rest_request(
     else:
         conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
-        if body is None:
-            conn.request(method, path)
-        else:
-            conn.request(method, path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
-        raw = resp.read()
+        return resp.status, resp.reason, resp.read()
     except (OSError, http.client.HTTPException) as e:
         raise ServerUnavailable(f"server {rest} (REST) is unreachable: {e}") from e
     finally:
         conn.close()
+
+
+def rest_request(
+    rest: str, method: str, path: str, timeout: float = DEFAULT_TIMEOUT_S, body: Any = None, tls: Tls | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """One JSON request to ``rest`` (host:port, or an http:// or https:// URL); errors become mlc's."""
+    sent = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        sent["Content-Type"] = "application/json"
+    status, reason, raw = rest_call(rest, method, path, timeout, data, tls, sent)
     try:
         answer = json.loads(raw or b"{}")
     except ValueError as e:
         raise ServingError(f"server {rest}: {method} {path} answered with invalid JSON: {e}", "INTERNAL") from e
-    if resp.status != 200:
-        message = str(answer.get("error") or resp.reason) if isinstance(answer, dict) else resp.reason
-        if resp.status == 404:
+    if status != 200:
+        message = str(answer.get("error") or reason) if isinstance(answer, dict) else reason
+        if status == 404:
             raise ModelNotFound(f"server {rest}: {message}")
-        raise ServingError(f"server {rest}: {message}", _grpc_code_for_http(resp.status))
+        raise ServingError(f"server {rest}: {message}", _grpc_code_for_http(status))
     return answer
 
 

@@ -18,7 +18,10 @@ Format (JSON)::
      "servers": ["127.0.0.1:8500"],
      "steps": [{"step": "intent", "state": "done", "time": "...", "detail": ""}, ...]}
 
-Steps in order: intent, sandbox, load, available, verify, label, drop, unloaded, commit.
+Steps in order: intent, sandbox, load, available, verify, label, drop, unloaded, commit. A
+progressive rollout (action ``rollout``) also has ``split`` (the split at weight 0 on every
+server, before the candidate loads) and one ``traffic`` entry per step of its plan (the detail
+names the step), and keeps its plan and the figures of its steps in ``progress``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lifecycle.errors import ConfigError, FailedPrecondition
 from lifecycle.failpoints import failpoint
@@ -37,7 +41,7 @@ from lifecycle.store.provenance import current_user, now_iso
 
 KEY = "journal/rollout.json"
 
-STEPS = ("intent", "sandbox", "load", "available", "verify", "label", "drop", "unloaded", "commit")
+STEPS = ("intent", "sandbox", "split", "load", "available", "verify", "traffic", "label", "drop", "unloaded", "commit")
 
 
 
@@ -54,6 +58,7 @@ class Journal:
     forced: bool = False
     servers: list[str] = field(default_factory=list)
     steps: list[dict[str, str]] = field(default_factory=list)
+    progress: dict[str, Any] = field(default_factory=dict)  # a progressive rollout's plan and step figures
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     pid: int = field(default_factory=os.getpid)
     user: str = field(default_factory=current_user)
