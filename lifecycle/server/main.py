@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lifecycle.errors import FlagError, LifecycleError
+from lifecycle.server import memtrace
 from lifecycle.server.app import create_server
 from lifecycle.server.config.flags import options_from_flags, parse_flags, usage
 
@@ -75,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("Failed to start server. Error: %s", e.message)
         return 1
     freeze_startup_objects()
+    memtrace.arm()
     while not stop.wait(0.5):
         pass
     server.stop(grace=5.0)

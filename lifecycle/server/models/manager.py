@@ -39,7 +39,7 @@ from lifecycle.errors import (
 )
 from lifecycle.failpoints import failpoint
 from lifecycle.server.config.model_configs import ModelConfig, ServerConfig, aspired_versions, label_map, validate_model_configs
-from lifecycle.server.models.loader import Servable
+from lifecycle.server.models.loader import Servable, release_memory
 from lifecycle.server.monitoring import note_served
 
 log = logging.getLogger("mlc-model-server")
@@ -338,6 +338,8 @@ class ServableManager:
             log.info("Unloaded servable version {name: %s version: %s}", harness.model, harness.version)
             self._reconcile(harness.model)
             self._changed.notify_all()
+        del servable  # the last reference: the collection frees the version's graph
+        release_memory()
 
     def _record(self, harness: _Harness, state: State, error: LifecycleError | None = None) -> None:
         harness.state = state
