@@ -31,6 +31,7 @@ from lifecycle.store.registry import HistoryEvent
 from lifecycle.train.runs import TrainedCheckpoint, TrainResult
 
 if TYPE_CHECKING:
+    from lifecycle.operations.homes import InitResult
     from lifecycle.operations.processes import Engine
     from lifecycle.operations.retention import GcResult, PinResult
     from lifecycle.operations.sync import SyncResult
@@ -46,12 +47,20 @@ __all__ = [
     "HistoryEvent", "HistoryReport", "ModelStatus", "ServeResult", "ServedConfig", "StatusReport",
     "StopResult",
     "TrainResult", "TrainedCheckpoint", "VersionStatus",
-    "diff", "gc", "history", "k8s_render", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status",
+    "diff", "gc", "history", "init", "k8s_render", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status",
     "stop", "sync", "train", "watch",
 ]
 
 
-# --- status and history ----------------------------------------------------------------------
+# --- init, status and history ----------------------------------------------------------------
+
+
+def init(home: str | Path = ".", builtin: str | None = None, saved_model: str | Path | None = None,
+         name: str | None = None) -> InitResult:
+    """Make ``home`` an mlc home: configs/, model_repo/ and a built-in definition or one for a SavedModel."""
+    from lifecycle.operations.homes import init as make_home
+
+    return make_home(Path(home), builtin, None if saved_model is None else Path(saved_model), name)
 
 
 def status(model: str | None = None, paths: Paths | None = None, all_versions: bool = False) -> StatusReport:
