@@ -156,10 +156,13 @@ def _root(
 
 
 def enter_home() -> None:
-    """Name the home on stderr when it is not the current folder; ConfigError when it is no mlc home."""
+    """Name the home on a terminal's stderr when it is not the current folder; ConfigError outside a home.
+
+    Only a terminal gets the line: a script or pipe reading stderr keeps one line per error.
+    """
     paths = Paths.from_env()
     line = home_line(paths)
-    if line is not None:
+    if line is not None and stderr.is_terminal:
         stderr.print(line, markup=False, highlight=False)
     if not is_home(paths):
         raise ConfigError(not_a_home(paths))

@@ -40,7 +40,7 @@ def status_json(argv: list[str]) -> int | None:
     try:  # as the typer command's Command.invoke and run(): the home line, then one error line and JSON
         paths = Paths.from_env()
         line = home_line(paths)
-        if line is not None:
+        if line is not None and sys.stderr.isatty():
             sys.stderr.write(line + "\n")
         if not is_home(paths):
             raise ConfigError(not_a_home(paths))

@@ -122,16 +122,16 @@ def rollback(
         recovered = [] if dry_run else [m for m in [recover_pending(paths)] if m]
         reg = registry.load(paths)
         rec = reg.model(model)
-        if to is None and rec.canary is not None:
-            after = state_of(rec.stable, None)
-            version = rec.stable
+        action = "rollback"
+        if to is None and rec.canary is not None:  # the canary goes first: its own event, "withdraw"
+            action, after, version = "withdraw", state_of(rec.stable, None), rec.stable
         else:
             version = rollback_target(paths, rec) if to is None else to
             check_servable(paths, rec, version)
             if version == rec.stable:
                 raise FailedPrecondition(f"version {version} of {model} is already stable; nothing to roll back")
             after = state_of(version, None)
-        return _execute(paths, reg, "rollback", model, version, after, timeout, reason, False, [], dry_run, recovered,
+        return _execute(paths, reg, action, model, version, after, timeout, reason, False, [], dry_run, recovered,
                         replica_timeout)
 
 

@@ -164,8 +164,10 @@ def complete_forward(rollout: Rollout, driver: Driver, a: ModelServing, result: 
 
 
 def _event(j: journal.Journal, result: str, detail: str) -> HistoryEvent:
+    # A withdrawal moves the canary, not stable: from the canary to the stable that stays.
+    moved = "canary" if j.action == "withdraw" else "stable"
     return HistoryEvent(
-        action=j.action, from_version=j.before.get("stable"),
+        action=j.action, from_version=j.before.get(moved),
         to_version=j.version if j.version is not None else j.after.get("stable"),
         result=result, reason=j.reason, forced=j.forced, detail=detail, user=j.user, journal=j.id,
     )
