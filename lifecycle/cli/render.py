@@ -158,7 +158,9 @@ def render_history(report: HistoryReport) -> None:
 
 
 def render_rollout(result: RolloutResult, as_json: bool) -> None:
-    """Print a promote or rollback result (JSON with ``as_json``)."""
+    """Print a promote or rollback result (JSON with ``as_json``); its warnings go to stderr either way."""
+    for warning in result.warnings:
+        stderr.print(f"[yellow]warning:[/yellow] {escape(warning)}", markup=True, highlight=False)
     if as_json:
         print_json(result.to_dict())
         return
