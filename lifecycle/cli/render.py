@@ -149,8 +149,9 @@ def render_history(report: HistoryReport) -> None:
         ))
     columns = ("time", "user", "change", "result", "reason / detail")
     for col in columns:
-        # A cell that does not fit the width wraps (fold), never cut with an ellipsis.
-        table.add_column(col, no_wrap=False, overflow="fold", min_width=len(col))
+        # The note wraps (fold) to fit the width; the other columns keep their text. Nothing is cut.
+        note = col == "reason / detail"
+        table.add_column(col, no_wrap=not note, overflow="fold", min_width=8 if note else len(col))
     for row, e in zip(rows, report.events, strict=True):
         colour = "green" if e.result in ("ok", "recovered") else "red"
         table.add_row(*(escape(c) for c in row[:3]), f"[{colour}]{escape(row[3])}[/{colour}]", escape(row[4]))
