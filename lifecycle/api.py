@@ -354,16 +354,18 @@ def predict(
     timeout: float = 30.0,
     out: str | Path = ".",
     paths: Paths | None = None,
+    overwrite: bool = False,
 ) -> PredictResult:
-    """Send photos to the served model; write ``<name>.mask.png`` and ``<name>.overlay.png`` for each.
+    """Send photos to the served model; write ``<name>.v<N>.mask.png`` and ``.v<N>.overlay.png`` for each.
 
-    Every photo is read before anything is sent, so a file that is not an image sends nothing.
+    Every photo is read before anything is sent, so a file that is not an image sends nothing;
+    a picture another version wrote is replaced only with ``overwrite``.
     """
     from lifecycle.predictions.predict import predict_photos
 
     return predict_photos(
         paths or Paths.from_env(), model, images, version=version, label=label, server=server, rest=rest,
-        use_async=use_async, timeout=timeout, out=out,
+        use_async=use_async, timeout=timeout, out=out, overwrite=overwrite,
     )
 
 

@@ -21,6 +21,7 @@ from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand
 
 from lifecycle.cli.jsonout import error_json, print_json
+from lifecycle.cli.progress import SHOWN, status_line
 from lifecycle.cli.render import stderr, stdout
 from lifecycle.errors import ConfigError, LifecycleError
 from lifecycle.store.config import Paths
@@ -40,6 +41,8 @@ app = typer.Typer(
 T = TypeVar("T")
 
 _state: dict[str, bool] = {"traceback": False, "json": False}
+
+_status_of: list[str] = []  # the command whose api call shows a status line, if any
 
 # Commands that need no mlc home: init makes one, k8s render reads none.
 HOMELESS = frozenset({"init", "render"})
@@ -71,8 +74,12 @@ class Command(TyperCommand):
     def invoke(self, ctx: Any) -> Any:
         """Run the command in its home: say which when it is not the current folder, refuse outside one."""
         _state["json"] = bool(ctx.params.get("as_json"))
+        _status_of[:] = []
         if self.name not in HOMELESS:
             run(enter_home)
+        # A long command's api call shows a status line (lifecycle.cli.progress), never under --json.
+        shown = self.name in SHOWN and not _state["json"] and not ctx.params.get("follow")
+        _status_of[:] = [self.name or ""] if shown else []
         return super().invoke(ctx)
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
@@ -174,7 +181,8 @@ def run(call: Callable[[], T]) -> T:
     Under ``--json`` the error is also a JSON object on stdout (:func:`error_json`).
     """
     try:
-        return call()
+        with status_line(_status_of[0] if _status_of else "", bool(_status_of)):
+            return call()
     except LifecycleError as e:
         if _state["traceback"]:
             raise

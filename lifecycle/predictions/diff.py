@@ -251,7 +251,7 @@ def compare_versions(
             mask_a, mask_b = va.segment(batch)[0], vb.segment(batch)[0]
             agree = agreement(mask_a, mask_b, num_classes, names)
             picture = pictures.write_png(folder / f"{model}-{a}-vs-{b}.{stem}.png",
-                                         pictures.diff_strip(photo, mask_a, mask_b))
+                                         pictures.diff_picture(photo, mask_a, mask_b, a, b, names))
             image_diffs.append(
                 ImageDiff(str(path), int(photo.shape[1]), int(photo.shape[0]), agree.agreement, agree.miou,
                           agree.differing, str(picture))
