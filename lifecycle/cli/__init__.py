@@ -71,7 +71,8 @@ COMMAND_MODULES = ("homes", "lifecycle", "serving", "models", "ui", "storage")
 # Commands that load models in this process; every other command stays TensorFlow-free.
 # promote and rollback are not among them: they check a candidate in the running server's
 # private sandbox, and import TensorFlow (quietly, lifecycle.rollout.sandbox) only without one.
-TF_COMMANDS = frozenset({"train", "register", "serve", "predict", "diff", "watch"})
+# serve imports it itself (quietly), once it has found its ports free.
+TF_COMMANDS = frozenset({"train", "register", "predict", "diff", "watch"})
 HELP_FLAGS = frozenset({"--help", "-h"})
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lifecycle import progress
 from lifecycle.errors import LifecycleError, ResponseMismatch, ServableNotFound, ServerUnavailable, UsageError
 from lifecycle.predictions.classify import classify_photos
 from lifecycle.predictions.target import RequestTarget, request_target
@@ -201,10 +202,12 @@ def predict_photos(
     from lifecycle.predictions import pictures
     from lifecycle.serving.client import ServingClient
 
+    progress.step("reading the photos")
     photos = [pictures.read_photo(p) for p in images]
     target = request_target(paths, model, version, label)
     spec = server_spec(paths, server, rest)
     where = (spec.rest if rest else spec.grpc) or ""
+    progress.step(f"asking {where} for {target.describe()} ({len(photos)} photo{'s' if len(photos) != 1 else ''})")
     if target.classes:
         with label_errors(target, spec), ServingClient.of(spec, timeout) as client:
             answered = classify_photos(target, photos, client, rest, use_async, timeout)
@@ -227,6 +230,7 @@ def predict_photos(
         for (mask_path, overlay_path), answer in zip(files, answers, strict=True):
             for file in (mask_path, overlay_path):
                 pictures.refuse_other_version(file, answer.version)
+    progress.step(f"writing the pictures into {folder}")
     results = []
     for path, (mask_path, overlay_path), photo, answer in zip(images, files, photos, answers, strict=True):
         tag = pictures.version_tag(answer.version)
