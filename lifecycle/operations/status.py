@@ -152,7 +152,8 @@ def report(paths: Paths, model: str | None = None, all_versions: bool = False) -
     ]
     for m in models:
         _replica_labels(m, reg.models[m.name], servers.servers, live, live_labels, recorded)
-    foreign = _or_warn(lambda: foreign_base_paths(paths), {}, warnings)
+    no_paths: dict[str, str] = {}
+    foreign = _or_warn(lambda: foreign_base_paths(paths), no_paths, warnings)
     for m in models:
         if m.name in foreign:
             m.drift.append(_foreign_text(paths, m.name, foreign[m.name]))
