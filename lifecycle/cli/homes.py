@@ -17,11 +17,14 @@ from lifecycle import api
 from lifecycle.cli.commands import Command, JsonOption, app, run
 from lifecycle.cli.render import show, stdout
 from lifecycle.operations.homes import BUILTINS, InitResult
+from lifecycle.store.config import Paths
 
 
 @app.command(cls=Command)
 def init(
-    home: Annotated[Path, typer.Argument(help="The folder to make a home (created if missing).", metavar="DIR")] = Path("."),
+    home: Annotated[Path | None, typer.Argument(
+        help="The folder to make a home (created if missing); default $MLC_HOME, else the current folder.",
+        show_default=False, metavar="DIR")] = None,
     model: Annotated[
         str | None, typer.Option("--model", metavar="|".join(BUILTINS), show_default=False,
                                  help="The built-in definition to copy (default deeplab).")
@@ -56,7 +59,7 @@ def init(
 
         mlc init ~/segmenter --saved-model exports/keras_segmenter --name segmenter
     """
-    result = run(lambda: api.init(home, model, saved_model, name))
+    result = run(lambda: api.init(home if home is not None else Paths.from_env().home, model, saved_model, name))
     show(result, as_json, render_init)
 
 
