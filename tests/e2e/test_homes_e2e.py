@@ -62,7 +62,6 @@ def test_the_mission_commands_work_as_typed_in_a_fresh_init_home(tmp_path: Path,
     made = _mlc(tmp_path, env, "mlc init home")
     assert made.returncode == 0, made.stderr
     home = tmp_path / "home"
-    grpc_port, rest_port = free_ports(2)
 
     def ok(command: str) -> str:
         result = _mlc(home, env, command)
@@ -73,6 +72,7 @@ def test_the_mission_commands_work_as_typed_in_a_fresh_init_home(tmp_path: Path,
     for step in (10, 20, 30):
         ok(f"mlc register ckpt/16645/ckpt-{step}")
     assert "as deeplab version 4" in ok("mlc register ckpt/16645")
+    grpc_port, rest_port = free_ports(2)  # just before serve: other tests take ports meanwhile
     ok(f"mlc serve --detach --grpc-port {grpc_port} --rest-port {rest_port}")
     try:
         ok("mlc promote deeplab 3")
