@@ -100,8 +100,10 @@ class StatusReport:
 
 
 def state_words(state: str) -> str:
-    """A server's state of a version for people: TF Serving's ``END: <error>`` reads ``failed: <error>``,
-    a plain ``END`` (unloaded, or never loaded) reads ``unloaded``; other states stay as TF Serving names them."""
+    """A server's state of a version for people: ``failed: <error>`` and ``unloaded`` for TF Serving's END.
+
+    A plain ``END`` (unloaded, or never loaded) reads ``unloaded``; other states stay as TF Serving names them.
+    """
     if state == "END":
         return "unloaded"
     if state.startswith("END:"):

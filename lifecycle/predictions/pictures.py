@@ -8,6 +8,8 @@
   notebook shows them.
 - A **diff strip** puts photo | mask A | mask B | disagreement side by side, each panel the size
   of the photo; the disagreement panel shows the dimmed photo with differing pixels in white.
+  The **diff picture** ``mlc diff`` writes captions those panels, separates them with white
+  space, adds a class legend and enlarges small photos to at least 512 px of width.
 
 The VOC palette and class names come from :mod:`lifecycle.networks.voc`. Pillow is imported
 where a picture is read or written, not when this module is imported.
@@ -157,8 +159,11 @@ SWATCH = 10  # side of a legend colour square
 
 def diff_picture(photo: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray, a: int, b: int,
                  names: tuple[str, ...] | list[str]) -> np.ndarray:
-    """The four panels of :func:`diff_strip`, captioned (photo, version A, version B, disagreement),
-    separated by white space, with a legend of the classes either mask shows; at least 512 px wide."""
+    """The four panels of :func:`diff_strip`, captioned, separated, with a class legend; at least 512 px wide.
+
+    The captions are photo, version A, version B and disagreement; the legend lists the classes
+    either mask shows (colour, id, name). Small photos are enlarged by whole pixels.
+    """
     from PIL import Image, ImageDraw, ImageFont
 
     h, w = photo.shape[:2]
