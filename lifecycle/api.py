@@ -31,6 +31,7 @@ from lifecycle.store.registry import HistoryEvent
 from lifecycle.train.runs import TrainedCheckpoint, TrainResult
 
 if TYPE_CHECKING:
+    from lifecycle.operations.homes import InitResult
     from lifecycle.operations.processes import Engine
     from lifecycle.operations.retention import GcResult, PinResult
     from lifecycle.operations.sync import SyncResult
@@ -45,12 +46,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HistoryEvent", "HistoryReport", "ModelStatus", "ServeResult", "ServedConfig", "StatusReport", "StopResult",
-    "TrainResult", "TrainedCheckpoint", "VersionStatus", "diff", "gc", "history", "k8s_render", "pin", "predict",
+    "TrainResult", "TrainedCheckpoint", "VersionStatus", "diff", "gc", "history", "init", "k8s_render", "pin", "predict",
     "promote", "reconcile", "register", "rollback", "rollout", "serve", "status", "stop", "sync", "train", "watch",
 ]
 
 
-# --- status and history ----------------------------------------------------------------------
+# --- init, status and history ----------------------------------------------------------------
+
+
+def init(home: str | Path = ".", builtin: str | None = None, saved_model: str | Path | None = None,
+         name: str | None = None) -> InitResult:
+    """Make ``home`` an mlc home: configs/, model_repo/ and a built-in definition or one for a SavedModel."""
+    from lifecycle.operations.homes import init as make_home
+
+    return make_home(Path(home), builtin, None if saved_model is None else Path(saved_model), name)
 
 
 def status(model: str | None = None, paths: Paths | None = None, all_versions: bool = False) -> StatusReport:
@@ -356,16 +365,18 @@ def predict(
     timeout: float = 30.0,
     out: str | Path = ".",
     paths: Paths | None = None,
+    overwrite: bool = False,
 ) -> PredictResult:
-    """Send photos to the served model; write ``<name>.mask.png`` and ``<name>.overlay.png`` for each.
+    """Send photos to the served model; write ``<name>.v<N>.mask.png`` and ``.v<N>.overlay.png`` for each.
 
-    Every photo is read before anything is sent, so a file that is not an image sends nothing.
+    Every photo is read before anything is sent, so a file that is not an image sends nothing;
+    a picture another version wrote is replaced only with ``overwrite``.
     """
     from lifecycle.predictions.predict import predict_photos
 
     return predict_photos(
         paths or Paths.from_env(), model, images, version=version, label=label, server=server, rest=rest,
-        use_async=use_async, timeout=timeout, out=out,
+        use_async=use_async, timeout=timeout, out=out, overwrite=overwrite,
     )
 
 
@@ -412,23 +423,12 @@ def sync(
     """
     from lifecycle.operations import sync as syncing
 
-    paths = paths or Paths.from_env()
     for name in models:
         check_model_name(name)
     if interval <= 0 or unload_grace < 0:
         raise UsageError("--interval must be positive and --unload-grace not negative")
-    if not follow:
-        return syncing.sync_once(paths, Path(to), models, servers, unload_grace)
-    last: list[SyncResult] = []
-
-    def record(outcome: Any) -> None:
-        if isinstance(outcome, syncing.SyncResult):
-            last[:] = [outcome]
-        if on_pass is not None:
-            on_pass(outcome)
-
-    syncing.follow(paths, Path(to), models, servers, unload_grace, interval, stop, record)
-    return last[0] if last else syncing.SyncResult(str(Path(to).resolve()))
+    return syncing.run(paths or Paths.from_env(), Path(to), models, servers, unload_grace, follow, interval, stop,
+                       on_pass)
 
 
 def gc(

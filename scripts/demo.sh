@@ -38,4 +38,4 @@ step mlc predict deeplab configs/test_image.png --label stable --out out
 step mlc stop
 trap - EXIT
 printf '\nDone. The mlc home is %s\n' "$DEMO"
-printf 'Mask and overlay of the test image from the stable version:\n  %s/out/test_image.mask.png\n  %s/out/test_image.overlay.png\n' "$DEMO" "$DEMO"
+printf 'Mask and overlay of the test image from the stable version (2, after the rollback):\n  %s/out/test_image.v2.mask.png\n  %s/out/test_image.v2.overlay.png\n' "$DEMO" "$DEMO"

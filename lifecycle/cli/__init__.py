@@ -66,19 +66,21 @@ def _app() -> typer.Typer:
 
 
 # The command modules, in the order their commands are listed by `mlc --help`.
-COMMAND_MODULES = ("lifecycle", "rollout", "serving", "models", "ui", "storage")
+COMMAND_MODULES = ("homes", "lifecycle", "rollout", "serving", "models", "ui", "storage")
 
 # Commands that load models in this process; every other command stays TensorFlow-free.
 # promote and rollback are not among them: they check a candidate in the running server's
 # private sandbox, and import TensorFlow (quietly, lifecycle.rollout.sandbox) only without one.
-TF_COMMANDS = frozenset({"train", "register", "serve", "predict", "diff", "watch"})
+# serve imports it itself (quietly), once it has found its ports free.
+TF_COMMANDS = frozenset({"train", "register", "predict", "diff", "watch"})
 HELP_FLAGS = frozenset({"--help", "-h"})
 
 
 def _needs_tensorflow(argv: list[str]) -> bool:
     """True when the command line runs (not just describes) a TensorFlow command."""
     words = [a for a in argv if not a.startswith("-")]
-    return bool(words) and words[0] in TF_COMMANDS and not HELP_FLAGS & set(argv)
+    reads_saved_model = bool(words) and words[0] == "init" and "--saved-model" in argv  # its signatures
+    return bool(words) and (words[0] in TF_COMMANDS or reads_saved_model) and not HELP_FLAGS & set(argv)
 
 
 if __name__ == "__main__":

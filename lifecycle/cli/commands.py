@@ -17,10 +17,15 @@ from importlib import metadata
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand
 
+from lifecycle.cli.jsonout import error_json, print_json
+from lifecycle.cli.progress import SHOWN, status_line
 from lifecycle.cli.render import stderr, stdout
-from lifecycle.errors import LifecycleError
+from lifecycle.errors import ConfigError, LifecycleError
+from lifecycle.store.config import Paths
+from lifecycle.store.home import home_line, is_home, not_a_home
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
@@ -35,7 +40,12 @@ app = typer.Typer(
 
 T = TypeVar("T")
 
-_state: dict[str, bool] = {"traceback": False}
+_state: dict[str, bool] = {"traceback": False, "json": False}
+
+_status_of: list[str] = []  # the command whose api call shows a status line, if any
+
+# Commands that need no mlc home: init makes one, k8s render reads none.
+HOMELESS = frozenset({"init", "render"})
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 ModelArg = Annotated[str, typer.Argument(help="Model name (configs/<model>.yaml).", show_default=False, metavar="MODEL")]
@@ -61,6 +71,17 @@ class Command(TyperCommand):
 
     # ctx is typer's vendored click Context and formatter its HelpFormatter, neither of which
     # typer exports under a public name.
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command in its home: say which when it is not the current folder, refuse outside one."""
+        _state["json"] = bool(ctx.params.get("as_json"))
+        _status_of[:] = []
+        if self.name not in HOMELESS:
+            run(enter_home)
+        # A long command's api call shows a status line (lifecycle.cli.progress), never under --json.
+        shown = self.name in SHOWN and not _state["json"] and not ctx.params.get("follow")
+        _status_of[:] = [self.name or ""] if shown else []
+        return super().invoke(ctx)
+
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         """The usage line's words after the command name."""
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -141,12 +162,31 @@ def _root(
     # lifecycle.cli.main acted on --verbose already: TensorFlow is imported before typer parses.
 
 
+def enter_home() -> None:
+    """Name the home on a terminal's stderr when it is not the current folder; ConfigError outside a home.
+
+    Only a terminal gets the line: a script or pipe reading stderr keeps one line per error.
+    """
+    paths = Paths.from_env()
+    line = home_line(paths)
+    if line is not None and stderr.is_terminal:
+        stderr.print(line, markup=False, highlight=False)
+    if not is_home(paths):
+        raise ConfigError(not_a_home(paths))
+
+
 def run(call: Callable[[], T]) -> T:
-    """Run one api call; a LifecycleError becomes one red stderr line and its exit code."""
+    """Run one api call; a LifecycleError becomes one red stderr line and its exit code.
+
+    Under ``--json`` the error is also a JSON object on stdout (:func:`error_json`).
+    """
     try:
-        return call()
+        with status_line(_status_of[0] if _status_of else "", bool(_status_of)):
+            return call()
     except LifecycleError as e:
         if _state["traceback"]:
             raise
-        stderr.print(f"[red]Error:[/red] {e.message}", markup=True, highlight=False)
+        stderr.print(f"[red]Error:[/red] {escape(e.message)}", markup=True, highlight=False)
+        if _state["json"]:
+            print_json(error_json(e))
         raise typer.Exit(e.exit_code) from None

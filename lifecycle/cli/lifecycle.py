@@ -33,6 +33,15 @@ def status(
     the registry says, an unreachable server), warns when clients that name no version would
     reach a version other than stable, and shows a pending or recovered rollout.
 
+    A server's state of a version reads AVAILABLE, LOADING, UNLOADING, unloaded or
+    "failed: <error>" (TF Serving calls the last two END; --json keeps TF Serving's names:
+    "END", "END: <error>"). "#N" numbers the recorded serving state
+    (model_repo/serving/desired.json, the stable and canary of every model; each promote,
+    rollback or reconcile records the next number; JSON and docs call it the generation): a
+    server serving an older one is named, and `mlc reconcile` brings it up to date. A
+    configs/models.config whose base paths lie outside this home's model_repo/ (copied from
+    another home) is drift.
+
     It lists the versions that matter: stable, canary, those in the config or on a server, and
     the 20 newest, and says how many older ones it left out; --all lists every version. One line
     per version: below 120 columns (a pipe gets 80) the table leaves out the created time and
@@ -71,8 +80,9 @@ def status(
 def history(model: ModelArg, as_json: JsonOption = False) -> None:
     """List every promote and rollback of a model.
 
-    For each: time, user, action, from -> to, result (ok, failed = refused by the sandbox,
-    reverted, recovered), reason and detail.
+    For each: time, user, the change ("promote 1 -> 2", "canary 3 beside stable 2", "canary 3
+    withdrawn", "rollback 3 -> 2", "gc: version 1 deleted"), result (ok, failed = refused by the
+    sandbox, reverted, recovered), reason and detail. A long note wraps; nothing is cut.
 
     Examples:
 
@@ -190,7 +200,10 @@ def rollback(
 
     Promotes the previous known-good stable from the history, with the same safety as promote.
     Repeated rollbacks walk further back (promotes push onto the chain of stables, rollbacks
-    pop it); a canary is withdrawn first; with nothing to roll back to it refuses.
+    pop it); a canary is withdrawn first (its own history event, "canary 3 withdrawn"); with
+    nothing to roll back to it refuses. A rollback is not gated, but one to a version whose
+    eval metric is below stable's by more than the gate's threshold (thresholds.max_miou_drop,
+    or max_accuracy_drop) warns on stderr with both numbers.
 
     Examples:
 
@@ -214,8 +227,8 @@ def reconcile(
 ) -> None:
     """Bring every replica to the recorded serving state.
 
-    The recorded state is each model's stable and canary (generation-numbered
-    model_repo/serving/desired.json). Each reachable replica (configs/servers.yaml, dns entries
+    The recorded state is each model's stable and canary (model_repo/serving/desired.json,
+    numbered #N: each promote, rollback or reconcile records the next number, the generation). Each reachable replica (configs/servers.yaml, dns entries
     resolved now) that differs gets the wanted versions first and its labels only once they are
     AVAILABLE; mlc prints what it changed per replica and exits 1 naming the replicas it could
     not reconcile. A reload replaces a server's whole config, so every model is reconciled;

@@ -226,8 +226,12 @@ def predict(
         float, typer.Option("--timeout", min=0.001, metavar="S", help="Deadline of each request, in seconds.")
     ] = 30.0,
     out: Annotated[
-        Path, typer.Option("--out", file_okay=False, metavar="DIR", help="Folder for <name>.mask.png and <name>.overlay.png.")
+        Path, typer.Option("--out", file_okay=False, metavar="DIR",
+                           help="Folder for <name>.v<N>.mask.png and <name>.v<N>.overlay.png.")
     ] = Path("."),
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace pictures another version (or another tool) wrote under those names.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Segment or classify photos with the served model.
@@ -236,9 +240,12 @@ def predict(
     signature predict_images with images float32 [1,H,W,3] and height/width int32 [1] built with
     tf.make_tensor_proto, sent over gRPC with a deadline (--timeout), all at once through
     Predict.future with --async, or as TF Serving's REST JSON with --rest. It writes
-    DIR/<name>.mask.png (a palette PNG: pixel values are the class ids, the palette is Pascal
-    VOC's) and DIR/<name>.overlay.png (mask and photo blended half and half), and prints each
-    photo's share of every class by name and the version that answered. Signature, output and
+    DIR/<name>.v<N>.mask.png (a palette PNG: pixel values are the class ids, the palette is Pascal
+    VOC's) and DIR/<name>.v<N>.overlay.png (mask and photo blended half and half), N being the
+    version that answered, and prints each photo's share of every class by name and that version.
+    A picture of that name that another version wrote is refused in one line, and nothing is
+    written, unless --overwrite. A label the server does not have is one line naming the labels
+    it has ("deeplab has no canary; labels: stable → 2"). Signature, output and
     number of classes come from configs/<model>.yaml when the home defines MODEL. Every photo is
     read before anything is sent: a file that is not an image, or a server that does not
     answer, is one line on stderr and exit 1.
@@ -251,7 +258,7 @@ def predict(
 
     Examples:
 
-        mlc predict deeplab photo.jpg            # -> ./photo.mask.png, ./photo.overlay.png
+        mlc predict deeplab photo.jpg            # -> ./photo.v3.mask.png, ./photo.v3.overlay.png
 
         mlc predict shapes photo.png --label stable        # rank, class, score
 
@@ -266,7 +273,7 @@ def predict(
     result = run(
         lambda: api.predict(
             model, list(images), version=version, label=label, server=server, rest=rest,
-            use_async=use_async, timeout=timeout, out=out,
+            use_async=use_async, timeout=timeout, out=out, overwrite=overwrite,
         )
     )
     show(result, as_json, render_predict)

@@ -18,6 +18,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from lifecycle.cli.jsonout import print_json
+from lifecycle.cli.wording import event_change
+from lifecycle.cli.wording import version_text as _v
+from lifecycle.operations.status import state_words
 
 if TYPE_CHECKING:
     from lifecycle.api import (
@@ -73,8 +76,8 @@ def render_status(report: StatusReport) -> None:
         columns = ["ver", "labels", "step", *(["created"] if wide else []), "valid", METRIC_HEADS[m.metric],
                    *(["golden"] if wide else []), "cfg", "checkpoint", *names]
         for col in columns:
-            # Only the checkpoint gives way (cut with an ellipsis); no cell wraps onto more lines.
-            table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=len(col) if col != "checkpoint" else 8)
+            # A cell too long for the width wraps onto more lines (fold), never cut with an ellipsis.
+            table.add_column(col, no_wrap=False, overflow="fold", min_width=len(col) if col != "checkpoint" else 8)
         for v in m.versions:
             table.add_row(
                 str(v.version),
@@ -93,16 +96,16 @@ def render_status(report: StatusReport) -> None:
             stdout.print(f"{m.versions_omitted} of {m.versions_total} versions not shown (older, not labelled, "
                          f"configured or loaded): mlc status {m.name} --all")
         for addr, generation in m.generations.items():
-            if report.generation:
-                shown = "a state not recorded" if generation is None else f"generation {generation}"
-                stdout.print(f"server {addr} serves {shown} (recorded: generation {report.generation})")
+            if report.generation and generation != report.generation:
+                shown = "a state mlc did not record" if generation is None else f"recorded state #{generation}"
+                stdout.print(f"server {addr} serves {shown}, not the newest #{report.generation}: run mlc reconcile")
         for d in m.drift:
             stdout.print(f"[red]drift:[/red] {escape(d)}")
         for w in m.warnings:
             stdout.print(f"[yellow]warning:[/yellow] {escape(w)}")
         if m.last_event:
             e = m.last_event
-            stdout.print(f"last rollout: {e.time} {e.action} {e.from_version} -> {e.to_version}: {e.result}")
+            stdout.print(f"last rollout: {e.time[:19].replace('T', ' ')} {escape(event_change(e))}: {e.result}")
     if report.servers:
         for name, (addr, state) in zip(names, report.servers.items(), strict=True):
             stdout.print(f"server {addr}{'' if wide else f' ({name})'}: {escape(state)}")
@@ -134,15 +137,17 @@ def _short_path(path: str) -> str:
 
 
 def _state_markup(state: str) -> str:
+    """A server's state of a version in words (TF Serving's END reads failed: <error> or unloaded)."""
     if state == "AVAILABLE":
         return "[green]AVAILABLE[/green]"
-    if state.startswith("END:") or state == "unreachable":
-        return f"[red]{escape(state)}[/red]"
-    return escape(state)
+    words = state_words(state)
+    if words.startswith("failed:") or state == "unreachable":
+        return f"[red]{escape(words)}[/red]"
+    return escape(words)
 
 
 def render_history(report: HistoryReport) -> None:
-    """Print a model's rollout history, one line per event (the note cut to fit, never wrapped)."""
+    """Print a model's rollout history, one row per event (a note too long for the width wraps)."""
     if not report.events:
         stdout.print(f"{report.model}: no promotions or rollbacks yet")
         return
@@ -154,27 +159,24 @@ def render_history(report: HistoryReport) -> None:
     for e in report.events:
         result = e.result + (" (forced)" if e.forced else "")
         rows.append((
-            e.time if wide else e.time[:16].replace("T", " "), e.user, e.action,
-            f"{_v(e.from_version)} -> {_v(e.to_version)}", result, " / ".join(p for p in (e.reason, e.detail) if p),
+            e.time if wide else e.time[:16].replace("T", " "), e.user, event_change(e), result,
+            " / ".join(p for p in (e.reason, e.detail) if p),
         ))
-    columns = ("time", "user", "action", "from -> to", "result", "reason / detail")
-    widths = [max(len(col), *(len(r[i]) for r in rows)) for i, col in enumerate(columns)]
-    # Only the note gives way (cut with an ellipsis, never wrapped); the other columns keep their text.
-    widths[-1] = min(widths[-1], max(8, stdout.width - sum(widths[:-1]) - 2 * (len(columns) - 1)))  # gap + padding
-    for col, width in zip(columns, widths, strict=True):
-        table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=width, max_width=width)
+    columns = ("time", "user", "change", "result", "reason / detail")
+    for col in columns:
+        # The note wraps (fold) to fit the width; the other columns keep their text. Nothing is cut.
+        note = col == "reason / detail"
+        table.add_column(col, no_wrap=not note, overflow="fold", min_width=8 if note else len(col))
     for row, e in zip(rows, report.events, strict=True):
         colour = "green" if e.result in ("ok", "recovered") else "red"
-        table.add_row(*(escape(c) for c in row[:4]), f"[{colour}]{escape(row[4])}[/{colour}]", escape(row[5]))
+        table.add_row(*(escape(c) for c in row[:3]), f"[{colour}]{escape(row[3])}[/{colour}]", escape(row[4]))
     stdout.print(table)
 
 
-def _v(n: int | None) -> str:
-    return "-" if n is None else str(n)
-
-
 def render_rollout(result: RolloutResult, as_json: bool) -> None:
-    """Print a promote or rollback result (JSON with ``as_json``)."""
+    """Print a promote or rollback result (JSON with ``as_json``); its warnings go to stderr either way."""
+    for warning in result.warnings:
+        stderr.print(f"[yellow]warning:[/yellow] {escape(warning)}", markup=True, highlight=False)
     if as_json:
         print_json(result.to_dict())
         return
@@ -197,8 +199,14 @@ def render_rollout(result: RolloutResult, as_json: bool) -> None:
         return
     after = plan.after
     what = f"{plan.model}: stable {_v(plan.before['stable'])} -> {_v(after['stable'])}"
-    if after["canary"] != plan.before["canary"]:
-        what += f", canary {_v(plan.before['canary'])} -> {_v(after['canary'])}"
+    if plan.action == "withdraw":
+        what = f"{plan.model}: canary {_v(plan.before['canary'])} withdrawn, stable stays {_v(after['stable'])}"
+    elif plan.action == "canary":
+        what = f"{plan.model}: canary {_v(after['canary'])} beside stable {_v(after['stable'])}"
+    elif after["canary"] != plan.before["canary"]:
+        was, now = plan.before["canary"], after["canary"]
+        what += f", canary {_v(was)} -> {_v(now)}" if was is not None and now is not None else \
+            (f", canary {was} cleared" if was is not None else f", canary {now}")
     stdout.print(f"[green]{plan.action} ok[/green] {escape(what)} on {len(plan.servers)} server(s) in {result.seconds:.1f} s")
     for note in plan.notes:
         stdout.print(f"[yellow]note:[/yellow] {escape(note)}")
@@ -216,7 +224,7 @@ def render_serve(result: ServeResult) -> None:
 
 def render_reconcile(result: ReconcileResult) -> None:
     """Print what ``mlc reconcile`` changed on each replica."""
-    stdout.print(f"recorded serving state: generation {result.generation} (servers from {result.servers_source})")
+    stdout.print(f"recorded serving state #{result.generation} (servers from {result.servers_source})")
     if result.recovered:
         stdout.print(f"[yellow]recovered:[/yellow] {escape(result.recovered)}")
     if not result.replicas:
@@ -359,7 +367,7 @@ def render_diff(result: DiffResult) -> None:
         return
     table = Table(title="Masks of B against A")
     for col in ("image", "size", "agreement", "mIoU", "differing px"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for d in result.images:
         table.add_row(Path(d.image).name, f"{d.width}x{d.height}", f"{100 * d.agreement:.2f}%", f"{d.miou:.3f}",
                       str(d.differing_pixels))
@@ -386,7 +394,7 @@ def render_class_diff(result: DiffResult) -> None:
     assert c is not None
     table = Table(title="Top classes of A and B")
     for col in ("image", f"A (version {result.a})", f"B (version {result.b})", "same class"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for i in c.images:
         table.add_row(Path(i["image"]).name, ", ".join(f"{n} {s:.3f}" for n, s in i["a"][:3]),
                       ", ".join(f"{n} {s:.3f}" for n, s in i["b"][:3]), "yes" if i["agree"] else "NO")

@@ -13,6 +13,7 @@ import typer
 
 from lifecycle import api
 from lifecycle.cli.commands import HELP_OPTIONS, Command, ModelArg, app, run
+from lifecycle.cli.progress import pause
 from lifecycle.cli.render import render_serve, render_stop, stderr, stdout
 from lifecycle.operations.k8s import ServerEngine
 from lifecycle.operations.processes import Engine
@@ -70,6 +71,7 @@ def serve(
     """
 
     def ready(result: api.ServeResult) -> None:
+        pause()  # the status line gives way: the server runs on until Ctrl-C
         render_serve(result)
         stdout.print("Serving; press Ctrl-C to stop.")
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from lifecycle.errors import LifecycleError, ServerUnavailable, UsageError
+from lifecycle import progress
+from lifecycle.errors import BindError, LifecycleError, ServerUnavailable, UsageError
 from lifecycle.serving import fleet, tfs_config
 from lifecycle.serving.fleet import ServerRecord, ServerSpec
 from lifecycle.store.config import Paths
@@ -77,7 +78,34 @@ def specs_to_start(
             raise UsageError(
                 f"a server started by mlc already runs at {spec.grpc} (pid {running[spec.grpc].pid}); stop it with `mlc stop`"
             )
+    progress.step("checking that the ports are free")
+    for spec in specs:
+        check_ports_free(spec, file.exists())
     return specs
+
+
+def check_ports_free(spec: ServerSpec, listed: bool) -> None:
+    """BindError, at once, when another program holds a port this server is to listen on.
+
+    Checked before TensorFlow is imported or a server started: the server would find out only
+    after its start-up, as a raw gRPC error.
+    """
+    import socket
+
+    for what, address in (("gRPC", spec.grpc), ("REST", spec.rest)):
+        if not address or not fleet.is_local(spec):
+            continue
+        host, _, port = address.rpartition("://")[2].rpartition(":")
+        if int(port) == 0:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is free
+            try:
+                probe.bind((host.strip("[]"), int(port)))
+            except OSError as e:
+                how = f"edit {what} of {spec.grpc} in configs/servers.yaml" if listed else \
+                    f"choose another with --{what.lower()}-port"
+                raise BindError(f"{what} port {address} is in use by another program ({e.strerror}); {how}") from e
 
 
 def start(
@@ -92,6 +120,10 @@ def start(
     """
     # The rollout driver is the one piece that makes servers take a config.
     from lifecycle.rollout import apply_registry_config
+    from lifecycle.tf_import import import_tensorflow
+
+    progress.step("importing TensorFlow")  # quietly, after the ports were found free (it takes seconds)
+    import_tensorflow()
 
     expect = {name: s.labels.get("stable", max(s.versions)) for name, s in serving.items()}
     poll = all(spec.reload == fleet.ReloadMode.poll.value for spec in specs)
@@ -105,10 +137,14 @@ def start(
     started: list[Started] = []
     try:
         for spec in specs:
+            progress.step(f"starting the {engine} server at {spec.grpc}")
             started.append(start_process(paths, engine, spec, detach))
         for proc, record in started:
+            loading = ", ".join(f"{name} {v}" for name, v in expect.items())
+            progress.step(f"waiting for {record.grpc} to start" + (f" and load {loading}" if loading else ""))
             wait_ready(proc, record, expect, timeout)
         if not poll:
+            progress.step("setting the labels (they may point only at AVAILABLE versions)")
             apply_registry_config(paths, [record.spec() for _, record in started], timeout)
     except BaseException:
         for _, record in started:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lifecycle import progress
 from lifecycle.errors import ServerUnavailable, UsageError
 from lifecycle.operations.sync import loaded_on
 from lifecycle.serving import fleet, tfs_config
@@ -113,6 +114,7 @@ def gc(
         raise UsageError("--keep must be at least 1 (the newest version is always kept)")
     store = paths.store
     result = GcResult(dry_run)
+    progress.step("reading the registry, the config and what the servers hold")
     with registry.transaction(paths) as reg:
         if model is not None:
             check_model_name(model)
@@ -140,6 +142,7 @@ def gc(
             return result
         done = []
         for r in result.removed:
+            progress.step(f"deleting {r.model} {r.kind} {r.version}")
             if r.kind == "version":
                 store.delete_version(r.model, r.version)
             elif not store.remove_leftover(r.model, r.version):

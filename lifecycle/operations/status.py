@@ -11,9 +11,11 @@ the pages holding those versions, so its time does not grow with the number of v
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from lifecycle.errors import LifecycleError, ModelNotFound
@@ -98,6 +100,18 @@ class StatusReport:
         return asdict(self)
 
 
+def state_words(state: str) -> str:
+    """A server's state of a version for people: ``failed: <error>`` and ``unloaded`` for TF Serving's END.
+
+    A plain ``END`` (unloaded, or never loaded) reads ``unloaded``; other states stay as TF Serving names them.
+    """
+    if state == "END":
+        return "unloaded"
+    if state.startswith("END:"):
+        return "failed:" + state.removeprefix("END:")
+    return state
+
+
 # What one server said about one model: its versions' states, or why it could not say.
 Live = dict[tuple[str, str], dict[int, VersionState] | LifecycleError]
 # The labels one server has set for one model (read when it answered).
@@ -141,6 +155,12 @@ def report(paths: Paths, model: str | None = None, all_versions: bool = False) -
     ]
     for m in models:
         _replica_labels(m, reg.models[m.name], servers.servers, live, live_labels, recorded)
+    no_paths: dict[str, str] = {}
+    foreign = _or_warn(lambda: foreign_base_paths(paths), no_paths, warnings)
+    for m in models:
+        if m.name in foreign:
+            m.drift.append(_foreign_text(paths, m.name, foreign[m.name]))
+    warnings += [_foreign_text(paths, name, base) for name, base in foreign.items() if name not in reg.models]
     pending_text = None
     progress = rollout_progress(pending)
     for m in models:
@@ -188,6 +208,42 @@ def rollout_progress(pending: journal.Journal | None) -> dict[str, Any] | None:
         "versions": current.get("versions") or {}, "judged": [{"step": s["step"], "verdict": s["verdict"]} for s in judged],
         "running": fleet.pid_alive(pending.pid), "pid": pending.pid, "started": pending.started,
     }
+
+
+# A base_path line of a text-format ModelServerConfig: a first, cheap look at configs/models.config.
+BASE_PATH_LINE = re.compile(r'^\s*base_path:\s*"((?:[^"\\]|\\.)*)"', re.MULTILINE)
+
+
+def foreign_base_paths(paths: Paths) -> dict[str, str]:
+    """Models whose base_path in configs/models.config lies outside this home's repository (model_repo/).
+
+    A copied home keeps the config of the home it came from, whose servers would load that home's
+    versions. The base paths are looked at as text first; only a config where one seems to lie
+    outside is parsed as the protobuf message (so status stays without protobuf when all is well).
+    """
+    text = tfs_config.read_text(paths)
+    if text is None:
+        return {}
+    if all(_inside(paths, raw.encode().decode("unicode_escape")) for raw in BASE_PATH_LINE.findall(text)):
+        return {}
+    config = tfs_config.parse(text, str(paths.serving_config))
+    return {m.name: m.base_path for m in config.model_config_list.config if not _inside(paths, m.base_path)}
+
+
+def _inside(paths: Paths, base: str) -> bool:
+    """Whether a base path lies in this home's model_repo/ (an s3:// base path: in its repository)."""
+    if "://" in base:
+        from lifecycle.store.config import repository_url
+
+        url = repository_url(paths)
+        return url is not None and base.startswith(url.rstrip("/") + "/")
+    repo = paths.model_repo.resolve()
+    return Path(base).resolve().is_relative_to(repo)
+
+
+def _foreign_text(paths: Paths, model: str, base: str) -> str:
+    return (f"configs/models.config serves {model} from {base}, outside this home's repository {paths.model_repo} "
+            "(a config copied from another home?); `mlc serve` or a promote rewrites it from this home's registry")
 
 
 def _shown(
@@ -306,7 +362,8 @@ def _model_status(
         for number in wanted.versions:
             state = got.get(number)
             if state is None or state.state != "AVAILABLE":
-                drift.append(f"server {spec.name}: version {number} is {state.describe() if state else 'not loaded'}")
+                drift.append(f"server {spec.name}: version {number} is "
+                             f"{state_words(state.describe()) if state else 'not loaded'}")
         available = sorted(v for v, s in got.items() if s.state == "AVAILABLE")
         extra = [v for v in available if v not in wanted.versions]
         if extra:

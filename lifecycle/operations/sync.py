@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lifecycle import progress
 from lifecycle.errors import (
     LifecycleError,
     ModelNotFound,
@@ -126,6 +127,7 @@ def sync_once(
     for name, serving in sorted(wanted.items()):
         for version in serving.versions:
             if not (target / name / str(version)).is_dir():
+                progress.step(f"copying {name}/{version} into {target}, verified against its manifest")
                 paths.store.copy_version(name, version, target / name)
                 result.copied.append(f"{name}/{version}")
         result.serving[name] = {"versions": list(serving.versions), "labels": dict(serving.labels)}
@@ -155,6 +157,7 @@ def sync_once(
             if held is None or version in held:
                 result.kept.append(f"{name}/{version}: {why or 'loaded on a server'}")
             else:
+                progress.step(f"removing {name}/{version}")
                 _remove(target / name / str(version))
                 result.removed.append(f"{name}/{version}")
     return result
@@ -249,3 +252,20 @@ def follow(
             break
         stop.wait(interval)
     return passes
+
+
+def run(paths: Paths, to: Path, models: Sequence[str], servers: Sequence[str], unload_grace: float, follow_on: bool,
+        interval: float, stop: threading.Event | None, on_pass: Callable[[Any], None] | None) -> SyncResult:
+    """One pass, or with ``follow_on`` passes every ``interval`` seconds until ``stop``; the last pass's result."""
+    if not follow_on:
+        return sync_once(paths, to, models, servers, unload_grace)
+    last: list[SyncResult] = []
+
+    def record(outcome: Any) -> None:
+        if isinstance(outcome, SyncResult):
+            last[:] = [outcome]
+        if on_pass is not None:
+            on_pass(outcome)
+
+    follow(paths, to, models, servers, unload_grace, interval, stop, record)
+    return last[0] if last else SyncResult(str(to.resolve()))

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from lifecycle import progress
 from lifecycle.errors import UsageError
 from lifecycle.predictions.classify import ClassDiff, compare_classifiers
 from lifecycle.register.metrics import confusion_matrix, segmentation_confusion, segmentation_metrics
@@ -231,6 +232,7 @@ def compare_versions(
     from lifecycle.register import evalsets, tasks
     from lifecycle.register.validate import read_signatures  # TensorFlow from here on
 
+    progress.step(f"reading the signatures of versions {a} and {b}")
     photos = [pictures.read_photo(p) for p in photo_paths]
     dir_a, dir_b = paths.store.version_path(model, a), paths.store.version_path(model, b)
     changes = [asdict(c) | {"description": c.describe()}
@@ -245,17 +247,20 @@ def compare_versions(
 
     folder = Path(out)
     image_diffs = []
+    progress.step(f"loading versions {a} and {b}")
     with loaded(model, a, dir_a, key, output) as va, loaded(model, b, dir_b, key, output) as vb:
         for path, stem, photo in zip(photo_paths, stems, photos, strict=True):
+            progress.step(f"comparing the masks on {path.name}")
             batch = photo[None].astype(np.float32)
             mask_a, mask_b = va.segment(batch)[0], vb.segment(batch)[0]
             agree = agreement(mask_a, mask_b, num_classes, names)
             picture = pictures.write_png(folder / f"{model}-{a}-vs-{b}.{stem}.png",
-                                         pictures.diff_strip(photo, mask_a, mask_b))
+                                         pictures.diff_picture(photo, mask_a, mask_b, a, b, names))
             image_diffs.append(
                 ImageDiff(str(path), int(photo.shape[1]), int(photo.shape[0]), agree.agreement, agree.miou,
                           agree.differing, str(picture))
             )
+        progress.step(f"comparing the masks on the evaluation set ({len(data)} images)")
         groups = list(data.batches(EVAL_BATCH))  # same-sized images together (VOC photos vary)
         masks_a = np.concatenate([va.segment(batch).reshape(-1) for _, batch in groups])
         masks_b = np.concatenate([vb.segment(batch).reshape(-1) for _, batch in groups])

@@ -8,6 +8,8 @@
   notebook shows them.
 - A **diff strip** puts photo | mask A | mask B | disagreement side by side, each panel the size
   of the photo; the disagreement panel shows the dimmed photo with differing pixels in white.
+  The **diff picture** ``mlc diff`` writes captions those panels, separates them with white
+  space, adds a class legend and enlarges small photos to at least 512 px of width.
 
 The VOC palette and class names come from :mod:`lifecycle.networks.voc`. Pillow is imported
 where a picture is read or written, not when this module is imported.
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lifecycle.errors import ImageError
+from lifecycle.errors import ImageError, UsageError
 from lifecycle.networks.voc import class_name, voc_palette
 from lifecycle.store.files import atomic_write_bytes
 
@@ -95,19 +97,141 @@ def class_shares(mask: np.ndarray, num_classes: int) -> dict[str, float]:
     return {class_name(int(i), max(num_classes, len(counts))): float(counts[i]) / total for i in order}
 
 
-def _png_bytes(image: Image.Image) -> bytes:
+def _png_bytes(image: Image.Image, text: dict[str, str] | None = None) -> bytes:
     import io
 
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
 
 
-def write_png(path: Path, picture: np.ndarray | Image.Image) -> Path:
-    """Write an RGB array or a pillow image as PNG, atomically (a viewer never sees half a file)."""
+def write_png(path: Path, picture: np.ndarray | Image.Image, text: dict[str, str] | None = None) -> Path:
+    """Write an RGB array or a pillow image as PNG, atomically (a viewer never sees half a file).
+
+    ``text`` goes into the PNG's tEXt chunks (``mlc-version``: the version that answered).
+    """
     from PIL import Image
 
     image = Image.fromarray(picture, mode="RGB") if isinstance(picture, np.ndarray) else picture
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, _png_bytes(image))
+    atomic_write_bytes(path, _png_bytes(image, text))
     return path
+
+
+VERSION_KEY = "mlc-version"  # the tEXt chunk of a predict picture naming the version that answered
+
+
+def version_tag(version: int | None) -> dict[str, str]:
+    """The tEXt chunks of a predict picture made by ``version`` (``unknown`` when the server did not say)."""
+    return {VERSION_KEY: "unknown" if version is None else str(version)}
+
+
+def refuse_other_version(path: Path, version: int | None) -> None:
+    """UsageError when ``path`` holds a picture another (or an unknown) version made: replace it only with --overwrite."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.exists():
+        return
+    try:
+        with Image.open(path) as im:
+            made_by = str(getattr(im, "text", {}).get(VERSION_KEY, ""))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        made_by = ""
+    if version is not None and made_by == str(version):
+        return  # the same version's picture: a re-run
+    whose = f"version {made_by}'s result" if made_by and made_by != "unknown" else "a picture mlc did not make for this version"
+    raise UsageError(f"{path} holds {whose}; pass --overwrite to replace it (nothing written)")
+
+
+# --- the captioned diff picture --------------------------------------------------------------
+
+MIN_DIFF_WIDTH = 512  # small photos are enlarged (whole pixels, so classes stay exact) to at least this width
+GAP = 6  # white space between panels and around the picture
+INK = (0, 0, 0)
+PAPER = (255, 255, 255)
+SWATCH = 10  # side of a legend colour square
+
+
+def diff_picture(photo: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray, a: int, b: int,
+                 names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """The four panels of :func:`diff_strip`, captioned, separated, with a class legend; at least 512 px wide.
+
+    The captions are photo, version A, version B and disagreement; the legend lists the classes
+    either mask shows (colour, id, name). Small photos are enlarged by whole pixels.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    h, w = photo.shape[:2]
+    scale, top, lefts = diff_layout(w, h)
+    strip = diff_strip(photo, mask_a, mask_b)
+    panels = [np.repeat(np.repeat(strip[:, i * w:(i + 1) * w], scale, axis=0), scale, axis=1) for i in range(4)]
+    font = ImageFont.load_default()
+    line = _text_height(font) + 4
+    captions = ["photo", f"version {a} (A)", f"version {b} (B)", "disagreement (white)"]
+    present = sorted(set(np.unique(mask_a).tolist()) | set(np.unique(mask_b).tolist()))
+    width = 4 * w * scale + 5 * GAP
+    legend = _legend_rows(present, names, font, width)
+    height = GAP + line + h * scale + GAP + len(legend) * (line + 2) + GAP
+    canvas = Image.new("RGB", (width, height), PAPER)
+    draw = ImageDraw.Draw(canvas)
+    for left, panel, caption in zip(lefts, panels, captions, strict=True):
+        draw.text((left, GAP), _fit(draw, caption, font, w * scale), fill=INK, font=font)
+        canvas.paste(Image.fromarray(panel, mode="RGB"), (left, top))
+        draw.rectangle((left - 1, top - 1, left + w * scale, top + h * scale), outline=(160, 160, 160))
+    palette = voc_palette(256)
+    y = top + h * scale + GAP
+    for row in legend:
+        x = GAP
+        for class_id, label in row:
+            draw.rectangle((x, y + 1, x + SWATCH, y + 1 + SWATCH), fill=tuple(int(c) for c in palette[class_id]),
+                           outline=INK)
+            draw.text((x + SWATCH + 4, y), label, fill=INK, font=font)
+            x += SWATCH + 4 + int(draw.textlength(label, font=font)) + 12
+        y += line + 2
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def diff_layout(width: int, height: int) -> tuple[int, int, list[int]]:
+    """Where :func:`diff_picture` puts a ``width`` x ``height`` photo's panels: (scale, top, left of each panel)."""
+    from PIL import ImageFont
+
+    scale = max(1, -(-(MIN_DIFF_WIDTH - 5 * GAP) // (4 * width)))  # ceil: four panels and five gaps reach the minimum
+    top = GAP + _text_height(ImageFont.load_default()) + 4
+    return scale, top, [GAP + i * (width * scale + GAP) for i in range(4)]
+
+
+def _text_height(font: object) -> int:
+    """The height of a line of ``font`` (pillow's default bitmap font: 11 px)."""
+    box = font.getbbox("Ag")  # type: ignore[attr-defined]  # ImageFont and FreeTypeFont both have it
+    return int(box[3] - box[1])
+
+
+def _fit(draw: object, text: str, font: object, width: int) -> str:
+    """``text`` shortened to fit ``width`` pixels (a caption over a narrow panel)."""
+    while len(text) > 1 and draw.textlength(text, font=font) > width:  # type: ignore[attr-defined]
+        text = text[:-1]
+    return text
+
+
+def _legend_rows(present: list[int], names: tuple[str, ...] | list[str], font: object,
+                 width: int) -> list[list[tuple[int, str]]]:
+    """The legend's entries (class id, ``id name``) laid out in rows that fit ``width``."""
+    from PIL import Image, ImageDraw
+
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    rows: list[list[tuple[int, str]]] = [[]]
+    x = GAP
+    for class_id in present:
+        label = f"{class_id} {names[class_id] if class_id < len(names) else class_name(class_id, len(names))}"
+        step = SWATCH + 4 + int(measure.textlength(label, font=font)) + 12  # type: ignore[arg-type]
+        if rows[-1] and x + step > width - GAP:
+            rows.append([])
+            x = GAP
+        rows[-1].append((class_id, label))
+        x += step
+    return [row for row in rows if row]

@@ -15,16 +15,19 @@ model, else the classic DeepLab contract. A classifier is asked through
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lifecycle.errors import ResponseMismatch, ServerUnavailable, UsageError
+from lifecycle import progress
+from lifecycle.errors import LifecycleError, ResponseMismatch, ServableNotFound, ServerUnavailable, UsageError
 from lifecycle.predictions.classify import classify_photos
 from lifecycle.predictions.target import RequestTarget, request_target
-from lifecycle.serving import fleet
+from lifecycle.serving import fleet, replicas
 from lifecycle.serving.client import answered_version
 from lifecycle.store.config import Paths, check_model_name
 
@@ -174,10 +177,13 @@ def predict_photos(
     use_async: bool = False,
     timeout: float = 30.0,
     out: str | Path = ".",
+    overwrite: bool = False,
 ) -> PredictResult:
     """``mlc predict``: send photos to the served model; write a mask and an overlay PNG for each.
 
     Every photo is read before anything is sent, so a file that is not an image sends nothing.
+    The pictures are named by the version that answered (``<name>.v<N>.mask.png``); a picture
+    another version wrote is replaced only with ``overwrite``, else nothing is written.
     """
     check_model_name(model)
     if version is not None and label is not None:
@@ -196,12 +202,14 @@ def predict_photos(
     from lifecycle.predictions import pictures
     from lifecycle.serving.client import ServingClient
 
+    progress.step("reading the photos")
     photos = [pictures.read_photo(p) for p in images]
     target = request_target(paths, model, version, label)
     spec = server_spec(paths, server, rest)
     where = (spec.rest if rest else spec.grpc) or ""
+    progress.step(f"asking {where} for {target.describe()} ({len(photos)} photo{'s' if len(photos) != 1 else ''})")
     if target.classes:
-        with ServingClient.of(spec, timeout) as client:
+        with label_errors(target, spec), ServingClient.of(spec, timeout) as client:
             answered = classify_photos(target, photos, client, rest, use_async, timeout)
         results = [
             ImagePrediction(image=str(path), width=int(photo.shape[1]), height=int(photo.shape[0]), version=a.version,
@@ -210,17 +218,24 @@ def predict_photos(
         ]
         return PredictResult(model, where, "rest" if rest else "grpc",
                              "async" if use_async else "sync", target.describe(), results, "classification")
-    with ServingClient.of(spec, timeout) as client:
+    with label_errors(target, spec), ServingClient.of(spec, timeout) as client:
         if rest:
             answers = predict_rest(client, target, photos, timeout)
         else:
             answers = predict_grpc(client, target, photos, timeout, use_async)
 
     folder = Path(out)
+    files = [picture_names(folder, stem, answer.version) for stem, answer in zip(stems, answers, strict=True)]
+    if not overwrite:  # every file is checked before the first is written
+        for (mask_path, overlay_path), answer in zip(files, answers, strict=True):
+            for file in (mask_path, overlay_path):
+                pictures.refuse_other_version(file, answer.version)
+    progress.step(f"writing the pictures into {folder}")
     results = []
-    for path, stem, photo, answer in zip(images, stems, photos, answers, strict=True):
-        mask_file = pictures.write_png(folder / f"{stem}.mask.png", pictures.mask_image(answer.mask))
-        overlay_file = pictures.write_png(folder / f"{stem}.overlay.png", pictures.overlay(photo, answer.mask))
+    for path, (mask_path, overlay_path), photo, answer in zip(images, files, photos, answers, strict=True):
+        tag = pictures.version_tag(answer.version)
+        mask_file = pictures.write_png(mask_path, pictures.mask_image(answer.mask), tag)
+        overlay_file = pictures.write_png(overlay_path, pictures.overlay(photo, answer.mask), tag)
         results.append(
             ImagePrediction(
                 image=str(path), width=int(photo.shape[1]), height=int(photo.shape[0]), version=answer.version,
@@ -236,6 +251,28 @@ def predict_photos(
         asked=target.describe(),
         images=results,
     )
+
+
+def picture_names(folder: Path, stem: str, version: int | None) -> tuple[Path, Path]:
+    """The mask and overlay files of one photo: ``<stem>.v<N>.mask.png`` (no ``v<N>`` for an unknown version)."""
+    named = stem if version is None else f"{stem}.v{version}"
+    return folder / f"{named}.mask.png", folder / f"{named}.overlay.png"
+
+
+@contextmanager
+def label_errors(target: RequestTarget, spec: fleet.ServerSpec) -> Iterator[None]:
+    """A label the server does not know becomes one line naming the labels it has."""
+    try:
+        yield
+    except LifecycleError as e:
+        if target.label is None or "version label" not in e.message.lower():
+            raise
+        try:
+            known = replicas.labels(spec, target.model, timeout=2.0) if spec.rest else {}
+        except LifecycleError:
+            known = {}
+        listed = ", ".join(f"{label} → {v}" for label, v in sorted(known.items())) or "none"
+        raise ServableNotFound(f"{target.model} has no {target.label}; labels: {listed}") from e
 
 
 def server_spec(paths: Paths, server: str | None, rest: bool) -> fleet.ServerSpec:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lifecycle import progress
 from lifecycle.errors import (
     ArchitectureMismatch,
     CheckpointError,
@@ -209,6 +210,7 @@ def register_checkpoint(
     from lifecycle.register import probe, tasks
 
     model = definition.name
+    progress.step(f"restoring {ref.prefix.name} into {definition.name}'s network")
     loaded = load_network(definition, ref)
     ready = time.perf_counter()  # the network built, restored and traced (loaded.timings)
     # The prefix's -N names the step; a checkpoint named otherwise may still store it.
@@ -227,6 +229,7 @@ def register_checkpoint(
     # The checkpoint model answers the test request (for parity) while the export is written and loaded.
     with probe.ReferenceRun(loaded.signatures[definition.signature.key], test.decoded) as reference, \
             publish.Staging(staging_dir) as staging:
+        progress.step("exporting a SavedModel to staging")
         try:
             methods = {c.key: c.method for c in definition.signatures if c.method != "tensorflow/serving/predict"}
             export_saved_model(loaded.net, loaded.signatures, staging.dir, methods)
@@ -257,6 +260,7 @@ def register_saved_model(
     publish.clean_stale_staging(staging_dir)
     with publish.Staging(staging_dir) as staging:
         started = time.perf_counter()
+        progress.step(f"copying {ref.path.name} to staging")
         try:
             savedmodels.copy_into(ref, staging.dir)
         except OSError as e:

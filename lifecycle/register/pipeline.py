@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lifecycle import progress
 from lifecycle.errors import ConfigError, SignatureMismatch
 from lifecycle.networks import builders
 from lifecycle.register import checkpoints, evalsets, identify, probe, savedmodels, tasks, validate
@@ -70,6 +71,7 @@ def register(paths: Paths, path: Path, model: str | None = None) -> RegisterResu
     a malformed file or evaluation set) changes nothing on disk; a version that fails validation
     publishes nothing and is recorded as a failed attempt.
     """
+    progress.step(f"reading {path}")
     is_saved_model = savedmodels.is_saved_model(path)
     name = check_model_name(model) if model else identify.model_for(paths, path, is_saved_model)
     definition = load_definition(paths, name)
@@ -101,6 +103,7 @@ def register(paths: Paths, path: Path, model: str | None = None) -> RegisterResu
     from lifecycle.register import export  # TensorFlow from here on
 
     if eval_set is None:
+        progress.step("reading the evaluation set")
         eval_set = evalsets.load(settings.eval, settings.eval_root, task.class_names)
     if is_saved_model:
         outcome = export.register_saved_model(paths, definition, settings, ref, eval_set)

@@ -22,6 +22,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from lifecycle import progress
 from lifecycle.errors import LifecycleError, ValidationFailed
 from lifecycle.failpoints import failpoint
 from lifecycle.store import registry
@@ -133,6 +134,7 @@ def validate_and_publish(
     task = test.task
     minimum = settings.min_accuracy if task.primary_metric == "accuracy" else settings.min_miou
     started = time.perf_counter()
+    progress.step("validating the export: contract, round trip, parity, metrics on the evaluation set")
     try:
         report = validate.validate_export(staged, model, definition.signatures, test, reference, eval_set, minimum)
     except ValidationFailed as e:
@@ -156,6 +158,7 @@ def validate_and_publish(
     atomic_write_text(registry.version_record_file(staged), json.dumps(own_record, indent=1, default=str))
     # Flushed here, outside the registry lease, so the store's own fsync finds little left to do.
     fsync_tree(staged)
+    progress.step("publishing it as the next version")
     return _publish(paths, model, staged, checkpoint, version_fields)
 
 

@@ -122,17 +122,23 @@ def rollback(
         recovered = [] if dry_run else [m for m in [recover_pending(paths)] if m]
         reg = registry.load(paths)
         rec = reg.model(model)
-        if to is None and rec.canary is not None:
-            after = state_of(rec.stable, None)
-            version = rec.stable
+        action, worse = "rollback", None
+        if to is None and rec.canary is not None:  # the canary goes first: its own event, "withdraw"
+            action, after, version = "withdraw", state_of(rec.stable, None), rec.stable
         else:
             version = rollback_target(paths, rec) if to is None else to
-            check_servable(paths, rec, version)
+            target = check_servable(paths, rec, version)
             if version == rec.stable:
                 raise FailedPrecondition(f"version {version} of {model} is already stable; nothing to roll back")
             after = state_of(version, None)
-        return _execute(paths, reg, "rollback", model, version, after, timeout, reason, False, [], dry_run, recovered,
-                        replica_timeout)
+            # A rollback is not gated (it is the way back), but a target the gate would refuse is said.
+            worse = quality_gate(paths, rec, target, force=True)
+        result = _execute(paths, reg, action, model, version, after, timeout, reason, False, [], dry_run, recovered,
+                          replica_timeout)
+        if action == "rollback" and worse:
+            result.warnings.append(f"rolling back to a version the promote gate would refuse: "
+                                   f"{worse.removeprefix('forced past the quality gate: ')}")
+        return result
 
 
 def _execute(

@@ -51,6 +51,7 @@ class RolloutResult:
     timings: dict[str, float] = field(default_factory=dict)
     recovered: list[str] = field(default_factory=list)
     message: str = ""
+    warnings: list[str] = field(default_factory=list)  # e.g. a rollback to a version the gate would refuse
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from lifecycle import progress
 from lifecycle.errors import FailedPrecondition, LifecycleError, PromotionFailed
 from lifecycle.rollout.driver import (
     DEFAULT_TIMEOUT_S,
@@ -29,6 +30,14 @@ from lifecycle.serving.tfs_config import ModelServing
 from lifecycle.store import journal, registry
 from lifecycle.store.config import Paths
 from lifecycle.store.registry import HistoryEvent, ModelRecord
+
+# What each journalled step does, as the status line of promote and rollback says it.
+STEP_WORDS = {
+    "sandbox": "checking it alone in a private sandbox", "load": "loading it beside stable on every server",
+    "available": "waiting until every server reports it AVAILABLE", "verify": "replaying its warmup request",
+    "label": "moving the labels", "drop": "dropping the old version", "unloaded": "waiting for the old version to unload",
+    "commit": "recording the event",
+}
 
 
 class Rollout:
@@ -55,7 +64,9 @@ class Rollout:
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
-        """Journal ``name`` begin/done (or failed) around a block, and time it."""
+        """Journal ``name`` begin/done (or failed) around a block, and time it; tell the progress listener."""
+        plan = self.plan
+        progress.step(f"{plan.action} {plan.model} {plan.version}: {STEP_WORDS.get(name, name)}")
         journal.step(self.paths, self.journal, name, "begin")
         t0 = time.monotonic()
         try:
@@ -176,8 +187,10 @@ def complete_forward(rollout: Rollout, driver: Driver, a: ModelServing, result: 
 
 
 def _event(j: journal.Journal, result: str, detail: str) -> HistoryEvent:
+    # A withdrawal moves the canary, not stable: from the canary to the stable that stays.
+    moved = "canary" if j.action == "withdraw" else "stable"
     return HistoryEvent(
-        action=j.action, from_version=j.before.get("stable"),
+        action=j.action, from_version=j.before.get(moved),
         to_version=j.version if j.version is not None else j.after.get("stable"),
         result=result, reason=j.reason, forced=j.forced, detail=detail, user=j.user, journal=j.id,
     )

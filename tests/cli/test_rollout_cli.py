@@ -139,10 +139,12 @@ def test_rollback_withdraws_a_canary_first(served_home: Paths) -> None:
         tfs_config.write(served_home, tfs_config.build(served_home, tfs_config.served_from_registry(reg)))
     result = runner.invoke(app, ["rollback", "m", "--reason", "canary misbehaves"])
     assert result.exit_code == 0, result.output
-    assert "canary 2 -> -" in result.output
+    assert "canary 2 withdrawn, stable stays 1" in result.output
     rec = registry.load(served_home).model("m")
     assert (rec.stable, rec.canary) == (1, None)
-    assert (rec.history[-1].action, rec.history[-1].to_version, rec.history[-1].reason) == ("rollback", 1, "canary misbehaves")
+    last = rec.history[-1]
+    assert (last.action, last.from_version, last.to_version, last.reason) == ("withdraw", 2, 1, "canary misbehaves")
+    assert "canary 2 withdrawn" in runner.invoke(app, ["history", "m"]).stdout
     assert tfs_config.read(served_home) == {"m": tfs_config.ModelServing((1,), {"stable": 1})}
     assert rollout.stable_chain(rec) == [1]
 
@@ -155,7 +157,7 @@ def test_status_of_a_server_without_rest_address_is_unknown_not_drift(served_hom
     assert m["versions"][0]["servers"] == {"127.0.0.1:1": "unknown"} and m["drift"] == []
 
 
-def test_history_piped_at_80_columns_is_one_line_per_event(
+def test_history_piped_at_80_columns_wraps_never_cuts(
         served_home: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
 
@@ -169,8 +171,10 @@ def test_history_piped_at_80_columns_is_one_line_per_event(
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert all(len(line.rstrip()) <= 80 for line in lines), result.stdout
+    assert "…" not in result.stdout  # the note wraps onto more lines, nothing is cut
     rows = [line.split() for line in lines if line[:4].isdigit()]
     assert [(row[3], row[4], row[5], row[6], row[7]) for row in rows] == [
         ("promote", "-", "->", "1", "ok"), ("rollback", "1", "->", "2", "ok")
     ]
-    assert rows[1][-1].endswith("…")  # the note is cut, never wrapped
+    words = " ".join(" ".join(line.split()) for line in lines)
+    assert words.count("would wrap onto several") == 3

@@ -48,7 +48,8 @@ def test_status_json_of_an_unknown_model_is_one_line_and_the_same_exit_code(
     out = run(python, subprocess_env, served_home, "status", "nosuch", "--json")
     typer_out = CliRunner().invoke(app, ["status", "nosuch", "--json"])
     assert out.returncode == typer_out.exit_code != 0
-    assert out.stdout == ""
+    assert json.loads(out.stdout) == json.loads(typer_out.stdout) == {"error": {
+        "type": "ModelNotFound", "message": "model 'nosuch' is not in the registry (registered: m, n)", "exit_code": 1}}
     assert out.stderr.splitlines()[0] == typer_out.stderr.strip().splitlines()[0]
     assert out.stderr.splitlines()[0].startswith("Error: model 'nosuch' is not in the registry")
 

@@ -36,8 +36,8 @@ def test_byo_script_registers_promotes_and_predicts_all_three(tmp_path: Path, su
         assert registry[model]["versions"][0]["report"]["metrics"]["eval"]["source"] == "voc"
         own = home / "model_repo" / model / "1" / "assets.extra" / "mlc_report.json"  # the whole report
         assert "per_class_iou" in json.loads(own.read_text())["version"]["report"]["metrics"]
-        assert (home / "out" / model / "test_image.mask.png").is_file()
-        assert (home / "out" / model / "test_image.overlay.png").is_file()
+        assert (home / "out" / model / "test_image.v1.mask.png").is_file()  # stable is version 1
+        assert (home / "out" / model / "test_image.v1.overlay.png").is_file()
     assert registry["shapes"]["versions"][1]["report"]["metrics"]["eval"]["source"] == "folder"
     assert "answered by version 2" in out and "Top classes of A and B" in out
     assert not (home / ".mlc" / "servers").exists() or not any((home / ".mlc" / "servers").iterdir())

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from lifecycle.cli import app
 from lifecycle.networks.voc import voc_palette
+from lifecycle.predictions.pictures import GAP, diff_layout
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
 
@@ -44,15 +45,21 @@ def test_diff_of_two_versions_in_numbers_and_pictures(registered_home: Paths, tm
 
     for d, source in ((test_image, registered_home.configs / "test_image.png"), (wide, photo)):
         assert Path(d["picture"]) == out / f"deeplab-1-vs-3.{Path(d['image']).stem}.png"
-        strip = np.asarray(Image.open(d["picture"]).convert("RGB"))
+        picture = np.asarray(Image.open(d["picture"]).convert("RGB"))
         w, h = d["width"], d["height"]
-        assert strip.shape == (h, 4 * w, 3)
-        np.testing.assert_array_equal(strip[:, :w], np.asarray(Image.open(source).convert("RGB")))
+        scale, top, lefts = diff_layout(w, h)
+        assert picture.shape[1] >= 512 and picture.shape[0] > top + h * scale  # captions above, legend below
+        # Each panel is the photo's size times ``scale`` in whole pixels: taking every scale-th pixel gives it back.
+        photo_panel, mask_a, mask_b, disagreement = (
+            picture[top:top + h * scale:scale, left:left + w * scale:scale] for left in lefts)
+        np.testing.assert_array_equal(photo_panel, np.asarray(Image.open(source).convert("RGB")))
         palette = {tuple(c) for c in voc_palette(256)}
-        for panel in (strip[:, w:2 * w], strip[:, 2 * w:3 * w]):
+        for panel in (mask_a, mask_b):
             assert {tuple(c) for c in panel.reshape(-1, 3)} <= palette
-        differing = np.all(strip[:, 3 * w:] == 255, axis=-1) & np.any(strip[:, w:2 * w] != strip[:, 2 * w:3 * w], axis=-1)
+        differing = np.all(disagreement == 255, axis=-1) & np.any(mask_a != mask_b, axis=-1)
         assert int(differing.sum()) == d["differing_pixels"]
+        gap = picture[top:top + h * scale, lefts[1] - GAP + 1:lefts[1] - 1]
+        assert np.all(gap == 255)  # white space separates the panels
 
 
 def test_diff_for_people_and_of_a_version_with_itself(registered_home: Paths, tmp_path: Path) -> None:

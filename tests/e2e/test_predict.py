@@ -75,8 +75,8 @@ def test_predict_writes_voc_masks_and_overlays(served_deeplab: ServedDeeplab, ph
     assert "scene.png  64x48" in text and "street.jpg  90x70" in text
     for photo in photos:
         stem = photo.stem
-        check_pictures(photo, out / f"{stem}.mask.png", out / f"{stem}.overlay.png")
-        assert f"mask     {out / f'{stem}.mask.png'}" in text
+        check_pictures(photo, out / f"{stem}.v2.mask.png", out / f"{stem}.v2.overlay.png")
+        assert f"mask     {out / f'{stem}.v2.mask.png'}" in text
     # The class shares are printed by VOC name.
     lines = text.splitlines()
     shares_line = lines[next(i for i, ln in enumerate(lines) if "scene.png  64x48" in ln) + 1]

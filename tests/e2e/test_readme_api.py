@@ -67,8 +67,8 @@ def test_the_readme_python_api_example_runs(tmp_path: Path, monkeypatch: pytest.
         ("promote", 1, "ok"), ("promote", 2, "ok"), ("rollback", 1, "ok"),
     ]
     assert rec.stable == 1
-    assert (tmp_path / "masks" / "test_image.mask.png").is_file()
-    assert (tmp_path / "masks" / "test_image.overlay.png").is_file()
+    assert (tmp_path / "masks" / "test_image.v2.mask.png").is_file()  # named by the version that answered (stable 2 then)
+    assert (tmp_path / "masks" / "test_image.v2.overlay.png").is_file()
     assert (tmp_path / "diffs" / "deeplab-1-vs-2.test_image.png").is_file()
     assert fleet.live_records(paths) == [], "api.stop stopped the server the example started"
     assert "2 False" in output.splitlines()[0]  # print(result.version, result.reused)

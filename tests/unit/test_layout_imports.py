@@ -26,7 +26,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("train",),
     ("serving", "networks", "server"),
     ("store",),
-    ("errors", "failpoints", "tf_import"),
+    ("errors", "failpoints", "tf_import", "progress"),
 )
 FLOOR = {room: i for i, rooms in enumerate(FLOORS) for room in rooms}
 
