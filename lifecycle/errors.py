@@ -79,6 +79,14 @@ class RegistryError(LifecycleError):
     grpc_code = "DATA_LOSS"
 
 
+class PageMissing(RegistryError):
+    """A registry page the head names is gone: a writer replaced it after the head was read.
+
+    Readers that meet it read the head again; it reaches a user only when the registry kept
+    changing while it was read.
+    """
+
+
 class LockTimeout(LifecycleError):
     """Another mlc process holds the registry lock for too long."""
 
@@ -114,6 +122,12 @@ class BucketNotFound(StorageError):
 
 class CorruptVersion(StorageError):
     """A published version's files do not match its manifest (size or sha256)."""
+
+    grpc_code = "DATA_LOSS"
+
+
+class CorruptRecord(LifecycleError):
+    """A TFRecord file (a version's warmup records) ends mid-record or its checksums do not match."""
 
     grpc_code = "DATA_LOSS"
 

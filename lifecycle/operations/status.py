@@ -281,7 +281,7 @@ def _model_status(
     total = rec.version_count()
     if rec.stable is None and total:
         model_warnings.append(f"no stable version yet: promote one with `mlc promote {name} N`")
-    last = rec.history[-1] if rec.history else None
+    last = rec.history.last  # from the head: no history page is read
     if last and "by recovery" in last.detail:
         model_warnings.append(
             f"the last rollout was interrupted and {last.result} by recovery at {last.time} "

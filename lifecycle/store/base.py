@@ -150,7 +150,7 @@ class Store(ABC):
             rename_into_place(temp, target)
         return target
 
-    def fetch_versions(self, model: str, numbers: Iterable[int]) -> None:
+    def fetch_versions(self, model: str, numbers: Iterable[int]) -> None:  # noqa: B027 - a no-op by default: a local folder holds its versions in place
         """Make sure this machine holds these versions where a serving config names them
         (``model_repo/<model>/<N>``), before the config is written or pushed. A local folder
         holds them there already; an object store copies them (verified) first."""

@@ -13,7 +13,6 @@ evaluation set, thresholds) are parsed in one place, each error naming the file 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property
@@ -21,23 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lifecycle.errors import ConfigError, ModelNotFound, UsageError
+from lifecycle.store.backends import open_store
+from lifecycle.store.names import MODEL_NAME_RE, check_model_name
 
 if TYPE_CHECKING:
     from lifecycle.store.base import Store
-
-# A model name becomes a folder name under model_repo/ and a TF Serving model name.
-MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def check_model_name(name: str) -> str:
-    """Return ``name`` if it is a safe model name, else raise UsageError."""
-    if not MODEL_NAME_RE.match(name) or name in {".", ".."}:
-        raise UsageError(
-            f"invalid model name {name!r}: use letters, digits, '_', '-' and '.', "
-            "starting with a letter or digit (no path characters)"
-        )
-    return name
-
 
 @dataclass(frozen=True)
 class Paths:
@@ -61,10 +48,12 @@ class Paths:
 
     @cached_property
     def store(self) -> Store:
-        """The repository (registry, history, journal, versions, leases): :func:`lifecycle.store.open_store`."""
-        from lifecycle.store import open_store
+        """The repository (registry, history, journal, versions, leases): :func:`lifecycle.store.backends.open_store`.
 
-        return open_store(self)
+        ``$MLC_REPOSITORY`` or ``repository:`` in ``configs/mlc.yaml`` (:func:`repository_url`)
+        selects an object store, whose verified local copies of versions then live in ``model_repo/``.
+        """
+        return open_store(repository_url(self), self.model_repo)
 
     @property
     def registry_file(self) -> Path:

@@ -33,7 +33,7 @@ from lifecycle.errors import ConfigError, FailedPrecondition
 from lifecycle.failpoints import failpoint
 from lifecycle.store import cas
 from lifecycle.store.config import Paths
-from lifecycle.store.registry import current_user, now_iso
+from lifecycle.store.provenance import current_user, now_iso
 
 KEY = "journal/rollout.json"
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from lifecycle.errors import StaleGeneration, VersionNotFound
 from lifecycle.failpoints import failpoint
 from lifecycle.store.base import REGISTRY_LEASE, Document, Store
-from lifecycle.store.config import MODEL_NAME_RE, check_model_name
 from lifecycle.store.files import (
     DEFAULT_LOCK_TIMEOUT_S,
     atomic_write_bytes,
@@ -35,6 +34,7 @@ from lifecycle.store.files import (
     fsync_tree,
     locked,
 )
+from lifecycle.store.names import MODEL_NAME_RE, check_model_name
 
 # How long a conditional write may wait for the others' compare-and-swap (each holds it briefly).
 CAS_LOCK_TIMEOUT_S = 30.0

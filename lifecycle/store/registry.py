@@ -1,19 +1,20 @@
-"""The registry: ``registry.yaml`` of the repository and its version pages, written only by mlc.
+"""The registry: ``registry.yaml`` of the repository and its pages, written only by mlc.
 
 Per model it holds the checkpoints (with provenance), the versions (with their validation
 report), failed registration attempts, the current ``stable``/``canary`` labels and the
-rollout history. ``registry.yaml`` is the head (labels, pins, history, attempts and a list of
-pages); the version records live in immutable pages beside it (:mod:`registry_pages`), so a
-reader that needs a few versions (``mlc status``) reads the head and a page or two, whatever
-the number of versions. Readers load it without the lease (a write creates new pages, then
-replaces the head in one step, so a reader sees a whole registry). Every mutation holds the registry lease and writes by
-compare-and-swap at the generation it read (:func:`transaction`, or :func:`load` then
-:func:`save` inside :func:`lease`), so even a writer whose lease was lost (an object store's
-lease expires) cannot overwrite another's update: it gets StaleGeneration instead.
+rollout history. ``registry.yaml`` is the head (labels, pins and lists of pages); the version
+records live in immutable pages beside it (:mod:`registry_pages`), the history and the attempts
+in append-only pages (:mod:`registry_log`), so a reader that needs a few versions and the last
+event (``mlc status``) reads the head and a page or two, and a promote writes the head and one
+history page, whatever the number of versions and events. Readers load it without the lease (a
+write creates new pages, then replaces the head in one step, so a reader sees a whole
+registry). Every mutation holds the registry lease and writes by compare-and-swap at the
+generation it read (:func:`transaction`, or :func:`load` then :func:`save` inside
+:func:`lease`), so even a writer whose lease was lost (an object store's lease expires) cannot
+overwrite another's update: it gets StaleGeneration instead.
 
-About 480 lines, above the usual 400: the records, the head's (de)serialisation and the
-read/write protocol over the head and its pages (load, select, save, transaction) are one
-piece; the page format and page I/O are in :mod:`registry_pages`.
+Schemas: 3, history and attempts in pages; 2, versions in pages, the rest inline; 1, everything
+inline. Older heads are read as they are and written as schema 3 by the next write.
 
 This module must not import TensorFlow.
 """
@@ -21,19 +22,18 @@ This module must not import TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from lifecycle.errors import (
     LifecycleError,
     ModelNotFound,
+    PageMissing,
     RegistryError,
     StaleGeneration,
     VersionNotFound,
@@ -41,87 +41,23 @@ from lifecycle.errors import (
 from lifecycle.failpoints import failpoint
 from lifecycle.store import registry_pages as pages
 from lifecycle.store.base import REGISTRY_LEASE
-from lifecycle.store.config import Paths, check_model_name
+from lifecycle.store.config import Paths
 from lifecycle.store.files import DEFAULT_LOCK_TIMEOUT_S
+from lifecycle.store.names import check_model_name
+from lifecycle.store.provenance import current_user, now_iso
+from lifecycle.store.records import Attempt, CheckpointRecord, HistoryEvent, VersionRecord
+from lifecycle.store.registry_log import KINDS, Log, LogState, Written
 from lifecycle.store.registry_pages import PageRef
+from lifecycle.store.version_records import VERSION_RECORD_FILE, full_report, report_summary, version_record_file
 
-# 2: versions in pages beside the head (registry_pages); 1: every version inline (still read).
-SCHEMA = 2
+__all__ = [
+    "KEY", "SCHEMA", "Attempt", "CheckpointRecord", "HistoryEvent", "ModelRecord", "Registry", "VersionRecord",
+    "adopt_orphans", "allocate_version", "current_user", "full_report", "lease", "load", "now_iso", "report_summary",
+    "save", "select", "source", "transaction", "version_record_file", "versions_on_disk", "VERSION_RECORD_FILE",
+]
+
+SCHEMA = 3
 KEY = "registry.yaml"
-
-
-
-def now_iso() -> str:
-    """The current UTC time as an ISO-8601 string (seconds precision)."""
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
-
-
-def current_user() -> str:
-    """Who runs this command, for provenance and history."""
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no passwd entry (containers): fall back to the uid
-        return f"uid{os.getuid()}"
-
-
-@dataclass
-class CheckpointRecord:
-    """A source mlc has seen, identified by the digest of its files.
-
-    ``kind`` says what it is: a training ``checkpoint``, or a SavedModel folder
-    (``savedmodel-tf2``: ``tf.saved_model.save``; ``savedmodel-keras``: Keras ``model.export()``;
-    ``savedmodel-tf1``: TF1 ``SavedModelBuilder``).
-    """
-
-    digest: str
-    path: str
-    step: int | None
-    tf_version: str
-    created: str = field(default_factory=now_iso)
-    user: str = field(default_factory=current_user)
-    kind: str = "checkpoint"
-
-
-@dataclass
-class VersionRecord:
-    """A published integer version and its validation report."""
-
-    version: int
-    checkpoint_digest: str
-    checkpoint: str
-    step: int | None
-    validated: bool
-    report: dict[str, Any] = field(default_factory=dict)
-    created: str = field(default_factory=now_iso)
-    user: str = field(default_factory=current_user)
-
-
-@dataclass
-class Attempt:
-    """A registration that failed; nothing was published for it."""
-
-    checkpoint: str
-    checkpoint_digest: str | None
-    check: str
-    error: str
-    time: str = field(default_factory=now_iso)
-    user: str = field(default_factory=current_user)
-
-
-@dataclass
-class HistoryEvent:
-    """One promote or rollback, successful or not."""
-
-    action: str  # promote | rollback | canary | recover | gc (a deletion by `mlc gc`)
-    from_version: int | None
-    to_version: int | None
-    result: str  # ok | failed | reverted | recovered | deleted
-    reason: str = ""
-    forced: bool = False
-    detail: str = ""
-    time: str = field(default_factory=now_iso)
-    user: str = field(default_factory=current_user)
-    journal: str = ""  # id of the rollout journal that wrote this event (crash recovery)
 
 
 @dataclass
@@ -133,12 +69,22 @@ class ModelRecord:
     canary: int | None = None
     checkpoints: list[CheckpointRecord] = field(default_factory=list)
     versions: list[VersionRecord] = field(default_factory=list)
-    attempts: list[Attempt] = field(default_factory=list)
-    history: list[HistoryEvent] = field(default_factory=list)
+    # Lists whose records stay in their pages until looked at (a plain list assigned is wrapped).
+    attempts: Log[Attempt] = field(default_factory=lambda: Log("attempts"))
+    history: Log[HistoryEvent] = field(default_factory=lambda: Log("history"))
     pinned: list[int] = field(default_factory=list)  # versions `mlc gc` never deletes (`mlc pin`)
     # The pages the head named when this record was read (their versions are in ``versions``
     # unless the registry was read with ``versions=False``).
     pages: list[PageRef] = field(default_factory=list, compare=False, repr=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in KINDS and not isinstance(value, Log):
+            current = self.__dict__.get(name)
+            if isinstance(current, Log):
+                current.replace(value)  # keeps the pages it read: unchanged ones are not written again
+                return
+            value = Log(name, value)
+        object.__setattr__(self, name, value)
 
     def version_count(self) -> int:
         """How many versions are registered (also when only the head was read)."""
@@ -172,6 +118,24 @@ class ModelRecord:
         """The highest registered version number."""
         return max((v.version for v in self.versions), default=None)
 
+    def to_dict(self, logs: bool = True) -> dict[str, Any]:
+        """Plain data with every record inline (the history and attempts only with ``logs``)."""
+        out: dict[str, Any] = {"stable": self.stable, "canary": self.canary,
+                               "checkpoints": [dataclasses.asdict(c) for c in self.checkpoints],
+                               "versions": [dataclasses.asdict(v) for v in self.versions]}
+        if logs:
+            out |= {kind: [dataclasses.asdict(r) for r in getattr(self, kind)] for kind in KINDS}
+        if self.pinned:  # an empty pin list is left out, so registries without pins read as before
+            out["pinned"] = list(self.pinned)
+        return out
+
+
+def _log(kind: str, data: Any) -> Log[Any]:
+    """A log from the head: a list inline (schema 1 and 2), or its pages (schema 3)."""
+    if data is None or isinstance(data, list):
+        return Log(kind, [KINDS[kind](**r) for r in data or []])
+    return Log(kind, state=LogState.parse(data))
+
 
 @dataclass
 class Registry:
@@ -196,17 +160,21 @@ class Registry:
 
     # --- (de)serialisation -----------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for YAML/JSON: every model with its versions inline (not the stored layout)."""
-        return {
-            "schema": self.schema,
-            "models": {
-                # An empty pin list is left out, so registries without pins read as before.
-                name: {k: v for k, v in dataclasses.asdict(rec).items()
-                       if k not in ("name", "pages") and not (k == "pinned" and not v)}
-                for name, rec in sorted(self.models.items())
-            },
-        }
+    def to_dict(self, logs: bool = True) -> dict[str, Any]:
+        """Plain data for YAML/JSON: every model with its records inline (not the stored layout).
+
+        ``logs=False`` leaves out the history and the attempts, which stay in their pages.
+        """
+        return {"schema": self.schema, "models": {name: rec.to_dict(logs) for name, rec in sorted(self.models.items())}}
+
+    def logs_changed(self) -> bool:
+        """Whether a history or attempts log differs from its pages."""
+        return any(getattr(rec, kind).changed() for rec in self.models.values() for kind in KINDS)
+
+    def page_keys(self) -> set[str]:
+        """The keys of every page the head names."""
+        return {r.key for rec in self.models.values() for r in rec.pages} | {
+            k for rec in self.models.values() for kind in KINDS for k in getattr(rec, kind).keys(rec.name)}
 
     @classmethod
     def from_dict(cls, data: Any, source: Path | str) -> Registry:
@@ -229,8 +197,8 @@ class Registry:
                     canary=body.get("canary"),
                     checkpoints=[CheckpointRecord(**c) for c in body.get("checkpoints") or []],
                     versions=[VersionRecord(**v) for v in body.get("versions") or []],
-                    attempts=[Attempt(**a) for a in body.get("attempts") or []],
-                    history=[HistoryEvent(**h) for h in body.get("history") or []],
+                    attempts=_log("attempts", body.get("attempts")),
+                    history=_log("history", body.get("history")),
                     pinned=[int(v) for v in body.get("pinned") or []],
                     pages=pages.parse_refs(str(name), body.get("pages"), str(source)),
                 )
@@ -268,7 +236,7 @@ def load(paths: Paths, versions: bool = True) -> Registry:
                     rec.versions, own = pages.read_versions(paths.store, rec.name, rec.pages, None, source(paths))
                     rec.checkpoints = own + rec.checkpoints
             return registry
-        except pages.PageMissing:
+        except PageMissing:
             continue  # a writer replaced a page after we read the head: read the new head
     raise RegistryError(f"registry {source(paths)} kept changing while it was read; try again")
 
@@ -285,7 +253,18 @@ def _load_head(paths: Paths) -> Registry:
         data = _parse_yaml(doc.data, where)  # a head written before, or by hand
     registry = Registry.from_dict(data, where)
     registry.generation = doc.generation
+    for rec in registry.models.values():
+        for kind in KINDS:
+            getattr(rec, kind).bind(paths.store, rec.name, where, _refresher(paths, rec.name, kind))
     return registry
+
+
+def _refresher(paths: Paths, model: str, kind: str) -> Callable[[], LogState]:
+    """How a log re-reads its state from the head when a page it named was replaced meanwhile."""
+    def refresh() -> LogState:
+        fresh = _load_head(paths).models.get(model)
+        return getattr(fresh, kind).state if fresh is not None else LogState()
+    return refresh
 
 
 def _parse_yaml(data: bytes, where: str) -> Any:
@@ -322,7 +301,7 @@ def select(paths: Paths, rec: ModelRecord, numbers: set[int], newest: int | None
                 count += ref.count
         try:
             found, _ = pages.read_versions(paths.store, rec.name, rec.pages, wanted, source(paths))
-        except pages.PageMissing:
+        except PageMissing:
             fresh = _load_head(paths).models.get(rec.name)
             rec.pages = fresh.pages if fresh else []
             continue
@@ -342,38 +321,51 @@ def _pick(versions: list[VersionRecord], numbers: set[int], newest: int | None) 
 def save(paths: Paths, registry: Registry, leftovers: set[str] | frozenset[str] = frozenset()) -> None:
     """Write the registry at the generation it was loaded at (StaleGeneration if it moved).
 
-    Pages that changed are created first, then the head is replaced by compare-and-swap; then
-    the pages it no longer names (and ``leftovers``: pages no head named when the lease was
-    taken, a killed writer's) are removed. Callers hold the registry lease (use
-    :func:`transaction`, or :func:`lease`).
+    Pages that changed are created first (version pages, and the last page of a log that grew),
+    then the head is replaced by compare-and-swap; then the pages it no longer names (and
+    ``leftovers``: pages no head named when the lease was taken, a killed writer's) are
+    removed. Callers hold the registry lease (use :func:`transaction`, or :func:`lease`).
     """
     if registry.head_only:
         raise ValueError("a registry read with versions=False cannot be saved")  # a programming error
     store = paths.store
     head: dict[str, Any] = {"schema": SCHEMA, "models": {}}
-    old = {r.key for rec in registry.models.values() for r in rec.pages}
-    written: dict[str, list[PageRef]] = {}
+    old = registry.page_keys()
+    refs: dict[str, list[PageRef]] = {}
+    logs: dict[tuple[str, str], Written] = {}
     try:
         for name, rec in sorted(registry.models.items()):
-            refs, loose = pages.write_pages(store, rec, rec.pages)
-            written[name] = refs
-            body = {k: v for k, v in dataclasses.asdict(rec).items()
-                    if k not in ("name", "versions", "pages", "checkpoints") and not (k == "pinned" and not v)}
-            head["models"][name] = {**body, "checkpoints": [dataclasses.asdict(c) for c in loose],
-                                    "pages": [r.to_dict() for r in refs]}
-        text = json.dumps(head, indent=1) + "\n"
+            refs[name], loose = pages.write_pages(store, name, rec.versions, rec.checkpoints, rec.pages)
+            body = _head_body(rec, loose, refs[name])
+            for kind in KINDS:
+                logs[name, kind] = getattr(rec, kind).write(store, name)
+                body[kind] = logs[name, kind].state.to_dict()
+            head["models"][name] = body
+        # Compact: with 10,000 versions and events the head stays a few KB (bench/bench_registry.py).
+        text = json.dumps(head, separators=(",", ":")) + "\n"
         failpoint("registry:pages")
         registry.generation = store.write(KEY, text.encode("utf-8"), registry.generation)
     except StaleGeneration:
         # Certainly not committed: our new pages go. (After any other failure the head may have
         # been written all the same, say a timeout on S3: the pages stay, and a later write
         # removes them if no head names them.)
-        pages.remove(store, {r.key for refs in written.values() for r in refs} - old)
+        created = {r.key for rs in refs.values() for r in rs} | {k for w in logs.values() for k in w.created}
+        pages.remove(store, created - old)
         raise
-    new = {r.key for refs in written.values() for r in refs}
-    for name, refs in written.items():
-        registry.models[name].pages = refs
-    pages.remove(store, (old | set(leftovers)) - new)
+    for name, rs in refs.items():
+        registry.models[name].pages = rs
+    for (name, kind), done in logs.items():
+        getattr(registry.models[name], kind).written(done)
+    pages.remove(store, (old | set(leftovers)) - registry.page_keys())
+
+
+def _head_body(rec: ModelRecord, loose: list[CheckpointRecord], refs: list[PageRef]) -> dict[str, Any]:
+    """A model's entry in the head, but for its logs."""
+    body: dict[str, Any] = {"stable": rec.stable, "canary": rec.canary,
+                            "checkpoints": [dataclasses.asdict(c) for c in loose], "pages": [r.to_dict() for r in refs]}
+    if rec.pinned:
+        body["pinned"] = list(rec.pinned)
+    return body
 
 
 def lease(paths: Paths, timeout: float | None = None) -> AbstractContextManager[None]:
@@ -386,11 +378,11 @@ def transaction(paths: Paths, timeout: float | None = None) -> Iterator[Registry
     """Hold the lease, load, yield the registry for mutation, then save it if the body did not raise."""
     with lease(paths, timeout):
         registry = load(paths)
-        before = registry.to_dict()
-        leftovers = pages.page_keys(paths.store) - {r.key for rec in registry.models.values() for r in rec.pages}
+        before = registry.to_dict(logs=False)
+        leftovers = pages.page_keys(paths.store) - registry.page_keys()
         adopt_orphans(paths, registry)
         yield registry
-        if registry.to_dict() != before or leftovers:
+        if registry.to_dict(logs=False) != before or registry.logs_changed() or leftovers:
             save(paths, registry, leftovers)
 
 
@@ -411,52 +403,6 @@ def allocate_version(paths: Paths, record: ModelRecord) -> int:
     while not paths.store.claim_version(record.name, number, owner):
         number += 1
     return number
-
-
-# Published versions carry their own record here (TF Serving ignores assets.extra/ files other
-# than the warmup records), so a version renamed into place just before a crash is not lost.
-VERSION_RECORD_FILE = Path("assets.extra") / "mlc_report.json"
-
-
-def version_record_file(version_dir: Path) -> Path:
-    """Where a published version keeps the record mlc adopts it from after a crash."""
-    return Path(version_dir) / VERSION_RECORD_FILE
-
-
-def report_summary(report: dict[str, Any]) -> dict[str, Any]:
-    """What the registry keeps of a version's validation report.
-
-    Only what ``status``, ``register``'s result, the quality gate and the live check read: the
-    golden digest and the output it is of, the mIoU (or accuracy) and the evaluation set it was
-    scored on, and the kind of source. The full report (signature, histograms, per-class IoU,
-    checks, timings) stays beside the version in
-    :data:`VERSION_RECORD_FILE` (:func:`full_report`), so registry.yaml, which every command
-    reads, stays small however many versions there are.
-    """
-    golden, metrics = report.get("golden") or {}, report.get("metrics") or {}
-    summary: dict[str, Any] = {}
-    if golden:
-        summary["golden"] = {k: golden[k] for k in ("digest", "output") if k in golden}
-    if metrics:
-        summary["metrics"] = {k: metrics[k] for k in ("miou", "accuracy", "eval") if k in metrics}
-    if "kind" in (report.get("source") or {}):
-        summary["source"] = {"kind": report["source"]["kind"]}
-    summary["full"] = str(VERSION_RECORD_FILE)
-    return summary
-
-
-def full_report(paths: Paths, model: str, version: VersionRecord) -> dict[str, Any]:
-    """A version's whole validation report: from beside the version, else the registry's copy.
-
-    Registries written before reports moved out hold the whole report themselves.
-    """
-    if "full" not in version.report:
-        return version.report
-    try:
-        path = version_record_file(paths.store.version_path(model, version.version))
-        return json.loads(path.read_text(encoding="utf-8"))["version"]["report"]
-    except (LifecycleError, OSError, ValueError, KeyError, TypeError):
-        return version.report
 
 
 def adopt_orphans(paths: Paths, registry: Registry) -> list[tuple[str, int]]:

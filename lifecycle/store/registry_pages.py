@@ -1,7 +1,8 @@
 """The registry's versions, kept in pages beside ``registry.yaml`` so the head stays small.
 
-``registry.yaml`` (schema 2) is the *head*: per model its labels, pins, history, failed
-attempts and a list of page references. The version records (and the checkpoint records they
+``registry.yaml`` is the *head*: per model its labels, pins, a list of page references and the
+state of its history and attempts logs (whose pages are :mod:`lifecycle.store.registry_log`'s,
+built the same way). The version records (and the checkpoint records they
 were built from) live in pages of :data:`PAGE_SIZE` version numbers each, one JSON document per
 page under ``registry/<model>/``. A page is immutable: it is created under a fresh name (its
 number and a random id, ``registry/deeplab/3-1f2e....json``) and never replaced, so:
@@ -22,7 +23,8 @@ JSON, not YAML, because the pages are machine data and the standard library pars
 a hundred times faster than libyaml does YAML.
 
 Registries written before pages (schema 1: every version inline in ``registry.yaml``) are read
-as they are and moved to pages by the next registry write.
+as they are and moved to pages by the next registry write. The version pages themselves are
+still written as schema 2: their format has not changed.
 
 This module must not import TensorFlow.
 """
@@ -35,13 +37,11 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lifecycle.errors import LifecycleError, RegistryError
-
-if TYPE_CHECKING:
-    from lifecycle.store.base import Store
-    from lifecycle.store.registry import CheckpointRecord, ModelRecord, VersionRecord
+from lifecycle.errors import LifecycleError, PageMissing, RegistryError
+from lifecycle.store.base import Store
+from lifecycle.store.records import CheckpointRecord, VersionRecord
 
 #: Version numbers per page: a page of deeplab versions is about 130 KB and parses in ~2 ms.
 PAGE_SIZE = 256
@@ -69,10 +69,6 @@ class PageRef:
         return dataclasses.asdict(self)
 
 
-class PageMissing(Exception):
-    """A page the head names is gone: a writer replaced it after the head was read."""
-
-
 def page_of(version: int) -> int:
     """The page holding version ``version``."""
     return (int(version) - 1) // PAGE_SIZE
@@ -90,7 +86,7 @@ def read_page(store: Store, ref: PageRef, source: str) -> dict[str, Any]:
     """One page's plain data; PageMissing when it is gone, RegistryError when it is malformed."""
     doc = store.read(ref.key)
     if doc is None:
-        raise PageMissing(ref.key)
+        raise PageMissing(f"registry page {source}/{ref.key} is gone (replaced by a writer meanwhile); try again")
     try:
         data = json.loads(doc.data)
         if not isinstance(data, dict) or not isinstance(data.get("versions"), list):
@@ -115,8 +111,6 @@ def read_versions(
     store: Store, model: str, refs: list[PageRef], wanted: set[int] | None, source: str
 ) -> tuple[list[VersionRecord], list[CheckpointRecord]]:
     """The version and checkpoint records in the pages numbered in ``wanted`` (None: every page), ascending."""
-    from lifecycle.store.registry import CheckpointRecord, VersionRecord
-
     versions: list[VersionRecord] = []
     checkpoints: list[CheckpointRecord] = []
     chosen = [ref for ref in refs if wanted is None or ref.page in wanted]
@@ -130,8 +124,10 @@ def read_versions(
     return versions, checkpoints
 
 
-def split(rec: ModelRecord) -> tuple[dict[int, tuple[bytes, list[int]]], list[CheckpointRecord]]:
-    """``rec``'s versions as page bytes and version numbers by page, and the checkpoints no version was built from.
+def split(
+    model: str, versions: list[VersionRecord], checkpoints: list[CheckpointRecord]
+) -> tuple[dict[int, tuple[bytes, list[int]]], list[CheckpointRecord]]:
+    """``model``'s versions as page bytes and version numbers by page, and the checkpoints no version was built from.
 
     A checkpoint goes to the page of the first version built from it; one that no version came
     from (a failed attempt's) stays in the head.
@@ -139,39 +135,41 @@ def split(rec: ModelRecord) -> tuple[dict[int, tuple[bytes, list[int]]], list[Ch
     pages: dict[int, dict[str, list[dict[str, Any]]]] = {}
     numbers: dict[int, list[int]] = {}
     first_page: dict[str, int] = {}
-    for v in sorted(rec.versions, key=lambda v: v.version):
+    for v in sorted(versions, key=lambda v: v.version):
         n = page_of(v.version)
         pages.setdefault(n, {"versions": [], "checkpoints": []})["versions"].append(dataclasses.asdict(v))
         numbers.setdefault(n, []).append(v.version)
         first_page.setdefault(v.checkpoint_digest, n)
     loose = []
-    for c in rec.checkpoints:
+    for c in checkpoints:
         if c.digest in first_page:
             pages[first_page[c.digest]]["checkpoints"].append(dataclasses.asdict(c))
         else:
             loose.append(c)
     encoded = {
-        n: (json.dumps({"schema": 2, "model": rec.name, "page": n, **body}, sort_keys=True,
+        n: (json.dumps({"schema": 2, "model": model, "page": n, **body}, sort_keys=True,
                        separators=(",", ":")).encode("utf-8"), numbers[n])
         for n, body in sorted(pages.items())
     }
     return encoded, loose
 
 
-def write_pages(store: Store, rec: ModelRecord, known: list[PageRef]) -> tuple[list[PageRef], list[CheckpointRecord]]:
-    """Create the pages of ``rec`` that differ from ``known``; their refs and the head's loose checkpoints.
+def write_pages(
+    store: Store, model: str, versions: list[VersionRecord], checkpoints: list[CheckpointRecord], known: list[PageRef]
+) -> tuple[list[PageRef], list[CheckpointRecord]]:
+    """Create the version pages of ``model`` that differ from ``known``; their refs and the head's loose checkpoints.
 
     Nothing is replaced: a changed page is a new document under a new name, so until the head
     names it no reader sees it.
     """
-    encoded, loose = split(rec)
+    encoded, loose = split(model, versions, checkpoints)
     same = {(r.page, r.digest): r.key for r in known}
     refs = []
     for n, (data, numbers) in encoded.items():
         digest = hashlib.sha256(data).hexdigest()
         key = same.get((n, digest))
         if key is None:
-            key = f"{PREFIX}/{rec.name}/{n}-{uuid.uuid4().hex}.json"
+            key = f"{PREFIX}/{model}/{n}-{uuid.uuid4().hex}.json"
             store.write(key, data, None)
         refs.append(PageRef(page=n, key=key, digest=digest, first=numbers[0], last=numbers[-1], count=len(numbers)))
     return refs, loose

@@ -25,9 +25,8 @@ copies of versions in TF Serving's layout, ``<local_dir>/<model>/<N>`` (:meth:`S
 downloaded to a temp folder, checked against the manifest, renamed into place. So a server on
 this machine serves ``model_repo/<model>`` whether the repository is local or remote.
 
-Leases live in :mod:`lifecycle.store.s3_lease`. About 430 lines, a little above the usual 400:
-documents, versions and leftovers share the conditional-write primitives at the top, and
-splitting them would expose those primitives across modules.
+The conditional-write primitives are :class:`~lifecycle.store.s3_objects.S3Objects`, shared
+with the leases of :mod:`lifecycle.store.s3_lease`.
 """
 
 from __future__ import annotations
@@ -44,26 +43,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lifecycle.errors import StaleGeneration, StorageError, VersionNotFound
+from lifecycle.errors import StaleGeneration, VersionNotFound
 from lifecycle.failpoints import failpoint
 from lifecycle.store import manifest as manifests
 from lifecycle.store.base import Document, Leftover, Store
-from lifecycle.store.config import MODEL_NAME_RE, check_model_name
 from lifecycle.store.files import fsync_tree, incoming_folder, rename_into_place
-from lifecycle.store.registry import now_iso
-from lifecycle.store.s3_client import (
-    SCHEME,
-    is_not_found,
-    is_precondition_failed,
-    make_client,
-    translate,
-)
-from lifecycle.store.s3_lease import LeaseHolder, owner_id, server_date
+from lifecycle.store.names import MODEL_NAME_RE, check_model_name
+from lifecycle.store.provenance import now_iso, owner_id
+from lifecycle.store.s3_client import translate
+from lifecycle.store.s3_lease import LeaseHolder
+from lifecycle.store.s3_objects import S3Objects
 
 # A manifest key holding this is a tombstone: the number is used up, the version does not exist.
 TOMBSTONE = b'{"tombstone": true}\n'
-# User metadata (x-amz-meta-mlc-write) naming the write that put an object there.
-WRITE_TOKEN = "mlc-write"
 DEFAULT_LEASE_TTL_S = 30.0
 LEASE_TTL_ENV = "MLC_S3_LEASE_TTL"
 TRANSFER_THREADS = 8
@@ -74,11 +66,9 @@ class S3Store(Store):
 
     def __init__(self, bucket: str, prefix: str, local_dir: Path, client: Any = None,
                  lease_ttl: float | None = None) -> None:
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        self.url = f"{SCHEME}{bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        self.objects = S3Objects(bucket, prefix, client)
+        self.bucket, self.prefix, self.url = bucket, self.objects.prefix, self.objects.url
         self.local_dir = Path(local_dir)
-        self._client = client
         self.lease_ttl = float(lease_ttl or os.environ.get(LEASE_TTL_ENV) or DEFAULT_LEASE_TTL_S)
 
     def __repr__(self) -> str:
@@ -87,100 +77,16 @@ class S3Store(Store):
     @property
     def client(self) -> Any:
         """The boto3 client, made on first use (thread-safe to share)."""
-        if self._client is None:
-            self._client = make_client()
-        return self._client
+        return self.objects.client
 
     # --- raw objects -----------------------------------------------------------------------
 
-    def _key(self, rel: str) -> str:
-        return f"{self.prefix}/{rel}" if self.prefix else rel
-
     def _where(self, rel: str = "") -> str:
-        return f"{self.url}/{rel}" if rel else self.url
-
-    def _call(self, rel: str, method: str, **kwargs: Any) -> Any:
-        """``client.<method>(Bucket=..., **kwargs)``, botocore errors translated (412 re-raised)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(self.client, method)(Bucket=self.bucket, **kwargs)
-        except ClientError as e:
-            if is_precondition_failed(e) or is_not_found(e):
-                raise
-            raise translate(e, self._where(rel)) from e
-        except BotoCoreError as e:
-            raise translate(e, self._where(rel)) from e
-
-    def _get(self, rel: str) -> tuple[bytes, str, dict[str, Any]] | None:
-        """(bytes, ETag, response) of the object ``rel``, or None if it does not exist."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            response = self._call(rel, "get_object", Key=self._key(rel))
-            return response["Body"].read(), response["ETag"], response
-        except ClientError as e:
-            if is_not_found(e):
-                return None
-            raise translate(e, self._where(rel)) from e
-        except BotoCoreError as e:  # a connection dropped while reading the body
-            raise translate(e, self._where(rel)) from e
-
-    def _put(self, rel: str, data: bytes, generation: str | None, create: bool) -> str:
-        """Conditionally write ``rel``: create only if absent, or replace at ``generation``.
-
-        Each write carries a unique token in its metadata. botocore retries a request whose
-        answer was lost; if the first attempt had landed, the retry meets 412. Finding our own
-        token on the object tells that case (success) from a lost race (StaleGeneration).
-        Comparing bytes would not: two writers may compute the same bytes from one stale read.
-        """
-        from botocore.exceptions import ClientError
-
-        token = uuid.uuid4().hex
-        condition = {"IfNoneMatch": "*"} if create else {"IfMatch": generation}
-        try:
-            response = self._call(rel, "put_object", Key=self._key(rel), Body=data,
-                                  Metadata={WRITE_TOKEN: token}, **condition)
-            return str(response["ETag"])
-        except ClientError as e:
-            if not is_precondition_failed(e):
-                raise translate(e, self._where(rel)) from e
-            current = self._get(rel)
-            if current is not None and current[2].get("Metadata", {}).get(WRITE_TOKEN) == token:
-                return current[1]
-            what = "was created" if create else "changed"
-            raise StaleGeneration(f"{self._where(rel)} {what} meanwhile (another mlc wrote it); re-read it and retry") from e
-
-    def _list(self, rel_prefix: str, delimiter: str = "") -> Iterator[dict[str, Any]]:
-        """Every object (``{"Key", "Size", "LastModified"...}``) and, with a delimiter, every
-        common prefix (``{"Prefix"}``) under ``rel_prefix``, keys relative to the store."""
-        kwargs: dict[str, Any] = {"Prefix": self._key(rel_prefix)}
-        if delimiter:
-            kwargs["Delimiter"] = delimiter
-        cut = len(self.prefix) + 1 if self.prefix else 0
-        while True:
-            page = self._call(rel_prefix, "list_objects_v2", **kwargs)
-            for obj in page.get("Contents", []):
-                yield {**obj, "Key": obj["Key"][cut:]}
-            for common in page.get("CommonPrefixes", []):
-                yield {"Prefix": common["Prefix"][cut:]}
-            if not page.get("IsTruncated"):
-                return
-            kwargs["ContinuationToken"] = page["NextContinuationToken"]
-
-    def _delete_objects(self, keys: list[str]) -> None:
-        """Delete store-relative ``keys`` (batches of 1000); missing keys are fine."""
-        for start in range(0, len(keys), 1000):
-            batch = keys[start:start + 1000]
-            response = self._call(batch[0], "delete_objects",
-                                  Delete={"Objects": [{"Key": self._key(k)} for k in batch], "Quiet": True})
-            if response.get("Errors"):
-                first = response["Errors"][0]
-                raise StorageError(f"could not delete {self._where(first.get('Key', ''))}: {first.get('Code')}")
+        return self.objects.where(rel)
 
     def check(self) -> None:
         """Fail now, with one clear line, if the bucket is missing, unreachable or refuses us."""
-        list(self._list(".leases/", "/"))
+        list(self.objects.listing(".leases/", "/"))
 
     # --- documents -------------------------------------------------------------------------
 
@@ -193,31 +99,21 @@ class S3Store(Store):
 
     def read(self, key: str) -> Document | None:
         """The document at ``key`` with its ETag, or None if it does not exist."""
-        got = self._get(self._check_key(key))
+        got = self.objects.get(self._check_key(key))
         return None if got is None else Document(got[0], got[1])
 
     def write(self, key: str, data: bytes, generation: str | None) -> str:
         """Create (``generation=None``, If-None-Match) or replace at the ETag (If-Match)."""
-        return self._put(self._check_key(key), data, generation, create=generation is None)
+        return self.objects.put(self._check_key(key), data, generation, create=generation is None)
 
     def delete(self, key: str, generation: str | None = None) -> None:
         """Delete ``key`` (only at ``generation``, If-Match, when given); a missing key is fine."""
-        from botocore.exceptions import ClientError
-
-        rel = self._check_key(key)
-        condition = {} if generation is None else {"IfMatch": generation}
-        try:
-            self._call(rel, "delete_object", Key=self._key(rel), **condition)
-        except ClientError as e:
-            if not is_precondition_failed(e):
-                raise translate(e, self._where(rel)) from e
-            if self._get(rel) is not None:
-                raise StaleGeneration(f"{self._where(rel)} changed meanwhile (another mlc wrote it); not deleted") from e
+        self.objects.delete(self._check_key(key), generation)
 
     def keys(self, prefix: str = "") -> list[str]:
         """Every document key under ``prefix`` (version files, manifests, claims, leases excluded)."""
         found = []
-        for obj in self._list(prefix):
+        for obj in self.objects.listing(prefix):
             parts = obj.get("Key", ".").split("/")
             if not any(p.startswith(".") or p.isdigit() for p in parts):
                 found.append(obj["Key"])
@@ -232,7 +128,7 @@ class S3Store(Store):
         """Versions with a manifest (one listing; tombstones and partial uploads are not listed)."""
         rel = f"{check_model_name(model)}/.manifests/"
         numbers = []
-        for obj in self._list(rel, "/"):
+        for obj in self.objects.listing(rel, "/"):
             name = obj.get("Key", "")[len(rel):]
             if name.endswith(".json") and name[:-5].isdigit() and obj["Size"] != len(TOMBSTONE):
                 numbers.append(int(name[:-5]))
@@ -241,7 +137,7 @@ class S3Store(Store):
     def read_manifest(self, model: str, number: int) -> tuple[manifests.Manifest, str]:
         """The manifest of a published version and its ETag; VersionNotFound otherwise."""
         rel = self._manifest_rel(model, number)
-        got = self._get(rel)
+        got = self.objects.get(rel)
         if got is None or got[0] == TOMBSTONE:
             raise VersionNotFound(f"version {number} of {model} is not published in {self.url} (no manifest {rel})")
         return manifests.Manifest.from_bytes(got[0], self._where(rel)), got[1]
@@ -259,11 +155,11 @@ class S3Store(Store):
         """Create ``<model>/.claims/<N>`` only if absent; False if claimed or published before."""
         body = json.dumps({"owner": owner, "token": uuid.uuid4().hex, "time": now_iso()}).encode()
         try:
-            self._put(f"{check_model_name(model)}/.claims/{int(number)}", body, None, create=True)
+            self.objects.put(f"{check_model_name(model)}/.claims/{int(number)}", body, None, create=True)
         except StaleGeneration:
             return False
         # A version put there by other means (no claim) still takes the number.
-        return self._get(self._manifest_rel(model, number)) is None
+        return self.objects.get(self._manifest_rel(model, number)) is None
 
     def publish_version(self, model: str, number: int, staged: Path) -> None:
         """Upload every file of ``staged`` under ``<model>/<N>/``, then create the manifest."""
@@ -271,17 +167,17 @@ class S3Store(Store):
         if staged.parent.resolve() != self.staging_dir(model).resolve():
             raise ValueError(f"{staged} is not staged in {self.staging_dir(model)}")  # a programming error
         rel = self._manifest_rel(model, number)
-        if self._get(rel) is not None:
+        if self.objects.get(rel) is not None:
             raise StaleGeneration(f"version {number} of {model} already exists in {self.url}; a published version never changes")
         manifest = manifests.build(staged, model, int(number), owner_id(), now_iso())
         base = f"{check_model_name(model)}/{int(number)}/"
         self._transfer(
             [(file, base + file) for file in manifest.files],
-            lambda file, key: self.client.upload_file(str(staged / file), self.bucket, self._key(key)),
+            lambda file, key: self.client.upload_file(str(staged / file), self.bucket, self.objects.key(key)),
         )
         failpoint("store:publish")
         try:
-            self._put(rel, manifest.to_bytes(), None, create=True)
+            self.objects.put(rel, manifest.to_bytes(), None, create=True)
         except StaleGeneration as e:
             raise StaleGeneration(
                 f"version {number} of {model} was taken in {self.url} while uploading (cleaned up as an "
@@ -324,7 +220,7 @@ class S3Store(Store):
             def fetch(file: str, key: str) -> None:
                 # One pass: hashed and flushed while it streams in, so verifying re-reads nothing
                 # and the fsync overlaps the other files' downloads.
-                response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+                response = self.client.get_object(Bucket=self.bucket, Key=self.objects.key(key))
                 digest = hashlib.sha256()
                 with open(temp / file, "wb") as out:
                     for chunk in response["Body"].iter_chunks(manifests.CHUNK):
@@ -350,7 +246,7 @@ class S3Store(Store):
         if entry is None:
             raise FileNotFoundError(f"version {number} of {model} has no {rel}")
         key = f"{check_model_name(model)}/{int(number)}/{rel}"
-        got = self._get(key)
+        got = self.objects.get(key)
         if got is None:
             raise FileNotFoundError(f"{self._where(key)} is missing")
         return manifests.verify_data(got[0], rel, entry, self._where(key))
@@ -372,13 +268,13 @@ class S3Store(Store):
         """Tombstone the manifest (If-Match) first, so no reader sees the version, then delete its
         files and this machine's copy."""
         _, etag = self.read_manifest(model, number)
-        self._put(self._manifest_rel(model, number), TOMBSTONE, etag, create=False)
+        self.objects.put(self._manifest_rel(model, number), TOMBSTONE, etag, create=False)
         self._delete_files(model, number)
         shutil.rmtree(self._copies_dir(model) / str(int(number)), ignore_errors=True)
 
     def _delete_files(self, model: str, number: int) -> int:
-        keys = [obj["Key"] for obj in self._list(f"{check_model_name(model)}/{int(number)}/") if "Key" in obj]
-        self._delete_objects(keys)
+        keys = [obj["Key"] for obj in self.objects.listing(f"{check_model_name(model)}/{int(number)}/") if "Key" in obj]
+        self.objects.delete_many(keys)
         return len(keys)
 
     def leftovers(self, model: str) -> list[Leftover]:
@@ -386,13 +282,13 @@ class S3Store(Store):
         rel = f"{check_model_name(model)}/"
         # Numbers with a real manifest; a tombstoned number whose files remain is still a leftover.
         manifested = {obj["Key"][len(rel) + len(".manifests/"):-5]
-                      for obj in self._list(rel + ".manifests/") if "Key" in obj and obj["Size"] != len(TOMBSTONE)}
+                      for obj in self.objects.listing(rel + ".manifests/") if "Key" in obj and obj["Size"] != len(TOMBSTONE)}
         found = []
-        for common in self._list(rel, "/"):
+        for common in self.objects.listing(rel, "/"):
             name = common.get("Prefix", "")[len(rel):].rstrip("/")
             if not name.isdigit() or name in manifested:
                 continue
-            objects = [o for o in self._list(f"{rel}{name}/") if "Key" in o]
+            objects = [o for o in self.objects.listing(f"{rel}{name}/") if "Key" in o]
             if objects:
                 newest = max(o["LastModified"] for o in objects)
                 found.append(Leftover(model, int(name), len(objects), (self.server_now() - newest).total_seconds()))
@@ -404,9 +300,9 @@ class S3Store(Store):
         False (nothing deleted) if its manifest appeared meanwhile: the upload did finish.
         """
         try:
-            self._put(self._manifest_rel(model, number), TOMBSTONE, None, create=True)
+            self.objects.put(self._manifest_rel(model, number), TOMBSTONE, None, create=True)
         except StaleGeneration:
-            got = self._get(self._manifest_rel(model, number))
+            got = self.objects.get(self._manifest_rel(model, number))
             if got is None or got[0] != TOMBSTONE:
                 return False
         self._delete_files(model, number)
@@ -414,12 +310,11 @@ class S3Store(Store):
 
     def server_now(self) -> datetime:
         """The object store's clock (its Date header), which lease expiry and ages use."""
-        response = self._call("", "list_objects_v2", Prefix=self._key(".leases/"), MaxKeys=1)
-        return server_date(response)
+        return self.objects.server_now()
 
     def iter_models(self) -> Iterator[str]:
         """Model prefixes that hold at least one published version."""
-        names = [c["Prefix"].rstrip("/") for c in self._list("", "/") if "Prefix" in c]
+        names = [c["Prefix"].rstrip("/") for c in self.objects.listing("", "/") if "Prefix" in c]
         return iter([n for n in sorted(names) if MODEL_NAME_RE.match(n) and self.version_numbers(n)])
 
     # --- leases ----------------------------------------------------------------------------
@@ -427,7 +322,7 @@ class S3Store(Store):
     @contextmanager
     def lease(self, name: str, timeout: float = 120.0) -> Iterator[None]:
         """Hold ``.leases/<name>``: created if absent, taken over once expired, renewed meanwhile."""
-        holder = LeaseHolder(self, f".leases/{name}", self.lease_ttl)
+        holder = LeaseHolder(self.objects, f".leases/{name}", self.lease_ttl)
         holder.acquire(timeout)
         try:
             yield

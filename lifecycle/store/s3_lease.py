@@ -13,39 +13,21 @@ through compare-and-swap, so they fail instead of overwriting.
 from __future__ import annotations
 
 import json
-import os
 import random
-import socket
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
 
 from lifecycle.errors import LockTimeout, StaleGeneration, StorageError
-from lifecycle.store.registry import now_iso
-
-if TYPE_CHECKING:
-    from lifecycle.store.s3 import S3Store
-
-
-def owner_id() -> str:
-    """Who writes, for people reading claims and leases: ``host pid N``."""
-    return f"{socket.gethostname()} pid {os.getpid()}"
-
-
-def server_date(response: dict[str, Any]) -> datetime:
-    """The time by the object store's clock: the ``Date`` header of one of its responses."""
-    header = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
-    return parsedate_to_datetime(header) if header else datetime.now(UTC)
+from lifecycle.store.provenance import now_iso, owner_id
+from lifecycle.store.s3_objects import S3Objects, server_date
 
 
 class LeaseHolder:
     """One held lease object and the thread that renews it."""
 
-    def __init__(self, store: S3Store, rel: str, ttl: float) -> None:
-        self.store, self.rel, self.ttl = store, rel, ttl
+    def __init__(self, objects: S3Objects, rel: str, ttl: float) -> None:
+        self.objects, self.rel, self.ttl = objects, rel, ttl
         self.token = uuid.uuid4().hex
         self.etag = ""
         self.renewals = 0
@@ -62,11 +44,11 @@ class LeaseHolder:
         attempt = 0
         while True:
             try:
-                self.etag = self.store._put(self.rel, self._body(), None, create=True)
+                self.etag = self.objects.put(self.rel, self._body(), None, create=True)
                 break
             except StaleGeneration:
                 pass
-            got = self.store._get(self.rel)
+            got = self.objects.get(self.rel)
             if got is None:
                 continue  # released meanwhile
             data, etag, response = got
@@ -77,13 +59,13 @@ class LeaseHolder:
             age = (server_date(response) - response["LastModified"]).total_seconds()
             if age > float(held.get("ttl", self.ttl)):
                 try:
-                    self.etag = self.store._put(self.rel, self._body(), etag, create=False)
+                    self.etag = self.objects.put(self.rel, self._body(), etag, create=False)
                     break
                 except StaleGeneration:
                     continue
             if time.monotonic() >= deadline:
                 raise LockTimeout(
-                    f"{held.get('owner', 'another mlc')} holds the lease {self.store._where(self.rel)} "
+                    f"{held.get('owner', 'another mlc')} holds the lease {self.objects.where(self.rel)} "
                     f"(waited {timeout:.0f} s; it expires {held.get('ttl', self.ttl):.0f} s after its holder "
                     "stops renewing it); wait for it to finish and retry"
                 )
@@ -96,7 +78,7 @@ class LeaseHolder:
         while not self._stop.wait(self.ttl / 4):
             self.renewals += 1
             try:
-                self.etag = self.store._put(self.rel, self._body(), self.etag, create=False)
+                self.etag = self.objects.put(self.rel, self._body(), self.etag, create=False)
             except StaleGeneration:
                 return  # taken over after we failed to renew in time: nothing more to hold
             except StorageError:
@@ -108,7 +90,7 @@ class LeaseHolder:
         if self._thread is not None:
             self._thread.join()
         try:
-            self.store._call(self.rel, "delete_object", Key=self.store._key(self.rel), IfMatch=self.etag)
-        except Exception:  # noqa: BLE001 - lost or unreachable: the lease expires by itself
+            self.objects.delete(self.rel, self.etag)
+        except (StaleGeneration, StorageError):  # taken over, or unreachable: it expires by itself
             pass
 

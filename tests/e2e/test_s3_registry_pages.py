@@ -1,6 +1,7 @@
-"""The registry's version pages in an S3 repository (a real SeaweedFS): an old registry in the
-bucket is read and moved to pages on the next write; a page no head names is removed by the
-next write; a head-only read selects versions; two processes writing at once lose nothing."""
+"""The registry's pages in an S3 repository (a real SeaweedFS): an old registry in the bucket
+(versions, or the history, inline) is read and moved to pages on the next write; a page no head
+names is removed by the next write; a head-only read selects versions and the last event; two
+processes writing at once lose no version and no event."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def test_pages_in_a_bucket(s3_home: Paths, seaweed: Seaweed, s3_bucket: str) -> 
 
     add_versions(s3_home, range(3, 4))
     refs = {p["key"] for p in head(seaweed, s3_bucket)["models"]["m"]["pages"]}
-    assert head(seaweed, s3_bucket)["schema"] == 2 and objects(seaweed, s3_bucket, "registry/") == refs
+    assert head(seaweed, s3_bucket)["schema"] == registry.SCHEMA and objects(seaweed, s3_bucket, "registry/") == refs
     assert [v.version for v in registry.load(s3_home).model("m").versions] == [1, 2, 3]
 
     # A killed writer's page (no head names it) goes with the next write; readers never see it.
@@ -85,3 +86,50 @@ def test_two_processes_writing_into_one_bucket_lose_no_version(
     assert sorted(v.checkpoint_digest[0] for v in versions) == ["a"] * 8 + ["b"] * 8
     refs = {p["key"] for p in head(seaweed, s3_bucket)["models"]["m"]["pages"]}
     assert objects(seaweed, s3_bucket, "registry/") == refs
+
+
+def test_a_history_inline_in_the_bucket_moves_to_pages_and_grows_a_page_at_a_time(
+        s3_home: Paths, seaweed: Seaweed, s3_bucket: str) -> None:
+    from lifecycle.store.registry_log import LOG_PAGE_SIZE as P
+
+    old = {"schema": 2, "models": {"m": {"stable": 1, "canary": None, "checkpoints": [], "pages": [], "history": [
+        {"action": "promote", "from_version": None, "to_version": n, "result": "ok", "time": "2026-01-01T00:00:00+00:00",
+         "user": "u"} for n in range(1, P + 1)], "attempts": []}}}
+    seaweed.client().put_object(Bucket=s3_bucket, Key=f"{PREFIX}/registry.yaml", Body=json.dumps(old).encode())
+    assert [e.to_version for e in registry.load(s3_home).model("m").history] == list(range(1, P + 1))
+
+    with registry.transaction(s3_home) as reg:
+        reg.model("m").history.append(registry.HistoryEvent("promote", P, P + 1, "ok"))
+    log = head(seaweed, s3_bucket)["models"]["m"]["history"]
+    assert head(seaweed, s3_bucket)["schema"] == registry.SCHEMA and log["count"] == P + 1 and len(log["pages"]) == 2
+    assert len(objects(seaweed, s3_bucket, "registry/m/history/")) == 2
+    first = log["pages"][0]
+    with registry.transaction(s3_home) as reg:
+        reg.model("m").history.append(registry.HistoryEvent("rollback", P + 1, P, "ok"))
+    log = head(seaweed, s3_bucket)["models"]["m"]["history"]
+    assert log["pages"][0] == first and len(objects(seaweed, s3_bucket, "registry/m/history/")) == 2  # the full page stays
+    rec = registry.load(s3_home, versions=False).model("m")
+    assert rec.history.last is not None and rec.history.last.action == "rollback" and len(rec.history) == P + 2
+    assert [e.to_version for e in rec.history][-3:] == [P, P + 1, P]
+
+
+def test_two_processes_appending_to_one_bucket_lose_no_event(
+        s3_home: Paths, python: str, subprocess_env: dict[str, str], seaweed: Seaweed, s3_bucket: str) -> None:
+    code = (
+        "import sys\n"
+        "from lifecycle.store import registry\n"
+        "from lifecycle.store.config import Paths\n"
+        "paths = Paths.from_env()\n"
+        "for n in range(8):\n"
+        "    with registry.transaction(paths) as reg:\n"
+        "        reg.model('m', create=True).history.append(registry.HistoryEvent('promote', None, n, 'ok',\n"
+        "                                                                        reason=sys.argv[1]))\n"
+    )
+    env = {**subprocess_env, **seaweed.env(), "MLC_HOME": str(s3_home.home),
+           "MLC_REPOSITORY": f"s3://{s3_bucket}/{PREFIX}"}
+    procs = [subprocess.Popen([python, "-c", code, tag], env=env, stderr=subprocess.PIPE, text=True) for tag in "ab"]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read() if p.stderr else ""
+    events = registry.load(s3_home).model("m").history
+    assert sorted((e.reason, e.to_version) for e in events) == [(t, n) for t in "ab" for n in range(8)]
+    assert len(objects(seaweed, s3_bucket, "registry/m/history/")) == 1

@@ -85,7 +85,7 @@ def test_a_write_whose_answer_was_lost_is_recognised_as_ours(
     # botocore retries a PUT whose answer was lost; the retry meets 412 from our own write.
     store = new_store(s3_bucket, tmp_path)
     g1 = store.write("registry.yaml", b"one", None)
-    real_call = store._call
+    real_call = store.objects.call
     calls = {"put": 0}
 
     def answer_lost_once(rel: str, method: str, **kwargs: object) -> object:
@@ -95,7 +95,7 @@ def test_a_write_whose_answer_was_lost_is_recognised_as_ours(
             return real_call(rel, method, **kwargs)  # ...and the "retry" of the same request gets 412
         return real_call(rel, method, **kwargs)
 
-    monkeypatch.setattr(store, "_call", answer_lost_once)
+    monkeypatch.setattr(store.objects, "call", answer_lost_once)
     g2 = store.write("registry.yaml", b"two", g1)
     assert store.read("registry.yaml") == Document(b"two", g2)
     # Equal bytes from another writer are a lost race, not our write (two increments of one

@@ -18,6 +18,7 @@ import yaml
 
 from lifecycle.errors import RegistryError
 from lifecycle.store import registry
+from lifecycle.store import registry_log as log
 from lifecycle.store import registry_pages as pages
 from lifecycle.store.config import Paths
 
@@ -41,8 +42,13 @@ def page_files(paths: Paths) -> set[str]:
 
 
 def referenced(paths: Paths) -> set[str]:
+    """Every page the head names: version pages, and the pages of the history and attempts logs."""
     head = yaml.safe_load(paths.registry_file.read_text())
-    return {p["key"] for m in head["models"].values() for p in m.get("pages") or []}
+    keys = {p["key"] for m in head["models"].values() for p in m.get("pages") or []}
+    for name, m in head["models"].items():
+        for kind in log.KINDS:
+            keys |= {log.page_key(name, kind, n, i) for n, i in enumerate((m.get(kind) or {}).get("pages") or [])}
+    return keys
 
 
 def test_an_old_registry_reads_as_it_is_and_moves_to_pages_on_the_next_write(bare_home: Paths) -> None:
@@ -67,9 +73,10 @@ def test_an_old_registry_reads_as_it_is_and_moves_to_pages_on_the_next_write(bar
     with registry.transaction(bare_home) as reg:
         reg.model("m").pinned.append(1)
     head = yaml.safe_load(bare_home.registry_file.read_text())
-    assert head["schema"] == 2 and "versions" not in head["models"]["m"]
+    assert head["schema"] == registry.SCHEMA and "versions" not in head["models"]["m"]
     assert [c["digest"] for c in head["models"]["m"]["checkpoints"]] == ["sha256:9"]  # the failed attempt's
-    assert page_files(bare_home) == referenced(bare_home) and len(referenced(bare_home)) == 1
+    assert page_files(bare_home) == referenced(bare_home) and len(referenced(bare_home)) == 3  # versions, history, attempts
+    assert [h["pages"] for h in (head["models"]["m"]["history"], head["models"]["m"]["attempts"])] != [[], []]
     after = registry.load(bare_home)
     expected = before.to_dict()
     expected["models"]["m"]["pinned"] = [1]

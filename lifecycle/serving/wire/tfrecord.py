@@ -18,13 +18,11 @@ from pathlib import Path
 
 import google_crc32c
 
+from lifecycle.errors import CorruptRecord
+
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")
 _FOOTER = struct.Struct("<I")
-
-
-class CorruptRecord(ValueError):
-    """A TFRecord file that ends mid-record or whose checksums do not match."""
 
 
 def masked_crc(data: bytes | memoryview) -> int:

@@ -1,0 +1,74 @@
+"""The registry's records: checkpoints, versions, failed attempts and history events.
+
+Plain dataclasses with nothing but data, so the head (:mod:`lifecycle.store.registry`), the
+version pages (:mod:`lifecycle.store.registry_pages`) and the append-only logs
+(:mod:`lifecycle.store.registry_log`) all build on them without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lifecycle.store.provenance import current_user, now_iso
+
+
+@dataclass
+class CheckpointRecord:
+    """A source mlc has seen, identified by the digest of its files.
+
+    ``kind`` says what it is: a training ``checkpoint``, or a SavedModel folder
+    (``savedmodel-tf2``: ``tf.saved_model.save``; ``savedmodel-keras``: Keras ``model.export()``;
+    ``savedmodel-tf1``: TF1 ``SavedModelBuilder``).
+    """
+
+    digest: str
+    path: str
+    step: int | None
+    tf_version: str
+    created: str = field(default_factory=now_iso)
+    user: str = field(default_factory=current_user)
+    kind: str = "checkpoint"
+
+
+@dataclass
+class VersionRecord:
+    """A published integer version and its validation report."""
+
+    version: int
+    checkpoint_digest: str
+    checkpoint: str
+    step: int | None
+    validated: bool
+    report: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=now_iso)
+    user: str = field(default_factory=current_user)
+
+
+@dataclass
+class Attempt:
+    """A registration that failed; nothing was published for it."""
+
+    checkpoint: str
+    checkpoint_digest: str | None
+    check: str
+    error: str
+    time: str = field(default_factory=now_iso)
+    user: str = field(default_factory=current_user)
+
+
+@dataclass
+class HistoryEvent:
+    """One promote or rollback, successful or not."""
+
+    action: str  # promote | rollback | canary | recover | gc (a deletion by `mlc gc`)
+    from_version: int | None
+    to_version: int | None
+    result: str  # ok | failed | reverted | recovered | deleted
+    reason: str = ""
+    forced: bool = False
+    detail: str = ""
+    time: str = field(default_factory=now_iso)
+    user: str = field(default_factory=current_user)
+    journal: str = ""  # id of the rollout journal that wrote this event (crash recovery)
+
