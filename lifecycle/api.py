@@ -103,6 +103,7 @@ def promote(
     force: bool = False,
     paths: Paths | None = None,
     replica_timeout: float | None = None,
+    allow_breaking: bool = False,
 ) -> RolloutResult:
     """Promote a version to stable (or canary) on every server; a pending rollout is recovered first."""
     from lifecycle import rollout
@@ -111,6 +112,7 @@ def promote(
     return rollout.promote(
         paths, check_model_name(model), version, canary=canary, timeout=timeout, reason=reason,
         expect_current=expect_current, dry_run=dry_run, force=force, replica_timeout=replica_timeout,
+        allow_breaking=allow_breaking,
     )
 
 

@@ -339,6 +339,12 @@ def render_diff(result: DiffResult) -> None:
             stdout.print(f"  {change['description']}")
     else:
         stdout.print("Signatures: identical")
+    verdict = result.compatibility or {}
+    breaking = [d["description"] for d in verdict.get("differences", []) if d["breaking"]]
+    if verdict:
+        stdout.print(f"Compatibility (A as stable): {'breaks clients of A' if breaking else 'compatible'}")
+        for line in breaking:
+            stdout.print(f"  {line}")
     if result.classification is not None:
         render_class_diff(result)
         return
