@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lifecycle.errors import UsageError
 from lifecycle.operations.status import ModelStatus, ServedConfig, StatusReport, VersionStatus
 from lifecycle.serving.fleet import ServerRecord
-from lifecycle.store import registry
-from lifecycle.store.config import (
-    Paths,
-    check_model_name,
-    load_definition,
-)
+from lifecycle.store import approvals, registry
+from lifecycle.store.config import Paths, check_model_name, load_definition
 from lifecycle.store.registry import HistoryEvent
 from lifecycle.train.runs import TrainedCheckpoint, TrainResult
 
@@ -46,7 +42,7 @@ __all__ = [
     "HistoryEvent", "HistoryReport", "ModelStatus", "ServeResult", "ServedConfig", "StatusReport",
     "StopResult",
     "TrainResult", "TrainedCheckpoint", "VersionStatus",
-    "diff", "gc", "history", "k8s_render", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status",
+    "decide", "diff", "gc", "history", "k8s_render", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status",
     "stop", "sync", "train", "watch",
 ]
 
@@ -76,6 +72,7 @@ class HistoryReport:
     stable: int | None
     canary: int | None
     events: list[HistoryEvent]
+    approvals: list[approvals.ApprovalState] = field(default_factory=list)  # of each version with a decision
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
@@ -83,10 +80,15 @@ class HistoryReport:
 
 
 def history(model: str, paths: Paths | None = None) -> HistoryReport:
-    """Every promote and rollback of ``model``, oldest first."""
+    """Every promote and rollback of ``model``, oldest first, and each version's approval state."""
     paths = paths or Paths.from_env()
     rec = registry.load(paths, versions=False).model(check_model_name(model))  # the head holds the history
-    return HistoryReport(rec.name, rec.stable, rec.canary, list(rec.history))
+    return HistoryReport(rec.name, rec.stable, rec.canary, list(rec.history), approvals.states(paths, rec))
+
+
+def decide(model: str, version: int, decision: str, reason: str, paths: Paths | None = None) -> approvals.DecisionResult:
+    """``mlc approve`` and ``mlc reject``: record who decided, when, why and on which bytes."""
+    return approvals.decide(paths or Paths.from_env(), check_model_name(model), version, decision, reason)
 
 
 # --- promote and rollback --------------------------------------------------------------------

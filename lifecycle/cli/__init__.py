@@ -1,5 +1,5 @@
 """The mlc command line: ``commands`` (the typer app and its runner), the command modules
-(``lifecycle``, ``serving``, ``models``, ``ui``, ``storage``: parse, one ``api`` call) and
+(``lifecycle``, ``serving``, ``models``, ``ui``, ``storage``, ``governance``: parse, one ``api`` call) and
 ``render`` (rich, --json).
 
 ``main`` is the console-script entry point (``lifecycle.cli:main``). It imports TensorFlow up
@@ -66,10 +66,10 @@ def _app() -> typer.Typer:
 
 
 # The command modules, in the order their commands are listed by `mlc --help`.
-COMMAND_MODULES = ("lifecycle", "serving", "models", "ui", "storage")
+COMMAND_MODULES = ("lifecycle", "serving", "models", "ui", "storage", "governance")
 
 # The command modules, in the order their commands are listed by `mlc --help`.
-COMMAND_MODULES = ("lifecycle", "serving", "models", "ui", "storage")
+COMMAND_MODULES = ("lifecycle", "serving", "models", "ui", "storage", "governance")
 
 # Commands that load models in this process; every other command stays TensorFlow-free.
 # promote and rollback are not among them: they check a candidate in the running server's

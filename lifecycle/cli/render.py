@@ -70,8 +70,9 @@ def render_status(report: StatusReport) -> None:
         title += (f", canary: {m.canary}" if m.canary is not None else "") + ")"
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                       padding=(0, 1, 0, 0))
+        approvals = any(v.approval for v in m.versions)
         columns = ["ver", "labels", "step", *(["created"] if wide else []), "valid", METRIC_HEADS[m.metric],
-                   *(["golden"] if wide else []), "cfg", "checkpoint", *names]
+                   *(["golden"] if wide else []), *(["approval"] if approvals else []), "cfg", "checkpoint", *names]
         for col in columns:
             # Only the checkpoint gives way (cut with an ellipsis); no cell wraps onto more lines.
             table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=len(col) if col != "checkpoint" else 8)
@@ -84,6 +85,7 @@ def render_status(report: StatusReport) -> None:
                 "yes" if v.validated else "NO",
                 "" if (score := v.score(m.metric)) is None else f"{score:.3f}",
                 *([(v.golden_digest or "").removeprefix("sha256:")[:8]] if wide else []),
+                *([v.approval] if approvals else []),
                 "yes" if v.in_config else "",
                 v.checkpoint if wide else _short_path(v.checkpoint),
                 *[_state_markup(v.servers.get(addr, "")) for addr in servers],
@@ -127,7 +129,9 @@ def _state_markup(state: str) -> str:
 
 
 def render_history(report: HistoryReport) -> None:
-    """Print a model's rollout history, one line per event (the note cut to fit, never wrapped)."""
+    """Print a model's rollout history, one line per event (the note cut to fit, never wrapped), then approvals."""
+    for state in report.approvals:
+        stdout.print(f"{report.model} {state.version}: {escape(state.describe())}")
     if not report.events:
         stdout.print(f"{report.model}: no promotions or rollbacks yet")
         return

@@ -19,6 +19,7 @@ from lifecycle.errors import (
 from lifecycle.rollout import compatibility
 from lifecycle.serving import tfs_config
 from lifecycle.serving.tfs_config import ModelServing
+from lifecycle.store import approvals
 from lifecycle.store.config import Paths, Thresholds, load_definition
 from lifecycle.store.registry import ModelRecord, Registry, VersionRecord
 
@@ -142,12 +143,14 @@ def preconditions(
     paths: Paths, rec: ModelRecord, candidate: VersionRecord, force: bool = False, allow_breaking: bool = False,
     reason: str = "",
 ) -> Gates:
-    """The gates a servable candidate must pass before it takes traffic: signatures, then quality.
+    """The gates a servable candidate must pass before it takes traffic: approvals, signatures, then quality.
 
-    ``promote`` and ``rollout`` call this. Each refusal is one line; ``force`` (the quality gate)
+    ``promote`` and ``rollout`` call this. Each refusal is one line. Approvals have no override
+    (``mlc approve``, :mod:`lifecycle.store.approvals`); ``force`` (the quality gate)
     and ``allow_breaking`` (the signature gate) turn a refusal into a history note, and then
     ``reason`` must say why.
     """
+    approvals.check(paths, rec, candidate.version)
     notes: list[str] = []
     breaking = compatibility.check(paths, rec, candidate, rec.stable, allow_breaking)
     if breaking:

@@ -1,4 +1,4 @@
-"""The registry's records: checkpoints, versions, failed attempts and history events.
+"""The registry's records: checkpoints, versions, failed attempts, history events and approvals.
 
 Plain dataclasses with nothing but data, so the head (:mod:`lifecycle.store.registry`), the
 version pages (:mod:`lifecycle.store.registry_pages`) and the append-only logs
@@ -72,3 +72,19 @@ class HistoryEvent:
     user: str = field(default_factory=current_user)
     journal: str = ""  # id of the rollout journal that wrote this event (crash recovery)
 
+
+
+@dataclass
+class Approval:
+    """One reviewer's decision on a version: ``approve`` or ``reject``, with why and what was reviewed.
+
+    ``digest`` is the version's content digest (of its manifest: every file's path, size and
+    sha256) when the decision was made, so a decision names the exact bytes it is about.
+    """
+
+    version: int
+    decision: str  # approve | reject
+    reason: str
+    digest: str
+    time: str = field(default_factory=now_iso)
+    user: str = field(default_factory=current_user)

@@ -1,4 +1,4 @@
-"""The registry's append-only logs: each model's rollout history and failed registration attempts.
+"""The registry's append-only logs: each model's rollout history, failed registration attempts and approvals.
 
 A log lives in immutable pages of :data:`LOG_PAGE_SIZE` records, page ``n`` holding records
 ``n * LOG_PAGE_SIZE`` onwards, one JSON document per page under ``registry/<model>/<kind>/``
@@ -35,16 +35,18 @@ from typing import Any, Generic, TypeVar, overload
 
 from lifecycle.errors import PageMissing, RegistryError, StaleGeneration
 from lifecycle.store.base import Store
-from lifecycle.store.records import Attempt, HistoryEvent
+from lifecycle.store.records import Approval, Attempt, HistoryEvent
 from lifecycle.store.registry_pages import PAGE_READERS, PREFIX, READ_ATTEMPTS
 
 #: Records per page: a full page of history events is about 30 KB.
 LOG_PAGE_SIZE = 128
 #: The logs of a model, by the name of its field in the head, and the record each holds.
-KINDS: dict[str, type[Any]] = {"history": HistoryEvent, "attempts": Attempt}
+KINDS: dict[str, type[Any]] = {"history": HistoryEvent, "attempts": Attempt, "approvals": Approval}
+#: Logs the head leaves out while they are empty (added after schema 3: older heads read the same).
+OPTIONAL_KINDS = ("approvals",)
 SCHEMA = 3
 
-R = TypeVar("R", HistoryEvent, Attempt)
+R = TypeVar("R", HistoryEvent, Attempt, Approval)
 
 
 def page_key(model: str, kind: str, page: int, page_id: str) -> str:
