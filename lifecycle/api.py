@@ -27,6 +27,7 @@ from lifecycle.store.registry import HistoryEvent
 from lifecycle.train.runs import TrainedCheckpoint, TrainResult
 
 if TYPE_CHECKING:
+    from lifecycle.hooks.sender import DeliveryReport
     from lifecycle.operations.processes import Engine
     from lifecycle.operations.retention import GcResult, PinResult
     from lifecycle.operations.sync import SyncResult
@@ -42,7 +43,7 @@ __all__ = [
     "HistoryEvent", "HistoryReport", "ModelStatus", "ServeResult", "ServedConfig", "StatusReport",
     "StopResult",
     "TrainResult", "TrainedCheckpoint", "VersionStatus",
-    "decide", "diff", "gc", "history", "k8s_render", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status",
+    "decide", "diff", "gc", "history", "hooks", "k8s_render", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status",
     "stop", "sync", "train", "watch",
 ]
 
@@ -89,6 +90,13 @@ def history(model: str, paths: Paths | None = None) -> HistoryReport:
 def decide(model: str, version: int, decision: str, reason: str, paths: Paths | None = None) -> approvals.DecisionResult:
     """``mlc approve`` and ``mlc reject``: record who decided, when, why and on which bytes."""
     return approvals.decide(paths or Paths.from_env(), check_model_name(model), version, decision, reason)
+
+
+def hooks(action: str, paths: Paths | None = None) -> DeliveryReport:
+    """``mlc hooks deliver|status|test``: send the outbox, list it, or send a test event."""
+    from lifecycle.hooks import sender
+
+    return sender.act(paths or Paths.from_env(), action)
 
 
 # --- promote and rollback --------------------------------------------------------------------

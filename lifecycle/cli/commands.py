@@ -21,6 +21,8 @@ from typer.core import TyperArgument, TyperCommand
 
 from lifecycle.cli.render import stderr, stdout
 from lifecycle.errors import LifecycleError
+from lifecycle.store.config import Paths
+from lifecycle.store.outbox import HOOKS_FILE
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
@@ -142,7 +144,10 @@ def _root(
 
 
 def run(call: Callable[[], T]) -> T:
-    """Run one api call; a LifecycleError becomes one red stderr line and its exit code."""
+    """Run one api call; a LifecycleError becomes one red stderr line and its exit code.
+
+    Then the webhooks that are due are sent (configs/hooks.yaml), waiting at most their timeout.
+    """
     try:
         return call()
     except LifecycleError as e:
@@ -150,3 +155,13 @@ def run(call: Callable[[], T]) -> T:
             raise
         stderr.print(f"[red]Error:[/red] {e.message}", markup=True, highlight=False)
         raise typer.Exit(e.exit_code) from None
+    finally:
+        _send_hooks()
+
+
+def _send_hooks() -> None:
+    paths = Paths.from_env()
+    if (paths.configs / HOOKS_FILE).exists():  # a stat: commands of a home without hooks pay nothing more
+        from lifecycle.hooks.sender import deliver_in_background
+
+        deliver_in_background(paths)

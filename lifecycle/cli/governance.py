@@ -1,4 +1,4 @@
-"""Release governance commands: approve and reject (more follow: hooks, card, verify).
+"""Release governance commands: approve, reject, and the webhooks (hooks deliver, status, test).
 
 Each parses, makes one ``api`` call and renders; none imports TensorFlow.
 """
@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 
 from lifecycle import api
-from lifecycle.cli.commands import Command, JsonOption, ModelArg, app, run
-from lifecycle.cli.render import show, stdout
+from lifecycle.cli.commands import HELP_OPTIONS, Command, JsonOption, ModelArg, app, run
+from lifecycle.cli.render import print_json, show, stdout
+from lifecycle.hooks.sender import DeliveryReport
 from lifecycle.store.approvals import DecisionResult
 
 VersionArg = Annotated[int, typer.Argument(help="The version.", show_default=False, min=1, metavar="VERSION")]
@@ -55,3 +56,77 @@ def reject(model: ModelArg, version: VersionArg, reason: DecisionReason = "", as
     """
     result = run(lambda: api.decide(model, version, "reject", reason))
     show(result, as_json, render_decision)
+
+
+hooks_app = typer.Typer(
+    help="""Signed webhooks to the receivers of configs/hooks.yaml.
+
+    Each event (register, register-failed, approve, reject, promote, rollback,
+    rollout-step/abort/finish, gc) is queued in the repository's outbox where it is recorded,
+    then POSTed as JSON with a unique id, signed with HMAC-SHA256 in X-Mlc-Signature-256
+    (sha256=<hex>) like GitHub's. A command sends what is due when it ends and waits at most the
+    receivers' timeout; what could not be sent is retried with backoff by later commands and by
+    `mlc hooks deliver`. See docs/governance.md.
+
+    Examples:
+
+        mlc hooks test
+
+        mlc hooks status
+    """,
+    no_args_is_help=True,
+    context_settings=HELP_OPTIONS,
+)
+app.add_typer(hooks_app, name="hooks")
+
+
+def render_delivery(report: DeliveryReport) -> None:
+    """Sent and failed counts, then each pending delivery."""
+    stdout.print(f"sent {report.sent}, failed {report.failed}, pending {len(report.pending)}")
+    render_pending(report.pending)
+
+
+def render_pending(pending: list[dict[str, object]]) -> None:
+    """One line per pending delivery."""
+    for p in pending:
+        error = f": {p['error']}" if p["error"] else ""
+        stdout.print(f"{p['id']} {p['event']} {p['model'] or '-'} -> {p['receiver']} ({p['attempts']} attempts{error})")
+
+
+@hooks_app.command("deliver", cls=Command)
+def hooks_deliver(as_json: JsonOption = False) -> None:
+    """Send every pending webhook now, including those backing off.
+
+    Examples:
+
+        mlc hooks deliver
+    """
+    show(run(lambda: api.hooks("deliver")), as_json, render_delivery)
+
+
+@hooks_app.command("status", cls=Command)
+def hooks_status(as_json: JsonOption = False) -> None:
+    """List the webhooks not yet delivered: event, receiver, attempts, last error.
+
+    Examples:
+
+        mlc hooks status --json
+    """
+    report = run(lambda: api.hooks("status"))
+    if as_json:
+        print_json(report.to_dict())
+    elif not report.pending:
+        stdout.print("no webhooks pending")
+    else:
+        render_pending(report.pending)
+
+
+@hooks_app.command("test", cls=Command)
+def hooks_test(as_json: JsonOption = False) -> None:
+    """Send a test event to every receiver now.
+
+    Examples:
+
+        mlc hooks test
+    """
+    show(run(lambda: api.hooks("test")), as_json, render_delivery)

@@ -24,7 +24,7 @@ from filelock import FileLock, Timeout
 
 from lifecycle.errors import LifecycleError, ValidationFailed
 from lifecycle.failpoints import failpoint
-from lifecycle.store import registry
+from lifecycle.store import outbox, registry
 from lifecycle.store.config import ModelDefinition, Paths, ValidationSettings
 from lifecycle.store.files import atomic_write_text, fsync_dir, fsync_tree
 
@@ -202,6 +202,10 @@ def _publish(
             # The registry keeps a summary; the whole report is in the version's own record file.
             rec.versions.append(dataclasses.replace(version, report=registry.report_summary(version.report)))
             rec.versions.sort(key=lambda v: v.version)
+    if not recorded:
+        outbox.emit(paths, "register", model, {"version": number, "checkpoint": version.checkpoint,
+                                               "checkpoint_digest": version.checkpoint_digest, "step": version.step,
+                                               "validated": version.validated, "user": version.user})
     return Published(version, False, target)
 
 

@@ -39,6 +39,7 @@ from lifecycle.errors import (
     VersionNotFound,
 )
 from lifecycle.failpoints import failpoint
+from lifecycle.store import outbox
 from lifecycle.store import registry_pages as pages
 from lifecycle.store.base import REGISTRY_LEASE
 from lifecycle.store.config import Paths
@@ -361,6 +362,8 @@ def save(paths: Paths, registry: Registry, leftovers: set[str] | frozenset[str] 
     for (name, kind), done in logs.items():
         getattr(registry.models[name], kind).written(done)
     pages.remove(store, (old | set(leftovers)) - registry.page_keys())
+    # The one place history events, failed attempts and approvals are recorded: queue their webhooks.
+    outbox.emit_records(paths, {key: list(done.added) for key, done in logs.items()})
 
 
 def _head_body(rec: ModelRecord, loose: list[CheckpointRecord], refs: list[PageRef]) -> dict[str, Any]:

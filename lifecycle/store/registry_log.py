@@ -109,6 +109,7 @@ class Written:
     created: tuple[str, ...]
     replaced: tuple[str, ...]
     digests: tuple[str, ...] | None  # of every page, when the log was held in full
+    added: tuple[dict[str, Any], ...] = ()  # the records appended since the head was read
 
 
 class Log(MutableSequence[R], Generic[R]):
@@ -119,6 +120,8 @@ class Log(MutableSequence[R], Generic[R]):
         self.state = state or LogState()
         # Every record once read (or given); None while they are still in the pages.
         self._items: list[R] | None = list(records) if not self.state.pages else None
+        # Records held inline by an older head are not new: only those after them were appended.
+        self._base = len(self._items) if self._items is not None else 0
         self._appended: list[R] = []  # appended while ``_items`` is None
         self._digests: tuple[str, ...] = ()  # of the pages as read
         self._store: Store | None = None
@@ -256,6 +259,7 @@ class Log(MutableSequence[R], Generic[R]):
         if self._items is None:  # appended only: extend the last page, keep the others
             if not self._appended:
                 return Written(old, (), (), None)
+            added = tuple(dataclasses.asdict(r) for r in self._appended)
             full = old.count // LOG_PAGE_SIZE
             kept, replaced = list(old.pages[:full]), []
             records: list[dict[str, Any]] = []
@@ -275,6 +279,7 @@ class Log(MutableSequence[R], Generic[R]):
             replaced = [page_key(model, self.kind, n, i) for n, i in enumerate(old.pages)]
             digests = tuple(hashlib.sha256(data).hexdigest() for _, data in encoded)
             last = items[-1] if items else None
+            added = tuple(items[max(old.count, self._base):])
         ids, created = list(kept), []
         for n, data in encoded:
             digest = hashlib.sha256(data).hexdigest()
@@ -287,11 +292,11 @@ class Log(MutableSequence[R], Generic[R]):
         keys = {page_key(model, self.kind, n, i) for n, i in enumerate(ids)}
         count = old.count + len(self._appended) if self._items is None else len(self._items)
         return Written(LogState(tuple(ids), count, last), tuple(created), tuple(k for k in replaced if k not in keys),
-                       digests)
+                       digests, added)
 
     def written(self, done: Written) -> None:
         """Take the state of a write whose head was committed."""
-        self.state = done.state
+        self.state, self._base = done.state, 0
         if self._items is None:
             self._appended = []
         elif done.digests is not None:
