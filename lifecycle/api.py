@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from lifecycle.operations.processes import Engine
     from lifecycle.operations.retention import GcResult, PinResult
     from lifecycle.operations.sync import SyncResult
+    from lifecycle.predictions.card import CardResult
     from lifecycle.predictions.diff import DiffResult
     from lifecycle.predictions.predict import PredictResult
     from lifecycle.register.pipeline import RegisterResult
@@ -43,7 +44,7 @@ __all__ = [
     "HistoryEvent", "HistoryReport", "ModelStatus", "ServeResult", "ServedConfig", "StatusReport",
     "StopResult",
     "TrainResult", "TrainedCheckpoint", "VersionStatus",
-    "decide", "diff", "gc", "history", "hooks", "k8s_render", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status",
+    "card", "decide", "diff", "gc", "history", "hooks", "k8s_render", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status",
     "stop", "sync", "train", "watch",
 ]
 
@@ -370,23 +371,20 @@ def predict(
     )
 
 
-def diff(
-    model: str,
-    a: int,
-    b: int,
-    images: list[str | Path] | None = None,
-    out: str | Path = ".",
-    paths: Paths | None = None,
-) -> DiffResult:
-    """Compare versions A and B: signatures, and masks on the test image, ``images`` and the eval set.
-
-    Both versions are loaded in-process from model_repo with the embedded server's loader (see
-    :mod:`lifecycle.predictions.diff`). Writes ``<model>-<A>-vs-<B>.<image>.png`` (photo | mask A | mask B
-    | disagreement) into ``out`` for each image.
-    """
+def diff(model: str, a: int, b: int, images: list[str | Path] | None = None, out: str | Path = ".",
+         paths: Paths | None = None) -> DiffResult:
+    """Compare versions A and B: signatures (and the signature gate's verdict), masks on the test image,
+    ``images`` and the eval set, loaded in-process (:mod:`lifecycle.predictions.diff`); pictures go to ``out``."""
     from lifecycle.predictions.diff import compare_versions
 
     return compare_versions(paths or Paths.from_env(), model, a, b, images, out)
+
+
+def card(model: str, version: int, out: str | Path = ".", paths: Paths | None = None) -> CardResult:
+    """``mlc card``: write a version's model card as Markdown and self-contained HTML into ``out``."""
+    from lifecycle.predictions import card as cards
+
+    return cards.write(paths or Paths.from_env(), check_model_name(model), version, Path(out))
 
 
 # --- many machines: sync, gc, pin --------------------------------------------------------------

@@ -74,7 +74,7 @@ COMMAND_MODULES = ("lifecycle", "serving", "models", "ui", "storage", "governanc
 # Commands that load models in this process; every other command stays TensorFlow-free.
 # promote and rollback are not among them: they check a candidate in the running server's
 # private sandbox, and import TensorFlow (quietly, lifecycle.rollout.sandbox) only without one.
-TF_COMMANDS = frozenset({"train", "register", "serve", "predict", "diff", "watch"})
+TF_COMMANDS = frozenset({"train", "register", "serve", "predict", "diff", "watch", "card"})
 HELP_FLAGS = frozenset({"--help", "-h"})
 
 

@@ -1,10 +1,11 @@
-"""Release governance commands: approve, reject, and the webhooks (hooks deliver, status, test).
+"""Release governance commands: approve, reject, card, and the webhooks (hooks deliver, status, test).
 
 Each parses, makes one ``api`` call and renders; none imports TensorFlow.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -56,6 +57,27 @@ def reject(model: ModelArg, version: VersionArg, reason: DecisionReason = "", as
     """
     result = run(lambda: api.decide(model, version, "reject", reason))
     show(result, as_json, render_decision)
+
+
+@app.command(cls=Command)
+def card(
+    model: ModelArg, version: VersionArg,
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder to write the card into.")] = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Write a version's model card, as Markdown and as a self-contained HTML page.
+
+    MODEL-VERSION.card.md and MODEL-VERSION.card.html hold the signature contract, the metrics
+    with per-class IoU (or accuracy) as a chart, the test image's mask and overlay (the version
+    is loaded in this process), the lineage register recorded (run record, git commit, digests
+    of the definition, evaluation set and builder, TF and mlc versions), approvals and history.
+
+    Examples:
+
+        mlc card deeplab 4 --out cards/
+    """
+    result = run(lambda: api.card(model, version, out))
+    show(result, as_json, lambda r: stdout.print(f"wrote {r.markdown} and {r.html}"))
 
 
 hooks_app = typer.Typer(

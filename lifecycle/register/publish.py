@@ -127,7 +127,7 @@ def validate_and_publish(
     """
     import tensorflow as tf
 
-    from lifecycle.register import validate
+    from lifecycle.register import lineage, validate
 
     model = definition.name
     task = test.task
@@ -144,6 +144,7 @@ def validate_and_publish(
     report["task"] = task.name
     report.update(extra_report)
     report["tf_version"] = tf.__version__
+    report["lineage"] = lineage.collect(paths, definition, checkpoint.path, checkpoint.step, eval_set, tf.__version__)
     report["timings"] = {**timings, "validate_s": round(time.perf_counter() - started, 3), **report.get("timings", {})}
     version_fields = registry.VersionRecord(
         version=0, checkpoint_digest=checkpoint.digest, checkpoint=checkpoint.path, step=checkpoint.step,
