@@ -65,7 +65,7 @@ def card(
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder to write the card into.")] = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Write a version's model card, as Markdown and as a self-contained HTML page.
+    """Write a version's model card (Markdown and one HTML page).
 
     MODEL-VERSION.card.md and MODEL-VERSION.card.html hold the signature contract, the metrics
     with per-class IoU (or accuracy) as a chart, the test image's mask and overlay (the version
