@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lifecycle.errors import UsageError
+from lifecycle.hooks import sender
 from lifecycle.operations.status import ModelStatus, ServedConfig, StatusReport, VersionStatus
 from lifecycle.serving.fleet import ServerRecord
 from lifecycle.store import approvals, registry
+from lifecycle.store import verify as verifier
 from lifecycle.store.config import Paths, check_model_name, load_definition
 from lifecycle.store.registry import HistoryEvent
 from lifecycle.train.runs import TrainedCheckpoint, TrainResult
 
 if TYPE_CHECKING:
-    from lifecycle.hooks.sender import DeliveryReport
     from lifecycle.operations.processes import Engine
     from lifecycle.operations.retention import GcResult, PinResult
     from lifecycle.operations.sync import SyncResult
@@ -41,11 +42,10 @@ if TYPE_CHECKING:
     from lifecycle.serving.fleet import ReloadMode
 
 __all__ = [
-    "HistoryEvent", "HistoryReport", "ModelStatus", "ServeResult", "ServedConfig", "StatusReport",
-    "StopResult",
-    "TrainResult", "TrainedCheckpoint", "VersionStatus",
-    "card", "decide", "diff", "gc", "history", "hooks", "k8s_render", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status",
-    "stop", "sync", "train", "watch",
+    "HistoryEvent", "HistoryReport", "ModelStatus", "ServeResult", "ServedConfig", "StatusReport", "StopResult",
+    "TrainResult", "TrainedCheckpoint", "VersionStatus", "card", "decide", "diff", "gc", "history", "hooks",
+    "k8s_render", "pin", "predict", "promote", "reconcile", "register", "rollback", "serve", "status", "stop", "sync",
+    "train", "verify", "watch",
 ]
 
 
@@ -93,10 +93,13 @@ def decide(model: str, version: int, decision: str, reason: str, paths: Paths | 
     return approvals.decide(paths or Paths.from_env(), check_model_name(model), version, decision, reason)
 
 
-def hooks(action: str, paths: Paths | None = None) -> DeliveryReport:
-    """``mlc hooks deliver|status|test``: send the outbox, list it, or send a test event."""
-    from lifecycle.hooks import sender
+def verify(model: str | None = None, paths: Paths | None = None) -> verifier.VerifyReport:
+    """``mlc verify``: the registry's chains and pages, every version's files and every label (see lifecycle.store.verify)."""
+    return verifier.verify(paths or Paths.from_env(), check_model_name(model) if model else None)
 
+
+def hooks(action: str, paths: Paths | None = None) -> sender.DeliveryReport:
+    """``mlc hooks deliver|status|test``: send the outbox, list it, or send a test event."""
     return sender.act(paths or Paths.from_env(), action)
 
 
@@ -146,8 +149,7 @@ def reconcile(
     """Bring every reachable replica to the recorded serving state; report what changed."""
     from lifecycle.rollout.reconcile import reconcile as reconcile_fleet
 
-    paths = paths or Paths.from_env()
-    return reconcile_fleet(paths, model, timeout=timeout, replica_timeout=replica_timeout)
+    return reconcile_fleet(paths or Paths.from_env(), model, timeout=timeout, replica_timeout=replica_timeout)
 
 
 def k8s_render(

@@ -1,4 +1,4 @@
-"""Release governance commands: approve, reject, card, and the webhooks (hooks deliver, status, test).
+"""Release governance commands: approve, reject, card, verify, and the webhooks (hooks deliver, status, test).
 
 Each parses, makes one ``api`` call and renders; none imports TensorFlow.
 """
@@ -12,8 +12,9 @@ import typer
 
 from lifecycle import api
 from lifecycle.cli.commands import HELP_OPTIONS, Command, JsonOption, ModelArg, app, run
-from lifecycle.cli.render import print_json, show, stdout
+from lifecycle.cli.render import print_json, show, stderr, stdout
 from lifecycle.hooks.sender import DeliveryReport
+from lifecycle.store import verify as verifier
 from lifecycle.store.approvals import DecisionResult
 
 VersionArg = Annotated[int, typer.Argument(help="The version.", show_default=False, min=1, metavar="VERSION")]
@@ -78,6 +79,39 @@ def card(
     """
     result = run(lambda: api.card(model, version, out))
     show(result, as_json, lambda r: stdout.print(f"wrote {r.markdown} and {r.html}"))
+
+
+@app.command(cls=Command)
+def verify(
+    model: Annotated[str | None, typer.Argument(help="Only this model (default: every model).", show_default=False,
+                                                metavar="[MODEL]")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check that the registry and the versions are what mlc wrote.
+
+    The chain (each history, attempt and approval record holds the hash of the one before
+    it), the registry's pages against its head, every published version's files against its
+    manifest, and that stable and canary point at registered, validated, present versions.
+    Exits 1 naming the first broken link, changed file or dangling label. Works on a local
+    folder and on an S3 repository alike.
+
+    Examples:
+
+        mlc verify
+
+        mlc verify deeplab --json
+    """
+    report = run(lambda: api.verify(model))
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        for note in report.notes:
+            stdout.print(f"note: {note}")
+        stdout.print(verifier.describe(report) + (": ok" if report.ok else f": {len(report.problems)} problem(s)"))
+    if not report.ok:
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        stderr.print(f"[red]Error:[/red] {report.problems[0]}{more}", markup=True, highlight=False)
+        raise typer.Exit(1)
 
 
 hooks_app = typer.Typer(

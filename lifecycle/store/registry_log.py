@@ -35,7 +35,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from lifecycle.errors import PageMissing, RegistryError, StaleGeneration
 from lifecycle.store.base import Store
-from lifecycle.store.records import Approval, Attempt, HistoryEvent
+from lifecycle.store.records import Approval, Attempt, HistoryEvent, record_hash
 from lifecycle.store.registry_pages import PAGE_READERS, PREFIX, READ_ATTEMPTS
 
 #: Records per page: a full page of history events is about 30 KB.
@@ -207,7 +207,10 @@ class Log(MutableSequence[R], Generic[R]):
     # --- changing ----------------------------------------------------------------------------
 
     def append(self, value: R) -> None:
-        """Add a record at the end, without reading the pages."""
+        """Add a record at the end, chained to the one before it (its hash in ``prev``), without reading the pages."""
+        before = self.last
+        if not value.prev and before is not None:
+            value.prev = record_hash(before)
         (self._appended if self._items is None else self._items).append(value)
 
     def extend(self, values: Iterable[R]) -> None:
