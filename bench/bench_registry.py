@@ -74,6 +74,7 @@ def commit(paths: Paths, to: int) -> None:
 
 
 def timed(fn: Callable[[], None]) -> float:
+    """Seconds ``fn()`` took."""
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
@@ -110,6 +111,7 @@ def head_bytes(root: Path, url: str | None) -> int:
 
 
 def run(name: str, root: Path, url: Callable[[str], str | None], args: argparse.Namespace) -> tuple[float, int]:
+    """Both measurements on one kind of repository (``url`` names a home's); print them, return ratio and size."""
     base, long = bench_commits(root / "commits", url, args.versions, args.events, args.commits)
     size = head_bytes(root / "head", url("head"))
     ratio = long / base
@@ -122,6 +124,7 @@ def run(name: str, root: Path, url: Callable[[str], str | None], args: argparse.
 
 
 def main() -> None:
+    """Measure on a local folder, then on a SeaweedFS started here; print the summary line last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commits", type=int, default=30)
     parser.add_argument("--events", type=int, default=10_000)

@@ -6,8 +6,8 @@ written only by mlc). It is ``$MLC_HOME`` if set, else the current folder.
 
 This module must not import TensorFlow: ``status`` and ``history`` go through it.
 
-It is over 400 lines because a definition's sections (network, signature contract, validation and
-evaluation set, thresholds) are parsed in one place, each error naming the file and line.
+A definition's sections (network, signature contract, validation and evaluation set,
+thresholds) are parsed in one place, each error naming the file and line.
 """
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, MutableSequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
@@ -157,6 +156,8 @@ class Log(MutableSequence[R], Generic[R]):
         if len(keys) < 3:
             got = [read_page(store, k, self._where) for k in keys]
         else:
+            from concurrent.futures import ThreadPoolExecutor  # here: it imports logging, which status --json avoids
+
             with ThreadPoolExecutor(min(PAGE_READERS, len(keys)), thread_name_prefix="mlc-log") as pool:
                 got = list(pool.map(lambda k: read_page(store, k, self._where), keys))
         return [r for records, _ in got for r in records], tuple(d for _, d in got)
