@@ -165,9 +165,9 @@ class LocalStore(Store):
         failpoint("store:publish")
         if target.exists():
             raise StaleGeneration(f"version {number} of {model} already exists in {self.url}; a published version never changes")
-        # The manifest (every file's size and sha256) beside the versions, for `mlc verify`; a dot
-        # folder, which TF Serving ignores. The number is claimed: no other writer has this name.
-        (base / ".manifests").mkdir(exist_ok=True)
+        # The manifest (every file's size and sha256), for `mlc verify`, in <repo>/.manifests/<model>/
+        # beside the claims. The number is claimed: no other writer has this name.
+        self._manifest_file(model, number).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self._manifest_file(model, number),
                            manifests.build(staged, model, number, owner_id(), now_iso()).to_bytes())
         try:
@@ -193,7 +193,7 @@ class LocalStore(Store):
         self._manifest_file(model, number).unlink(missing_ok=True)
 
     def _manifest_file(self, model: str, number: int) -> Path:
-        return self._model_dir(model) / ".manifests" / f"{int(number)}.json"
+        return self.root / ".manifests" / check_model_name(model) / f"{int(number)}.json"
 
     def version_manifest(self, model: str, number: int) -> manifests.Manifest:
         """The manifest written when the version was published (built from its files for older versions)."""
