@@ -203,10 +203,10 @@ def _publish(
             # The registry keeps a summary; the whole report is in the version's own record file.
             rec.versions.append(dataclasses.replace(version, report=registry.report_summary(version.report)))
             rec.versions.sort(key=lambda v: v.version)
-    if not recorded:
-        outbox.emit(paths, "register", model, {"version": number, "checkpoint": version.checkpoint,
-                                               "checkpoint_digest": version.checkpoint_digest, "step": version.step,
-                                               "validated": version.validated, "user": version.user})
+    # Recorded now (or adopted by this transaction or another's from the version's own record): its webhook.
+    outbox.emit(paths, "register", model, {"version": number, "checkpoint": version.checkpoint,
+                                           "checkpoint_digest": version.checkpoint_digest, "step": version.step,
+                                           "validated": version.validated, "user": version.user})
     return Published(version, False, target)
 
 

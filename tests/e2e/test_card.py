@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from lifecycle import api
 from lifecycle.cli import app
-from lifecycle.store import registry
+from lifecycle.store import outbox, registry
 from lifecycle.store.config import Paths
 
 pytestmark = pytest.mark.e2e
@@ -43,8 +43,11 @@ def test_a_home_in_git_records_its_commit_and_dirty_flag(registered_home: Paths,
     subprocess.run([*git, "add", "configs"], check=True)
     subprocess.run([*git, "commit", "-qm", "definitions"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    (home / "configs" / "hooks.yaml").write_text("receivers:\n  - url: http://127.0.0.1:9/down\n    events: [register]\n")
     clean = api.register(variant_checkpoints[0], paths=registered_home).version
-    assert lineage(registered_home, clean)["git"] == {"commit": head, "dirty": False}
+    assert lineage(registered_home, clean)["git"] == {"commit": head, "dirty": False}  # hooks.yaml is untracked
+    (queued,) = [e.event for e in outbox.pending(registered_home)]  # the register webhook, queued where it is recorded
+    assert (queued["event"], queued["model"], queued["data"]["version"]) == ("register", "deeplab", clean)
     with (home / "configs" / "deeplab.yaml").open("a") as f:
         f.write("# edited\n")
     dirty = api.register(variant_checkpoints[1], paths=registered_home).version
