@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lifecycle.errors import UsageError
+from lifecycle.hooks import sender
+from lifecycle.operations.processes import ServeResult, StopResult
 from lifecycle.operations.status import ModelStatus, ServedConfig, StatusReport, VersionStatus
-from lifecycle.serving.fleet import ServerRecord
-from lifecycle.store import registry
-from lifecycle.store.config import (
-    Paths,
-    check_model_name,
-    load_definition,
-)
+from lifecycle.store import approvals, registry
+from lifecycle.store import verify as verifier
+from lifecycle.store.config import Paths, check_model_name, load_definition
 from lifecycle.store.registry import HistoryEvent
 from lifecycle.train.runs import TrainedCheckpoint, TrainResult
 
@@ -35,6 +33,7 @@ if TYPE_CHECKING:
     from lifecycle.operations.processes import Engine
     from lifecycle.operations.retention import GcResult, PinResult
     from lifecycle.operations.sync import SyncResult
+    from lifecycle.predictions.card import CardResult
     from lifecycle.predictions.diff import DiffResult
     from lifecycle.predictions.predict import PredictResult
     from lifecycle.register.pipeline import RegisterResult
@@ -46,8 +45,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HistoryEvent", "HistoryReport", "ModelStatus", "ServeResult", "ServedConfig", "StatusReport", "StopResult",
-    "TrainResult", "TrainedCheckpoint", "VersionStatus", "diff", "gc", "history", "init", "k8s_render", "pin", "predict",
-    "promote", "reconcile", "register", "rollback", "rollout", "serve", "status", "stop", "sync", "train", "watch",
+    "TrainResult", "TrainedCheckpoint", "VersionStatus", "card", "decide", "diff", "gc", "history", "hooks", "init",
+    "k8s_render", "pin", "predict", "promote", "reconcile", "register", "rollback", "rollout", "serve", "status", "stop",
+    "sync", "train", "verify", "watch",
 ]
 
 
@@ -84,6 +84,7 @@ class HistoryReport:
     stable: int | None
     canary: int | None
     events: list[HistoryEvent]
+    approvals: list[approvals.ApprovalState] = field(default_factory=list)  # of each version with a decision
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
@@ -91,10 +92,25 @@ class HistoryReport:
 
 
 def history(model: str, paths: Paths | None = None) -> HistoryReport:
-    """Every promote and rollback of ``model``, oldest first."""
+    """Every promote and rollback of ``model``, oldest first, and each version's approval state."""
     paths = paths or Paths.from_env()
     rec = registry.load(paths, versions=False).model(check_model_name(model))  # the head holds the history
-    return HistoryReport(rec.name, rec.stable, rec.canary, list(rec.history))
+    return HistoryReport(rec.name, rec.stable, rec.canary, list(rec.history), approvals.states(paths, rec))
+
+
+def decide(model: str, version: int, decision: str, reason: str, paths: Paths | None = None) -> approvals.DecisionResult:
+    """``mlc approve`` and ``mlc reject``: record who decided, when, why and on which bytes."""
+    return approvals.decide(paths or Paths.from_env(), check_model_name(model), version, decision, reason)
+
+
+def verify(model: str | None = None, paths: Paths | None = None) -> verifier.VerifyReport:
+    """``mlc verify``: the registry's chains and pages, every version's files and every label (see lifecycle.store.verify)."""
+    return verifier.verify(paths or Paths.from_env(), check_model_name(model) if model else None)
+
+
+def hooks(action: str, paths: Paths | None = None) -> sender.DeliveryReport:
+    """``mlc hooks deliver|status|test``: send the outbox, list it, or send a test event."""
+    return sender.act(paths or Paths.from_env(), action)
 
 
 # --- promote and rollback --------------------------------------------------------------------
@@ -111,6 +127,7 @@ def promote(
     force: bool = False,
     paths: Paths | None = None,
     replica_timeout: float | None = None,
+    allow_breaking: bool = False,
 ) -> RolloutResult:
     """Promote a version to stable (or canary) on every server; a pending rollout is recovered first."""
     from lifecycle import rollout
@@ -119,6 +136,7 @@ def promote(
     return rollout.promote(
         paths, check_model_name(model), version, canary=canary, timeout=timeout, reason=reason,
         expect_current=expect_current, dry_run=dry_run, force=force, replica_timeout=replica_timeout,
+        allow_breaking=allow_breaking,
     )
 
 
@@ -153,8 +171,7 @@ def reconcile(
     """Bring every reachable replica to the recorded serving state; report what changed."""
     from lifecycle.rollout.reconcile import reconcile as reconcile_fleet
 
-    paths = paths or Paths.from_env()
-    return reconcile_fleet(paths, model, timeout=timeout, replica_timeout=replica_timeout)
+    return reconcile_fleet(paths or Paths.from_env(), model, timeout=timeout, replica_timeout=replica_timeout)
 
 
 def k8s_render(
@@ -178,22 +195,6 @@ def k8s_render(
 # --- serve and stop --------------------------------------------------------------------------
 
 
-@dataclass
-class ServeResult:
-    """The servers ``mlc serve`` started."""
-
-    engine: str
-    servers: list[ServerRecord]
-    config_file: str
-    detached: bool
-    recovered: str | None = None
-    exit_code: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for ``--json``."""
-        return asdict(self)
-
-
 def serve(
     engine: Engine | str = "auto",
     grpc_port: int | None = None,
@@ -210,39 +211,9 @@ def serve(
     ``on_ready(result)`` once every server is up, then blocks until the servers exit or the
     process is interrupted (SIGTERM, Ctrl-C), and stops them.
     """
-    from lifecycle import rollout
     from lifecycle.operations import processes
-    from lifecycle.serving import tfs_config
 
-    paths = paths or Paths.from_env()
-    engine = processes.resolve_engine(engine)
-    specs = processes.specs_to_start(paths, grpc_port, rest_port, reload)
-    # Under the registry lease from the first config write to the last, so no rollout interleaves.
-    with registry.lease(paths):
-        recovered = rollout.recover_pending(paths)
-        serving = tfs_config.served_from_registry(registry.load(paths))
-        started = processes.start(paths, engine, specs, serving, detach, timeout)
-    result = ServeResult(
-        engine=engine, servers=[record for _, record in started], config_file=str(paths.serving_config),
-        detached=detach, recovered=recovered,
-    )
-    if detach:
-        return result
-    if on_ready is not None:
-        on_ready(result)
-    result.exit_code = processes.supervise(paths, started)
-    return result
-
-
-@dataclass
-class StopResult:
-    """The servers ``mlc stop`` stopped."""
-
-    stopped: list[ServerRecord]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for ``--json``."""
-        return asdict(self)
+    return processes.serve(paths or Paths.from_env(), engine, grpc_port, rest_port, detach, reload, timeout, on_ready)
 
 
 def stop(grpc_port: int | None = None, paths: Paths | None = None) -> StopResult:
@@ -380,23 +351,20 @@ def predict(
     )
 
 
-def diff(
-    model: str,
-    a: int,
-    b: int,
-    images: list[str | Path] | None = None,
-    out: str | Path = ".",
-    paths: Paths | None = None,
-) -> DiffResult:
-    """Compare versions A and B: signatures, and masks on the test image, ``images`` and the eval set.
-
-    Both versions are loaded in-process from model_repo with the embedded server's loader (see
-    :mod:`lifecycle.predictions.diff`). Writes ``<model>-<A>-vs-<B>.<image>.png`` (photo | mask A | mask B
-    | disagreement) into ``out`` for each image.
-    """
+def diff(model: str, a: int, b: int, images: list[str | Path] | None = None, out: str | Path = ".",
+         paths: Paths | None = None) -> DiffResult:
+    """Compare versions A and B: signatures (and the signature gate's verdict), masks on the test image,
+    ``images`` and the eval set, loaded in-process (:mod:`lifecycle.predictions.diff`); pictures go to ``out``."""
     from lifecycle.predictions.diff import compare_versions
 
     return compare_versions(paths or Paths.from_env(), model, a, b, images, out)
+
+
+def card(model: str, version: int, out: str | Path = ".", paths: Paths | None = None) -> CardResult:
+    """``mlc card``: write a version's model card as Markdown and self-contained HTML into ``out``."""
+    from lifecycle.predictions import card as cards
+
+    return cards.write(paths or Paths.from_env(), check_model_name(model), version, Path(out))
 
 
 # --- many machines: sync, gc, pin --------------------------------------------------------------

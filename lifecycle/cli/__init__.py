@@ -1,5 +1,5 @@
 """The mlc command line: ``commands`` (the typer app and its runner), the command modules
-(``lifecycle``, ``rollout``, ``serving``, ``models``, ``ui``, ``storage``: parse, one ``api`` call) and
+(``homes``, ``lifecycle``, ``rollout``, ``serving``, ``models``, ``ui``, ``storage``, ``governance``: parse, one ``api`` call) and
 ``render`` (rich, --json).
 
 ``main`` is the console-script entry point (``lifecycle.cli:main``). It imports TensorFlow up
@@ -66,13 +66,13 @@ def _app() -> typer.Typer:
 
 
 # The command modules, in the order their commands are listed by `mlc --help`.
-COMMAND_MODULES = ("homes", "lifecycle", "rollout", "serving", "models", "ui", "storage")
+COMMAND_MODULES = ("homes", "lifecycle", "rollout", "serving", "models", "ui", "storage", "governance")
 
 # Commands that load models in this process; every other command stays TensorFlow-free.
 # promote and rollback are not among them: they check a candidate in the running server's
 # private sandbox, and import TensorFlow (quietly, lifecycle.rollout.sandbox) only without one.
 # serve imports it itself (quietly), once it has found its ports free.
-TF_COMMANDS = frozenset({"train", "register", "predict", "diff", "watch"})
+TF_COMMANDS = frozenset({"train", "register", "predict", "diff", "watch", "card"})
 HELP_FLAGS = frozenset({"--help", "-h"})
 
 

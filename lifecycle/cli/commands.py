@@ -26,6 +26,7 @@ from lifecycle.cli.render import stderr, stdout
 from lifecycle.errors import ConfigError, LifecycleError
 from lifecycle.store.config import Paths
 from lifecycle.store.home import home_line, is_home, not_a_home
+from lifecycle.store.outbox import HOOKS_FILE
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
@@ -179,6 +180,7 @@ def run(call: Callable[[], T]) -> T:
     """Run one api call; a LifecycleError becomes one red stderr line and its exit code.
 
     Under ``--json`` the error is also a JSON object on stdout (:func:`error_json`).
+    Then the webhooks that are due are sent (configs/hooks.yaml), waiting at most their timeout.
     """
     try:
         with status_line(_status_of[0] if _status_of else "", bool(_status_of)):
@@ -190,3 +192,13 @@ def run(call: Callable[[], T]) -> T:
         if _state["json"]:
             print_json(error_json(e))
         raise typer.Exit(e.exit_code) from None
+    finally:
+        _send_hooks()
+
+
+def _send_hooks() -> None:
+    paths = Paths.from_env()
+    if (paths.configs / HOOKS_FILE).exists():  # a stat: commands of a home without hooks pay nothing more
+        from lifecycle.hooks.sender import deliver_in_background
+
+        deliver_in_background(paths)

@@ -125,6 +125,7 @@ def promote(
     ] = None,
     dry_run: DryRunOption = False,
     force: Annotated[bool, typer.Option("--force", help="Promote past a failed quality gate (needs --reason; both are recorded in the history).")] = False,
+    allow_breaking: Annotated[bool, typer.Option("--allow-breaking", help="Promote past a failed signature gate (needs --reason; both are recorded in the history).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Move a model's traffic to a version, safely.
@@ -135,7 +136,11 @@ def promote(
 
     \b
     1. Refuse unless VERSION exists, is validated, is on disk, stable is
-       --expect-current (if given) and the quality gate passes (mIoU on the
+       --expect-current (if given), the signature gate passes (no signature,
+       input or output of stable removed or renamed, no input added, no dtype
+       or method changed, no shape stricter; see `mlc diff`;
+       --allow-breaking --reason TEXT overrides, and the history records
+       both) and the quality gate passes (mIoU on the
        evaluation set not below stable's by more than
        thresholds.max_miou_drop of configs/<model>.yaml, default 0, and
        measured on the same set; --force --reason TEXT overrides, and the
@@ -179,7 +184,7 @@ def promote(
     result = run(
         lambda: api.promote(
             model, version, canary=canary, timeout=timeout, reason=reason, expect_current=expect_current,
-            dry_run=dry_run, force=force, replica_timeout=replica_timeout,
+            dry_run=dry_run, force=force, replica_timeout=replica_timeout, allow_breaking=allow_breaking,
         )
     )
     render_rollout(result, as_json)

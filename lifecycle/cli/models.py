@@ -16,7 +16,8 @@ import typer
 
 from lifecycle import api
 from lifecycle.cli.commands import Command, JsonOption, ModelArg, app, run
-from lifecycle.cli.render import WatchDisplay, render_diff, render_predict, render_register, render_train, show, stderr, stdout
+from lifecycle.cli.render import WatchDisplay, render_register, render_train, show, stderr, stdout
+from lifecycle.cli.render_predictions import render_diff, render_predict
 
 ModelOption = Annotated[str | None, typer.Option("--model", metavar="MODEL",
                                                  help="Model to register into (configs/<model>.yaml); default: the only one.")]

@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     from lifecycle.errors import LifecycleError
     from lifecycle.operations.retention import GcResult, PinResult
     from lifecycle.operations.sync import SyncResult
-    from lifecycle.predictions.diff import DiffResult
-    from lifecycle.predictions.predict import PredictResult
     from lifecycle.register.watch import WatchEvent, WatchSummary
     from lifecycle.rollout import RolloutResult
     from lifecycle.rollout.reconcile import ReconcileResult
@@ -73,8 +71,9 @@ def render_status(report: StatusReport) -> None:
         title += (f", canary: {m.canary}" if m.canary is not None else "") + ")"
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                       padding=(0, 1, 0, 0))
+        approvals = any(v.approval for v in m.versions)
         columns = ["ver", "labels", "step", *(["created"] if wide else []), "valid", METRIC_HEADS[m.metric],
-                   *(["golden"] if wide else []), "cfg", "checkpoint", *names]
+                   *(["golden"] if wide else []), *(["approval"] if approvals else []), "cfg", "checkpoint", *names]
         for col in columns:
             # A cell too long for the width wraps onto more lines (fold), never cut with an ellipsis.
             table.add_column(col, no_wrap=False, overflow="fold", min_width=len(col) if col != "checkpoint" else 8)
@@ -87,6 +86,7 @@ def render_status(report: StatusReport) -> None:
                 "yes" if v.validated else "NO",
                 "" if (score := v.score(m.metric)) is None else f"{score:.3f}",
                 *([(v.golden_digest or "").removeprefix("sha256:")[:8]] if wide else []),
+                *([v.approval] if approvals else []),
                 "yes" if v.in_config else "",
                 v.checkpoint if wide else _short_path(v.checkpoint),
                 *[_state_markup(v.servers.get(addr, "")) for addr in servers],
@@ -147,10 +147,16 @@ def _state_markup(state: str) -> str:
 
 
 def render_history(report: HistoryReport) -> None:
-    """Print a model's rollout history, one row per event (a note too long for the width wraps)."""
+    """Print a model's rollout history, one row per event (a note too long for the width wraps), then approvals."""
     if not report.events:
         stdout.print(f"{report.model}: no promotions or rollbacks yet")
-        return
+    else:
+        _history_table(report)
+    for state in report.approvals:
+        stdout.print(f"{report.model} {state.version}: {escape(state.describe())}")
+
+
+def _history_table(report: HistoryReport) -> None:
     wide = stdout.width >= WIDE_STATUS
     title = f"{report.model} rollout history (stable: {report.stable if report.stable is not None else '-'})"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
@@ -328,87 +334,6 @@ class WatchDisplay:
             f"{len(summary.registered)} registered, {len(summary.known)} already known, {len(summary.failed)} failed, "
             f"{len(summary.promoted)} promoted, {len(summary.kept)} kept back by the gate."
         )
-
-
-def _percent(share: float) -> str:
-    return f"{100 * share:.1f}%" if share >= 0.001 else "<0.1%"
-
-
-def render_predict(result: PredictResult) -> None:
-    """Print each photo's answering version, class shares and picture paths."""
-    stdout.print(
-        f"{result.model}: asked for {result.asked} over {result.transport} ({result.call}) at {result.server}"
-    )
-    for p in result.images:
-        answered = f"version {p.version}" if p.version is not None else "an unreported version"
-        stdout.print(f"\n{p.image}  {p.width}x{p.height}  answered by {answered}")
-        if result.task == "classification":
-            table = Table("rank", "class", "score", box=None)
-            for rank, (name, score) in enumerate(p.classes.items(), 1):
-                table.add_row(str(rank), name, f"{score:.4f}")
-            stdout.print(table)
-            continue
-        stdout.print("  " + "  ".join(f"{name} {_percent(share)}" for name, share in p.classes.items()))
-        stdout.print(f"  mask     {p.mask}")
-        stdout.print(f"  overlay  {p.overlay}")
-
-
-def render_diff(result: DiffResult) -> None:
-    """Print signature changes, then agreement per image and on the evaluation set."""
-    stdout.print(f"{result.model}: version {result.a} (A) vs version {result.b} (B)")
-    if result.signature_changes:
-        stdout.print("Signatures:")
-        for change in result.signature_changes:
-            stdout.print(f"  {change['description']}")
-    else:
-        stdout.print("Signatures: identical")
-    if result.classification is not None:
-        render_class_diff(result)
-        return
-    table = Table(title="Masks of B against A")
-    for col in ("image", "size", "agreement", "mIoU", "differing px"):
-        table.add_column(col, overflow="fold")
-    for d in result.images:
-        table.add_row(Path(d.image).name, f"{d.width}x{d.height}", f"{100 * d.agreement:.2f}%", f"{d.miou:.3f}",
-                      str(d.differing_pixels))
-    if result.eval is not None:
-        e = result.eval
-        table.add_row(f"eval set ({e.images} scenes)", f"{e.size}x{e.size}", f"{100 * e.agreement:.2f}%",
-                      f"{e.miou:.3f}", str(e.differing_pixels))
-    stdout.print(table)
-    if result.eval is not None:
-        stdout.print(
-            f"Eval mIoU against ground truth: version {result.a} {result.eval.miou_a:.3f}, "
-            f"version {result.b} {result.eval.miou_b:.3f}"
-        )
-    stdout.print("Pictures (photo | mask A | mask B | disagreement in white):")
-    for d in result.images:
-        stdout.print(f"  {d.picture}")
-    if result.identical:
-        stdout.print("The two versions give the same masks.")
-
-
-def render_class_diff(result: DiffResult) -> None:
-    """A classifier's diff: top classes of A and B per photo, agreement and accuracy on the evaluation set."""
-    c = result.classification
-    assert c is not None
-    table = Table(title="Top classes of A and B")
-    for col in ("image", f"A (version {result.a})", f"B (version {result.b})", "same class"):
-        table.add_column(col, overflow="fold")
-    for i in c.images:
-        table.add_row(Path(i["image"]).name, ", ".join(f"{n} {s:.3f}" for n, s in i["a"][:3]),
-                      ", ".join(f"{n} {s:.3f}" for n, s in i["b"][:3]), "yes" if i["agree"] else "NO")
-    stdout.print(table)
-    changed = f": {', '.join(c.changed[:5])}" if c.changed else ""
-    stdout.print(f"Eval set ({c.eval_images} images): B gives A's class on {100 * c.agreement:.2f}% "
-                 f"({c.changed_count} changed{changed})")
-    stdout.print(f"Eval accuracy against the labels: version {result.a} {c.accuracy_a:.3f} (top-5 {c.top5_a:.3f}), "
-                 f"version {result.b} {c.accuracy_b:.3f} (top-5 {c.top5_b:.3f})")
-    if result.identical:
-        stdout.print("The two versions give the same classes.")
-
-
-# --- many machines: sync, gc, pin --------------------------------------------------------------
 
 
 def render_sync(result: SyncResult | LifecycleError) -> None:

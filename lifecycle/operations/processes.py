@@ -19,7 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
@@ -386,3 +387,55 @@ def stop_record(paths: Paths, record: ServerRecord, grace: float = 10.0) -> bool
                 pass
     fleet.remove_record(paths, record)
     return was_running
+
+
+@dataclass
+class ServeResult:
+    """The servers ``mlc serve`` started."""
+
+    engine: str
+    servers: list[ServerRecord]
+    config_file: str
+    detached: bool
+    recovered: str | None = None
+    exit_code: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return asdict(self)
+
+
+@dataclass
+class StopResult:
+    """The servers ``mlc stop`` stopped."""
+
+    stopped: list[ServerRecord]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return asdict(self)
+
+
+def serve(paths: Paths, engine: Any, grpc_port: int | None, rest_port: int | None, detach: bool, reload: Any,
+          timeout: float, on_ready: Callable[[ServeResult], None] | None) -> ServeResult:
+    """``mlc serve``: recover a pending rollout, write the config from the registry, start, then supervise."""
+    from lifecycle import rollout
+    from lifecycle.store import registry
+
+    engine = resolve_engine(engine)
+    specs = specs_to_start(paths, grpc_port, rest_port, reload)
+    # Under the registry lease from the first config write to the last, so no rollout interleaves.
+    with registry.lease(paths):
+        recovered = rollout.recover_pending(paths)
+        serving = tfs_config.served_from_registry(registry.load(paths))
+        started = start(paths, engine, specs, serving, detach, timeout)
+    result = ServeResult(
+        engine=engine, servers=[record for _, record in started], config_file=str(paths.serving_config),
+        detached=detach, recovered=recovered,
+    )
+    if detach:
+        return result
+    if on_ready is not None:
+        on_ready(result)
+    result.exit_code = supervise(paths, started)
+    return result

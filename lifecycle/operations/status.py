@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from lifecycle.errors import LifecycleError, ModelNotFound
 from lifecycle.serving import desired, fleet, replicas, tfs_config
 from lifecycle.serving.client import VersionState, rest_model_status, tcp_ready
-from lifecycle.store import journal, registry
+from lifecycle.store import approvals, journal, registry
 from lifecycle.store.config import Paths, check_model_name
 from lifecycle.store.registry import HistoryEvent
 
@@ -46,6 +46,7 @@ class VersionStatus:
     in_config: bool = False
     servers: dict[str, str] = field(default_factory=dict)
     accuracy: float | None = None  # a classifier's eval accuracy (it has no mIoU)
+    approval: str = ""  # "approved by alice", "pending (1 of 2)", "rejected by bob"; "" when none required
 
     def score(self, metric: str) -> float | None:
         """This version's eval ``metric`` (``miou`` or ``accuracy``; see :func:`scored_by`)."""
@@ -150,7 +151,7 @@ def report(paths: Paths, model: str | None = None, all_versions: bool = False) -
     live = _read_live(servers.servers, names, live_labels)
     models = [
         _model_status(reg.models[name], _shown(paths, reg.models[name], config, live, all_versions), config,
-                      servers.servers, live)
+                      servers.servers, live, approvals.policy(paths, name))
         for name in names
     ]
     for m in models:
@@ -309,7 +310,7 @@ def _reachability(servers: list[fleet.ServerSpec], names: list[str], live: Live)
 
 def _model_status(
     rec: registry.ModelRecord, listed: list[registry.VersionRecord], config: tfs_config.Serving | None,
-    servers: list[fleet.ServerSpec], live: Live,
+    servers: list[fleet.ServerSpec], live: Live, rule: approvals.Policy | None = None,
 ) -> ModelStatus:
     """One model's versions side by side with the config and the servers; drift and warnings."""
     name = rec.name
@@ -323,6 +324,8 @@ def _model_status(
             f"configs/models.config serves {shown}, the registry says {dict(wanted.labels) or 'nothing'}"
         )
     versions = []
+    rule = rule or approvals.Policy()
+    decided = rule.required > 0 or len(rec.approvals) > 0
     for v in listed:
         labels = [label for label, n in (("stable", rec.stable), ("canary", rec.canary)) if n == v.version]
         per_server: dict[str, str] = {}
@@ -347,6 +350,7 @@ def _model_status(
                 labels=labels,
                 in_config=bool(in_config and v.version in in_config.versions),
                 servers=per_server,
+                approval=approvals.state_of(rec, v.version, rule, v.user).describe() if decided else "",
             )
         )
     for spec in servers:

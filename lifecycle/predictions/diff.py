@@ -31,6 +31,7 @@ from lifecycle import progress
 from lifecycle.errors import UsageError
 from lifecycle.predictions.classify import ClassDiff, compare_classifiers
 from lifecycle.register.metrics import confusion_matrix, segmentation_confusion, segmentation_metrics
+from lifecycle.rollout import compatibility
 from lifecycle.store import registry
 from lifecycle.store.config import Paths, load_definition, validation_settings
 
@@ -196,6 +197,8 @@ class DiffResult:
     images: list[ImageDiff]
     eval: EvalDiff | None
     classification: ClassDiff | None = None  # a classifier's diff (then images is empty and eval None)
+    # The signature gate's verdict with A as stable and B as the candidate (rollout.compatibility).
+    compatibility: dict[str, Any] | None = None
 
     @property
     def identical(self) -> bool:
@@ -235,11 +238,12 @@ def compare_versions(
     progress.step(f"reading the signatures of versions {a} and {b}")
     photos = [pictures.read_photo(p) for p in photo_paths]
     dir_a, dir_b = paths.store.version_path(model, a), paths.store.version_path(model, b)
-    changes = [asdict(c) | {"description": c.describe()}
-               for c in signature_changes(read_signatures(dir_a), read_signatures(dir_b))]
+    sigs_a, sigs_b = read_signatures(dir_a), read_signatures(dir_b)
+    changes = [asdict(c) | {"description": c.describe()} for c in signature_changes(sigs_a, sigs_b)]
+    verdict = compatibility.compare(sigs_a, sigs_b, a, b).to_dict()
     if definition.task == "classification":
         compared = compare_classifiers(definition, settings, model, (a, dir_a), (b, dir_b), photo_paths, photos)
-        return DiffResult(model, a, b, changes, [], None, compared)
+        return DiffResult(model, a, b, changes, [], None, compared, verdict)
     names = tasks.class_names(definition)
     num_classes = len(names)
     key, output = definition.signature.key, definition.signature.outputs[0].name
@@ -272,4 +276,4 @@ def compare_versions(
         miou_a=miou_against_truth(truth, masks_a, num_classes, names),
         miou_b=miou_against_truth(truth, masks_b, num_classes, names),
     )
-    return DiffResult(model, a, b, changes, image_diffs, eval_diff)
+    return DiffResult(model, a, b, changes, image_diffs, eval_diff, compatibility=verdict)

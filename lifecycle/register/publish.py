@@ -25,7 +25,7 @@ from filelock import FileLock, Timeout
 from lifecycle import progress
 from lifecycle.errors import LifecycleError, ValidationFailed
 from lifecycle.failpoints import failpoint
-from lifecycle.store import registry
+from lifecycle.store import outbox, registry
 from lifecycle.store.config import ModelDefinition, Paths, ValidationSettings
 from lifecycle.store.files import atomic_write_text, fsync_dir, fsync_tree
 
@@ -128,7 +128,7 @@ def validate_and_publish(
     """
     import tensorflow as tf
 
-    from lifecycle.register import validate
+    from lifecycle.register import lineage, validate
 
     model = definition.name
     task = test.task
@@ -146,6 +146,7 @@ def validate_and_publish(
     report["task"] = task.name
     report.update(extra_report)
     report["tf_version"] = tf.__version__
+    report["lineage"] = lineage.collect(paths, definition, checkpoint.path, checkpoint.step, eval_set, tf.__version__)
     report["timings"] = {**timings, "validate_s": round(time.perf_counter() - started, 3), **report.get("timings", {})}
     version_fields = registry.VersionRecord(
         version=0, checkpoint_digest=checkpoint.digest, checkpoint=checkpoint.path, step=checkpoint.step,
@@ -205,6 +206,10 @@ def _publish(
             # The registry keeps a summary; the whole report is in the version's own record file.
             rec.versions.append(dataclasses.replace(version, report=registry.report_summary(version.report)))
             rec.versions.sort(key=lambda v: v.version)
+    # Recorded now (or adopted by this transaction or another's from the version's own record): its webhook.
+    outbox.emit(paths, "register", model, {"version": number, "checkpoint": version.checkpoint,
+                                           "checkpoint_digest": version.checkpoint_digest, "step": version.step,
+                                           "validated": version.validated, "user": version.user})
     return Published(version, False, target)
 
 

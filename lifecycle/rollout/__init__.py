@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from lifecycle.errors import FailedPrecondition, UsageError
+from lifecycle.errors import FailedPrecondition
 from lifecycle.rollout.driver import (
     DEFAULT_TIMEOUT_S,
     apply_registry_config,
@@ -45,6 +45,7 @@ from lifecycle.rollout.plan import (
     RolloutResult,
     check_servable,
     plan_rollout,
+    preconditions,
     quality_gate,
     rollback_target,
     stable_chain,
@@ -74,6 +75,7 @@ def promote(
     dry_run: bool = False,
     force: bool = False,
     replica_timeout: float | None = None,
+    allow_breaking: bool = False,
 ) -> RolloutResult:
     """Promote ``version`` of ``model`` to stable (or canary) on every server."""
     with _maybe_locked(paths, not dry_run):
@@ -97,15 +99,9 @@ def promote(
         else:
             after = state_of(version, None if rec.canary == version else rec.canary)
             action = "promote"
-        gate = quality_gate(paths, rec, vrec, force)
-        if gate:
-            if not reason.strip():
-                # A forced promotion is an audit-trail event: the history must say why.
-                raise UsageError(f"--force overrides the {gate.removeprefix('forced past the ')}; "
-                                 "say why with --reason TEXT (recorded in the history)")
-            notes.append(gate)
-        return _execute(paths, reg, action, model, version, after, timeout, reason, force and bool(gate), notes, dry_run,
-                        recovered, replica_timeout)
+        gates = preconditions(paths, rec, vrec, force, allow_breaking, reason)
+        return _execute(paths, reg, action, model, version, after, timeout, reason, gates.forced, notes + gates.notes,
+                        dry_run, recovered, replica_timeout)
 
 
 def rollback(

@@ -13,10 +13,13 @@ from lifecycle.errors import (
     FailedPrecondition,
     LifecycleError,
     ModelNotFound,
+    UsageError,
     VersionNotFound,
 )
+from lifecycle.rollout import compatibility
 from lifecycle.serving import tfs_config
 from lifecycle.serving.tfs_config import ModelServing
+from lifecycle.store import approvals
 from lifecycle.store.config import Paths, Thresholds, load_definition
 from lifecycle.store.registry import ModelRecord, Registry, VersionRecord
 
@@ -127,6 +130,43 @@ def quality_gate(paths: Paths, rec: ModelRecord, candidate: VersionRecord, force
     if not force:
         raise FailedPrecondition(f"{why}; promote with --force --reason TEXT to override")
     return f"forced past the {why}"
+
+
+@dataclass(frozen=True)
+class Gates:
+    """What the gates said of a candidate that may take traffic: notes for the history, and whether one was overridden."""
+
+    notes: list[str]
+    forced: bool
+
+
+def preconditions(
+    paths: Paths, rec: ModelRecord, candidate: VersionRecord, force: bool = False, allow_breaking: bool = False,
+    reason: str = "",
+) -> Gates:
+    """The gates a servable candidate must pass before it takes traffic: approvals, signatures, then quality.
+
+    ``promote`` and ``rollout`` call this. Each refusal is one line. Approvals have no override
+    (``mlc approve``, :mod:`lifecycle.store.approvals`); ``force`` (the quality gate)
+    and ``allow_breaking`` (the signature gate) turn a refusal into a history note, and then
+    ``reason`` must say why.
+    """
+    approvals.check(paths, rec, candidate.version)
+    notes: list[str] = []
+    breaking = compatibility.check(paths, rec, candidate, rec.stable, allow_breaking)
+    if breaking:
+        if not reason.strip():
+            raise UsageError(f"--allow-breaking overrides the {breaking.removeprefix('allowed breaking change past the ')}; "
+                             "say why with --reason TEXT (recorded in the history)")
+        notes.append(breaking)
+    gate = quality_gate(paths, rec, candidate, force)
+    if gate:
+        if not reason.strip():
+            # A forced promotion is an audit-trail event: the history must say why.
+            raise UsageError(f"--force overrides the {gate.removeprefix('forced past the ')}; "
+                             "say why with --reason TEXT (recorded in the history)")
+        notes.append(gate)
+    return Gates(notes, bool(notes))
 
 
 def _describe_eval(spec: Any) -> str:

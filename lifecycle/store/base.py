@@ -39,7 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lifecycle.failpoints import failpoint
+from lifecycle.store import manifest
 from lifecycle.store.files import fsync_tree, incoming_folder, rename_into_place
+from lifecycle.store.manifest import Manifest
 
 #: The lease every registry mutation holds (``model_repo/.mlc.lock`` in a local folder).
 REGISTRY_LEASE = "registry"
@@ -125,6 +127,10 @@ class Store(ABC):
 
         Raises VersionNotFound if the version is not published.
         """
+
+    def version_manifest(self, model: str, number: int) -> Manifest:
+        """Every file of a published version with its size and sha256 (an object store reads its manifest)."""
+        return manifest.build(self.version_path(model, number), model, number, "", "")
 
     def read_version_file(self, model: str, number: int, rel: Path | str) -> bytes:
         """One file of a published version (e.g. its own record), without copying the rest.

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from lifecycle.errors import StaleGeneration, VersionNotFound
 from lifecycle.failpoints import failpoint
+from lifecycle.store import manifest as manifests
 from lifecycle.store.base import REGISTRY_LEASE, Document, Store
 from lifecycle.store.files import (
     DEFAULT_LOCK_TIMEOUT_S,
@@ -35,6 +36,7 @@ from lifecycle.store.files import (
     locked,
 )
 from lifecycle.store.names import MODEL_NAME_RE, check_model_name
+from lifecycle.store.provenance import now_iso, owner_id
 
 # How long a conditional write may wait for the others' compare-and-swap (each holds it briefly).
 CAS_LOCK_TIMEOUT_S = 30.0
@@ -163,6 +165,11 @@ class LocalStore(Store):
         failpoint("store:publish")
         if target.exists():
             raise StaleGeneration(f"version {number} of {model} already exists in {self.url}; a published version never changes")
+        # The manifest (every file's size and sha256), for `mlc verify`, in <repo>/.manifests/<model>/
+        # beside the claims. The number is claimed: no other writer has this name.
+        self._manifest_file(model, number).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self._manifest_file(model, number),
+                           manifests.build(staged, model, number, owner_id(), now_iso()).to_bytes())
         try:
             os.rename(staged, target)  # fails on a non-empty target: never replaces a version
         except OSError as e:
@@ -183,6 +190,21 @@ class LocalStore(Store):
         os.rename(path, doomed)
         fsync_dir(path.parent)
         shutil.rmtree(doomed)
+        self._manifest_file(model, number).unlink(missing_ok=True)
+
+    def _manifest_file(self, model: str, number: int) -> Path:
+        return self.root / ".manifests" / check_model_name(model) / f"{int(number)}.json"
+
+    def version_manifest(self, model: str, number: int) -> manifests.Manifest:
+        """The manifest written when the version was published (built from its files for older versions)."""
+        file = self._manifest_file(model, number)
+        if file.exists():
+            return manifests.Manifest.from_bytes(file.read_bytes(), str(file))
+        return super().version_manifest(model, number)
+
+    def has_manifest(self, model: str, number: int) -> bool:
+        """Whether the version's manifest was written when it was published."""
+        return self._manifest_file(model, number).exists()
 
     # --- leases ----------------------------------------------------------------------------
 

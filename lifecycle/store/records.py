@@ -1,4 +1,4 @@
-"""The registry's records: checkpoints, versions, failed attempts and history events.
+"""The registry's records: checkpoints, versions, failed attempts, history events and approvals.
 
 Plain dataclasses with nothing but data, so the head (:mod:`lifecycle.store.registry`), the
 version pages (:mod:`lifecycle.store.registry_pages`) and the append-only logs
@@ -7,6 +7,9 @@ version pages (:mod:`lifecycle.store.registry_pages`) and the append-only logs
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +58,8 @@ class Attempt:
     error: str
     time: str = field(default_factory=now_iso)
     user: str = field(default_factory=current_user)
+    # The hash of the record before it in its log (record_hash): the chain `mlc verify` checks; not compared.
+    prev: str = field(default="", compare=False)
 
 
 @dataclass
@@ -71,4 +76,27 @@ class HistoryEvent:
     time: str = field(default_factory=now_iso)
     user: str = field(default_factory=current_user)
     journal: str = ""  # id of the rollout journal that wrote this event (crash recovery)
+    prev: str = field(default="", compare=False)  # the hash of the record before it (record_hash)
 
+
+@dataclass
+class Approval:
+    """One reviewer's decision on a version: ``approve`` or ``reject``, with why and what was reviewed.
+
+    ``digest`` is the version's content digest (of its manifest: every file's path, size and
+    sha256) when the decision was made, so a decision names the exact bytes it is about.
+    """
+
+    version: int
+    decision: str  # approve | reject
+    reason: str
+    digest: str
+    time: str = field(default_factory=now_iso)
+    user: str = field(default_factory=current_user)
+    prev: str = field(default="", compare=False)  # the hash of the record before it (record_hash)
+
+
+def record_hash(record: Any) -> str:
+    """The sha256 of a log record's canonical JSON (its own ``prev`` included): what the next record's ``prev`` holds."""
+    data = dataclasses.asdict(record) if dataclasses.is_dataclass(record) and not isinstance(record, type) else record
+    return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()

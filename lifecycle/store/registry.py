@@ -39,19 +39,20 @@ from lifecycle.errors import (
     VersionNotFound,
 )
 from lifecycle.failpoints import failpoint
+from lifecycle.store import outbox
 from lifecycle.store import registry_pages as pages
 from lifecycle.store.base import REGISTRY_LEASE
 from lifecycle.store.config import Paths
 from lifecycle.store.files import DEFAULT_LOCK_TIMEOUT_S
 from lifecycle.store.names import check_model_name
 from lifecycle.store.provenance import current_user, now_iso
-from lifecycle.store.records import Attempt, CheckpointRecord, HistoryEvent, VersionRecord
-from lifecycle.store.registry_log import KINDS, Log, LogState, Written
+from lifecycle.store.records import Approval, Attempt, CheckpointRecord, HistoryEvent, VersionRecord
+from lifecycle.store.registry_log import KINDS, OPTIONAL_KINDS, Log, LogState, Written
 from lifecycle.store.registry_pages import PageRef
 from lifecycle.store.version_records import VERSION_RECORD_FILE, full_report, report_summary, version_record_file
 
 __all__ = [
-    "KEY", "SCHEMA", "Attempt", "CheckpointRecord", "HistoryEvent", "ModelRecord", "Registry", "VersionRecord",
+    "KEY", "SCHEMA", "Approval", "Attempt", "CheckpointRecord", "HistoryEvent", "ModelRecord", "Registry", "VersionRecord",
     "adopt_orphans", "allocate_version", "current_user", "full_report", "lease", "load", "now_iso", "report_summary",
     "save", "select", "source", "transaction", "version_record_file", "versions_on_disk", "VERSION_RECORD_FILE",
 ]
@@ -72,6 +73,7 @@ class ModelRecord:
     # Lists whose records stay in their pages until looked at (a plain list assigned is wrapped).
     attempts: Log[Attempt] = field(default_factory=lambda: Log("attempts"))
     history: Log[HistoryEvent] = field(default_factory=lambda: Log("history"))
+    approvals: Log[Approval] = field(default_factory=lambda: Log("approvals"))  # approve/reject decisions
     pinned: list[int] = field(default_factory=list)  # versions `mlc gc` never deletes (`mlc pin`)
     # The pages the head named when this record was read (their versions are in ``versions``
     # unless the registry was read with ``versions=False``).
@@ -124,7 +126,8 @@ class ModelRecord:
                                "checkpoints": [dataclasses.asdict(c) for c in self.checkpoints],
                                "versions": [dataclasses.asdict(v) for v in self.versions]}
         if logs:
-            out |= {kind: [dataclasses.asdict(r) for r in getattr(self, kind)] for kind in KINDS}
+            out |= {kind: [dataclasses.asdict(r) for r in getattr(self, kind)] for kind in KINDS
+                    if kind not in OPTIONAL_KINDS or len(getattr(self, kind))}
         if self.pinned:  # an empty pin list is left out, so registries without pins read as before
             out["pinned"] = list(self.pinned)
         return out
@@ -199,6 +202,7 @@ class Registry:
                     versions=[VersionRecord(**v) for v in body.get("versions") or []],
                     attempts=_log("attempts", body.get("attempts")),
                     history=_log("history", body.get("history")),
+                    approvals=_log("approvals", body.get("approvals")),
                     pinned=[int(v) for v in body.get("pinned") or []],
                     pages=pages.parse_refs(str(name), body.get("pages"), str(source)),
                 )
@@ -339,7 +343,8 @@ def save(paths: Paths, registry: Registry, leftovers: set[str] | frozenset[str] 
             body = _head_body(rec, loose, refs[name])
             for kind in KINDS:
                 logs[name, kind] = getattr(rec, kind).write(store, name)
-                body[kind] = logs[name, kind].state.to_dict()
+                if kind not in OPTIONAL_KINDS or logs[name, kind].state.count:
+                    body[kind] = logs[name, kind].state.to_dict()
             head["models"][name] = body
         # Compact: with 10,000 versions and events the head stays a few KB (bench/bench_registry.py).
         text = json.dumps(head, separators=(",", ":")) + "\n"
@@ -357,6 +362,8 @@ def save(paths: Paths, registry: Registry, leftovers: set[str] | frozenset[str] 
     for (name, kind), done in logs.items():
         getattr(registry.models[name], kind).written(done)
     pages.remove(store, (old | set(leftovers)) - registry.page_keys())
+    # The one place history events, failed attempts and approvals are recorded: queue their webhooks.
+    outbox.emit_records(paths, {key: list(done.added) for key, done in logs.items()})
 
 
 def _head_body(rec: ModelRecord, loose: list[CheckpointRecord], refs: list[PageRef]) -> dict[str, Any]:

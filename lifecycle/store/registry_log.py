@@ -1,4 +1,4 @@
-"""The registry's append-only logs: each model's rollout history and failed registration attempts.
+"""The registry's append-only logs: each model's rollout history, failed registration attempts and approvals.
 
 A log lives in immutable pages of :data:`LOG_PAGE_SIZE` records, page ``n`` holding records
 ``n * LOG_PAGE_SIZE`` onwards, one JSON document per page under ``registry/<model>/<kind>/``
@@ -34,16 +34,18 @@ from typing import Any, Generic, TypeVar, overload
 
 from lifecycle.errors import PageMissing, RegistryError, StaleGeneration
 from lifecycle.store.base import Store
-from lifecycle.store.records import Attempt, HistoryEvent
+from lifecycle.store.records import Approval, Attempt, HistoryEvent, record_hash
 from lifecycle.store.registry_pages import PAGE_READERS, PREFIX, READ_ATTEMPTS
 
 #: Records per page: a full page of history events is about 30 KB.
 LOG_PAGE_SIZE = 128
 #: The logs of a model, by the name of its field in the head, and the record each holds.
-KINDS: dict[str, type[Any]] = {"history": HistoryEvent, "attempts": Attempt}
+KINDS: dict[str, type[Any]] = {"history": HistoryEvent, "attempts": Attempt, "approvals": Approval}
+#: Logs the head leaves out while they are empty (added after schema 3: older heads read the same).
+OPTIONAL_KINDS = ("approvals",)
 SCHEMA = 3
 
-R = TypeVar("R", HistoryEvent, Attempt)
+R = TypeVar("R", HistoryEvent, Attempt, Approval)
 
 
 def page_key(model: str, kind: str, page: int, page_id: str) -> str:
@@ -106,6 +108,7 @@ class Written:
     created: tuple[str, ...]
     replaced: tuple[str, ...]
     digests: tuple[str, ...] | None  # of every page, when the log was held in full
+    added: tuple[dict[str, Any], ...] = ()  # the records appended since the head was read
 
 
 class Log(MutableSequence[R], Generic[R]):
@@ -116,6 +119,8 @@ class Log(MutableSequence[R], Generic[R]):
         self.state = state or LogState()
         # Every record once read (or given); None while they are still in the pages.
         self._items: list[R] | None = list(records) if not self.state.pages else None
+        # Records held inline by an older head are not new: only those after them were appended.
+        self._base = len(self._items) if self._items is not None else 0
         self._appended: list[R] = []  # appended while ``_items`` is None
         self._digests: tuple[str, ...] = ()  # of the pages as read
         self._store: Store | None = None
@@ -203,7 +208,10 @@ class Log(MutableSequence[R], Generic[R]):
     # --- changing ----------------------------------------------------------------------------
 
     def append(self, value: R) -> None:
-        """Add a record at the end, without reading the pages."""
+        """Add a record at the end, chained to the one before it (its hash in ``prev``), without reading the pages."""
+        before = self.last
+        if not value.prev and before is not None:
+            value.prev = record_hash(before)
         (self._appended if self._items is None else self._items).append(value)
 
     def extend(self, values: Iterable[R]) -> None:
@@ -255,6 +263,7 @@ class Log(MutableSequence[R], Generic[R]):
         if self._items is None:  # appended only: extend the last page, keep the others
             if not self._appended:
                 return Written(old, (), (), None)
+            added = tuple(dataclasses.asdict(r) for r in self._appended)
             full = old.count // LOG_PAGE_SIZE
             kept, replaced = list(old.pages[:full]), []
             records: list[dict[str, Any]] = []
@@ -274,6 +283,7 @@ class Log(MutableSequence[R], Generic[R]):
             replaced = [page_key(model, self.kind, n, i) for n, i in enumerate(old.pages)]
             digests = tuple(hashlib.sha256(data).hexdigest() for _, data in encoded)
             last = items[-1] if items else None
+            added = tuple(items[max(old.count, self._base):])
         ids, created = list(kept), []
         for n, data in encoded:
             digest = hashlib.sha256(data).hexdigest()
@@ -286,11 +296,11 @@ class Log(MutableSequence[R], Generic[R]):
         keys = {page_key(model, self.kind, n, i) for n, i in enumerate(ids)}
         count = old.count + len(self._appended) if self._items is None else len(self._items)
         return Written(LogState(tuple(ids), count, last), tuple(created), tuple(k for k in replaced if k not in keys),
-                       digests)
+                       digests, added)
 
     def written(self, done: Written) -> None:
         """Take the state of a write whose head was committed."""
-        self.state = done.state
+        self.state, self._base = done.state, 0
         if self._items is None:
             self._appended = []
         elif done.digests is not None:

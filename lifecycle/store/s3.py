@@ -235,6 +235,10 @@ class S3Store(Store):
             failpoint("store:copy")
             return rename_into_place(temp, target)
 
+    def version_manifest(self, model: str, number: int) -> manifests.Manifest:
+        """The manifest the publisher wrote last (VersionNotFound when there is none)."""
+        return self.read_manifest(model, number)[0]
+
     def read_version_file(self, model: str, number: int, rel: Path | str) -> bytes:
         """This machine's copy of the file if it holds the version, else that one object, verified."""
         local = self._copies_dir(model) / str(int(number))

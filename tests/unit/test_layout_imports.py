@@ -21,7 +21,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("cli",),  # it launches mlc ui
     ("ui",),  # it reads through the api
     ("api",),
-    ("operations", "predictions"),
+    ("operations", "predictions", "hooks"),
     ("rollout", "register"),
     ("train",),
     ("serving", "networks", "server"),
