@@ -330,3 +330,14 @@ class BindError(LifecycleError):
     """The model server could not listen where it was asked to (a port or a Unix socket)."""
 
     grpc_code = "UNAVAILABLE"
+
+
+class RolloutAborted(StepFailed):
+    """A progressive rollout's step failed its judgement, or someone aborted the rollout."""
+
+
+class NoTrafficSplit(ServingError):
+    """The server has no traffic split: tensorflow_model_server, or started without the admin token."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "UNIMPLEMENTED")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from lifecycle.errors import StepFailed
+from lifecycle.errors import LifecycleError, RolloutAborted
 from lifecycle.rollout import split as fleet_split
 from lifecycle.rollout.analysis import FAIL, PASS, TOO_FEW, StepReport, judge
 from lifecycle.rollout.driver import DrivenServer, Driver
@@ -42,15 +42,11 @@ CHECK_INTERVAL_S = 0.2  # how often a hold looks at the abort flag
 PROGRESS_INTERVAL_S = 1.0  # how often a hold scrapes and journals its figures so far (status shows them)
 
 
-class RolloutAborted(StepFailed):
-    """A step failed its judgement, or someone aborted the rollout."""
-
-
 def compare_spec(paths: Paths, model: str) -> dict[str, str]:
     """How the server compares shadowed answers: the model's task, output and signature."""
     try:
         definition = load_definition(paths, model)
-    except Exception:  # noqa: BLE001 - a model without a definition is compared generically
+    except LifecycleError:  # a model without a (readable) definition is compared generically
         return {"kind": "generic"}
     output = definition.signature.outputs[0] if definition.signature.outputs else None
     if definition.task == CLASSIFICATION:

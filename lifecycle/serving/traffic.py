@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifecycle.errors import ConfigError, LifecycleError, ModelNotFound, ServingError
+from lifecycle.errors import ConfigError, LifecycleError, ModelNotFound, NoTrafficSplit, ServingError
 from lifecycle.serving.client import DEFAULT_TIMEOUT_S, rest_request
 from lifecycle.serving.fleet import ServerSpec
 from lifecycle.store.config import Paths
@@ -38,13 +38,6 @@ TOKEN_ENV = "MLC_ADMIN_TOKEN"  # the token of servers mlc did not start (configs
 # A split that sends nothing to the candidate but stays in place ("pinned") keeps a shadow share
 # this small instead (one request in 10^12 copied).
 PIN_SHADOW = 1e-12
-
-
-class NoTrafficSplit(ServingError):
-    """The server has no traffic split: tensorflow_model_server, or started without the admin token."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, "UNIMPLEMENTED")
 
 
 @dataclass(frozen=True)

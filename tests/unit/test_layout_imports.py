@@ -156,3 +156,34 @@ def test_no_module_uses_another_modules_private_names() -> None:
                     and _target(f"{imported[node.value.id]}.{node.value.id}") not in (None, module)):
                 private.append(f"{path.relative_to(ROOT)}:{node.lineno} uses {node.value.id}.{node.attr}")
     assert not private, "\n".join(sorted(private))
+
+
+MAX_LINES = 450
+
+
+def test_every_module_is_small_enough_to_read() -> None:
+    """A module over 450 lines holds more than one thing: split it where the code shows the seam."""
+    big = {str(p.relative_to(ROOT)): n for p in MODULES.values() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not big, f"modules over {MAX_LINES} lines: {big}"
+
+
+def test_every_exception_class_is_in_errors() -> None:
+    """One hierarchy: every exception class mlc defines lives in lifecycle/errors.py."""
+    elsewhere = []
+    for module, path in MODULES.items():
+        if module == "lifecycle.errors":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                    isinstance(b, ast.Name) and (b.id.endswith(("Error", "Exception")) or b.id in ERROR_NAMES)
+                    for b in node.bases):
+                elsewhere.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert not elsewhere, "exception classes outside lifecycle/errors.py:\n" + "\n".join(elsewhere)
+
+
+def _error_names() -> set[str]:
+    tree = ast.parse((PACKAGE / "errors.py").read_text())
+    return {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+
+
+ERROR_NAMES = _error_names()

@@ -12,10 +12,9 @@ with the AvailabilityPreservingPolicy:
 - labels may point only at AVAILABLE versions (see :meth:`ServableManager.apply_config`).
 
 Requests look servables up in copy-on-write maps without taking the manager lock, and hold a
-handle while they run so that an unload waits for them.
-
-Loading, unloading, states and the reconcile loop share one lock and one condition; the config
-checks, the label rule and the version policy live in :mod:`lifecycle.server.config.model_configs`.
+handle while they run so that an unload waits for them. Loading, unloading, states and the
+reconcile loop share one lock and one condition; the config checks, the label rule and the
+version policy live in :mod:`lifecycle.server.config.model_configs`.
 """
 
 from __future__ import annotations
