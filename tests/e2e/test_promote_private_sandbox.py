@@ -119,8 +119,8 @@ def test_a_candidate_that_fails_in_the_private_sandbox_is_refused_and_nothing_ch
         journal's folder may stay, empty)."""
         files = {f"configs/{k}": v for k, v in tree_state(served.configs).items()}
         files.update(tree_state(served.home / "model_repo"))
-        files.pop("registry.yaml")  # the history records the refusal
-        return {k: v for k, v in files.items() if v != "dir"}
+        files.pop("registry.yaml")  # the history records the refusal: the head and its history page
+        return {k: v for k, v in files.items() if v != "dir" and not k.startswith(f"registry/{MODEL}/history/")}
 
     before = state()
     run = subprocess.run(MLC + ["promote", MODEL, "2"], capture_output=True, text=True, check=False,
