@@ -34,7 +34,7 @@ from lifecycle.rollout.transaction import Rollout, complete_forward
 from lifecycle.serving import fleet
 from lifecycle.serving.tfs_config import ModelServing
 from lifecycle.serving.traffic import Split
-from lifecycle.store import journal
+from lifecycle.store import journal, outbox
 from lifecycle.store.config import CLASSIFICATION, Paths, load_definition
 from lifecycle.store.registry import ModelRecord
 
@@ -160,6 +160,7 @@ class Progressive(Rollout):
             journal.write(self.paths, self.journal)
             raise RolloutAborted(step.name, report.reason)
         journal.step(self.paths, self.journal, "traffic", "done", step.name)
+        outbox.emit(self.paths, "rollout-step", self.model, {"version": self.candidate, **report.to_dict()})
 
     def hold(self, driver: Driver, step: TrafficStep, before: dict[str, Any], started: float, until: float) -> None:
         """Wait until ``until``, looking at the abort flag and journaling the figures so far."""

@@ -133,7 +133,9 @@ def emit_records(paths: Paths, added: dict[tuple[str, str], list[dict[str, Any]]
         return
     for (model, kind), records in sorted(added.items()):
         for r in records:
-            if kind == "history":
+            if kind == "history" and r.get("action") == "rollout" and r.get("result") != "ok":
+                name: str | None = "rollout-abort"  # an aborted (or failed) progressive rollout
+            elif kind == "history":
                 name = HISTORY_EVENTS.get(str(r.get("action")))
             else:
                 name = {"attempts": "register-failed"}.get(kind) or ("approve" if r.get("decision") == "approve"

@@ -47,6 +47,15 @@ def test_each_recorded_action_queues_its_event(home: Paths) -> None:
     assert status.exit_code == 0 and status.stdout.count('"receiver"') == 4
 
 
+def test_a_progressive_rollout_queues_its_finish_or_its_abort(home: Paths) -> None:
+    with registry.transaction(home) as reg:
+        rec = reg.model("deeplab")
+        rec.history.append(HistoryEvent("rollout", 1, 2, "ok"))
+        rec.history.append(HistoryEvent("rollout", 2, 1, "aborted", detail="5%: error_rate 0.5 > 0.01"))
+    events = sorted(e.event["event"] for e in outbox.pending(home))
+    assert events == ["rollout-abort", "rollout-finish"]
+
+
 def test_without_a_hooks_file_nothing_is_queued(home: Paths) -> None:
     (home.configs / "hooks.yaml").unlink()
     assert runner.invoke(app, ["approve", "deeplab", "2", "--reason", "ok"]).exit_code == 0

@@ -22,9 +22,10 @@ import pytest
 from lifecycle.cli import app
 from lifecycle.server import RunningServer
 from lifecycle.serving import traffic
-from lifecycle.store import journal, registry
+from lifecycle.store import journal, outbox, registry
 from tests.support import netns
 from tests.support.polling import wait_until
+from tests.support.ports import free_port
 from tests.support.progressive_support import (
     FAST,
     DefaultRoute,
@@ -58,6 +59,8 @@ def stopping() -> Iterator[list[RunningServer]]:
 def test_a_good_candidate_goes_through_three_steps_to_stable_under_four_clients(
         tmp_path: Path, built: Path, monkeypatch: pytest.MonkeyPatch, stopping: list[RunningServer]) -> None:
     paths = home(tmp_path, built, monkeypatch)
+    # A receiver that is down: the rollout's events wait in the outbox (delivered later, tests/e2e/test_hooks.py).
+    (paths.configs / "hooks.yaml").write_text(f"receivers:\n  - url: http://127.0.0.1:{free_port()}/\n    timeout: 0.2\n")
     stopping += start_servers(paths)
     server = stopping[0]
     with stable_clients(server) as labelled, DefaultRoute(server.grpc_address) as default:
@@ -76,6 +79,9 @@ def test_a_good_candidate_goes_through_three_steps_to_stable_under_four_clients(
     assert loaded(server) == {2: "AVAILABLE"}
     assert splits(paths, stopping) == [None] and traffic.read_traffic_file(paths) == {}
     assert journal.load(paths) is None
+    queued = [(e.event["event"], e.event["data"].get("step")) for e in outbox.pending(paths)]
+    assert [q for q in queued if q[0] == "rollout-step"] == [("rollout-step", s) for s in ("shadow", "10%", "50%")]
+    assert ("rollout-finish", None) in queued
 
 
 def test_a_candidate_that_answers_differently_aborts_at_its_shadow_step(
