@@ -9,7 +9,10 @@ person reproducing a crash) sets one environment variable::
 
 It is a comma-separated list of ``name`` or ``name=action``; the action is ``kill`` (the
 default: SIGKILL, no clean-up runs, exactly like a power cut for the files mlc wrote) or
-``pause:SECONDS``. Unset, every failpoint is one dictionary lookup.
+``pause:SECONDS``. Unset, every failpoint is one dictionary lookup. With ``MLC_FAILPOINTS_LOG``
+naming a file, each failpoint that acts first appends its name and the pid to it, so a test
+knows the process is paused (or about to die) exactly there instead of sleeping and hoping;
+a pause ends early once the file ``<log>.release`` exists (the test has done its part).
 
 The failpoints:
 
@@ -21,6 +24,8 @@ The failpoints:
 - ``register:published``: version N is published; the registry does not record it yet.
 - ``registry:pages``: a registry write has created its new version pages and not yet replaced
   ``registry.yaml`` (the head) that names them.
+- ``gc:deleted``: ``mlc gc`` has deleted one version from the store; the registry does not
+  record the deletion yet (it does once every deletion is done).
 - ``store:publish``: inside :meth:`~lifecycle.store.base.Store.publish_version`, the files are
   in place but the version is not visible yet (a local store: staged and fsynced, before the
   rename; an object store: files uploaded, manifest not written).
@@ -39,6 +44,7 @@ import signal
 import time
 
 ENV = "MLC_FAILPOINTS"
+LOG_ENV = "MLC_FAILPOINTS_LOG"
 
 
 def action(name: str) -> str | None:
@@ -50,6 +56,15 @@ def action(name: str) -> str | None:
     return None
 
 
+def _pause(seconds: float, release: str | None) -> None:
+    """Sleep ``seconds``, or less once the file ``release`` exists (the test has done its part)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if release is not None and os.path.exists(release):
+            return
+        time.sleep(min(left, 0.05))
+
+
 def failpoint(name: str) -> None:
     """Kill or pause this process here if ``MLC_FAILPOINTS`` names ``name``; else do nothing."""
     if ENV not in os.environ:
@@ -57,9 +72,13 @@ def failpoint(name: str) -> None:
     act = action(name)
     if act is None:
         return
+    log = os.environ.get(LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"{name} {os.getpid()}\n")
     if act == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif act.startswith("pause:"):
-        time.sleep(float(act.partition(":")[2] or 1))
+        _pause(float(act.partition(":")[2] or 1), f"{log}.release" if log else None)
     else:
         raise ValueError(f"{ENV}: unknown action {act!r} for failpoint {name!r} (use kill or pause:SECONDS)")

@@ -405,6 +405,8 @@ def render_sync(result: SyncResult | LifecycleError) -> None:
 def render_gc(result: GcResult) -> None:
     """``mlc gc``: each deletion (or planned one with --dry-run), then what was kept and why."""
     verb = "would delete" if result.dry_run else "deleted"
+    if result.interrupted:
+        stdout.print(f"finished an interrupted {escape(result.interrupted)}")
     for r in result.removed:
         stdout.print(f"{verb} {r.model} {r.kind} {r.version}" + (f" ({r.detail})" if r.detail else ""))
     if not result.removed:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from lifecycle.errors import LifecycleError, ModelNotFound
+from lifecycle.operations import retention
 from lifecycle.serving import desired, fleet, replicas, tfs_config
 from lifecycle.serving.client import VersionState, rest_model_status, tcp_ready
 from lifecycle.store import journal, registry
@@ -140,6 +141,9 @@ def report(paths: Paths, model: str | None = None, all_versions: bool = False) -
     ]
     for m in models:
         _replica_labels(m, reg.models[m.name], servers.servers, live, live_labels, recorded)
+    unfinished_gc = _or_warn(lambda: retention.interrupted_gc(paths), None, warnings)
+    if unfinished_gc is not None:
+        warnings.append(f"an interrupted mlc gc is pending ({unfinished_gc}); the next mlc gc finishes it")
     pending_text = None
     if pending is not None:
         pending_text = pending.describe()
