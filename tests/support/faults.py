@@ -69,10 +69,11 @@ class Store:
             )
         client = self.server.client()
 
-        def reads() -> bool:
+        def reads() -> bool:  # the filer lists and the volume server reads and writes again
             try:
                 client.list_objects_v2(Bucket=bucket, MaxKeys=5)
-                return True
+                client.put_object(Bucket=bucket, Key="restart-probe", Body=b"back")
+                return bool(client.get_object(Bucket=bucket, Key="restart-probe")["Body"].read() == b"back")
             except (BotoCoreError, ClientError):
                 return False
 
