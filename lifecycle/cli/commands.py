@@ -20,7 +20,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand
 
 from lifecycle.cli.render import stderr, stdout
-from lifecycle.errors import LifecycleError
+from lifecycle.errors import LifecycleError, disk_full
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
@@ -145,8 +145,10 @@ def run(call: Callable[[], T]) -> T:
     """Run one api call; a LifecycleError becomes one red stderr line and its exit code."""
     try:
         return call()
-    except LifecycleError as e:
-        if _state["traceback"]:
+    except (LifecycleError, OSError) as e:
+        # A full disk can strike any write (TensorFlow's, a picture's): one line, like mlc's own.
+        error = e if isinstance(e, LifecycleError) else disk_full(e, e.filename or "a file")
+        if error is None or _state["traceback"]:
             raise
-        stderr.print(f"[red]Error:[/red] {e.message}", markup=True, highlight=False)
-        raise typer.Exit(e.exit_code) from None
+        stderr.print(f"[red]Error:[/red] {error.message}", markup=True, highlight=False)
+        raise typer.Exit(error.exit_code) from None

@@ -215,3 +215,61 @@ def child_env(subprocess_env: dict[str, str], paths: Any, **extra: str) -> dict[
     """The environment of an mlc child working on ``paths`` (with this process's AWS and MLC settings)."""
     passed = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "MLC_"))}
     return {**subprocess_env, **passed, "MLC_HOME": str(paths.home), **extra}
+
+
+@dataclass
+class LabelLoad:
+    """Label-addressed gRPC Predicts of any model (``request`` names it), counted; no answer checks."""
+
+    address: str
+    request: Any
+    label: str = "stable"
+    failures: list[str] = field(default_factory=list)
+    answers: int = 0
+    wrong: list[str] = field(default_factory=list)
+    _stop: Any = None
+    _thread: Any = None
+
+    def _run(self) -> None:
+        from lifecycle.errors import LifecycleError
+        from lifecycle.serving.client import ServingClient
+
+        self.request.model_spec.ClearField("version")
+        self.request.model_spec.version_label = self.label
+        with ServingClient(self.address, timeout=30.0) as client:
+            while not self._stop.is_set():
+                try:
+                    client.predict(self.request)
+                    self.answers += 1
+                except LifecycleError as e:
+                    self.failures.append(e.message)
+
+    def total(self) -> int:
+        return self.answers
+
+    def __enter__(self) -> LabelLoad:
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def deeplab_request(model: str = "deeplab", size: int = 32) -> Any:
+    """A small PredictRequest of the DeepLab signature (predict_images)."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = "predict_images"
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((1, size, size, 3), np.float32)))
+    request.inputs["height"].CopyFrom(tf.make_tensor_proto(np.array([size], np.int32)))
+    request.inputs["width"].CopyFrom(tf.make_tensor_proto(np.array([size], np.int32)))
+    return request
