@@ -395,7 +395,8 @@ def render_sync(result: SyncResult | LifecycleError) -> None:
     if isinstance(result, LifecycleError):
         stderr.print(f"[red]Error:[/red] {escape(result.message)} (retrying)", markup=True, highlight=False)
         return
-    changes = [f"copied {x}" for x in result.copied] + [f"removed {x}" for x in result.removed]
+    changes = [f"removed {x}, the copy of an interrupted sync" for x in result.interrupted]
+    changes += [f"copied {x}" for x in result.copied] + [f"removed {x}" for x in result.removed]
     changes += [f"kept {x}" for x in result.kept]
     if result.config_changed:
         changes.append(f"wrote {result.target}/models.config")
