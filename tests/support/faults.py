@@ -273,3 +273,49 @@ def deeplab_request(model: str = "deeplab", size: int = 32) -> Any:
     request.inputs["height"].CopyFrom(tf.make_tensor_proto(np.array([size], np.int32)))
     request.inputs["width"].CopyFrom(tf.make_tensor_proto(np.array([size], np.int32)))
     return request
+
+
+@dataclass
+class Replica:
+    """One mlc-model-server child on 127.0.0.1 (gRPC and REST ports of its own)."""
+
+    grpc: str
+    rest: str
+    proc: subprocess.Popen[bytes]
+
+
+def start_replicas(paths: Any, root: Path, env: dict[str, str], count: int = 3) -> list[Replica]:
+    """``count`` mlc-model-server children serving version 1 of hpt, listed in configs/servers.yaml
+    and given the registry's labels by ``mlc reconcile``'s code; the caller kills them."""
+    from lifecycle import api
+    from lifecycle.serving import tfs_config
+    from lifecycle.serving.client import rest_model_status
+    from lifecycle.serving.tfs_config import ModelServing
+    from tests.support.ports import free_ports
+    from tests.support.rollout_support import MODEL
+
+    startup = root / "startup.config"  # versions only: labels may point only at AVAILABLE versions
+    startup.write_text(tfs_config.render(tfs_config.build(paths, {MODEL: ModelServing((1,), {})})))
+    ports = free_ports(2 * count)
+    replicas = []
+    for i in range(count):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lifecycle.server.main", f"--port={ports[2 * i]}", f"--rest_api_port={ports[2 * i + 1]}",
+             f"--model_config_file={startup}", "--max_num_load_retries=0"],
+            env=env, stdout=(root / f"r{i}.log").open("wb"), stderr=subprocess.STDOUT,
+        )
+        replicas.append(Replica(f"127.0.0.1:{ports[2 * i]}", f"127.0.0.1:{ports[2 * i + 1]}", proc))
+    (paths.configs / "servers.yaml").write_text(
+        "servers:\n" + "".join(f"  - {{grpc: '{r.grpc}', rest: '{r.rest}'}}\n" for r in replicas))
+
+    def serving(r: Replica) -> bool:
+        try:
+            state = rest_model_status(r.rest, MODEL, timeout=2).get(1)
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+        return state is not None and state.state == "AVAILABLE"
+
+    for r in replicas:
+        wait_until(lambda r=r: serving(r), 120, f"{r.grpc} to serve version 1")
+    assert not api.reconcile(paths=paths).failed
+    return replicas
