@@ -129,6 +129,10 @@ def report(paths: Paths, model: str | None = None, all_versions: bool = False) -
     warnings: list[str] = []
     # A broken config, servers file, journal or desired state is a warning: status still reports.
     config = _or_warn(lambda: tfs_config.read(paths), None, warnings)
+    # A server mlc serve started that has died: said once, before fleet.load drops its record.
+    for gone in (r for r in fleet.read_records(paths) if not fleet.is_ours(r)):
+        warnings.append(f"the server mlc serve started on {gone.grpc} (pid {gone.pid}) is not running any more; "
+                        "`mlc serve` starts it again on the recorded config")
     servers = _or_warn(lambda: fleet.load(paths), fleet.Fleet([], "none"), warnings)
     pending = _or_warn(lambda: journal.load(paths), None, warnings)
     recorded = _or_warn(lambda: desired.load(paths), desired.Desired(), warnings)
