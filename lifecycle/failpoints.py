@@ -20,6 +20,8 @@ The failpoints:
   ``journal:label:done`` (steps and states: :mod:`lifecycle.store.journal`).
 - ``sandbox:available``: the candidate is AVAILABLE in the sandbox, not checked yet (a test
   holds a promote there to look at the servers).
+- ``rollout:seen``: a promote or rollback has read the model's history and not yet waited for
+  the registry lease (a rollout that commits meanwhile makes it stale).
 - ``register:claimed``: a register has claimed version N and not published it yet.
 - ``register:published``: version N is published; the registry does not record it yet.
 - ``registry:pages``: a registry write has created its new version pages and not yet replaced
