@@ -5,6 +5,7 @@ brings the frozen one to the recorded state."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from pathlib import Path
@@ -21,6 +22,10 @@ from tests.support.polling import wait_until
 from tests.support.rollout_support import MODEL, Load, make_home
 
 pytestmark = pytest.mark.e2e
+
+
+def _serves(spec: fleet.ServerSpec, state: dict[str, ModelServing]) -> bool:
+    return observe(spec, [MODEL]) == state
 
 
 def test_a_frozen_replica_misses_its_deadline_and_reconcile_converges_it(
@@ -54,9 +59,10 @@ def test_a_frozen_replica_misses_its_deadline_and_reconcile_converges_it(
         rec = registry.load(paths).model(MODEL)
         assert rec.stable == 1 and rec.history[-1].result == "reverted"
         specs = {s.grpc: s for s in fleet.load(paths).servers}
+        reverted = {MODEL: ModelServing((1,), {"stable": 1})}
         for r in up:
-            wait_until(lambda r=r: observe(specs[r.grpc], [MODEL]) == {MODEL: ModelServing((1,), {"stable": 1})}, 60,
-                       f"{r.grpc} to serve the reverted state")
+            spec = specs[r.grpc]
+            wait_until(functools.partial(_serves, spec, reverted), 60, f"{r.grpc} to serve the reverted state")
         os.kill(frozen.proc.pid, signal.SIGCONT)
         code, out, err = run_mlc(env, "reconcile", MODEL)
         assert code == 0, out + err

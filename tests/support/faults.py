@@ -14,6 +14,7 @@ child processes held at a named failpoint, and label-addressed load whose failur
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -316,6 +317,6 @@ def start_replicas(paths: Any, root: Path, env: dict[str, str], count: int = 3) 
         return state is not None and state.state == "AVAILABLE"
 
     for r in replicas:
-        wait_until(lambda r=r: serving(r), 120, f"{r.grpc} to serve version 1")
+        wait_until(functools.partial(serving, r), 120, f"{r.grpc} to serve version 1")
     assert not api.reconcile(paths=paths).failed
     return replicas
