@@ -35,14 +35,14 @@ for case in ET.parse(sys.argv[1]).getroot().iter("testcase"):
     module = case.get("classname", "").rpartition(".")[2].removeprefix("test_").replace("_", " ")
     cell = case.get("name", "").removeprefix("test_").replace("_", " ")
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
-    skipped, failed = case.find("skipped"), case.find("failure") or case.find("error")
+    skipped, failed = case.find("skipped"), case.find("failure")
     if failed is None:
         failed = case.find("error")
     if skipped is not None:
         outcome = "skipped (" + (skipped.get("message") or "").removeprefix("Skipped: ") + ")"
         counts["skipped"] += 1
     elif failed is not None:
-        outcome = "FAILED: " + (failed.get("message") or "").splitlines()[0][:100] if failed.get("message") else "FAILED"
+        outcome = "FAILED: " + ((failed.get("message") or "").strip().splitlines() or [""])[0][:100]
         counts["failed"] += 1
     else:
         outcome = "passed"
