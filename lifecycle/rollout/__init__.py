@@ -79,7 +79,7 @@ def promote(
     """Promote ``version`` of ``model`` to stable (or canary) on every server."""
     seen = _seen(paths, model)
     with _maybe_locked(paths, not dry_run):
-        _unchanged(paths, model, seen, "promote")
+        stale = _moved(paths, model, seen, "promote")  # raised after --expect-current, which says it better
         recovered = [] if dry_run else [m for m in [recover_pending(paths)] if m]
         reg = registry.load(paths)
         rec = reg.model(model)
@@ -89,6 +89,8 @@ def promote(
                 f"stable of {model} is {rec.stable if rec.stable is not None else 'unset'}, not {expect_current} "
                 f"(--expect-current); someone else promoted? see `mlc history {model}`"
             )
+        if stale is not None:
+            raise stale
         notes: list[str] = []
         if canary:
             if rec.stable is None:
@@ -123,7 +125,8 @@ def rollback(
     """Roll back to the previous known-good stable (or to ``to``); a canary is withdrawn first."""
     seen = _seen(paths, model)
     with _maybe_locked(paths, not dry_run):
-        _unchanged(paths, model, seen, "rollback")
+        if (stale := _moved(paths, model, seen, "rollback")) is not None:
+            raise stale
         recovered = [] if dry_run else [m for m in [recover_pending(paths)] if m]
         reg = registry.load(paths)
         rec = reg.model(model)
@@ -170,21 +173,22 @@ def _seen(paths: Paths, model: str) -> int:
     return len(rec.history) if rec is not None else 0
 
 
-def _unchanged(paths: Paths, model: str, seen: int, action: str) -> None:
-    """StaleGeneration if another rollout moved ``model`` while this command waited for the lease.
+def _moved(paths: Paths, model: str, seen: int, action: str) -> StaleGeneration | None:
+    """The StaleGeneration to raise if another rollout moved ``model`` while this command waited.
 
     The command was decided on the state it saw; a promote or rollback that committed meanwhile
     (another machine sharing the repository) makes that decision stale, so nothing is done.
     """
     rec = registry.load(paths, versions=False).models.get(model)
     moved = [e for e in (rec.history[seen:] if rec is not None else []) if e.result in ("ok", "recovered") and e.action != "gc"]
-    if moved:
-        e = moved[-1]
-        raise StaleGeneration(
-            f"{model} changed while this {action} waited for the registry: {e.action} {e.from_version} -> "
-            f"{e.to_version} by {e.user} at {e.time} (journal {e.journal or '-'}) won; nothing was changed: "
-            f"see `mlc history {model}` and run it again if it is still wanted"
-        )
+    if not moved:
+        return None
+    e = moved[-1]
+    return StaleGeneration(
+        f"{model} changed while this {action} waited for the registry: {e.action} {e.from_version} -> "
+        f"{e.to_version} by {e.user} at {e.time} (journal {e.journal or '-'}) won; nothing was changed: "
+        f"see `mlc history {model}` and run it again if it is still wanted"
+    )
 
 
 @contextmanager
