@@ -11,6 +11,9 @@ named by their ``grpc.StatusCode`` member name.
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 # TF Serving's own mapping from gRPC status to HTTP status for its REST API
 # (tensorflow_serving/model_servers/http_rest_api_handler.cc -> ToHTTPStatusCode).
 GRPC_TO_HTTP: dict[str, int] = {
@@ -91,6 +94,20 @@ class LockTimeout(LifecycleError):
     """Another mlc process holds the registry lock for too long."""
 
     grpc_code = "ABORTED"
+
+
+class DiskFull(LifecycleError):
+    """A local file system has no room left (ENOSPC or EDQUOT) for a file mlc writes."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+def disk_full(e: OSError, where: str | Path) -> DiskFull | None:
+    """The DiskFull for an OSError that says the disk is full (None for any other OSError)."""
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    name = "ENOSPC" if e.errno == errno.ENOSPC else "EDQUOT"
+    return DiskFull(f"no space left on device ({name}) writing {where}: free space on that file system and retry")
 
 
 # --- object storage (a repository at s3://bucket/prefix) -----------------------------------

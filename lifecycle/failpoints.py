@@ -11,7 +11,10 @@ It is a comma-separated list of ``name`` or ``name=action``; the action is ``kil
 default: SIGKILL, no clean-up runs, exactly like a power cut for the files mlc wrote),
 ``pause:SECONDS`` (``sleep:SECONDS`` is the same), or ``error:SHARE``: :func:`failpoint` then
 returns True for that share of its calls, at random, and the caller fails what it was doing.
-Unset, every failpoint is one dictionary lookup.
+Unset, every failpoint is one dictionary lookup. With ``MLC_FAILPOINTS_LOG`` naming a file, each
+failpoint that acts first appends its name and the pid to it, so a test knows the process is
+paused (or about to die) exactly there instead of sleeping and hoping; a pause ends early once
+the file ``<log>.release`` exists (the test has done its part).
 
 The failpoints:
 
@@ -19,10 +22,14 @@ The failpoints:
   ``journal:label:done`` (steps and states: :mod:`lifecycle.store.journal`).
 - ``sandbox:available``: the candidate is AVAILABLE in the sandbox, not checked yet (a test
   holds a promote there to look at the servers).
+- ``rollout:seen``: a promote or rollback has read the model's history and not yet waited for
+  the registry lease (a rollout that commits meanwhile makes it stale).
 - ``register:claimed``: a register has claimed version N and not published it yet.
 - ``register:published``: version N is published; the registry does not record it yet.
 - ``registry:pages``: a registry write has created its new version pages and not yet replaced
   ``registry.yaml`` (the head) that names them.
+- ``gc:deleted``: ``mlc gc`` has deleted one version from the store; the registry does not
+  record the deletion yet (it does once every deletion is done).
 - ``store:publish``: inside :meth:`~lifecycle.store.base.Store.publish_version`, the files are
   in place but the version is not visible yet (a local store: staged and fsynced, before the
   rename; an object store: files uploaded, manifest not written).
@@ -45,6 +52,7 @@ import signal
 import time
 
 ENV = "MLC_FAILPOINTS"
+LOG_ENV = "MLC_FAILPOINTS_LOG"
 
 
 def action(name: str) -> str | None:
@@ -56,6 +64,15 @@ def action(name: str) -> str | None:
     return None
 
 
+def _pause(seconds: float, release: str | None) -> None:
+    """Sleep ``seconds``, or less once the file ``release`` exists (the test has done its part)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if release is not None and os.path.exists(release):
+            return
+        time.sleep(min(left, 0.05))
+
+
 def failpoint(name: str) -> bool:
     """Kill or pause here if ``MLC_FAILPOINTS`` names ``name``; True if its ``error:P`` fires."""
     if ENV not in os.environ:
@@ -63,10 +80,14 @@ def failpoint(name: str) -> bool:
     act = action(name)
     if act is None:
         return False
+    log = os.environ.get(LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"{name} {os.getpid()}\n")
     if act == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif act.startswith(("pause:", "sleep:")):
-        time.sleep(float(act.partition(":")[2] or 1))
+        _pause(float(act.partition(":")[2] or 1), f"{log}.release" if log else None)
     elif act.startswith("error:"):
         return random.random() < float(act.partition(":")[2] or 1)
     else:

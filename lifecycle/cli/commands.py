@@ -23,7 +23,7 @@ from typer.core import TyperArgument, TyperCommand
 from lifecycle.cli.jsonout import error_json, print_json
 from lifecycle.cli.progress import SHOWN, status_line
 from lifecycle.cli.render import stderr, stdout
-from lifecycle.errors import ConfigError, LifecycleError
+from lifecycle.errors import ConfigError, LifecycleError, disk_full
 from lifecycle.store.config import Paths
 from lifecycle.store.home import home_line, is_home, not_a_home
 from lifecycle.store.outbox import HOOKS_FILE
@@ -185,13 +185,15 @@ def run(call: Callable[[], T]) -> T:
     try:
         with status_line(_status_of[0] if _status_of else "", bool(_status_of)):
             return call()
-    except LifecycleError as e:
-        if _state["traceback"]:
+    except (LifecycleError, OSError) as e:
+        # A full disk can strike any write (TensorFlow's, a picture's): one line, like mlc's own.
+        error = e if isinstance(e, LifecycleError) else disk_full(e, e.filename or "a file")
+        if error is None or _state["traceback"]:
             raise
-        stderr.print(f"[red]Error:[/red] {escape(e.message)}", markup=True, highlight=False)
+        stderr.print(f"[red]Error:[/red] {escape(error.message)}", markup=True, highlight=False)
         if _state["json"]:
-            print_json(error_json(e))
-        raise typer.Exit(e.exit_code) from None
+            print_json(error_json(error))
+        raise typer.Exit(error.exit_code) from None
     finally:
         _send_hooks()
 

@@ -343,7 +343,8 @@ def render_sync(result: SyncResult | LifecycleError) -> None:
     if isinstance(result, LifecycleError):
         stderr.print(f"[red]Error:[/red] {escape(result.message)} (retrying)", markup=True, highlight=False)
         return
-    changes = [f"copied {x}" for x in result.copied] + [f"removed {x}" for x in result.removed]
+    changes = [f"removed {x}, the copy of an interrupted sync" for x in result.interrupted]
+    changes += [f"copied {x}" for x in result.copied] + [f"removed {x}" for x in result.removed]
     changes += [f"kept {x}" for x in result.kept]
     if result.config_changed:
         changes.append(f"wrote {result.target}/models.config")
@@ -353,6 +354,8 @@ def render_sync(result: SyncResult | LifecycleError) -> None:
 def render_gc(result: GcResult) -> None:
     """``mlc gc``: each deletion (or planned one with --dry-run), then what was kept and why."""
     verb = "would delete" if result.dry_run else "deleted"
+    if result.interrupted:
+        stdout.print(f"finished an interrupted {escape(result.interrupted)}")
     for r in result.removed:
         stdout.print(f"{verb} {r.model} {r.kind} {r.version}" + (f" ({r.detail})" if r.detail else ""))
     if not result.removed:

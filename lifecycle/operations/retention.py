@@ -14,24 +14,33 @@ once they are older than a grace period, so that a writer still uploading is lef
 Everything runs under the registry lease, so no rollout interleaves, and every deletion is
 recorded in the model's history (action ``gc``, result ``deleted``).
 
+Before it deletes anything, gc writes what it is about to delete to the repository's document
+``journal/gc.json`` and removes it once the registry records the deletions. A gc that dies or
+loses the store part-way leaves it behind: ``mlc status`` reports it, and the next ``mlc gc``
+finishes the job (it also forgets the registry records of versions the store no longer holds).
+
 This module must not import TensorFlow.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lifecycle import progress
-from lifecycle.errors import ServerUnavailable, UsageError
+from lifecycle.errors import ServerUnavailable, StaleGeneration, UsageError
+from lifecycle.failpoints import failpoint
 from lifecycle.operations.sync import loaded_on
 from lifecycle.serving import fleet, tfs_config
 from lifecycle.store import registry
 from lifecycle.store.config import Paths, check_model_name
-from lifecycle.store.registry import HistoryEvent, ModelRecord
+from lifecycle.store.registry import HistoryEvent, ModelRecord, current_user, now_iso
 
 DEFAULT_KEEP = 3
 DEFAULT_GRACE_S = 3600.0
+INTENT_KEY = "journal/gc.json"
 
 
 @dataclass
@@ -40,7 +49,7 @@ class Removal:
 
     model: str
     version: int
-    kind: str  # version | incomplete upload
+    kind: str  # version | incomplete upload | record (the store lost it to an interrupted gc)
     detail: str = ""
 
 
@@ -51,10 +60,32 @@ class GcResult:
     dry_run: bool
     removed: list[Removal] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # "model/N: why"
+    interrupted: str | None = None  # the gc this one finished (``describe_intent``)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for --json."""
         return asdict(self)
+
+
+def interrupted_gc(paths: Paths) -> str | None:
+    """One line about a gc that did not finish its deletions (None: there is none)."""
+    doc = paths.store.read(INTENT_KEY)
+    if doc is None:
+        return None
+    try:
+        intent = json.loads(doc.data)
+        planned = ", ".join(intent["deleting"]) or "nothing"
+        return f"mlc gc by {intent['user']} pid {intent['pid']} at {intent['started']}, deleting {planned}"
+    except (ValueError, KeyError, TypeError):
+        return f"mlc gc (its record {INTENT_KEY} in {paths.store.url} is unreadable)"
+
+
+def _write_intent(paths: Paths, removed: list[Removal]) -> str:
+    """Record what this gc is about to delete (replacing a dead gc's record); its generation."""
+    body = {"user": current_user(), "pid": os.getpid(), "started": now_iso(),
+            "deleting": [f"{r.model}/{r.version}" for r in removed]}
+    old = paths.store.read(INTENT_KEY)
+    return paths.store.write(INTENT_KEY, json.dumps(body).encode("utf-8"), old.generation if old else None)
 
 
 @dataclass
@@ -116,6 +147,8 @@ def gc(
     result = GcResult(dry_run)
     progress.step("reading the registry, the config and what the servers hold")
     with registry.transaction(paths) as reg:
+        result.interrupted = interrupted_gc(paths)
+        intent = paths.store.read(INTENT_KEY)
         if model is not None:
             check_model_name(model)
             reg.model(model)  # ModelNotFound names the registered ones
@@ -126,6 +159,9 @@ def gc(
             published = store.version_numbers(name)
             keep_why = protected(paths, rec, name, set(configured[name].versions) if name in configured else set())
             newest = set(published[-keep:])
+            # Recorded but no longer in the store: deleted by a gc that died before recording it.
+            for v in sorted({r.version for r in rec.versions} - set(published) if rec else set()):
+                result.removed.append(Removal(name, v, "record", "its files were deleted by an interrupted mlc gc"))
             for v in published:
                 why = keep_why.get(v) or keep_why.get(-1) or (f"one of the newest {keep}" if v in newest else "")
                 if why:
@@ -140,12 +176,14 @@ def gc(
                     result.kept.append(f"{name}/{left.number}: an upload {left.age_s:.0f} s old (grace {grace:.0f} s)")
         if dry_run:
             return result
+        written = _write_intent(paths, result.removed) if result.removed else (intent.generation if intent else None)
         done = []
         for r in result.removed:
             progress.step(f"deleting {r.model} {r.kind} {r.version}")
             if r.kind == "version":
                 store.delete_version(r.model, r.version)
-            elif not store.remove_leftover(r.model, r.version):
+                failpoint("gc:deleted")
+            elif r.kind == "incomplete upload" and not store.remove_leftover(r.model, r.version):
                 result.kept.append(f"{r.model}/{r.version}: its upload completed meanwhile")
                 continue
             done.append(r)
@@ -156,6 +194,11 @@ def gc(
                 reason=f"mlc gc --keep {keep}", detail=f"{r.kind} {r.version} deleted" + (f" ({r.detail})" if r.detail else ""),
             ))
         result.removed = done
+    if written is not None:
+        try:
+            store.delete(INTENT_KEY, written)  # the registry records every deletion now
+        except StaleGeneration:
+            pass  # a later gc has written its own: it is that one's to remove
     return result
 
 

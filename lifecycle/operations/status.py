@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lifecycle.errors import LifecycleError, ModelNotFound
+from lifecycle.operations import retention
 from lifecycle.serving import desired, fleet, replicas, tfs_config
 from lifecycle.serving.client import VersionState, rest_model_status, tcp_ready
 from lifecycle.store import approvals, journal, registry
@@ -144,6 +145,10 @@ def report(paths: Paths, model: str | None = None, all_versions: bool = False) -
     warnings: list[str] = []
     # A broken config, servers file, journal or desired state is a warning: status still reports.
     config = _or_warn(lambda: tfs_config.read(paths), None, warnings)
+    # A server mlc serve started that has died: said once, before fleet.load drops its record.
+    for gone in (r for r in fleet.read_records(paths) if not fleet.is_ours(r)):
+        warnings.append(f"the server mlc serve started on {gone.grpc} (pid {gone.pid}) is not running any more; "
+                        "`mlc serve` starts it again on the recorded config")
     servers = _or_warn(lambda: fleet.load(paths), fleet.Fleet([], "none"), warnings)
     pending = _or_warn(lambda: journal.load(paths), None, warnings)
     recorded = _or_warn(lambda: desired.load(paths), desired.Desired(), warnings)
@@ -162,6 +167,9 @@ def report(paths: Paths, model: str | None = None, all_versions: bool = False) -
         if m.name in foreign:
             m.drift.append(_foreign_text(paths, m.name, foreign[m.name]))
     warnings += [_foreign_text(paths, name, base) for name, base in foreign.items() if name not in reg.models]
+    unfinished_gc = _or_warn(lambda: retention.interrupted_gc(paths), None, warnings)
+    if unfinished_gc is not None:
+        warnings.append(f"an interrupted mlc gc is pending ({unfinished_gc}); the next mlc gc finishes it")
     pending_text = None
     progress = rollout_progress(pending)
     for m in models:

@@ -44,7 +44,7 @@ from lifecycle.serving import tfs_config
 from lifecycle.serving.client import rest_model_status
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
-from lifecycle.store.files import atomic_write_text
+from lifecycle.store.files import atomic_write_text, sweep_incoming
 
 if TYPE_CHECKING:
     from lifecycle.serving.tls import Tls
@@ -64,6 +64,7 @@ class SyncResult:
     copied: list[str] = field(default_factory=list)  # "model/N"
     removed: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # "model/N: why"
+    interrupted: list[str] = field(default_factory=list)  # "model/.incoming-N-...": a killed copy, removed
     config_changed: bool = False
     serving: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -124,6 +125,9 @@ def sync_once(
     target.mkdir(parents=True, exist_ok=True)
     result = SyncResult(str(target))
     wanted = wanted_serving(paths, models)
+    for name in sorted(wanted):  # what a copy killed part-way left (its lock is free): reported, removed
+        if (target / name).is_dir():
+            result.interrupted += [f"{name}/{swept}" for swept in sweep_incoming(target / name)]
     for name, serving in sorted(wanted.items()):
         for version in serving.versions:
             if not (target / name / str(version)).is_dir():

@@ -34,7 +34,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from lifecycle.errors import FailedPrecondition
+from lifecycle.errors import FailedPrecondition, StaleGeneration
+from lifecycle.failpoints import failpoint
 from lifecycle.rollout.driver import (
     DEFAULT_TIMEOUT_S,
     apply_registry_config,
@@ -78,7 +79,9 @@ def promote(
     allow_breaking: bool = False,
 ) -> RolloutResult:
     """Promote ``version`` of ``model`` to stable (or canary) on every server."""
+    seen = _seen(paths, model)
     with _maybe_locked(paths, not dry_run):
+        stale = _moved(paths, model, seen, "promote")  # raised after --expect-current, which says it better
         recovered = [] if dry_run else [m for m in [recover_pending(paths)] if m]
         reg = registry.load(paths)
         rec = reg.model(model)
@@ -88,6 +91,8 @@ def promote(
                 f"stable of {model} is {rec.stable if rec.stable is not None else 'unset'}, not {expect_current} "
                 f"(--expect-current); someone else promoted? see `mlc history {model}`"
             )
+        if stale is not None:
+            raise stale
         notes: list[str] = []
         if canary:
             if rec.stable is None:
@@ -114,7 +119,10 @@ def rollback(
     replica_timeout: float | None = None,
 ) -> RolloutResult:
     """Roll back to the previous known-good stable (or to ``to``); a canary is withdrawn first."""
+    seen = _seen(paths, model)
     with _maybe_locked(paths, not dry_run):
+        if (stale := _moved(paths, model, seen, "rollback")) is not None:
+            raise stale
         recovered = [] if dry_run else [m for m in [recover_pending(paths)] if m]
         reg = registry.load(paths)
         rec = reg.model(model)
@@ -158,6 +166,31 @@ def _execute(
     if not fleet_.servers:
         plan.notes.append("no servers are running or listed in configs/servers.yaml: only the config and registry changed")
     return RolloutResult(plan, "ok", time.monotonic() - t0, rollout.timings, recovered)
+
+
+def _seen(paths: Paths, model: str) -> int:
+    """How many history events ``model`` has as this command starts (before it waits for the lease)."""
+    rec = registry.load(paths, versions=False).models.get(model)
+    failpoint("rollout:seen")
+    return len(rec.history) if rec is not None else 0
+
+
+def _moved(paths: Paths, model: str, seen: int, action: str) -> StaleGeneration | None:
+    """The StaleGeneration to raise if another rollout moved ``model`` while this command waited.
+
+    The command was decided on the state it saw; a promote or rollback that committed meanwhile
+    (another machine sharing the repository) makes that decision stale, so nothing is done.
+    """
+    rec = registry.load(paths, versions=False).models.get(model)
+    moved = [e for e in (rec.history[seen:] if rec is not None else []) if e.result in ("ok", "recovered") and e.action != "gc"]
+    if not moved:
+        return None
+    e = moved[-1]
+    return StaleGeneration(
+        f"{model} changed while this {action} waited for the registry: {e.action} {e.from_version} -> "
+        f"{e.to_version} by {e.user} at {e.time} (journal {e.journal or '-'}) won; nothing was changed: "
+        f"see `mlc history {model}` and run it again if it is still wanted"
+    )
 
 
 @contextmanager

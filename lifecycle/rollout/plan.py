@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lifecycle.errors import (
+    CorruptVersion,
     FailedPrecondition,
     LifecycleError,
     ModelNotFound,
@@ -75,6 +76,10 @@ def check_servable(paths: Paths, rec: ModelRecord, version: int) -> VersionRecor
         raise FailedPrecondition(f"version {version} of {rec.name} is registered but not published: {e.message}") from e
     if not ((vdir / "saved_model.pb").exists() or (vdir / "saved_model.pbtxt").exists()):
         raise FailedPrecondition(f"version {version} of {rec.name} is registered but {vdir} holds no SavedModel")
+    try:
+        paths.store.verify_version(rec.name, version)
+    except CorruptVersion as e:
+        raise FailedPrecondition(f"version {version} of {rec.name} is refused before any server loads it: {e.message}") from e
     return vrec
 
 

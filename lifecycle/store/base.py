@@ -156,6 +156,10 @@ class Store(ABC):
             rename_into_place(temp, target)
         return target
 
+    def verify_version(self, model: str, number: int) -> None:
+        """CorruptVersion unless the version's files match its manifest (a local folder keeps none)."""
+        return None
+
     def fetch_versions(self, model: str, numbers: Iterable[int]) -> None:  # noqa: B027 - a no-op by default: a local folder holds its versions in place
         """Make sure this machine holds these versions where a serving config names them
         (``model_repo/<model>/<N>``), before the config is written or pushed. A local folder

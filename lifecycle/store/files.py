@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from lifecycle.errors import LockTimeout
+from lifecycle.errors import LockTimeout, disk_full
 
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 
@@ -65,11 +65,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and (full := disk_full(e, path)) is not None:
+            raise full from e
         raise
     fsync_dir(path.parent)
 

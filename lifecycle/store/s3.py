@@ -263,6 +263,13 @@ class S3Store(Store):
         """
         return self.copy_version(model, number, self._copies_dir(model))
 
+    def verify_version(self, model: str, number: int) -> None:
+        """CorruptVersion unless this machine's copy matches the manifest file by file (size, sha256)."""
+        manifest, _ = self.read_manifest(model, number)
+        folder = self.version_path(model, number)
+        for rel, entry in manifest.files.items():
+            manifests.verify_file(folder / rel, rel, entry, str(folder))
+
     def fetch_versions(self, model: str, numbers: Iterable[int]) -> None:
         """Copy the versions a serving config is about to name to ``model_repo/<model>/`` (once)."""
         for number in numbers:

@@ -7,7 +7,7 @@ import re
 from tests.support.homes import REPO_ROOT
 
 TESTS = REPO_ROOT / "tests"
-LAYERS = ("unit", "cli", "e2e")
+LAYERS = ("unit", "cli", "e2e", "faults")
 
 
 def test_every_test_module_sits_in_a_layer_folder() -> None:
