@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from lifecycle.errors import CheckpointError, ConfigError
+from lifecycle.errors import ConfigError
 from lifecycle.networks import classifier
 from lifecycle.train import scenes
-from lifecycle.train.deeplab import CHECKPOINT_NAME, Adam
+from lifecycle.train.deeplab import Adam, open_run
 
 
 def train(run_dir: Path, steps: int, save_every: int, network: dict[str, Any], training: dict[str, Any],
@@ -30,15 +30,7 @@ def train(run_dir: Path, steps: int, save_every: int, network: dict[str, Any], t
     net = classifier.build(**{k: v for k, v in network.items() if k not in ("builder", "checkpoint_root")})
     variables = list(net.trainable_variables)
     optimizer = Adam(variables, lr)
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    ckpt = tf.train.Checkpoint(model=net, optimizer=optimizer, step=step)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    manager = tf.train.CheckpointManager(ckpt, str(run_dir), max_to_keep=None, checkpoint_name=CHECKPOINT_NAME)
-    if manager.latest_checkpoint:
-        try:
-            ckpt.restore(manager.latest_checkpoint).assert_consumed()
-        except (AssertionError, ValueError, tf.errors.OpError) as e:
-            raise CheckpointError(f"cannot resume {manager.latest_checkpoint}: {str(e).splitlines()[0][:200]}") from e
+    step, manager = open_run(run_dir, net, optimizer, lambda latest, why: f"cannot resume {latest}: {why}")
     pairs = [scenes.shape_image(seed + 1, i, net.image_size) for i in range(pool)]
     images = np.stack([p[0] for p in pairs])
     labels = np.array([p[1] for p in pairs], np.int32)

@@ -91,6 +91,25 @@ class TrainReport:
 CHECKPOINT_NAME = "ckpt"
 
 
+def open_run(run_dir: Path, net: tf.Module, optimizer: tf.Module,
+             mismatch: Callable[[str, str], str]) -> tuple[tf.Variable, tf.train.CheckpointManager]:
+    """The run folder's step and checkpoint manager, resumed from its latest checkpoint if it has one.
+
+    Checkpoints hold ``model`` (the network), ``optimizer`` and ``step``; a latest checkpoint that
+    does not restore exactly is a CheckpointError worded by ``mismatch(latest, why)``.
+    """
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    ckpt = tf.train.Checkpoint(model=net, optimizer=optimizer, step=step)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manager = tf.train.CheckpointManager(ckpt, str(run_dir), max_to_keep=None, checkpoint_name=CHECKPOINT_NAME)
+    if manager.latest_checkpoint:
+        try:
+            ckpt.restore(manager.latest_checkpoint).assert_consumed()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise CheckpointError(mismatch(manager.latest_checkpoint, str(e).splitlines()[0][:200])) from e
+    return step, manager
+
+
 def train(
     run_dir: Path,
     spec: deeplab.NetworkSpec,
@@ -108,18 +127,8 @@ def train(
     net = deeplab.create(spec, seed=settings.seed)
     variables = list(net.trainable_variables)
     optimizer = Adam(variables, settings.learning_rate)
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    ckpt = tf.train.Checkpoint(model=net, optimizer=optimizer, step=step)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    manager = tf.train.CheckpointManager(ckpt, str(run_dir), max_to_keep=None, checkpoint_name=CHECKPOINT_NAME)
-    if manager.latest_checkpoint:
-        try:
-            ckpt.restore(manager.latest_checkpoint).assert_consumed()
-        except (AssertionError, ValueError, tf.errors.OpError) as e:
-            raise CheckpointError(
-                f"cannot resume {manager.latest_checkpoint}: it does not match the {spec.backbone} network "
-                f"({str(e).splitlines()[0][:200]}); use a new run folder"
-            ) from e
+    step, manager = open_run(run_dir, net, optimizer, lambda latest, why: (
+        f"cannot resume {latest}: it does not match the {spec.backbone} network ({why}); use a new run folder"))
     start = int(step.numpy())
 
     data = scenes.SyntheticSet(seed=settings.seed + 1, count=settings.pool, size=settings.image_size)
