@@ -55,6 +55,7 @@ def record_section(model: str, detail: dict[str, Any], listed: dict[str, Any] | 
         part for part in (
             f'<a rel="prev" href="{href("models", model, "versions", older[-1])}">← version {older[-1]}</a>' if older else "",
             f'<a href="{href("models", model, "history", query={"version": n})}">its history</a>',
+            f'<a class="card-link" href="{href("models", model, "versions", n, "card")}">model card</a>',
             f'<a rel="next" href="{href("models", model, "versions", newer[0])}">version {newer[0]} →</a>' if newer else "",
         ) if part
     )
