@@ -9,6 +9,7 @@ Routes (every one read-only; anything else is 404, any other method 405):
     /models/<m>/diff?a=A&b=B                   two versions        api.diff(m, A, B), cached
     /models/<m>/versions/<n>/mask.png          test-image pictures (lazily computed, cached)
     /models/<m>/versions/<n>/overlay.png
+    /models/<m>/versions/<n>/card              its model card (mlc card's HTML; lazily made, cached)
     /models/<m>/diff/<A>-vs-<B>/<i>.png        a diff strip
     /api/status, /api/models/<m>               the api results as JSON, plus the pages' sections
     /static/ui.js, /static/ui.css              shipped in the package
@@ -49,6 +50,11 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+# A model card is one self-contained page: its pictures are data: URIs and its style inline; no script.
+CARD_POLICY = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; object-src 'none'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 DEFAULT_PORT = 8600  # beside TF Serving's 8500 (gRPC) and 8501 (REST)
 PICTURE_MAX_AGE = 300  # seconds a browser may reuse a computed picture
@@ -61,6 +67,7 @@ ROUTES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(rf"/models/{_MODEL}/versions/(?P<version>\d{{1,9}})"), "version"),
     (re.compile(rf"/models/{_MODEL}/history"), "history"),
     (re.compile(rf"/models/{_MODEL}/versions/(?P<version>\d{{1,9}})/(?P<picture>mask|overlay)\.png"), "version_picture"),
+    (re.compile(rf"/models/{_MODEL}/versions/(?P<version>\d{{1,9}})/card"), "version_card"),
     (re.compile(rf"/models/{_MODEL}/diff/(?P<a>\d{{1,9}})-vs-(?P<b>\d{{1,9}})/(?P<index>\d{{1,3}})\.png"), "diff_picture"),
     (re.compile(r"/api/status"), "api_status"),
     (re.compile(rf"/api/models/{_MODEL}"), "api_model"),
@@ -212,6 +219,10 @@ class Handler(BaseHTTPRequestHandler):
     def route_version_picture(self, model: str, version: str, picture: str, query: dict[str, list[str]]) -> None:
         path = pictures.version_picture(self.server.paths, model, int(version), f"{picture}.png")
         self._file(path, "image/png", f"private, max-age={PICTURE_MAX_AGE}")
+
+    def route_version_card(self, model: str, version: str, query: dict[str, list[str]]) -> None:
+        path = pictures.version_card(self.server.paths, model, int(version))
+        self._send(200, path.read_bytes(), "text/html; charset=utf-8", extra={"Content-Security-Policy": CARD_POLICY})
 
     def route_diff_picture(self, model: str, a: str, b: str, index: str, query: dict[str, list[str]]) -> None:
         path = pictures.diff_picture(self.server.paths, model, int(a), int(b), int(index))

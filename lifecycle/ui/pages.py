@@ -89,8 +89,50 @@ def servers_table(status: dict[str, Any], rest: dict[str, str | None] | None = N
 
 
 def notices(status: dict[str, Any]) -> str:
-    """Home-wide warnings: a pending rollout, an unreadable servers file or config."""
-    return items(status.get("warnings") or [], "warnings")
+    """Home-wide warnings (a pending rollout, an unreadable servers file or config), and a rollout in progress."""
+    rollout = rollout_line(status["rollout"]) if status.get("rollout") else ""
+    return rollout + items(status.get("warnings") or [], "warnings")
+
+
+def _figure(x: Any, fmt: str, unit: str = "") -> str:
+    return "–" if x is None else f"{float(x):{fmt}}{unit}"
+
+
+def rollout_weights(r: dict[str, Any]) -> str:
+    """``stable 2 90 % · candidate 3 10 %`` (and the shadow share when the step mirrors traffic)."""
+    parts = [f"{role} {version_link(r['model'], r.get(role))} {100 * float(r['weights'].get(str(r.get(role)), 0.0)):g} %"
+             for role in ("stable", "candidate")]
+    if r.get("shadow"):
+        parts.append(f"shadow {100 * float(r['shadow']):g} %")
+    return " · ".join(parts)
+
+
+def rollout_line(r: dict[str, Any]) -> str:
+    """One line of a progressive rollout: model, stable -> candidate, its step and weights."""
+    state_word = "in progress" if r.get("running") else "interrupted"
+    return (f'<p class="rollout-line"><b>rollout {t(state_word)}</b>: <a href="{href("models", r["model"])}">'
+            f'{t(r["model"])}</a> {version_link(r["model"], r.get("stable"))} → {version_link(r["model"], r.get("candidate"))}'
+            f', step <b class="step">{t(r.get("step"))}</b> ({rollout_weights(r)})</p>')
+
+
+def rollout_section(status: dict[str, Any], model: str) -> str:
+    """The model's progressive rollout in progress (``api.status().rollout``): step, weights, figures per version."""
+    r = status.get("rollout")
+    if not r or r.get("model") != model:
+        return ""
+    rows = "".join(
+        f'<tr class="rollout-version" data-version="{t(v)}"><td class="num">{version_link(model, int(v)) if str(v).isdigit() else t(v)}</td>'
+        f'<td class="num requests">{t(f.get("requests"))}</td><td class="num error-rate">{_figure(f.get("error_rate"), ".3f")}</td>'
+        f'<td class="num p99">{_figure(f.get("p99_ms"), ".1f", " ms")}</td>'
+        f'<td class="num agreement">{_figure(f.get("agreement"), ".3f")}</td></tr>'
+        for v, f in sorted((r.get("versions") or {}).items())
+    )
+    table = scroll('<table class="rollout"><thead><tr><th>version</th><th>requests</th><th>error rate</th><th>p99</th>'
+                   f"<th>agreement</th></tr></thead><tbody>{rows}</tbody></table>") if rows else (
+        '<p class="empty">No figures for this step yet.</p>')
+    judged = ", ".join(f"{t(j.get('step'))} {t(j.get('verdict'))}" for j in r.get("judged") or [])
+    return (f'<h2>Rollout in progress</h2>{rollout_line(r)}' + table
+            + (f'<p class="judged">steps judged: {judged}</p>' if judged else ""))
 
 
 def event_summary(e: dict[str, Any], model: str) -> str:
@@ -179,6 +221,7 @@ def versions_table(model: dict[str, Any], servers: list[str]) -> str:
         return '<h2>Versions</h2><p class="empty">No version yet.</p>'
     name, metric = model["name"], model.get("metric") or "miou"
     head = "".join(f'<th class="server">{t(s)}</th>' for s in servers)
+    decided = any(v.get("approval") for v in versions)  # a column only where approvals are required or given
     rows = []
     for v in versions:
         n = v["version"]
@@ -193,13 +236,23 @@ def versions_table(model: dict[str, Any], servers: list[str]) -> str:
             f'<td class="source">{source}</td>'
             f'<td>{"yes" if v.get("validated") else "<b class=bad>no</b>"}</td>'
             f'<td class="num metric">{score(v.get(metric))}</td><td class="labels">{labels}</td>'
+            + (f'<td class="approval">{approval(v.get("approval"))}</td>' if decided else "") +
             f'<td>{"yes" if v.get("in_config") else "–"}</td>{cells}</tr>'
         )
     return "<h2>Versions</h2>" + scroll(
         '<table class="versions" id="versions"><thead><tr><th>version</th><th>step</th>'
         f"<th>created</th><th>source</th><th>validated</th><th>{METRIC_NAMES[metric]}</th><th>labels</th>"
+        + ("<th>approval</th>" if decided else "") +
         f"<th>in config</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def approval(text: str | None) -> str:
+    """A version's approval state (approved by alice, pending (1 of 2), rejected by bob), classed by its first word."""
+    if not text:
+        return '<span class="empty">–</span>'
+    word = text.split()[0].lower()
+    return f'<span class="approval {word if word in {"approved", "pending", "rejected"} else "other"}">{t(text)}</span>'
 
 
 def chart(model: dict[str, Any]) -> str:
@@ -291,6 +344,7 @@ def model_sections(
     servers = sorted(status.get("servers") or {})
     return {
         "summary": model_summary(model, status),
+        "rollout": rollout_section(status, model["name"]),
         "versions": versions_table(model, servers),
         "chart": chart(model),
         "timeline": timeline(history, TIMELINE_ON_MODEL_PAGE),

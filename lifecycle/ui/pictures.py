@@ -156,3 +156,28 @@ def diff_picture(paths: Paths, model: str, a: int, b: int, index: int) -> Path |
     if not 0 <= index < len(images):
         return None
     return folder / Path(images[index]["picture"]).name
+
+
+def version_card(paths: Paths, model: str, version: int) -> Path:
+    """The HTML model card of ``version`` (``mlc card``), made on first use and again when what it shows changes."""
+    from lifecycle.predictions import card
+
+    shown = json.dumps(card.collect(paths, model, version), sort_keys=True, default=str).encode()  # VersionNotFound
+    try:
+        definition = paths.definition_file(model).read_bytes() + test_image(paths, model).read_bytes()
+    except (LifecycleError, OSError):
+        definition = b""  # no test image: the card says why it has no pictures
+    folder = cache_dir(paths) / "cards" / model / f"{version}-{_digest(shown, definition)}"
+    if not folder.exists():
+        with _compute:
+            _publish(folder, lambda staging: _card_into(paths, model, version, staging))
+    return folder / "card.html"
+
+
+def _card_into(paths: Paths, model: str, version: int, into: Path) -> None:
+    from lifecycle import api
+    from lifecycle.tf_import import import_tensorflow
+
+    import_tensorflow()  # quietly, before the card loads the version for its pictures
+    written = api.card(model, version, out=into, paths=paths)
+    Path(written.html).rename(into / "card.html")  # the folder is renamed into place: a fixed name

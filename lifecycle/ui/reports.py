@@ -5,7 +5,7 @@
   version), its checkpoint's provenance, its pictures of the test image, its state on each
   server, and the history events that moved it.
 - ``/models/<m>/history?kind=K&version=N``: every event, newest first, filtered by kind
-  (an action such as promote or rollback, or ``failed`` for any event that did not succeed)
+  (an action such as promote, rollback or rollout, or ``failed`` for any event that did not succeed)
   and by version. The filters are a plain GET form and links, so they work without JavaScript.
 """
 
@@ -28,9 +28,10 @@ from lifecycle.ui.markup import (
     version_link,
     when,
 )
-from lifecycle.ui.pages import event_item, version_pictures
+from lifecycle.ui.pages import approval, event_item, version_pictures
 
 FAILED = "failed"  # the history filter for events whose result is not a success
+ALWAYS = ("promote", "rollback", "rollout")  # kinds offered even before the history holds one
 SUCCESS = {"ok", "recovered", "deleted"}  # results that are not failures (see HistoryEvent.result)
 
 
@@ -55,6 +56,7 @@ def record_section(model: str, detail: dict[str, Any], listed: dict[str, Any] | 
         part for part in (
             f'<a rel="prev" href="{href("models", model, "versions", older[-1])}">← version {older[-1]}</a>' if older else "",
             f'<a href="{href("models", model, "history", query={"version": n})}">its history</a>',
+            f'<a class="card-link" href="{href("models", model, "versions", n, "card")}">model card</a>',
             f'<a rel="next" href="{href("models", model, "versions", newer[0])}">version {newer[0]} →</a>' if newer else "",
         ) if part
     )
@@ -69,6 +71,7 @@ def record_section(model: str, detail: dict[str, Any], listed: dict[str, Any] | 
         ("step", t(detail.get("step"))),
         ("task", t(report.get("task"))),
         ("TensorFlow", t(report.get("tf_version"))),
+        ("approval", approval(listed["approval"]) if listed.get("approval") else ""),
         ("in configs/models.config", "yes" if listed.get("in_config") else "no"),
         ("on the servers", servers or '<span class="empty">no server</span>'),
     ]
@@ -190,8 +193,8 @@ def version_page(model: str, detail: dict[str, Any], listed: dict[str, Any] | No
 
 
 def kinds(events: list[dict[str, Any]]) -> list[str]:
-    """The kinds a history can be filtered by: each action it holds, then ``failed``."""
-    return sorted({str(e.get("action")) for e in events if e.get("action")}) + [FAILED]
+    """The kinds a history can be filtered by: promote, rollback, rollout and each other action it holds, then ``failed``."""
+    return sorted({str(e.get("action")) for e in events if e.get("action")} | set(ALWAYS)) + [FAILED]
 
 
 def matches(e: dict[str, Any], kind: str | None, version: int | None) -> bool:

@@ -323,3 +323,22 @@ def test_no_server_running_is_said_and_never_shown_as_agreement(browser: Any, tm
         assert not css(browser, "p.ok")
     finally:
         ui.stop()
+
+
+def test_approval_states_show_in_the_versions_table_and_on_the_version_page_on_a_phone(browser: Any, live: Live) -> None:
+    # Last in the module: it records decisions in the shared home's registry.
+    api.decide(MODEL, 1, "approve", "checked the failure cases", paths=live.paths)
+    api.decide(MODEL, 2, "reject", "worse on cats", paths=live.paths)
+    with emulated(browser, phone=True):
+        browser.get(live.url(f"models/{MODEL}"))
+        cell = wait_until(browser, lambda d: css(d, 'tr.version[data-version="2"] td.approval'), what="the approval column")
+        assert cell[0].text.startswith("rejected by ")
+        states = {v.version: v.approval for v in api.status(MODEL, paths=live.paths, all_versions=True).models[0].versions}
+        for n, text in states.items():  # no approval required here: an approved version reads "not required"
+            assert css(browser, f'tr.version[data-version="{n}"] td.approval')[0].text == (text or "–")
+        width, inner = no_page_scroll(browser)
+        assert width <= inner, f"the model page is {width} px wide on a {inner} px phone"
+        browser.get(live.url(f"models/{MODEL}/versions/2"))
+        record = wait_until(browser, lambda d: css(d, '[data-live="record"] .approval.rejected'), what="the approval")
+        assert record[0].text.startswith("rejected by ")
+        assert css(browser, "a.card-link")[0].get_attribute("href") == live.url(f"models/{MODEL}/versions/2/card")

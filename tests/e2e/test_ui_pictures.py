@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -60,7 +61,7 @@ def test_version_pictures_and_the_side_by_side_diff(browser: Any, registered_hom
                            what="the diff strip")
         result = json.loads(next((cache_dir(paths) / "diffs" / "deeplab").glob("2-vs-3-*/result.json")).read_text())
         width = result["images"][0]["width"]
-        assert strip == [4 * width]  # photo | mask A | mask B | disagreement
+        assert len(strip) == 1 and strip[0] >= 4 * width  # photo | mask A | mask B | disagreement, enlarged, with gaps
         page = browser.find_element("tag name", "main").text
         assert "deeplab: version 2 vs 3" in page
         assert f"{result['eval']['miou_a']:.4f}" in page and f"{result['eval']['miou_b']:.4f}" in page
@@ -78,10 +79,33 @@ def test_version_pictures_and_the_side_by_side_diff(browser: Any, registered_hom
         browser.get(ui.url + "models/deeplab/versions/3")
         assert wait_until(browser, lambda d: loaded_images(d, "figure.pair img"), what="version 3's pictures") == [
             mask.width, mask.width]
-        per_class = registry.full_report(paths, "deeplab", registry.load(paths).model("deeplab").version(3))[
-            "metrics"]["per_class_iou"]
+        report = registry.full_report(paths, "deeplab", registry.load(paths).model("deeplab").version(3))
+        per_class = report["metrics"]["per_class_iou"]
         bars = {b.get_attribute("data-name") for b in browser.find_elements("css selector", "svg.bars rect.bar")}
         assert bars == set(per_class)
+
+        # Its model card (mlc card's page), opened from the version page's link.
+        browser.find_element("css selector", "a.card-link").click()
+        wait_until(browser, lambda d: "Model card: deeplab version 3" in d.page_source, timeout=PICTURE_WAIT,
+                   what="version 3's model card")
+        assert browser.title == "deeplab 3: model card"
+        card = browser.find_element("tag name", "body").text
+        signature = report["signature"]
+        assert "## Signature contract" in card and f"| {signature['key']} |" in card, card[:600]
+        assert all(f"| {name} |" in card for name in [*signature["inputs"], *signature["outputs"]])
+        assert "## Lineage" in card
+        chart = {b.get_attribute("data-class") for b in browser.find_elements("css selector", "svg rect.bar")}
+        assert chart == set(per_class)  # the per-class IoU chart, as inline SVG
+        assert wait_until(browser, lambda d: loaded_images(d, "figure img"), what="the card's pictures") == [
+            mask.width, mask.width]
+        with urllib.request.urlopen(f"{ui.url}models/deeplab/versions/3/card", timeout=60) as r:
+            assert r.headers["Content-Type"] == "text/html; charset=utf-8"
+            assert r.headers["X-Content-Type-Options"] == "nosniff" and "script-src" not in r.headers[
+                "Content-Security-Policy"]
+        with pytest.raises(urllib.error.HTTPError) as unknown:
+            urllib.request.urlopen(f"{ui.url}models/deeplab/versions/99/card", timeout=60)
+        assert unknown.value.code == 404
+        assert len(list((cache_dir(paths) / "cards" / "deeplab").glob("3-*/card.html"))) == 1
     finally:
         ui.stop()
     assert tree_state(paths.model_repo) == repo_before  # pictures live in .mlc/ui, never in model_repo

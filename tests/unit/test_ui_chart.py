@@ -64,4 +64,4 @@ EVENTS = [
 )
 def test_history_filters_by_kind_and_version(kind: str | None, version: int | None, expected: list[int]) -> None:
     assert [i for i, e in enumerate(EVENTS) if reports.matches(e, kind, version)] == expected
-    assert reports.kinds(EVENTS) == ["gc", "promote", "rollback", "failed"]
+    assert reports.kinds(EVENTS) == ["gc", "promote", "rollback", "rollout", "failed"]  # rollout offered before one ran
