@@ -47,7 +47,10 @@ def test_a_receiver_down_during_promotes_gets_every_event_later_once_by_id(
         assert result.exit_code == 0, result.output  # the receiver being down fails no command
     queued = {e.event["id"]: e.event for e in outbox.pending(paths)}
     assert [e["event"] for e in queued.values()] == ["promote", "promote", "rollback"]
-    assert all(d["attempts"] >= 1 and d["error"] for e in outbox.pending(paths) for d in e.deliveries.values())
+    deliveries = [d for e in outbox.pending(paths) for d in e.deliveries.values()]
+    # Each command tried in the background, waiting at most the timeout: on a loaded machine an
+    # attempt may still be under way when the command exits (it is abandoned, the event stays).
+    assert not any(d["sent"] for d in deliveries) and all(d["error"] for d in deliveries if d["attempts"])
     status = runner.invoke(app, ["hooks", "status"])
     assert status.exit_code == 0 and status.stdout.count(" -> team ") == 3
 
