@@ -4,6 +4,7 @@ hangs holds a command up no longer than its timeout."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -54,6 +55,11 @@ def test_a_receiver_down_during_promotes_gets_every_event_later_once_by_id(
     status = runner.invoke(app, ["hooks", "status"])
     assert status.exit_code == 0 and status.stdout.count(" -> team ") == 3
 
+    # In a real mlc process an attempt still under way when the command exits dies with it; in
+    # this test process (CliRunner) it would live on and could send once the receiver is up.
+    for thread in threading.enumerate():
+        if thread.name == "mlc-hooks":
+            thread.join()
     receiver = Receiver(SECRET, port=port).start()
     try:
         result = runner.invoke(app, ["hooks", "deliver"])
