@@ -14,6 +14,7 @@ from lifecycle import api
 from lifecycle.cli import app
 from lifecycle.store import registry
 from lifecycle.store.config import Paths, load_definition
+from tests.support.mission import mlc, run_the_mission
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -55,29 +56,7 @@ def test_rollback_to_a_worse_version_warns_and_rolls_back(registered_home: Paths
 
 
 def test_the_mission_commands_work_as_typed_in_a_fresh_init_home(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
-    from tests.e2e.test_mission_commands import _mlc
-    from tests.support.ports import free_ports
-
     env = {k: v for k, v in subprocess_env.items() if k != "MLC_HOME"}
-    made = _mlc(tmp_path, env, "mlc init home")
+    made = mlc(tmp_path, env, "mlc init home")
     assert made.returncode == 0, made.stderr
-    home = tmp_path / "home"
-
-    def ok(command: str) -> str:
-        result = _mlc(home, env, command)
-        assert result.returncode == 0, f"{command}: {result.stderr}"
-        return result.stdout
-
-    ok("mlc train ckpt/16645 --steps 40 --save-every 10")  # one definition: no --model anywhere
-    for step in (10, 20, 30):
-        ok(f"mlc register ckpt/16645/ckpt-{step}")
-    assert "as deeplab version 4" in ok("mlc register ckpt/16645")
-    grpc_port, rest_port = free_ports(2)  # just before serve: other tests take ports meanwhile
-    ok(f"mlc serve --detach --grpc-port {grpc_port} --rest-port {rest_port}")
-    try:
-        ok("mlc promote deeplab 3")
-        ok("mlc promote deeplab 4")  # the mission's commands, as typed
-        ok("mlc rollback deeplab")
-        assert "stable: 3" in ok("mlc status")
-    finally:
-        _mlc(home, env, "mlc stop")
+    run_the_mission(tmp_path / "home", env, "mlc train")  # one definition: no --model anywhere

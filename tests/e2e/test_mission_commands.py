@@ -11,20 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ports import free_ports
+from tests.support.mission import mlc, run_the_mission
 
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _mlc(home: Path, env: dict[str, str], command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` (a line as a user types it, starting with ``mlc``) in ``home``."""
-    argv = command.split()
-    assert argv[0] == "mlc"
-    script = Path(sys.executable).with_name("mlc")
-    prefix = [str(script)] if script.exists() else [sys.executable, "-m", "lifecycle"]
-    return subprocess.run(prefix + argv[1:], cwd=home, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_the_mission_commands_work_as_typed_in_a_fresh_clone(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
@@ -32,29 +23,10 @@ def test_the_mission_commands_work_as_typed_in_a_fresh_clone(tmp_path: Path, sub
     subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(home)], check=True, timeout=120)
     assert sorted(p.name for p in (home / "configs").glob("*.yaml")) == ["deeplab.yaml", "shapes.yaml"]
     env = {k: v for k, v in subprocess_env.items() if k != "MLC_HOME"}
-    grpc_port, rest_port = free_ports(2)
-
-    def ok(command: str) -> str:
-        result = _mlc(home, env, command)
-        assert result.returncode == 0, f"{command}: {result.stderr}"
-        return result.stdout
-
-    ok("mlc train ckpt/16645 --model deeplab --steps 40 --save-every 10")
-    for step in (10, 20, 30):
-        ok(f"mlc register ckpt/16645/ckpt-{step}")
-    assert "as deeplab version 4" in ok("mlc register ckpt/16645")  # the mission's command, as typed
-    ok(f"mlc serve --detach --grpc-port {grpc_port} --rest-port {rest_port}")
-    try:
-        ok("mlc promote deeplab 3")
-        ok("mlc promote deeplab 4")
-        ok("mlc rollback deeplab")
-        out = ok("mlc status")
-        assert "stable: 3" in out, out
-        status = json.loads(ok("mlc status --json"))
-        (deeplab,) = [m for m in status["models"] if m["name"] == "deeplab"]
-        assert deeplab["stable"] == 3
-    finally:
-        _mlc(home, env, "mlc stop")
+    run_the_mission(home, env, "mlc train --model deeplab")
+    status = json.loads(mlc(home, env, "mlc status --json").stdout)
+    (deeplab,) = [m for m in status["models"] if m["name"] == "deeplab"]
+    assert deeplab["stable"] == 3
     assert sorted(p for p in os.listdir(home / "model_repo" / "deeplab") if p.isdigit()) == ["1", "2", "3", "4"]
 
 
@@ -71,7 +43,7 @@ def test_register_names_the_candidates_when_no_definition_fits(tmp_path: Path, s
     )
     subprocess.run([sys.executable, "-c", script], cwd=home, env=env, check=True, timeout=120)
     before = tree_state(home / "model_repo")
-    result = _mlc(home, env, "mlc register ckpt/odd/ckpt-1")
+    result = mlc(home, env, "mlc register ckpt/odd/ckpt-1")
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert "name one with --model" in line and "deeplab:" in line and "shapes:" in line, line
