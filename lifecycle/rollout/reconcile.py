@@ -43,7 +43,6 @@ from lifecycle.rollout.live_check import RPC_TIMEOUT_S
 from lifecycle.rollout.recovery import recover_pending
 from lifecycle.serving import desired, fleet, replicas, tfs_config, traffic
 from lifecycle.serving.tfs_config import ModelServing
-from lifecycle.serving.traffic import NoTrafficSplit
 from lifecycle.store import registry
 from lifecycle.store.config import Paths, check_model_name
 
@@ -159,7 +158,8 @@ def _align_splits(paths: Paths, t: DrivenServer, models: list[str]) -> list[str]
     """Set each model's traffic split on one replica to configs/traffic.json's (none, once no rollout is pending).
 
     A replica that was cut off while a rollout reverted still holds that rollout's split. One
-    without the admin path (a tensorflow_model_server, no REST address) has no split to align.
+    without the admin path (a tensorflow_model_server, no REST address) or whose REST side does
+    not answer is left as it is.
     """
     recorded = traffic.read_traffic_file(paths)
     token = traffic.read_token(paths)
@@ -167,7 +167,7 @@ def _align_splits(paths: Paths, t: DrivenServer, models: list[str]) -> list[str]
     for m in models:
         try:
             held = traffic.get_split(t.spec, m, token, RPC_TIMEOUT_S)
-        except NoTrafficSplit:
+        except LifecycleError:  # NoTrafficSplit, or its REST side unreachable: nothing to align there
             return out
         want = recorded.get(m)
         if held is None and want is None or want is not None and want.same_weights(held):
