@@ -41,7 +41,7 @@ from lifecycle.rollout.driver import (
 )
 from lifecycle.rollout.live_check import RPC_TIMEOUT_S
 from lifecycle.rollout.recovery import recover_pending
-from lifecycle.serving import desired, fleet, replicas, tfs_config
+from lifecycle.serving import desired, fleet, replicas, tfs_config, traffic
 from lifecycle.serving.tfs_config import ModelServing
 from lifecycle.store import registry
 from lifecycle.store.config import Paths, check_model_name
@@ -137,9 +137,10 @@ def _converge(
 ) -> list[str]:
     """Drive one replica to ``wanted`` by reloads; return the changes made (for the models in ``shown``)."""
     now = replicas.observe(t.spec, names)
+    splits = _align_splits(paths, t, shown)  # before any unload: no weight left on a version about to go
     changed = {m: replicas.changes(now.get(m), wanted.get(m)) for m in names}
     if not any(changed.values()):
-        return []
+        return splits
     bridge = _bridge(names, wanted, [now])
     _push(paths, t, bridge)
     for m, want in wanted.items():
@@ -150,7 +151,30 @@ def _converge(
         dropped = set(bridge[m].versions) - set((wanted.get(m) or ModelServing(())).versions)
         if dropped:
             Driver(paths, m, [t], deadline).wait_unloaded("reconcile", sorted(dropped))
-    return [f"{m}: {c}" for m in shown for c in changed[m]]
+    return splits + [f"{m}: {c}" for m in shown for c in changed[m]]
+
+
+def _align_splits(paths: Paths, t: DrivenServer, models: list[str]) -> list[str]:
+    """Set each model's traffic split on one replica to configs/traffic.json's (none, once no rollout is pending).
+
+    A replica that was cut off while a rollout reverted still holds that rollout's split. One
+    without the admin path (a tensorflow_model_server, no REST address) or whose REST side does
+    not answer is left as it is.
+    """
+    recorded = traffic.read_traffic_file(paths)
+    token = traffic.read_token(paths)
+    out: list[str] = []
+    for m in models:
+        try:
+            held = traffic.get_split(t.spec, m, token, RPC_TIMEOUT_S)
+        except LifecycleError:  # NoTrafficSplit, or its REST side unreachable: nothing to align there
+            return out
+        want = recorded.get(m)
+        if held is None and want is None or want is not None and want.same_weights(held):
+            continue
+        traffic.set_split(t.spec, m, want, token, RPC_TIMEOUT_S)
+        out.append(f"{m}: split {'cleared' if want is None else 'set to ' + want.describe()} (was {held.describe() if held else 'none'})")
+    return out
 
 
 def _push(paths: Paths, t: DrivenServer, serving: tfs_config.Serving) -> None:

@@ -10,127 +10,33 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import pytest
 
-from lifecycle.operations.processes import admin_token_file
-from lifecycle.serving import fleet, tfs_config, traffic
-from lifecycle.serving.tfs_config import ModelServing
 from lifecycle.store import journal, registry
-from lifecycle.store.config import Paths
 from tests.support import netns
 from tests.support.polling import wait_until
-from tests.support.progressive_support import build
-from tests.support.rollout_support import MODEL, golden, make_home
+from tests.support.progressive_netns import REST_PORT, Lab, answer, start_lab
+from tests.support.rollout_support import MODEL
 
 REASON = netns.unavailable()
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(REASON is not None, reason=f"fleet namespace tests: {REASON}")]
 
-GRPC_PORT, REST_PORT = 8500, 8501
 REPLICAS = ("r0", "r1", "r2")
-T = TypeVar("T")
-
-
-@dataclass
-class Lab:
-    lab: netns.NetLab
-    paths: Paths
-    env: dict[str, str]
-    addresses: dict[str, str]
-    servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def spec(self, r: str) -> fleet.ServerSpec:
-        return fleet.ServerSpec(f"{self.addresses[r]}:{GRPC_PORT}", f"{self.addresses[r]}:{REST_PORT}")
-
-    def inside(self, fn: Callable[[], T]) -> T:
-        """``fn()`` run in the client namespace (its sockets live there); its result or its exception."""
-        out: list[T] = []
-        errors: list[BaseException] = []
-
-        def call() -> None:
-            try:
-                out.append(fn())
-            except BaseException as e:  # noqa: BLE001 - raised again below
-                errors.append(e)
-
-        t = self.lab.thread("c", call)
-        t.start()
-        t.join()
-        if errors:
-            raise errors[0]
-        return out[0]
-
-    def weights(self, replicas: tuple[str, ...] = REPLICAS) -> list[float | None]:
-        token = traffic.read_token(self.paths)
-
-        def read() -> list[float | None]:
-            got = [traffic.get_split(self.spec(r), MODEL, token, timeout=5) for r in replicas]
-            return [None if s is None else s.weight for s in got]
-
-        return self.inside(read)
-
-    def mlc(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return self.lab.run("c", [sys.executable, "-m", "lifecycle", *args], env=self.env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, subprocess_env: dict[str, str]) -> Iterator[Lab]:
     netns.clean_stale()
-    root = tmp_path_factory.mktemp("rollout-netns")
-    paths = make_home(root / "home", build(root / "built"), [1, 2, 3], stable=1)
-    with registry.transaction(paths) as reg:  # version 2 answers as version 1 does
-        reg.model(MODEL).version(2).report["golden"]["digest"] = golden(1)
-    startup = root / "startup.config"  # versions alone: labels come by a reload once AVAILABLE
-    startup.write_text(tfs_config.render(tfs_config.build(paths, {MODEL: ModelServing((1,), {})})))
-    monitoring = root / "monitoring.config"
-    monitoring.write_text("prometheus_config { enable: true }\n")
-    env = dict(subprocess_env, MLC_HOME=str(paths.home))
     net = netns.NetLab()
     try:
-        addresses = {r: net.add_host(r) for r in REPLICAS}
-        net.add_host("c")
-        f = Lab(net, paths, env, addresses)
-        for r in REPLICAS:
-            f.servers[r] = net.popen(r, [
-                sys.executable, "-m", "lifecycle.server.main", f"--port={GRPC_PORT}", f"--rest_api_port={REST_PORT}",
-                f"--mlc_bind_address={addresses[r]}", f"--model_config_file={startup}", "--max_num_load_retries=0",
-                f"--monitoring_config_file={monitoring}", f"--mlc_admin_token_file={admin_token_file(paths)}",
-                f"--mlc_traffic_file={traffic.traffic_file(paths)}",
-            ], env=env, stdout=(root / f"{r}.log").open("ab"), stderr=subprocess.STDOUT)
-        fleet.write_servers_file(paths, [f.spec(r) for r in REPLICAS])
-        for r in REPLICAS:
-            wait_until(lambda r=r: _answer(f, r, None) == 1, 180, f"replica {r} to serve version 1")
-        result = f.mlc("reconcile")
-        assert result.returncode == 0, result.stdout + result.stderr
-        yield f
+        yield start_lab(net, tmp_path_factory.mktemp("rollout-netns"), subprocess_env, REPLICAS)
     finally:
         net.close()
-
-
-def _answer(f: Lab, r: str, label: str | None) -> int | None:
-    """The version that answers a REST Predict at replica ``r`` (no version: the default route), or None."""
-    def ask() -> int | None:
-        conn = http.client.HTTPConnection(f.addresses[r], REST_PORT, timeout=5)
-        try:
-            where = f"/labels/{label}" if label else ""
-            conn.request("POST", f"/v1/models/{MODEL}{where}:predict", body=json.dumps({"instances": [[1.0]]}),
-                         headers={"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            body = resp.read()
-            return round(json.loads(body)["predictions"][0][0] - 0.5) if resp.status == 200 else None
-        except (OSError, http.client.HTTPException, ValueError):
-            return None
-        finally:
-            conn.close()
-
-    return f.inside(ask)
 
 
 @dataclass
@@ -225,4 +131,4 @@ def test_every_replica_is_at_the_steps_weight_and_a_lost_replica_aborts_named(la
     assert clients.failures.get("stable", []) == []
     assert registry.load(lab.paths).model(MODEL).stable == 2
     assert lab.weights(("r0", "r1")) == [None, None]
-    assert [_answer(lab, r, None) for r in ("r0", "r1")] == [1, 1]  # version 2 (offset 1) answers everything again
+    assert [answer(lab, r, None) for r in ("r0", "r1")] == [1, 1]  # version 2 (offset 1) answers everything again

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from lifecycle.store import registry
+from lifecycle.serving import traffic
+from lifecycle.store import journal, registry
 from tests.support.faults import Mlc, child_env, report_load, run_mlc, serve
-from tests.support.faults_rollout import ROLLOUT_MISSING, rollout_missing
+from tests.support.progressive_support import DefaultRoute, build, home, loaded, splits, stable_clients, start_servers
 from tests.support.rollout_support import MODEL, Load, make_home
 
 pytestmark = pytest.mark.e2e
@@ -66,6 +67,39 @@ def test_mlc_killed_during_sync(tmp_path: Path, built: Path, subprocess_env: dic
     assert counted.requests > 0 and counted.failed == [] and load.wrong == []
 
 
-@pytest.mark.skipif(rollout_missing(), reason=ROLLOUT_MISSING)
-def test_mlc_killed_between_rollout_steps() -> None:
-    pytest.fail("write this cell once mlc rollout exists: kill at journal:step:<n>:done, then the next command resumes or reverts")
+@pytest.fixture(scope="module")
+def same(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """hpt 1 and 2 answering alike (2 is a good candidate), 3 answering otherwise."""
+    return build(tmp_path_factory.mktemp("fault-hpt-same"))
+
+
+@pytest.mark.parametrize("finish", ["--revert", "--resume"])
+def test_mlc_killed_between_rollout_steps(tmp_path: Path, same: Path, subprocess_env: dict[str, str],
+                                          monkeypatch: pytest.MonkeyPatch, record_property: Any, finish: str) -> None:
+    paths = home(tmp_path / "home", same, monkeypatch)
+    servers = start_servers(paths)
+    env = child_env(subprocess_env, paths)
+    try:
+        # the default route gives the candidate its share; the label-addressed clients are the ones counted
+        with stable_clients(servers[0]) as load, DefaultRoute(servers[0].grpc_address):
+            mlc = Mlc(env, tmp_path / "points.log").start(
+                "rollout", MODEL, "2", "--steps", "10%:1s,50%:1s", "--min-requests", "5", "--max-p99-ratio", "1000",
+                points="journal:traffic:done=kill")  # killed once the 10% step has passed, before the 50% one
+            assert mlc.wait() == -signal.SIGKILL, mlc.err
+            assert traffic.Split(1, 2, 0.1).same_weights(splits(paths, servers)[0])  # left in place by the kill
+            code, out, err = run_mlc(env, "status", MODEL)
+            assert code == 0 and "an interrupted rollout is pending" in out + err, out + err
+            assert f"`mlc rollout {MODEL} --resume`" in out + err and f"`mlc rollout {MODEL} --revert`" in out + err
+            code, out, err = run_mlc(env, "rollout", MODEL, finish)
+            assert code == 0, out + err
+        counted = report_load(record_property, load)
+        assert splits(paths, servers) == [None] and traffic.read_traffic_file(paths) == {}
+        stable = 1 if finish == "--revert" else 2
+        assert registry.load(paths).model(MODEL).stable == stable and loaded(servers[0]) == {stable: "AVAILABLE"}
+    finally:
+        for s in servers:
+            s.stop()
+    assert journal.load(paths) is None
+    code, out, err = run_mlc(env, "status", MODEL)
+    assert "interrupted rollout" not in out + err, out + err
+    assert counted.requests > 0 and counted.failed == [] and load.wrong == []
