@@ -16,6 +16,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from lifecycle.operations.status import state_words
 from lifecycle.ui.redact import redact
 
 POLL_MS = 1500  # how often an open page asks for live state
@@ -96,7 +97,9 @@ def label_badges(labels: dict[str, int], model: str | None = None) -> str:
 
 
 def state(text: str) -> str:
-    """A server's state of a version, classed by its first word (available, loading, failed, unreachable)."""
+    """A server's state of a version, in words (``unloaded``, ``failed: ...`` for TF Serving's END), classed by
+    its first word (available, loading, failed, unreachable)."""
+    text = state_words(text) if text else text
     word = (text or "-").split(":")[0].strip().lower()
     cls = word if word in {"available", "loading", "start", "unloading", "unreachable", "unknown", "unloaded"} else "none"
     if word in {"end", "failed"} and ":" in text:  # END with an error: the version failed to load

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from lifecycle import api
+from lifecycle.operations.status import state_words
 from lifecycle.serving import fleet
 from lifecycle.store import registry
 from lifecycle.store.config import Paths
@@ -243,7 +244,7 @@ def test_the_version_page_shows_its_report_pictures_digests_and_history(browser:
     record = css(browser, '[data-live="record"]')[0].text
     [listed] = [v for v in api.status(MODEL, paths=live.paths, all_versions=True).models[0].versions if v.version == 1]
     [(server, state)] = listed.servers.items()  # AVAILABLE, or END once a promote has moved stable on
-    assert "2.99.0" in record and f"{server} {state}" in record
+    assert "2.99.0" in record and f"{server} {state_words(state)}" in record  # END reads unloaded
     assert "0.9000" in css(browser, '[data-live="metrics"]')[0].text  # pixel accuracy
     assert "serving_default" in css(browser, '[data-live="signature"]')[0].text
     digests = css(browser, '[data-live="digests"]')[0].text
