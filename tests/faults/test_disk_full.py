@@ -38,11 +38,13 @@ def enospc(line: str) -> None:
 def repo_state(paths: Paths) -> dict[str, str]:
     """The repository (registry, journal, versions) byte for byte, and the serving config.
 
-    An empty folder does not count: a failed register may leave ``model_repo/<model>/`` (where
-    its staging folder was) with nothing in it, which no reader or server takes for a version.
+    A folder with no file in it, at any depth, does not count: a failed register may leave
+    ``model_repo/<model>/`` (where its staging folder was), or ``registry/<model>/attempts/``
+    (where the write of its failed attempt ran out of space), with nothing in them, which no
+    reader or server takes for a version or a record.
     """
     state = {k: v for k, v in tree_state(paths.model_repo).items()
-             if v != "dir" or any((paths.model_repo / k).iterdir())}
+             if v != "dir" or any(p.is_file() for p in (paths.model_repo / k).rglob("*"))}
     state["models.config"] = paths.serving_config.read_text() if paths.serving_config.exists() else ""
     return state
 
