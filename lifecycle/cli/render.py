@@ -205,6 +205,8 @@ def render_rollout(result: RolloutResult, as_json: bool) -> None:
         return
     after = plan.after
     what = f"{plan.model}: stable {_v(plan.before['stable'])} -> {_v(after['stable'])}"
+    if plan.before["stable"] is None:
+        what = f"{plan.model}: stable {_v(after['stable'])} (first)"
     if plan.action == "withdraw":
         what = f"{plan.model}: canary {_v(plan.before['canary'])} withdrawn, stable stays {_v(after['stable'])}"
     elif plan.action == "canary":

@@ -28,4 +28,6 @@ def event_change(e: HistoryEvent) -> str:
         return f"canary {after}" + (f" beside stable {before}" if e.from_version is not None else " (no stable)")
     if e.action == "gc":
         return f"gc: version {before} deleted"
+    if e.action == "promote" and e.from_version is None:
+        return f"promote {after} (first)"
     return f"{e.action} {before} -> {after}"

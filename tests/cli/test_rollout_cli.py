@@ -73,7 +73,7 @@ def test_history_cli(served_home: Paths) -> None:
     assert data["stable"] == 1
     assert [(e["action"], e["to_version"], e["result"]) for e in data["events"]] == [("promote", 1, "ok")]
     result = runner.invoke(app, ["history", "m"])
-    assert "promote" in result.output and "- -> 1" in result.output
+    assert "promote" in result.output and "promote 1 (first)" in result.output
 
 
 def test_status_without_servers_flags_config_drift(served_home: Paths) -> None:
@@ -173,8 +173,8 @@ def test_history_piped_at_80_columns_wraps_never_cuts(
     assert all(len(line.rstrip()) <= 80 for line in lines), result.stdout
     assert "…" not in result.stdout  # the note wraps onto more lines, nothing is cut
     rows = [line.split() for line in lines if line[:4].isdigit()]
-    assert [(row[3], row[4], row[5], row[6], row[7]) for row in rows] == [
-        ("promote", "-", "->", "1", "ok"), ("rollback", "1", "->", "2", "ok")
+    assert [row[3:8] for row in rows] == [
+        ["promote", "1", "(first)", "ok"], ["rollback", "1", "->", "2", "ok"]
     ]
     words = " ".join(" ".join(line.split()) for line in lines)
     assert words.count("would wrap onto several") == 3
