@@ -5,7 +5,7 @@ Nothing here touches a server: :func:`plan_rollout` is also what ``--dry-run`` p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -255,13 +255,13 @@ def plan_rollout(
     steps = []
     if load:
         steps.append(f"sandbox: load {model} {', '.join(map(str, load))} alone on 127.0.0.1:0 and check the golden digest")
-        steps.append(f"load: serve {list(b.union(a, b.labels).versions)} with labels {dict(b.labels)} and reload")
+        steps.append(f"load: serve {_listed(b.union(a, b.labels).versions)} with labels {_labelled(b.labels)} and reload")
         steps.append(f"available: wait for {', '.join(map(str, load))} AVAILABLE on every server")
         steps.append("verify: round-trip the test request on every server, addressed to the new version")
     if dict(a.labels) != dict(b.labels):
-        steps.append(f"label: move labels to {dict(a.labels)} and confirm with label-addressed requests")
+        steps.append(f"label: move labels to {_labelled(a.labels)} and confirm with label-addressed requests")
     if drop:
-        steps.append(f"drop: serve {list(a.versions)} only and reload")
+        steps.append(f"drop: serve {_listed(a.versions)} only and reload")
         steps.append(f"unloaded: wait for {', '.join(map(str, drop))} to unload on every server")
     steps.append(f"commit: record stable={after['stable']} canary={after['canary']} in the registry and the history")
     current = tfs_config.read_text(paths)
@@ -270,3 +270,13 @@ def plan_rollout(
         action=action, model=model, version=version, before=before, after=after, load=load, drop=drop,
         steps=steps, servers=servers, config_diff=tfs_config.diff(current, new_text), forced=forced, notes=list(notes),
     )
+
+
+def _listed(versions: Iterable[int]) -> str:
+    """Versions as people write them: ``3, 4`` (``none`` when empty)."""
+    return ", ".join(map(str, versions)) or "none"
+
+
+def _labelled(labels: Mapping[str, int]) -> str:
+    """Labels as people write them: ``stable=3, canary=4`` (``none`` when empty)."""
+    return ", ".join(f"{k}={v}" for k, v in labels.items()) or "none"
