@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -146,7 +147,8 @@ def gc(
     store = paths.store
     result = GcResult(dry_run)
     progress.step("reading the registry, the config and what the servers hold")
-    with registry.transaction(paths) as reg:
+    # A dry run only reads: no lock, no lock file, nothing written.
+    with nullcontext(registry.load(paths)) if dry_run else registry.transaction(paths) as reg:
         result.interrupted = interrupted_gc(paths)
         intent = paths.store.read(INTENT_KEY)
         if model is not None:

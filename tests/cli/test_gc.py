@@ -62,9 +62,13 @@ def test_gc_keeps_what_may_serve_and_records_each_deletion(home: Paths) -> None:
     code, out, err = mlc(home, "pin", MODEL, "1")
     assert (code, out.strip()) == (0, "m: pinned 1"), err
     tfs_config.write(home, tfs_config.build(home, {MODEL: tfs_config.ModelServing((4, 7), {"stable": 4, "canary": 7})}))
+    for lock in home.home.rglob(".mlc*.lock"):
+        lock.unlink()  # left by the set-up's transactions: a dry run must not make one again
+    before = tree_state(home.home)
     code, out, _ = mlc(home, "gc", "--keep", "1", "--dry-run", "--json")
     planned = json.loads(out)
     assert code == 0 and planned["dry_run"] is True
+    assert tree_state(home.home) == before  # a dry run writes nothing, not even a lock file
     assert [(r["version"], r["kind"]) for r in planned["removed"]] == [(3, "version"), (5, "version"), (6, "version")]
     assert home.store.version_numbers(MODEL) == list(range(1, 9))  # a dry run deletes nothing
     kept = "\n".join(planned["kept"])
