@@ -43,7 +43,7 @@ from lifecycle.errors import (
     ConfigError,
     ExportError,
 )
-from lifecycle.register import publish, savedmodels
+from lifecycle.register import checkpoint_graph, publish, savedmodels
 from lifecycle.register.checkpoints import CheckpointRef
 from lifecycle.store import registry
 from lifecycle.store.config import ModelDefinition, Paths, ValidationSettings
@@ -52,7 +52,7 @@ STAGING_PREFIX = ".staging-"
 LOCK_SUFFIX = ".lock"
 # The object name the network has in a checkpoint (``tf.train.Checkpoint(model=net)``).
 DEFAULT_CHECKPOINT_ROOT = "model"
-_VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+_VALUE_SUFFIX = checkpoint_graph.VALUE_SUFFIX
 
 
 # --- strict restore ------------------------------------------------------------------------
@@ -98,7 +98,11 @@ def restore_strict(net: Any, prefix: Path, root: str = DEFAULT_CHECKPOINT_ROOT, 
     except Exception as e:  # OpError, ValueError, ...: an unreadable index
         raise CheckpointError(f"checkpoint {prefix} is corrupt or truncated: {_first_line(e)}") from e
     expected = variable_keys(net, root)
-    found = {k: tuple(s) for k, s in shapes.items() if k.startswith(root + "/") and k.endswith(_VALUE_SUFFIX)}
+    try:
+        stored = checkpoint_graph.network_keys(reader, root)  # name in the network -> key in the checkpoint
+    except Exception as e:  # DecodeError, OpError: an unreadable object graph
+        raise CheckpointError(f"checkpoint {prefix} is corrupt or truncated: {_first_line(e)}") from e
+    found = {k: tuple(shapes[key]) for k, key in stored.items() if key in shapes}
 
     def short(k: str) -> str:
         return k[: -len(_VALUE_SUFFIX)]
@@ -122,7 +126,7 @@ def restore_strict(net: Any, prefix: Path, root: str = DEFAULT_CHECKPOINT_ROOT, 
     try:
         # The network's own tensors are read (and their checksums verified) once, by the restore
         # below; every other tensor (optimizer slots, step, ...) is read here.
-        for key in sorted(set(shapes) - set(found)):
+        for key in sorted(set(shapes) - set(stored.values())):
             value = reader.get_tensor(key)
             if key in STEP_KEYS and getattr(value, "size", 0) == 1:
                 step = int(value)

@@ -55,19 +55,20 @@ def _network_matches(paths: Paths, model: str, path: Path) -> str | None:
         import tensorflow as tf
 
         from lifecycle.networks import builders
-        from lifecycle.register import checkpoints
+        from lifecycle.register import checkpoint_graph, checkpoints
         from lifecycle.register.export import variable_keys
 
         definition = load_definition(paths, model)
         plan = builders.plan(definition.network, definition.raw.get("serving"), f"{definition.path}: network")
         prefix = checkpoints.resolve_prefix(path)
         try:
-            shapes = tf.train.load_checkpoint(str(prefix)).get_variable_to_shape_map()
-        except (tf.errors.OpError, ValueError) as e:
+            reader = tf.train.load_checkpoint(str(prefix))
+            shapes = reader.get_variable_to_shape_map()
+            stored = checkpoint_graph.network_keys(reader, plan.checkpoint_root)
+        except Exception as e:  # OpError, ValueError, DecodeError: an unreadable index or object graph
             raise CheckpointError(f"checkpoint {prefix} is unreadable: {str(e).splitlines()[0]}") from e
         expected = variable_keys(builders.build(plan, restoring=True), plan.checkpoint_root)
-        found = {k: tuple(s) for k, s in shapes.items() if k in expected or k.startswith(plan.checkpoint_root + "/")
-                 and k.endswith("/.ATTRIBUTES/VARIABLE_VALUE")}
+        found = {k: tuple(shapes[key]) for k, key in stored.items() if key in shapes}
         if found != expected:
             differ = sorted(set(found) ^ set(expected)) or sorted(k for k in found if found[k] != expected[k])
             raise ConfigError(f"its network has {len(expected)} variables, the checkpoint {len(found)}"

@@ -18,9 +18,9 @@ from lifecycle.train import scenes
 class Adam(tf.Module):
     """Adam (Kingma and Ba 2015) with its slots as tracked variables, so checkpoints resume.
 
-    Not Keras' Adam: a Keras 3 optimizer tracks the network's variables under itself
-    (``optimizer/_trainable_variables/N``), a shorter path than ``model/...``, so its checkpoints
-    would name the network's weights by the optimizer's path instead of the network's.
+    Its own rather than Keras': its slots are plain tracked variables (``optimizer/m/N``,
+    ``optimizer/v/N``), independent of Keras' optimizer state layout. Register accepts Keras 3 optimizer checkpoints too (it
+    matches the network through the object graph: :mod:`lifecycle.register.checkpoint_graph`).
     """
 
     def __init__(self, variables: list[tf.Variable], learning_rate: float) -> None:
