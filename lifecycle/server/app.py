@@ -148,6 +148,11 @@ class RunningServer:
         return self._grpc.socket_path if self._grpc is not None else None
 
     @property
+    def grpc_transport(self) -> str | None:
+        """The gRPC transport serving (threads or asyncio; --mlc_grpc_transport), if gRPC is on."""
+        return self._grpc.transport if self._grpc is not None else None
+
+    @property
     def grpc_address(self) -> str:
         """host:port for grpc.insecure_channel."""
         return f"{self.host}:{self.grpc_port}"

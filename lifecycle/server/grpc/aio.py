@@ -75,6 +75,8 @@ def asyncio_behaviour(core: ServerCore, executor: ThreadPoolExecutor) -> Callabl
 class AsyncioEndpoint:
     """A started grpc.aio server with what it listens on; stopped from any thread."""
 
+    transport = "asyncio"
+
     def __init__(self, server: Any, executor: ThreadPoolExecutor, port: int | None, socket_path: str | None,
                  health: Any) -> None:
         self.server = server

@@ -34,6 +34,7 @@ class GrpcEndpoint:
     port: int | None
     socket_path: str | None
     health: Any = None
+    transport: str = "threads"
 
     def stop(self, grace: float | None) -> None:
         """Report NOT_SERVING, then stop, letting in-flight RPCs finish for ``grace`` s."""
