@@ -95,8 +95,26 @@ def test_a_deadline_cuts_the_run_short_and_status_answers_while_the_pool_is_busy
         assert caller.status("hp") == {1: ("AVAILABLE", 0, "")}
         spinning.join(timeout=30)
         assert [e.code() for e in outcome] == [grpc.StatusCode.DEADLINE_EXCEEDED]
-        # The deadline reached the run (RunOptions' timeout), so the pool thread is free again.
-        assert value(caller.predict("hp", [[2.0]])).tolist() == [[2.0]]
+        # The deadline reached the run (RunOptions' timeout), so the pool thread is free again
+        # (spin has run once: its runs are not measured cheap, so this one goes to the pool).
+        assert caller.predict_stub.Predict(_spin(1), timeout=10).outputs["n"].int64_val == [1]
+    finally:
+        caller.close()
+        running.stop()
+
+
+def test_a_model_measured_cheap_is_answered_on_the_loop_while_the_pool_is_busy(spin_root: Path) -> None:
+    running = _start(spin_root, grpc_max_threads=1)
+    caller = Client(running.grpc_address)
+    try:
+        for _ in range(40):  # enough runs for RunCosts to measure half_plus_two's cost
+            assert value(caller.predict("hp", [[2.0]])).tolist() == [[2.0]]
+        busy = caller.predict_stub.Predict.future(_spin(10**12), timeout=3)  # holds the one pool thread
+        threading.Event().wait(0.3)
+        assert value(caller.predict("hp", [[4.0]])).tolist() == [[3.0]]
+        with pytest.raises(grpc.RpcError) as info:
+            busy.result()
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     finally:
         caller.close()
         running.stop()

@@ -4,8 +4,8 @@ It serves the same table of RPCs as the thread-per-RPC server (:mod:`lifecycle.s
 through the same :func:`~lifecycle.server.grpc.services.answer`, so codes, messages, deadlines and
 the traffic split are the same. What differs is who waits: connections, reads and writes are
 handled by the event loop, and a thread of a pool sized like grpcio's (``--grpc_max_threads``,
-else 32) runs only the calls that block (a model run, a reload); cheap ones (model status and
-metadata) are answered on the loop. Sync handlers (TensorFlow's ProfilerService) run on that
+else 32) runs the calls that block (model runs, a reload); cheap ones are answered on the loop:
+model status and metadata, and the runs of a model measured to take under 0.3 ms (RunCosts). Sync handlers (TensorFlow's ProfilerService) run on that
 pool too, as grpc.aio does with its ``migration_thread_pool``.
 
 Every asyncio server of the process shares one event loop on a daemon thread of its own, started
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -52,17 +53,64 @@ def run_on_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run_coroutine_threadsafe(coroutine, event_loop()).result()
 
 
+class RunCosts:
+    """How long each (method, model)'s model runs take, to run the cheap ones on the event loop.
+
+    A run's handoff to the pool and back costs the loop two thread wake-ups, more than a model
+    like half_plus_two takes to answer (bench/bench_transport.py). So a (method, model) whose
+    runs have averaged under ``INLINE_BELOW_S`` over at least ``PROBE_RUNS`` runs is answered
+    on the loop; any run that takes longer pulls the average up and sends the next ones back to
+    the pool, so a slow version, a batch queue or a long deadline never holds the loop for long.
+    """
+
+    INLINE_BELOW_S = 0.0003
+    PROBE_RUNS = 16
+    WEIGHT = 0.1  # of the newest run in the moving average
+
+    def __init__(self) -> None:
+        self._average: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def inline(self, key: tuple[str, str]) -> bool:
+        """Whether runs of ``key`` are cheap enough for the event loop."""
+        runs, average = self._average.get(key, (0, 0.0))
+        return runs >= self.PROBE_RUNS and average < self.INLINE_BELOW_S
+
+    def record(self, key: tuple[str, str], seconds: float) -> None:
+        """Add one run's time (taken on the thread that ran it)."""
+        runs, average = self._average.get(key, (0, seconds))
+        self._average[key] = (runs + 1, average + self.WEIGHT * (seconds - average))
+
+
 def asyncio_behaviour(core: ServerCore, executor: ThreadPoolExecutor) -> Callable[[Rpc], Callable[..., Awaitable[Any]]]:
-    """The asyncio transport's method behaviour: blocking calls on ``executor``, the rest on the loop."""
+    """The asyncio transport's method behaviour: blocking calls on ``executor``, cheap ones on the loop.
+
+    Model runs (the methods with request metrics) go to the pool until :class:`RunCosts` has
+    measured them cheap; a reload always goes to the pool; status and metadata never do.
+    """
+    costs = RunCosts()
+
+    def timed(rpc: Rpc, request: Any, timeout: int | None, key: str | None) -> tuple[tuple[Any, Any, str], float]:
+        started = time.perf_counter()
+        outcome = answer(core, rpc, request, timeout, key)
+        return outcome, time.perf_counter() - started
 
     def make(rpc: Rpc) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
         async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
             timeout, key = timeout_ms(context), route_key(context)
-            if rpc.blocking:
+            if not rpc.blocking:
+                response, code, message = answer(core, rpc, request, timeout, key)
+            elif rpc.api is None:  # a reload: it waits for the loads
                 loop = asyncio.get_running_loop()
                 response, code, message = await loop.run_in_executor(executor, answer, core, rpc, request, timeout, key)
             else:
-                response, code, message = answer(core, rpc, request, timeout, key)
+                which = (rpc.method, rpc.model_of(request))
+                if costs.inline(which):
+                    (response, code, message), seconds = timed(rpc, request, timeout, key)
+                else:
+                    loop = asyncio.get_running_loop()
+                    (response, code, message), seconds = await loop.run_in_executor(
+                        executor, timed, rpc, request, timeout, key)
+                costs.record(which, seconds)
             if code is not None:
                 await context.abort(code, message)
             return response
