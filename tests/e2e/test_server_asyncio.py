@@ -1,7 +1,7 @@
 """The asyncio gRPC transport (``--mlc_grpc_transport=asyncio``): the gRPC tests again, and its own.
 
 The tests imported below (errors and their messages, metadata, TLS, Unix socket and health,
-message sizes, reload) run here a second time with every server of this module on the asyncio
+message sizes, reload, the ProfilerService) run here a second time with every server of this module on the asyncio
 transport, so that both transports answer the same tests. The tests written here check what only
 the asyncio transport could get wrong: deadlines reaching the model run, cheap calls answered while
 every pool thread is busy, and a graceful stop.
@@ -29,6 +29,7 @@ from tests.e2e.test_server_predict import (  # noqa: F401 - fixtures and tests p
     test_unknown_model_is_not_found_latest,
     test_wrong_input_alias_and_dtype_are_invalid_argument,
 )
+from tests.e2e.test_server_profiler import test_profiler_client_traces_requests_served_meanwhile  # noqa: F401
 from tests.e2e.test_server_transport import (  # noqa: F401
     test_messages_are_unlimited_by_default,
     test_tls_with_ssl_config_file,
