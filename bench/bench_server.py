@@ -28,6 +28,7 @@ comparable with others.
     python bench/bench_server.py --seconds 1 --concurrency 1,4     # quicker
     python bench/bench_server.py --models half_plus_two --repeat 5  # steadier: median of 5 interleaved runs,
                                                                      # and each run's ratios beside it
+    python bench/bench_server.py --grpc-transport asyncio           # the server on the asyncio transport
 """
 
 from __future__ import annotations
@@ -175,6 +176,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="measure each cell this many times, interleaved, and report the median run (by req/s)")
     parser.add_argument("--models", default="half_plus_two,segmenter", help="comma-separated: half_plus_two, segmenter")
+    parser.add_argument("--grpc-transport", default="", choices=["", "threads", "asyncio"],
+                        help="the server's --mlc_grpc_transport (default: the server's default); "
+                             "bench/bench_transport.py compares the two")
     parser.add_argument("--echo-server", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server:
@@ -209,7 +213,8 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     server = subprocess.Popen(
         [sys.executable, "-m", "lifecycle.server.main", f"--port={grpc_port}",
-         f"--model_config_file={config_file}", "--file_system_poll_wait_seconds=0"],
+         f"--model_config_file={config_file}", "--file_system_poll_wait_seconds=0",
+         *([f"--mlc_grpc_transport={args.grpc_transport}"] if args.grpc_transport else [])],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     echo = subprocess.Popen([sys.executable, __file__, f"--echo-server={echo_port}"], env=env,

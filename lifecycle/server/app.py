@@ -24,6 +24,9 @@ from lifecycle.server.config.config_file import ConfigFileWatcher, file_digest, 
 log = logging.getLogger("mlc-model-server")
 
 LOOPBACK = "127.0.0.1"
+# The gRPC transport of --mlc_grpc_transport (lifecycle.server.grpc.endpoint.TRANSPORTS), chosen
+# by bench/bench_transport.py: see docs/benchmarks.md.
+DEFAULT_GRPC_TRANSPORT = "threads"
 
 
 @dataclass
@@ -79,6 +82,7 @@ class ServerOptions:
     mlc_sandbox_socket: str = ""  # mlc only: the private sandbox of mlc promote (lifecycle.server.sandbox)
     mlc_admin_token_file: str = ""  # mlc only: the token of the admin path (the traffic split)
     mlc_traffic_file: str = ""  # mlc only: the traffic splits to start with (lifecycle.server.traffic)
+    mlc_grpc_transport: str = ""  # mlc only: threads or asyncio ("": DEFAULT_GRPC_TRANSPORT)
 
 
 def session_config(options: ServerOptions) -> bytes | None:
@@ -142,6 +146,11 @@ class RunningServer:
     def grpc_socket_path(self) -> str | None:
         """The Unix socket gRPC also listens on (--grpc_socket_path), if any."""
         return self._grpc.socket_path if self._grpc is not None else None
+
+    @property
+    def grpc_transport(self) -> str | None:
+        """The gRPC transport serving (threads or asyncio; --mlc_grpc_transport), if gRPC is on."""
+        return self._grpc.transport if self._grpc is not None else None
 
     @property
     def grpc_address(self) -> str:
@@ -307,6 +316,7 @@ def _create_server(options: ServerOptions) -> RunningServer:
                     options.grpc_channel_arguments, options.grpc_max_threads,
                     health=options.enable_grpc_healthcheck_service,
                     ssl_config_file=options.ssl_config_file, profiler=options.enable_profiler,
+                    transport=options.mlc_grpc_transport or DEFAULT_GRPC_TRANSPORT,
                 )
             except BindError as e:
                 raise StartupError(f"UNAVAILABLE: {e.message}") from e
@@ -334,7 +344,8 @@ def _create_server(options: ServerOptions) -> RunningServer:
 
             try:
                 sandbox = start_sandbox(manager_options, options.mlc_sandbox_socket,
-                                        options.num_request_iterations_for_warmup)
+                                        options.num_request_iterations_for_warmup,
+                                        options.mlc_grpc_transport or DEFAULT_GRPC_TRANSPORT)
             except BindError as e:
                 raise StartupError(f"UNAVAILABLE: {e.message}") from e
     except BaseException:

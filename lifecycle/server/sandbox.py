@@ -42,7 +42,8 @@ class Sandbox:
         Path(self.socket_path).unlink(missing_ok=True)
 
 
-def start_sandbox(manager: ManagerOptions, socket_path: str, warmup_iterations: int) -> Sandbox:
+def start_sandbox(manager: ManagerOptions, socket_path: str, warmup_iterations: int,
+                  transport: str = "threads") -> Sandbox:
     """Start the empty sandbox core on ``socket_path`` (readable and writable by this user only)."""
     from lifecycle.server.core import ServerCore
     from lifecycle.server.grpc.endpoint import start_grpc
@@ -50,7 +51,7 @@ def start_sandbox(manager: ManagerOptions, socket_path: str, warmup_iterations: 
     core = ServerCore(dataclasses.replace(manager, max_num_load_retries=0), warmup_iterations=warmup_iterations)
     old_umask = os.umask(0o177)  # the socket file is created 0600
     try:
-        endpoint = start_grpc(core, "", None, socket_path, "", 4, health=False)
+        endpoint = start_grpc(core, "", None, socket_path, "", 4, health=False, transport=transport)
     except BaseException:
         core.stop()
         raise

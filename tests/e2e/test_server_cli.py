@@ -43,14 +43,18 @@ def test_start_up_failures_print_tf_servings_line(tmp_path: Path, python: str, s
     # Flag errors as tensorflow_model_server: one line on stderr, usage on stdout (issue 14.7).
     for args, line in [(["--bogus_flag=1"], "unknown argument: --bogus_flag=1"),
                        (["--port=99999"], "Couldn't interpret value 99999 for flag port: a port is 0-65535."),
-                       (["--enable_batching=maybe"], "Couldn't interpret value maybe for flag enable_batching.")]:
+                       (["--enable_batching=maybe"], "Couldn't interpret value maybe for flag enable_batching."),
+                       (["--mlc_grpc_transport=fibers"],
+                        "Couldn't interpret value fibers for flag mlc_grpc_transport: use one of threads, asyncio.")]:
         result = _run(python, subprocess_env, *args)
         assert result.returncode == 2
         assert result.stderr == line + "\n"
         assert result.stdout == usage()
 
 
-def test_console_entry_serves_and_stops_on_sigterm(tmp_path: Path, python: str, subprocess_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("transport", ["threads", "asyncio"])
+def test_console_entry_serves_and_stops_on_sigterm(tmp_path: Path, python: str, subprocess_env: dict[str, str],
+                                                    transport: str) -> None:
     from tests.support.polling import wait_until
     from tests.support.server_support import (
         Client,
@@ -68,7 +72,8 @@ def test_console_entry_serves_and_stops_on_sigterm(tmp_path: Path, python: str, 
     process = subprocess.Popen(
         [python, "-m", "lifecycle.server.main", f"--port={grpc_port}", "--rest_api_port", str(rest_port),
          f"--model_config_file={config_file}", "--model_config_file_poll_wait_seconds=1",
-         "--file_system_poll_wait_seconds", "1", "--thread_pool_factory_config_file=/t.config"],
+         "--file_system_poll_wait_seconds", "1", "--thread_pool_factory_config_file=/t.config",
+         f"--mlc_grpc_transport={transport}"],
         env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     client = Client(f"127.0.0.1:{grpc_port}")
@@ -92,6 +97,7 @@ def test_console_entry_serves_and_stops_on_sigterm(tmp_path: Path, python: str, 
     assert process.returncode == 0, err
     assert "flag --thread_pool_factory_config_file has no effect in mlc-model-server" in err
     assert f"Running gRPC ModelServer at 127.0.0.1:{grpc_port}" in err
+    assert f"gRPC transport: {transport}" in err
 
 
 def test_the_server_keeps_its_start_up_objects_out_of_garbage_collection(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import (
     get_model_status_pb2,
@@ -136,3 +138,14 @@ def wait_state(client: Client, name: str, version: int, state: str, timeout: flo
 def value(response: predict_pb2.PredictResponse, alias: str = "y") -> np.ndarray:
     """An output of a PredictResponse as an array."""
     return tf.make_ndarray(response.outputs[alias])
+
+
+@contextlib.contextmanager
+def default_grpc_transport(transport: str) -> Iterator[None]:
+    """Servers started by create_server in this block use ``transport`` unless their options name one.
+
+    How the gRPC test modules are run again on the asyncio transport (tests/e2e/test_server_asyncio*.py).
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("lifecycle.server.app.DEFAULT_GRPC_TRANSPORT", transport)
+        yield

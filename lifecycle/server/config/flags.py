@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lifecycle.errors import FlagError
-from lifecycle.server.app import LOOPBACK, ServerOptions
+from lifecycle.server.app import DEFAULT_GRPC_TRANSPORT, LOOPBACK, ServerOptions
+from lifecycle.server.grpc.endpoint import TRANSPORTS
 
 log = logging.getLogger("mlc-model-server")
 
@@ -95,6 +96,7 @@ _FLAGS: list[Flag] = [
     Flag("mlc_bind_address", str, LOOPBACK, "mlc-model-server only: the address both gRPC and REST listen on. Default 127.0.0.1 (loopback); use 0.0.0.0 to listen on every interface as tensorflow_model_server does."),
     Flag("mlc_admin_token_file", str, "", "mlc-model-server only: if non-empty, a file holding the token of the private admin path on the REST port (PUT and GET /v1/mlc/traffic/models/<model>: the traffic split of `mlc rollout`), read at start-up. A request must carry it in the mlc-admin-token header; without it, or without this flag, the admin path answers as any unknown path does. `mlc serve` writes one (mode 0600) into the home's .mlc/ and sets it."),
     Flag("mlc_traffic_file", str, "", "mlc-model-server only: if non-empty, a JSON file of traffic splits ({\"<model>\": {\"stable\": S, \"candidate\": C, \"weight\": W, \"shadow\": H}}) read at start-up, before the ports open, so a restarted server splits as before; a missing file means no split. Only requests that name no version and no label are split. `mlc serve` sets it to configs/traffic.json."),
+    Flag("mlc_grpc_transport", str, DEFAULT_GRPC_TRANSPORT, "mlc-model-server only: the gRPC server behind --port and --grpc_socket_path: threads (grpcio's thread-per-RPC server, --grpc_max_threads workers) or asyncio (grpc.aio on an event loop; model runs and reloads on a pool of --grpc_max_threads threads, status and metadata answered on the loop). Both serve the same services with the same codes, messages, deadlines, message sizes, TLS and traffic split; docs/benchmarks.md gives the measurements behind the default."),
 ]
 FLAGS: dict[str, Flag] = {f.name: f for f in _FLAGS}
 TF_SERVING_FLAGS = frozenset(f.name for f in _FLAGS if not f.name.startswith("mlc_"))
@@ -130,6 +132,8 @@ def _convert(flag: Flag, raw: str) -> Any:
         value = flag.kind(raw)
     except ValueError:
         raise FlagError(f"Couldn't interpret value {raw} for flag {flag.name}.") from None
+    if flag.name == "mlc_grpc_transport" and value not in TRANSPORTS:
+        raise FlagError(f"Couldn't interpret value {raw} for flag {flag.name}: use one of {', '.join(TRANSPORTS)}.")
     if flag.name in PORT_FLAGS and not 0 <= value <= 65535:
         raise FlagError(f"Couldn't interpret value {raw} for flag {flag.name}: a port is 0-65535.")
     return value
