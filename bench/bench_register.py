@@ -2,7 +2,7 @@
 
 A child process builds a resnet50 DeepLab-v3 (random weights), writes it as a training checkpoint,
 and makes a template mlc home whose definition uses that backbone and a 513x513 test image. Then,
-round by round, three commands run, each in a process of its own (its wall time, and its CPU time:
+round by round, four commands run, each in a process of its own (its wall time, and its CPU time:
 user + system of the child, every thread, from ``getrusage``):
 
 - ``register``: ``python -m lifecycle register <checkpoint> --json`` in a fresh copy of the home:
@@ -15,7 +15,10 @@ user + system of the child, every thread, from ``getrusage``):
   Serving does (a TF1 session, ``tf.compat.v1.saved_model.loader.load``), run one inference of
   the test image through the loaded signature;
 - ``bare``: the old baseline, as a process: import TensorFlow, build the network, a bare
-  ``tf.saved_model.save`` and one inference through the in-memory signature function.
+  ``tf.saved_model.save`` and one inference through the in-memory signature function;
+- ``parity``: the floor plus the one more inference register's parity check needs (the
+  checkpoint model's own answer to the test image, through the in-memory signature function),
+  to show how much of register's excess that check alone accounts for.
 
 The order alternates from round to round, so that neither side alone pays a warm-up. It prints
 each run, the floor's own phases (CPU), register's phases (wall, from its report), the ratios
@@ -43,7 +46,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-KINDS = ("floor", "register", "bare")
+KINDS = ("floor", "register", "bare", "parity")
 
 
 # --- the children ----------------------------------------------------------------------------
@@ -75,7 +78,7 @@ def child_setup(work: Path, args: argparse.Namespace) -> None:
 
 
 def child_floor(work: Path, kind: str) -> None:
-    """The floor (or, with ``kind`` bare, the old baseline); prints its phases' CPU and wall as JSON."""
+    """The floor (``kind`` bare: the old baseline; parity: the floor and the reference); prints its phases as JSON."""
     phases: dict[str, tuple[float, float]] = {}
     clock = [time.process_time(), time.perf_counter()]
 
@@ -102,7 +105,7 @@ def child_floor(work: Path, kind: str) -> None:
     h, w = image.shape[:2]
     net = deeplab.create(deeplab.NetworkSpec.from_definition(definition["network"]), random_init=False)
     lap("build")
-    if kind == "floor":
+    if kind != "bare":
         export.restore_strict(net, work / "run" / "ckpt-1")
         lap("restore")
     serving = deeplab.ServingModel(net)
@@ -111,11 +114,11 @@ def child_floor(work: Path, kind: str) -> None:
     target = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=work)) / "1"
     tf.saved_model.save(serving.root, str(target), signatures=signatures)
     lap("save")
-    if kind == "bare":
+    if kind != "floor":
         signatures[deeplab.SIGNATURE_KEY](images=tf.constant(image[None]), height=tf.constant([h]),
                                           width=tf.constant([w]))[deeplab.OUTPUT_NAME].numpy()
-        lap("inference")
-    else:
+        lap("inference" if kind == "bare" else "reference")
+    if kind != "bare":
         graph = tf.Graph()
         session = tf.compat.v1.Session(graph=graph)
         with graph.as_default():
@@ -158,14 +161,14 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=513, help="test image height and width")
     parser.add_argument("--eval-count", type=int, default=16, help="evaluation images (the definition's default)")
     parser.add_argument("--eval-size", type=int, default=64, help="evaluation image size (the definition's default)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of floor, register and bare (order alternating)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of floor, register, bare and parity (order alternating)")
     parser.add_argument("--child", choices=("setup", *KINDS), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "setup":
         child_setup(args.work, args)
         return 0
-    if args.child in ("floor", "bare"):
+    if args.child in ("floor", "bare", "parity"):
         child_floor(args.work, args.child)
         return 0
 
@@ -201,7 +204,7 @@ def main() -> int:
                 print(f"round {number + 1} {kind:8s}: wall {wall:6.2f} s, CPU {cpu:6.2f} s")
         wall_of = {k: mean([w for w, _ in v]) for k, v in runs.items()}
         cpu_of = {k: mean([c for _, c in v]) for k, v in runs.items()}
-        for kind in ("floor", "bare"):
+        for kind in ("floor", "bare", "parity"):
             names = list(phases[kind][0])
             print(f"{kind} phases, CPU s (mean): "
                   + ", ".join(f"{n} {mean([p[n][0] for p in phases[kind]]):.2f}" for n in names))
@@ -210,9 +213,12 @@ def main() -> int:
               + ", ".join(f"{n[:-2]} {mean([p[n] for p in reg]):.2f}" for n in reg[0]))
         print(f"mean: register wall {wall_of['register']:.2f} s CPU {cpu_of['register']:.2f} s; floor wall "
               f"{wall_of['floor']:.2f} s CPU {cpu_of['floor']:.2f} s; bare wall {wall_of['bare']:.2f} s CPU "
-              f"{cpu_of['bare']:.2f} s")
+              f"{cpu_of['bare']:.2f} s; floor + parity reference wall {wall_of['parity']:.2f} s CPU "
+              f"{cpu_of['parity']:.2f} s")
         print(f"register / bare save (the old ratio): {wall_of['register'] / wall_of['bare']:.2f} wall, "
               f"{cpu_of['register'] / cpu_of['bare']:.2f} CPU")
+        print(f"register / (floor + the parity reference): {wall_of['register'] / wall_of['parity']:.2f} wall, "
+              f"{cpu_of['register'] / cpu_of['parity']:.2f} CPU")
         print(f"register / floor (goal <= 1.15): {wall_of['register'] / wall_of['floor']:.2f} wall, "
               f"{cpu_of['register'] / cpu_of['floor']:.2f} CPU")
         print(f"register / floor: {cpu_of['register'] / cpu_of['floor']:.2f}")
