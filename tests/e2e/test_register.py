@@ -50,7 +50,7 @@ def test_registered_versions_are_complete(registered_home: Paths, tiny_run: Tiny
         r = registry.full_report(registered_home, "deeplab", v)
         assert r["golden"]["digest"] == v.report["golden"]["digest"] and r["metrics"]["miou"] == v.report["metrics"]["miou"]
         assert set(r["checks"]) == {"contract", "round_trip", "parity", "golden", "metrics", "warmup"}
-        # Every phase on register's path is timed on its own (bench_register's floor reads them).
+        # Every phase on register's path is timed on its own (bench_register prints them beside the floor's).
         assert {"build_s", "restore_s", "trace_s", "export_s", "load_s", "round_trip_s", "metrics_s"} <= set(r["timings"])
         assert r["signature"] == {
             "key": "predict_images",
