@@ -19,7 +19,9 @@ import math
 import numpy as np
 
 _CHUNK = 1 << 15  # elements formatted at once: bounded temporaries, still long numpy loops
-_POW10 = np.array([float(10**k) for k in range(23)])  # exact doubles
+# 10**k for k in [-22, 22] as (multiplier, divisor), each an exact double, the other 1
+_MULTIPLY = np.array([float(10**k) if k >= 0 else 1.0 for k in range(-22, 23)])
+_DIVIDE = np.array([float(10**-k) if k < 0 else 1.0 for k in range(-22, 23)])
 _LOWEST, _HIGHEST = -13, 25  # decimal exponents whose scaling and round trip stay within 10**22
 _TIE = 1e-6  # a scaled fraction this close to .5 may round either way: left to format_decimal
 
@@ -59,7 +61,7 @@ def _templates() -> tuple[np.ndarray, np.ndarray]:
             mantissa = [0] + ([_DOT, *range(1, digits)] if digits > 1 else [])
             rows.append(([_MINUS] if negative else []) + mantissa + [_E, _XSIGN, _XTENS, _XONES])
         rows.append(([_MINUS] if negative else []) + [_ZERO, _DOT, _ZERO])
-    table = np.zeros((len(rows), _WIDTH), dtype=np.int64)
+    table = np.zeros((len(rows), _WIDTH), dtype=np.int32)
     for i, row in enumerate(rows):
         table[i, :len(row)] = row
     return table, np.array([len(row) for row in rows], dtype=np.int64)
@@ -69,30 +71,28 @@ _TABLE, _TABLE_LENGTHS = _templates()
 _PER_SIGN = len(_TABLE) // 2
 _EXP_TEMPLATES = 13 * 9
 _ZERO_TEMPLATE = _EXP_TEMPLATES + 9
-_DIGIT_POWERS = 10 ** np.arange(8, -1, -1, dtype=np.int64)
+
+
+def _scale(magnitude: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """magnitude * 10**k with one rounding: a multiply by 1 or a divide by 1 is exact."""
+    return magnitude * _MULTIPLY[k + 22] / _DIVIDE[k + 22]
 
 
 def _scaled(magnitude: np.ndarray, exponent: np.ndarray, precision: int) -> tuple[np.ndarray, ...]:
     """The ``precision`` digits of each magnitude (rounded to nearest), its exponent, and where a tie is too close."""
-    def scale(exp: np.ndarray) -> np.ndarray:
-        k = precision - 1 - exp
-        return np.where(k >= 0, magnitude * _POW10[np.clip(k, 0, 22)], magnitude / _POW10[np.clip(-k, 0, 22)])
-
-    scaled = scale(exponent)
+    scaled = _scale(magnitude, precision - 1 - exponent)
     exponent = exponent + (scaled >= 10.0**precision) - (scaled < 10.0 ** (precision - 1))
-    scaled = scale(exponent)
+    scaled = _scale(magnitude, precision - 1 - exponent)
     digits = np.rint(scaled)
     near_tie = np.abs(scaled - np.floor(scaled) - 0.5) < _TIE
     carry = digits >= 10.0**precision  # 999999.7 -> 1e+06
-    digits = np.where(carry, 10.0 ** (precision - 1), digits)
+    digits[carry] = 10.0 ** (precision - 1)
     return digits.astype(np.int64), exponent + carry, near_tie
 
 
 def _round_trips(digits: np.ndarray, exponent: np.ndarray, value: np.ndarray) -> np.ndarray:
     """Whether the six-digit decimal, read back as a double and then a float32 (as format_decimal does), is the value."""
-    k = exponent - 5
-    back = np.where(k >= 0, digits * _POW10[np.clip(k, 0, 22)], digits / _POW10[np.clip(-k, 0, 22)])
-    return back.astype(np.float32) == value
+    return _scale(digits.astype(np.float64), exponent - 5).astype(np.float32) == value
 
 
 def _chunk_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,20 +113,24 @@ def _chunk_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     number = np.where(use_short, short * 1000, full)
     exponent = np.where(use_short, short_exp, full_exp)
     precision = np.where(use_short, 6, 9)
-    digit = number[:, None] // _DIGIT_POWERS % 10
-    significant = 9 - np.argmax(digit[:, ::-1] != 0, axis=1)
+    count = len(values)
+    source = np.empty((count, _SOURCE), dtype=np.uint8)
+    rest = number.astype(np.uint32)
+    for i in range(8, -1, -1):  # a division by a constant: numpy's fast path
+        source[:, i] = rest % 10
+        rest //= 10
+    significant = 9 - np.argmax(source[:, 8::-1] != 0, axis=1)
+    source[:, :9] += 48
     fixed = (exponent >= -4) & (exponent < precision)
     template = np.where(fixed, (np.clip(exponent, -4, 8) + 4) * 9 + significant - 1, _EXP_TEMPLATES + significant - 1)
     template = np.where(magnitude32 == 0, _ZERO_TEMPLATE, template) + negative * _PER_SIGN
-    count = len(values)
-    source = np.empty((count, _SOURCE), dtype=np.uint8)
-    source[:, :9] = digit + 48
     source[:, _ZERO:_XSIGN] = np.frombuffer(b"0.-e", dtype=np.uint8)
     source[:, _XSIGN] = np.where(exponent < 0, 45, 43)
     size = np.abs(exponent)
     source[:, _XTENS] = size // 10 % 10 + 48
     source[:, _XONES] = size % 10 + 48
-    index = _TABLE[template] + (np.arange(count) * _SOURCE)[:, None]
+    index = _TABLE[template]
+    index += (np.arange(count, dtype=np.int32) * _SOURCE)[:, None]
     text = source.reshape(-1)[index]
     lengths = _TABLE_LENGTHS[template]
     for i in np.flatnonzero((~fast & (magnitude32 != 0)) | (fast & unsure)).tolist():
