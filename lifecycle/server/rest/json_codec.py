@@ -18,6 +18,7 @@ may be ``{"b64": ...}``, and a float that does not fit a float32 is refused.
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -127,6 +128,8 @@ def _decimal_tokens(flat: np.ndarray, double: bool) -> list[str]:
     kind = np.float64 if double else np.float32
     flat = flat.astype(kind, copy=False)
     values = flat.astype(np.float64).tolist()
+    if len(values) <= 8:  # a few values (half_plus_two): numpy's set-up would cost more than they do
+        return [format_decimal(v, double) for v in values]
     tokens = _format_all("%g", values)
     finite = np.isfinite(flat)
     with np.errstate(all="ignore"):
@@ -218,6 +221,8 @@ def _render(tokens: list[str], shape: tuple[int, ...], depth: int, single_line: 
         return "[" + ",".join("\n" + _pad(depth + 1) + c for c in children) + "\n" + _pad(depth) + "]"
     opening, closing, separators = _layout(shape, depth, single_line)
     count = len(tokens)
+    if count == 1:
+        return opening + tokens[0] + closing
     parts: list[str] = [""] * (2 * count - 1)
     parts[0::2] = tokens
     parts[1::2] = np.array(separators, dtype=object)[_rolls(1, count, shape)].tolist()
@@ -304,7 +309,7 @@ def rows_json(outputs: Mapping[str, np.ndarray]) -> bytes:
         batch = value.shape[0]
     prepared = {}
     for alias, value in outputs.items():
-        step = int(np.prod(value.shape[1:]))
+        step = math.prod(value.shape[1:])
         prepared[alias] = (_tokens(value, _is_bytes_alias(alias, value)), step, value.shape[1:], _is_bytes_alias(alias, value))
     writer = PrettyWriter()
     writer.start_object()
