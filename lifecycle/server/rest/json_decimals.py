@@ -26,9 +26,10 @@ _LOWEST, _HIGHEST = -13, 25  # decimal exponents whose scaling and round trip st
 _TIE = 1e-6  # a scaled fraction this close to .5 may round either way: left to format_decimal
 
 # Source bytes of one value: its nine digits, then the constants and the exponent's sign and digits.
-_ZERO, _DOT, _MINUS, _E, _XSIGN, _XTENS, _XONES = 9, 10, 11, 12, 13, 14, 15
-_SOURCE = 16
+_ZERO, _DOT, _MINUS, _E, _XSIGN, _XTENS, _XONES, _NUL = 9, 10, 11, 12, 13, 14, 15, 16
+_SOURCE = 17
 _WIDTH = 16  # the longest text: -1.23456789e+25 or -0.000123456789
+_SHORT_SEPARATORS = 16  # bytes: separators up to this long are laid out beside each text
 
 
 def format_decimal(value: float, double: bool) -> str:
@@ -61,7 +62,7 @@ def _templates() -> tuple[np.ndarray, np.ndarray]:
             mantissa = [0] + ([_DOT, *range(1, digits)] if digits > 1 else [])
             rows.append(([_MINUS] if negative else []) + mantissa + [_E, _XSIGN, _XTENS, _XONES])
         rows.append(([_MINUS] if negative else []) + [_ZERO, _DOT, _ZERO])
-    table = np.zeros((len(rows), _WIDTH), dtype=np.int32)
+    table = np.full((len(rows), _WIDTH), _NUL, dtype=np.int32)  # texts are NUL-padded
     for i, row in enumerate(rows):
         table[i, :len(row)] = row
     return table, np.array([len(row) for row in rows], dtype=np.int64)
@@ -96,12 +97,12 @@ def _round_trips(digits: np.ndarray, exponent: np.ndarray, value: np.ndarray) ->
 
 
 def _chunk_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The texts of at most a chunk of float32 values: bytes (n, 16), left-aligned, and lengths."""
+    """The texts of at most a chunk of float32 values: bytes (n, 16), left-aligned and NUL-padded, and lengths."""
     magnitude32 = np.abs(values)
-    magnitude = magnitude32.astype(np.float64)
     negative = np.signbit(values)
     finite = np.isfinite(values)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # NaNs (signalling ones too) are written by format_decimal
+        magnitude = magnitude32.astype(np.float64)
         estimate = np.floor(np.log10(np.where(finite & (magnitude > 0), magnitude, 1.0))).astype(np.int64)
     fast = finite & (magnitude > 0) & (estimate >= _LOWEST) & (estimate <= _HIGHEST)
     estimate = np.where(fast, estimate, 0)
@@ -116,15 +117,17 @@ def _chunk_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     count = len(values)
     source = np.empty((count, _SOURCE), dtype=np.uint8)
     rest = number.astype(np.uint32)
-    for i in range(8, -1, -1):  # a division by a constant: numpy's fast path
-        source[:, i] = rest % 10
-        rest //= 10
+    for i in range(8, -1, -1):  # one division by a constant a digit: numpy's fast path
+        quotient = rest // 10
+        source[:, i] = rest - quotient * 10
+        rest = quotient
     significant = 9 - np.argmax(source[:, 8::-1] != 0, axis=1)
     source[:, :9] += 48
     fixed = (exponent >= -4) & (exponent < precision)
     template = np.where(fixed, (np.clip(exponent, -4, 8) + 4) * 9 + significant - 1, _EXP_TEMPLATES + significant - 1)
     template = np.where(magnitude32 == 0, _ZERO_TEMPLATE, template) + negative * _PER_SIGN
     source[:, _ZERO:_XSIGN] = np.frombuffer(b"0.-e", dtype=np.uint8)
+    source[:, _NUL] = 0
     source[:, _XSIGN] = np.where(exponent < 0, 45, 43)
     size = np.abs(exponent)
     source[:, _XTENS] = size // 10 % 10 + 48
@@ -135,13 +138,14 @@ def _chunk_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lengths = _TABLE_LENGTHS[template]
     for i in np.flatnonzero((~fast & (magnitude32 != 0)) | (fast & unsure)).tolist():
         token = format_decimal(float(values[i]), double=False).encode("ascii")
+        text[i] = 0
         text[i, :len(token)] = np.frombuffer(token, dtype=np.uint8)
         lengths[i] = len(token)
     return text, lengths
 
 
 def float32_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """format_decimal of every float32 in a 1-D array: bytes (n, 16), left-aligned, and their lengths."""
+    """format_decimal of every float32 in a 1-D array: bytes (n, 16), left-aligned and NUL-padded, and lengths."""
     values = np.ascontiguousarray(values, dtype=np.float32)
     if len(values) <= _CHUNK:
         return _chunk_text(values)
@@ -151,6 +155,15 @@ def float32_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def join_rows(text: np.ndarray, lengths: np.ndarray, rolls: np.ndarray, separators: list[bytes]) -> bytes:
     """Each text followed by ``separators[rolls[i]]`` (none where ``rolls[i]`` is -1), as one bytes."""
+    widest = max(len(s) for s in separators)
+    if widest <= _SHORT_SEPARATORS:  # the row format's single-line arrays: ", ", "], [", ...
+        table = np.zeros((len(separators) + 1, widest), dtype=np.uint8)  # the last row: no separator
+        for i, separator in enumerate(separators):
+            table[i, :len(separator)] = np.frombuffer(separator, dtype=np.uint8)
+        rows = np.empty((len(text), text.shape[1] + widest), dtype=np.uint8)
+        rows[:, :text.shape[1]] = text
+        rows[:, text.shape[1]:] = table[rolls]
+        return rows[rows != 0].tobytes()  # texts and separators never hold a NUL
     common = np.frombuffer(separators[0], dtype=np.uint8)
     width = text.shape[1]
     rows = np.empty((len(text), width + len(common)), dtype=np.uint8)
