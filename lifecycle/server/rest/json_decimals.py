@@ -121,12 +121,16 @@ def _chunk_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     count = len(values)
     source = np.empty((count, _SOURCE), dtype=np.uint8)
     rest = number.astype(np.uint32)
+    trailing = np.zeros(count, dtype=np.int64)  # zeros at the end of the nine digits (at most 8)
+    zeros = np.ones(count, dtype=bool)
     for i in range(8, -1, -1):  # one division by a constant a digit: numpy's fast path
         quotient = rest // 10
-        source[:, i] = rest - quotient * 10
+        digit = rest - quotient * 10
+        source[:, i] = digit + 48
+        zeros &= digit == 0
+        trailing += zeros
         rest = quotient
-    significant = 9 - np.argmax(source[:, 8::-1] != 0, axis=1)
-    source[:, :9] += 48
+    significant = 9 - trailing
     fixed = (exponent >= -4) & (exponent < precision)
     template = np.where(fixed, (np.clip(exponent, -4, 8) + 4) * 9 + significant - 1, _EXP_TEMPLATES + significant - 1)
     template = np.where(magnitude32 == 0, _ZERO_TEMPLATE, template) + negative * _PER_SIGN
