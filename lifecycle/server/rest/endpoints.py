@@ -7,9 +7,12 @@ The last two are mlc's admin path for the traffic split (:mod:`lifecycle.server.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,8 +68,48 @@ def missing_model_name(core: ServerCore, request: RestRequest) -> str:
     raise InvalidArgument("Missing model name in request.")
 
 
+_PAUSE_GC_FROM = 1 << 16  # body bytes: from here, parsing makes enough lists for the collector to matter
+_gc_lock = threading.Lock()
+_gc_pauses = [0, False]  # requests parsing a large body now; whether the collector ran before the first
+
+
+@contextmanager
+def _collector_paused(size: int) -> Iterator[None]:
+    """The cyclic collector off while a large body becomes lists and arrays (they hold no cycles).
+
+    A 513x513x3 image is 790,000 lists and ints; with TensorFlow's objects in the heap, the
+    collections their allocation triggers cost twice the parse itself.
+    """
+    if size < _PAUSE_GC_FROM:
+        yield
+        return
+    with _gc_lock:
+        if _gc_pauses[0] == 0:
+            _gc_pauses[1] = gc.isenabled()
+            gc.disable()
+        _gc_pauses[0] += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses[0] -= 1
+            if _gc_pauses[0] == 0 and _gc_pauses[1]:
+                gc.enable()
+
+
 def predict_body(core: ServerCore, request: RestRequest) -> bytes:
     """POST :predict with a row or columnar body; returns TF Serving's predictions/outputs JSON."""
+    with _collector_paused(len(request.body)):
+        inputs, signature_name, has_instances = _predict_inputs(core, request)
+    prediction = core.predict_arrays(request.ref, signature_name, inputs, timeout_ms=request.timeout_ms or None,
+                                     route_key=request.route_key)
+    if has_instances:
+        return rest_json.rows_json(prediction.outputs)
+    return rest_json.columns_json(prediction.outputs)
+
+
+def _predict_inputs(core: ServerCore, request: RestRequest) -> tuple[dict[str, Any], str, bool]:
+    """A :predict body as input arrays, its signature name, and whether it holds ``instances``."""
     body = request.body
     document = _parse(body)
     bools = b"true" in body or b"false" in body  # numpy's fast path would take true for 1
@@ -93,11 +136,7 @@ def predict_body(core: ServerCore, request: RestRequest) -> bytes:
         inputs = json_tensor.arrays_from_inputs(document["inputs"], infos, bools)
     else:
         raise InvalidArgument("Missing 'inputs' or 'instances' key")
-    prediction = core.predict_arrays(request.ref, signature_name, inputs, timeout_ms=request.timeout_ms or None,
-                                     route_key=request.route_key)
-    if has_instances:
-        return rest_json.rows_json(prediction.outputs)
-    return rest_json.columns_json(prediction.outputs)
+    return inputs, signature_name, has_instances
 
 
 def classify_body(core: ServerCore, request: RestRequest) -> bytes:

@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import re
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -44,6 +45,7 @@ _V1_PREFIX = re.compile(r"/v1/", re.IGNORECASE)
 # Default bound on a REST request body (mlc's own; TF Serving has none). A 513x513 RGB image
 # as JSON integers is about 3 MB; --mlc_max_request_bytes raises the bound.
 DEFAULT_MAX_REQUEST_BYTES = 256 << 20
+_last_date: list[Any] = [0, ""]  # the second and its Date text
 
 
 def handler_class(core: ServerCore, timeout_ms: int = 30000, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
@@ -72,6 +74,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
         log.debug("rest: " + format, *args)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header: whole seconds, so formatted once a second rather than once a request."""
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        now = int(time.time())
+        second, text = _last_date
+        if second != now:
+            text = super().date_time_string(now)
+            _last_date[:] = (now, text)  # one list store: threads see the old pair or the new one
+        return text
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib's name
         self._dispatch("GET")

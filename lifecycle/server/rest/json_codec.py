@@ -25,6 +25,9 @@ from typing import Any
 import numpy as np
 
 from lifecycle.errors import InvalidArgument
+from lifecycle.server.rest.json_decimals import float32_text, format_decimal, join_rows
+
+__all__ = ["format_decimal"]  # the spec of every float this module writes
 
 _INDENT = b"    "
 _ESCAPES = {i: f"\\u{i:04X}".encode() for i in range(0x20)}
@@ -113,21 +116,6 @@ def quote(value: str | bytes) -> bytes:
     return b'"' + value.translate(_ESCAPE_TABLE).encode("utf-8", errors="surrogateescape") + b'"'
 
 
-def format_decimal(value: float, double: bool) -> str:
-    """WriteDecimal: ``%g`` if it round-trips, else full precision; ``.0`` on whole numbers."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "-Infinity" if value < 0 else "Infinity"
-    text = f"{value:g}"
-    roundtrip = float(text) if double else float(np.float32(float(text)))
-    if roundtrip != value:
-        text = ("%.17g" if double else "%.9g") % value
-    if "." not in text and "e" not in text:
-        text += ".0"
-    return text
-
-
 def _format_all(pattern: str, values: list[float]) -> list[str]:
     # One %-format over the whole list runs in C; a per-element loop would cost ~1 us each.
     if not values:
@@ -140,6 +128,8 @@ def _decimal_tokens(flat: np.ndarray, double: bool) -> list[str]:
     kind = np.float64 if double else np.float32
     flat = flat.astype(kind, copy=False)
     values = flat.astype(np.float64).tolist()
+    if len(values) <= 8:  # a few values (half_plus_two): numpy's set-up would cost more than they do
+        return [format_decimal(v, double) for v in values]
     tokens = _format_all("%g", values)
     finite = np.isfinite(flat)
     with np.errstate(all="ignore"):
@@ -159,11 +149,29 @@ def _decimal_tokens(flat: np.ndarray, double: bool) -> list[str]:
     return tokens
 
 
-def _tokens(value: np.ndarray, as_bytes: bool) -> list[str]:
-    """Every element of ``value`` (flattened, C order) as its JSON text."""
+class _Float32s:
+    """A float32 tensor's flat values, written by json_decimals without a Python object per value."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, part: slice) -> _Float32s:
+        return _Float32s(self.values[part])
+
+
+_FLOAT32S_FROM = 64  # elements: below this, a token list is cheaper than numpy's set-up
+
+
+def _tokens(value: np.ndarray, as_bytes: bool) -> list[str] | _Float32s:
+    """Every element of ``value`` (flattened, C order) as its JSON text (a float32 tensor: lazily)."""
     flat = value.reshape(-1)
     kind = value.dtype
     if kind in (np.float32, np.float16):
+        if len(flat) >= _FLOAT32S_FROM:
+            return _Float32s(flat.astype(np.float32, copy=False))
         return _decimal_tokens(flat, double=False)
     if kind == np.float64:
         return _decimal_tokens(flat, double=True)
@@ -211,35 +219,74 @@ def _render(tokens: list[str], shape: tuple[int, ...], depth: int, single_line: 
         if single_line:
             return "[" + ", ".join(children) + "]"
         return "[" + ",".join("\n" + _pad(depth + 1) + c for c in children) + "\n" + _pad(depth) + "]"
-    if single_line:
-        opening = "[" * ndim
-        closing = "]" * ndim
-        separators = ["]" * r + ", " + "[" * r for r in range(ndim)]
-    else:
-        opening = "[" + "".join("\n" + _pad(depth + i) + "[" for i in range(1, ndim)) + "\n" + _pad(inner_depth)
-        closing = "".join("\n" + _pad(inner_depth - 1 - i) + "]" for i in range(ndim))
-        separators = [
-            "".join("\n" + _pad(inner_depth - 1 - i) + "]" for i in range(r)) + ","
-            + "".join("\n" + _pad(inner_depth - r + i) + "[" for i in range(r)) + "\n" + _pad(inner_depth)
-            for r in range(ndim)
-        ]
+    opening, closing, separators = _layout(shape, depth, single_line)
     count = len(tokens)
-    rolls = np.zeros(count - 1, dtype=np.int64)
-    positions = np.arange(1, count)
+    if count == 1:
+        return opening + tokens[0] + closing
+    parts: list[str] = [""] * (2 * count - 1)
+    parts[0::2] = tokens
+    parts[1::2] = np.array(separators, dtype=object)[_rolls(1, count, shape)].tolist()
+    return opening + "".join(parts) + closing
+
+
+def _layout(shape: tuple[int, ...], depth: int, single_line: bool) -> tuple[str, str, list[str]]:
+    """A non-empty tensor's opening and closing text, and its separators by how many dimensions roll over."""
+    ndim = len(shape)
+    inner_depth = depth + ndim
+    if single_line:
+        return "[" * ndim, "]" * ndim, ["]" * r + ", " + "[" * r for r in range(ndim)]
+    opening = "[" + "".join("\n" + _pad(depth + i) + "[" for i in range(1, ndim)) + "\n" + _pad(inner_depth)
+    closing = "".join("\n" + _pad(inner_depth - 1 - i) + "]" for i in range(ndim))
+    separators = [
+        "".join("\n" + _pad(inner_depth - 1 - i) + "]" for i in range(r)) + ","
+        + "".join("\n" + _pad(inner_depth - r + i) + "[" for i in range(r)) + "\n" + _pad(inner_depth)
+        for r in range(ndim)
+    ]
+    return opening, closing, separators
+
+
+def _rolls(start: int, stop: int, shape: tuple[int, ...]) -> np.ndarray:
+    """For each position in [start, stop), how many dimensions roll over just before it."""
+    positions = np.arange(start, stop)
+    rolls = np.zeros(len(positions), dtype=np.int64)
     stride = 1
     for size in reversed(shape[1:]):
         stride *= size
         rolls += positions % stride == 0
-    parts: list[str] = [""] * (2 * count - 1)
-    parts[0::2] = tokens
-    parts[1::2] = np.array(separators, dtype=object)[rolls].tolist()
-    return opening + "".join(parts) + closing
+    return rolls
 
 
-def _write_values(writer: PrettyWriter, tokens: list[str], shape: tuple[int, ...], as_bytes: bool) -> None:
+_CHUNK = 1 << 15  # float32 values formatted and joined at once
+
+
+def _render_float32s(values: np.ndarray, shape: tuple[int, ...], depth: int, single_line: bool) -> bytes:
+    """_render of float32 values (at least one, no 0 dimension) through json_decimals, a chunk at a time."""
+    opening, closing, separators = _layout(shape, depth, single_line)
+    encoded = [s.encode("ascii") for s in separators]
+    parts = [opening.encode("ascii")]
+    count = len(values)
+    for start in range(0, count, _CHUNK):
+        stop = min(start + _CHUNK, count)
+        rolls = _rolls(start + 1, stop + 1, shape)
+        if stop == count:
+            rolls[-1] = -1  # the last value: no separator
+        text, lengths = float32_text(values[start:stop])
+        parts.append(join_rows(text, lengths, rolls, encoded))
+    parts.append(closing.encode("ascii"))
+    return b"".join(parts)
+
+
+def _write_values(writer: PrettyWriter, tokens: list[str] | _Float32s, shape: tuple[int, ...],
+                  as_bytes: bool) -> None:
     """AddTensorValues: a tensor's tokens as nested arrays, written at the writer's position."""
     writer._prefix()
-    text = _render(tokens, shape, len(writer._levels), writer.single_line, as_bytes)
+    depth = len(writer._levels)
+    if isinstance(tokens, _Float32s):
+        if len(tokens) >= _FLOAT32S_FROM and shape:
+            writer.out.append(_render_float32s(tokens.values, shape, depth, writer.single_line))
+            return
+        tokens = _decimal_tokens(tokens.values, double=False)  # a row of the row format may be small
+    text = _render(tokens, shape, depth, writer.single_line, as_bytes)
     writer.out.append(text.encode("utf-8", errors="surrogateescape"))
 
 
@@ -262,7 +309,7 @@ def rows_json(outputs: Mapping[str, np.ndarray]) -> bytes:
         batch = value.shape[0]
     prepared = {}
     for alias, value in outputs.items():
-        step = int(np.prod(value.shape[1:]))
+        step = math.prod(value.shape[1:])
         prepared[alias] = (_tokens(value, _is_bytes_alias(alias, value)), step, value.shape[1:], _is_bytes_alias(alias, value))
     writer = PrettyWriter()
     writer.start_object()

@@ -109,12 +109,19 @@ def _flatten(value: Any, level: int, shape: list[int], dtype_name: str, out: lis
 _TF_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
 
 
+_DTYPE_NAMES: dict[int, str] = {}  # DataType enum -> name, filled as requests name them
+
+
 def tf_dtype_name(enum: int) -> str:
     """TensorFlow's DataTypeString for a DataType enum (``float``, ``int32``, ``string``...)."""
+    known = _DTYPE_NAMES.get(enum)
+    if known is not None:
+        return known
     from tensorflow.python.framework import dtypes
 
     name = dtypes.as_dtype(enum).name
-    return _TF_NAMES.get(name, name)
+    _DTYPE_NAMES[enum] = _TF_NAMES.get(name, name)
+    return _DTYPE_NAMES[enum]
 
 
 def _numpy_dtype(dtype_name: str) -> Any:
