@@ -176,7 +176,7 @@ def complete_forward(rollout: Rollout, driver: Driver, a: ModelServing, result: 
     else:
         tfs_config.write(rollout.paths, tfs_config.build(rollout.paths, rollout.serving(a)))
     with rollout.step("commit"):
-        reg = registry.load(rollout.paths)
+        reg = registry.load(rollout.paths, lazy=True)  # the commit reads and writes the head and one history page
         rec = reg.model(rollout.model)
         rec.stable = plan.after["stable"]
         rec.canary = plan.after["canary"]
@@ -198,7 +198,7 @@ def _event(j: journal.Journal, result: str, detail: str) -> HistoryEvent:
 
 def record_event(paths: Paths, j: journal.Journal, result: str, detail: str) -> None:
     """Append one history event for the journal's rollout (caller holds the lock)."""
-    reg = registry.load(paths)
+    reg = registry.load(paths, lazy=True)
     reg.model(j.model).history.append(_event(j, result, detail))
     registry.save(paths, reg)
 
