@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +122,7 @@ class Registry:
                     stable=body.get("stable"),
                     canary=body.get("canary"),
                     checkpoints=[CheckpointRecord(**c) for c in body.get("checkpoints") or []],
-                    versions=[VersionRecord(**v) for v in body.get("versions") or []],
+                    versions=Versions(VersionRecord(**v) for v in body.get("versions") or []),
                     attempts=_log("attempts", body.get("attempts")),
                     history=_log("history", body.get("history")),
                     approvals=_log("approvals", body.get("approvals")),
@@ -248,7 +248,7 @@ def select(paths: Paths, rec: ModelRecord, numbers: set[int], newest: int | None
     raise RegistryError(f"registry {source(paths)} kept changing while it was read; try again")
 
 
-def _pick(versions: list[VersionRecord], numbers: set[int], newest: int | None) -> list[VersionRecord]:
+def _pick(versions: Iterable[VersionRecord], numbers: set[int], newest: int | None) -> list[VersionRecord]:
     """``versions`` in ``numbers`` or among the ``newest`` highest (None: all), ascending."""
     ordered = sorted(versions, key=lambda v: v.version)
     if newest is None:

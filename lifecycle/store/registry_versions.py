@@ -239,7 +239,7 @@ class Versions(MutableSequence[VersionRecord]):
             for v in groups[n]:
                 first.setdefault(v.checkpoint_digest, n)
         owned: dict[int, list[CheckpointRecord]] = {n: [] for n in groups}
-        loose = []
+        loose: list[CheckpointRecord] = []
         for c in pool:
             (owned[first[c.digest]] if c.digest in first else loose).append(c)
         refs = {r.page: r for r in self._refs if r.page not in groups}
