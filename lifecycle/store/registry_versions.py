@@ -9,8 +9,9 @@ on the records are an ordinary list.
 
 When the registry is written, :meth:`Versions.layout` regroups the records of the pages that
 were read (all of them, once the list was read whole) and compares each with the records it was
-read with: an unchanged page keeps its reference, a changed or new one is encoded afresh
-(:func:`encode`), and a page never read is neither encoded nor compared. So a transaction that
+read with (by the digest of its bytes, :func:`encode`): an unchanged page keeps its reference,
+a changed or new one is created under a fresh name, and a page never read is neither encoded
+nor compared. So a transaction that
 registers one version or moves a label costs the same at 100 versions and at 10,000
 (``bench/peers/registry.py``).
 
@@ -73,11 +74,10 @@ class Versions(MutableSequence[VersionRecord]):
         self._refs = sorted(refs, key=lambda r: r.page)
         self._loader, self._model, self._where = loader, model, where
         self._pages: dict[int, list[VersionRecord]] = {}  # pages read, by number (while _items is None)
-        self._raw: dict[int, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}  # as read: versions, checkpoints
         self._owned: dict[int, list[CheckpointRecord]] = {}  # the checkpoints each page read holds
         self._items: list[VersionRecord] | None = None if self._refs else list(records)
         # Versions held inline by an old head (schema 1): compared with these to tell a change.
-        self._inline = [plain(v) for v in self._items] if self._items else None
+        self._inline = _text(self._items) if self._items else None
 
     # --- reading pages -----------------------------------------------------------------------
 
@@ -96,7 +96,6 @@ class Versions(MutableSequence[VersionRecord]):
             except (TypeError, AttributeError) as e:
                 raise RegistryError(f"malformed registry page {self._where}/{ref.key}: model {self._model!r}: {e}") from e
             self._pages[ref.page], self._owned[ref.page] = versions, owned
-            self._raw[ref.page] = (data["versions"], data.get("checkpoints") or [])
 
     def read_all(self) -> list[CheckpointRecord]:
         """Read every page still unread; the checkpoints the pages hold, in page order."""
@@ -248,11 +247,8 @@ class Versions(MutableSequence[VersionRecord]):
         for n in sorted(groups):
             if not groups[n]:
                 continue
-            versions, owns = [plain(v) for v in groups[n]], [plain(c) for c in owned[n]]
-            if n in known and self._raw.get(n) == (versions, owns):
-                refs[n] = known[n]
-                continue
-            data = encode(model, n, versions, owns)
+            # Encoded to compare: a caller may have changed a record in place (its report, say).
+            data = encode(model, n, [plain(v) for v in groups[n]], [plain(c) for c in owned[n]])
             digest = hashlib.sha256(data).hexdigest()
             if n in known and known[n].digest == digest:
                 refs[n] = known[n]
@@ -267,7 +263,7 @@ class Versions(MutableSequence[VersionRecord]):
     def changed(self, model: str, checkpoints: list[CheckpointRecord]) -> bool:
         """Whether a write would create or drop a page (versions inline in an old head: whether they differ)."""
         if not self._refs and self._inline is not None and self._items is not None:
-            return [plain(v) for v in self._items] != self._inline
+            return _text(self._items) != self._inline
         if self._items is None and not self._pages:
             return False  # nothing read, nothing added
         return self.layout(model, checkpoints).changed
@@ -277,4 +273,8 @@ class Versions(MutableSequence[VersionRecord]):
         self._refs, self._inline, self._items = list(done.refs), None, None
         self._pages = {n: g for n, g in done.groups.items() if g}
         self._owned = {n: done.owned[n] for n in self._pages}
-        self._raw = {n: ([plain(v) for v in g], [plain(c) for c in self._owned[n]]) for n, g in self._pages.items()}
+
+
+def _text(records: list[VersionRecord]) -> str:
+    """Records as canonical JSON, to tell whether any changed (in place too)."""
+    return json.dumps([plain(v) for v in records], sort_keys=True, default=str)

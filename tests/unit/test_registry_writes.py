@@ -134,3 +134,10 @@ def test_a_version_edited_in_a_full_read_replaces_only_its_page(bare_home: Paths
     assert len(after - before) == 1
     again = registry.load(bare_home).model("m")
     assert not again.version(SIZE + 5).validated and len(again.checkpoints) == 3 * SIZE + 10
+
+
+def test_a_report_changed_in_place_in_a_transaction_is_written(bare_home: Paths) -> None:
+    two_models(bare_home)
+    with registry.transaction(bare_home) as reg:
+        reg.model("m").version(2 * SIZE + 1).report["metrics"]["miou"] = 0.75
+    assert registry.load(bare_home).model("m").version(2 * SIZE + 1).report["metrics"]["miou"] == 0.75
