@@ -98,7 +98,7 @@ class MlcRegistry:
 
         self.flip ^= 1
         with registry.lease(self.paths):
-            reg = registry.load(self.paths)
+            reg = registry.load(self.paths, lazy=True)  # as complete_forward's commit reads it
             rec = reg.model(MODEL)
             newest = rec.latest_version() or 1
             before, rec.stable = rec.stable, newest - self.flip

@@ -190,7 +190,7 @@ def gc(
                 continue
             done.append(r)
             rec = reg.model(r.model, create=True)
-            rec.versions = [v for v in rec.versions if v.version != r.version]
+            rec.versions.replace([v for v in rec.versions if v.version != r.version])
             rec.history.append(HistoryEvent(
                 action="gc", from_version=r.version, to_version=None, result="deleted",
                 reason=f"mlc gc --keep {keep}", detail=f"{r.kind} {r.version} deleted" + (f" ({r.detail})" if r.detail else ""),

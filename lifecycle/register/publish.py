@@ -193,7 +193,7 @@ def _publish(
     version = dataclasses.replace(fields, version=number)
     with registry.transaction(paths) as reg:
         rec = reg.model(model, create=True)
-        recorded = number in {v.version for v in rec.versions}  # adopted meanwhile by another transaction
+        recorded = rec.has_version(number)  # adopted meanwhile by another transaction
         winner = rec.version_for_digest(checkpoint.digest)
         if not recorded and winner is not None:
             # A concurrent register of the same content recorded first: N is an unrecorded copy.
@@ -205,7 +205,7 @@ def _publish(
         if not recorded:
             # The registry keeps a summary; the whole report is in the version's own record file.
             rec.versions.append(dataclasses.replace(version, report=registry.report_summary(version.report)))
-            rec.versions.sort(key=lambda v: v.version)
+            rec.versions.sort()  # by number
     # Recorded now (or adopted by this transaction or another's from the version's own record): its webhook.
     outbox.emit(paths, "register", model, {"version": number, "checkpoint": version.checkpoint,
                                            "checkpoint_digest": version.checkpoint_digest, "step": version.step,

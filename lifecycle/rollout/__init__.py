@@ -83,7 +83,7 @@ def promote(
     with _maybe_locked(paths, not dry_run):
         stale = _moved(paths, model, seen, "promote")  # raised after --expect-current, which says it better
         recovered = [] if dry_run else [m for m in [recover_pending(paths)] if m]
-        reg = registry.load(paths)
+        reg = registry.load(paths, lazy=True)
         rec = reg.model(model)
         vrec = check_servable(paths, rec, version)
         if expect_current is not None and rec.stable != expect_current:
@@ -124,7 +124,7 @@ def rollback(
         if (stale := _moved(paths, model, seen, "rollback")) is not None:
             raise stale
         recovered = [] if dry_run else [m for m in [recover_pending(paths)] if m]
-        reg = registry.load(paths)
+        reg = registry.load(paths, lazy=True)
         rec = reg.model(model)
         action, worse = "rollback", None
         if to is None and rec.canary is not None:  # the canary goes first: its own event, "withdraw"

@@ -254,7 +254,7 @@ class Driver:
 
 def apply_registry_config(paths: Paths, servers: list[fleet.ServerSpec], timeout: float = DEFAULT_TIMEOUT_S) -> None:
     """Write the registry's config (with labels) and make ``servers`` take it. Caller holds the lock."""
-    config = tfs_config.build(paths, tfs_config.served_from_registry(registry.load(paths)))
+    config = tfs_config.build(paths, tfs_config.served_from_registry(registry.load(paths, lazy=True)))
     tfs_config.write(paths, config)
     targets = driven(servers)
     serving = tfs_config.serving_of(config)

@@ -116,7 +116,7 @@ def rollout(
             recovered = [m for m in [recover_pending(paths)] if m]
         else:
             recovered = []
-        reg = registry.load(paths)
+        reg = registry.load(paths, lazy=True)
         rec = reg.model(model)
         vrec = check_servable(paths, rec, version)
         if rec.stable is None:
@@ -175,7 +175,7 @@ def resume(paths: Paths, model: str, timeout: float = DEFAULT_TIMEOUT_S, replica
             # The labels were moving: completing or reverting is recovery's decision.
             return ProgressiveResult(model, j.version, "recovered", recover_pending(paths) or "")
         fleet_ = fleet.load(paths, replica_timeout)
-        reg = registry.load(paths)
+        reg = registry.load(paths, lazy=True)
         promote_plan = plan_rollout(paths, reg, "rollout", model, j.version, j.after, fleet_.names, j.forced)
         promote_plan.before = dict(j.before)
         ensure_servers_reachable(fleet_.servers)

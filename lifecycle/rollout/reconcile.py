@@ -84,7 +84,7 @@ def reconcile(
     """Bring every reachable replica to the recorded state; report what changed and who failed."""
     with registry.lease(paths):
         recovered = recover_pending(paths)
-        reg = registry.load(paths)
+        reg = registry.load(paths, lazy=True)
         if model is not None:
             check_model_name(model)
             reg.model(model)  # ModelNotFound for an unknown model

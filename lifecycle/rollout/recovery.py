@@ -32,7 +32,7 @@ def recover_pending(paths: Paths) -> str | None:
     j = journal.load(paths)
     if j is None:
         return None
-    reg = registry.load(paths)
+    reg = registry.load(paths, lazy=True)
     try:
         rec = reg.model(j.model)
     except LifecycleError:

@@ -60,7 +60,7 @@ class Rollout:
 
     def serving(self, model_state: ModelServing) -> tfs_config.Serving:
         """Every model's registry state, with this model replaced by ``model_state``."""
-        return serving_with(registry.load(self.paths), self.model, model_state)
+        return serving_with(registry.load(self.paths, lazy=True), self.model, model_state)
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -85,7 +85,7 @@ class Rollout:
         """Execute the plan; on failure revert, record and raise PromotionFailed."""
         plan = self.plan
         b, a = serving_from_state(plan.before), serving_from_state(plan.after)
-        rec = registry.load(self.paths).model(self.model)
+        rec = registry.load(self.paths, lazy=True).model(self.model)
         # Test requests of the versions that load (sandbox, verify) or gain a label (confirm).
         needed = set(plan.load) | {v for k, v in a.labels.items() if b.labels.get(k) != v}
         try:
@@ -176,7 +176,7 @@ def complete_forward(rollout: Rollout, driver: Driver, a: ModelServing, result: 
     else:
         tfs_config.write(rollout.paths, tfs_config.build(rollout.paths, rollout.serving(a)))
     with rollout.step("commit"):
-        reg = registry.load(rollout.paths)
+        reg = registry.load(rollout.paths, lazy=True)  # the commit reads and writes the head and one history page
         rec = reg.model(rollout.model)
         rec.stable = plan.after["stable"]
         rec.canary = plan.after["canary"]
@@ -198,7 +198,7 @@ def _event(j: journal.Journal, result: str, detail: str) -> HistoryEvent:
 
 def record_event(paths: Paths, j: journal.Journal, result: str, detail: str) -> None:
     """Append one history event for the journal's rollout (caller holds the lock)."""
-    reg = registry.load(paths)
+    reg = registry.load(paths, lazy=True)
     reg.model(j.model).history.append(_event(j, result, detail))
     registry.save(paths, reg)
 
@@ -231,7 +231,7 @@ def revert(
     b = serving_from_state(before)
 
     def config_with(state: ModelServing) -> Any:
-        return tfs_config.build(paths, serving_with(registry.load(paths), model, state))
+        return tfs_config.build(paths, serving_with(registry.load(paths, lazy=True), model, state))
 
     problems: list[str] = []
     alive = list(targets)

@@ -13,6 +13,12 @@ generation it read (:func:`transaction`, or :func:`load` then :func:`save` insid
 :func:`lease`), so even a writer whose lease was lost (an object store's lease expires) cannot
 overwrite another's update: it gets StaleGeneration instead.
 
+A transaction (and a promote's commit) reads the registry lazily (``load(lazy=True)``): the
+head, then only the version pages its body looks at (:mod:`registry_versions`); a write
+creates only the pages that changed and puts each untouched model's entry back in the head as
+it was read, so registering a version or moving a label costs the same at 100 versions and at
+10,000, and with 1 model or 50.
+
 Schemas: 3, history and attempts in pages; 2, versions in pages, the rest inline; 1, everything
 inline. Older heads are read as they are and written as schema 3 by the next write.
 
@@ -24,20 +30,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifecycle.errors import (
-    LifecycleError,
-    ModelNotFound,
-    PageMissing,
-    RegistryError,
-    StaleGeneration,
-    VersionNotFound,
-)
+from lifecycle.errors import LifecycleError, ModelNotFound, PageMissing, RegistryError, StaleGeneration
 from lifecycle.failpoints import failpoint
 from lifecycle.store import outbox
 from lifecycle.store import registry_pages as pages
@@ -48,7 +47,9 @@ from lifecycle.store.names import check_model_name
 from lifecycle.store.provenance import current_user, now_iso
 from lifecycle.store.records import Approval, Attempt, CheckpointRecord, HistoryEvent, VersionRecord
 from lifecycle.store.registry_log import KINDS, OPTIONAL_KINDS, Log, LogState, Written
+from lifecycle.store.registry_model import ModelRecord
 from lifecycle.store.registry_pages import PageRef
+from lifecycle.store.registry_versions import Layout, Versions
 from lifecycle.store.version_records import VERSION_RECORD_FILE, full_report, report_summary, version_record_file
 
 __all__ = [
@@ -59,78 +60,6 @@ __all__ = [
 
 SCHEMA = 3
 KEY = "registry.yaml"
-
-
-@dataclass
-class ModelRecord:
-    """Everything the registry knows about one model."""
-
-    name: str
-    stable: int | None = None
-    canary: int | None = None
-    checkpoints: list[CheckpointRecord] = field(default_factory=list)
-    versions: list[VersionRecord] = field(default_factory=list)
-    # Lists whose records stay in their pages until looked at (a plain list assigned is wrapped).
-    attempts: Log[Attempt] = field(default_factory=lambda: Log("attempts"))
-    history: Log[HistoryEvent] = field(default_factory=lambda: Log("history"))
-    approvals: Log[Approval] = field(default_factory=lambda: Log("approvals"))  # approve/reject decisions
-    pinned: list[int] = field(default_factory=list)  # versions `mlc gc` never deletes (`mlc pin`)
-    # The pages the head named when this record was read (their versions are in ``versions``
-    # unless the registry was read with ``versions=False``).
-    pages: list[PageRef] = field(default_factory=list, compare=False, repr=False)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in KINDS and not isinstance(value, Log):
-            current = self.__dict__.get(name)
-            if isinstance(current, Log):
-                current.replace(value)  # keeps the pages it read: unchanged ones are not written again
-                return
-            value = Log(name, value)
-        object.__setattr__(self, name, value)
-
-    def version_count(self) -> int:
-        """How many versions are registered (also when only the head was read)."""
-        return sum(p.count for p in self.pages) if self.pages and not self.versions else len(self.versions)
-
-    def version(self, number: int) -> VersionRecord:
-        """The record of version ``number``; VersionNotFound if it is not registered."""
-        for v in self.versions:
-            if v.version == number:
-                return v
-        known = ", ".join(str(v.version) for v in self.versions) or "none"
-        raise VersionNotFound(
-            f"model {self.name!r} has no version {number} (registered: {known})"
-        )
-
-    def version_for_digest(self, digest: str) -> VersionRecord | None:
-        """The published version built from the checkpoint with ``digest``, if any."""
-        for v in self.versions:
-            if v.checkpoint_digest == digest:
-                return v
-        return None
-
-    def checkpoint_for_digest(self, digest: str) -> CheckpointRecord | None:
-        """The checkpoint record with ``digest``, if any."""
-        for c in self.checkpoints:
-            if c.digest == digest:
-                return c
-        return None
-
-    def latest_version(self) -> int | None:
-        """The highest registered version number."""
-        return max((v.version for v in self.versions), default=None)
-
-    def to_dict(self, logs: bool = True) -> dict[str, Any]:
-        """Plain data with every record inline (the history and attempts only with ``logs``)."""
-        out: dict[str, Any] = {"stable": self.stable, "canary": self.canary,
-                               "checkpoints": [dataclasses.asdict(c) for c in self.checkpoints],
-                               "versions": [dataclasses.asdict(v) for v in self.versions]}
-        if logs:
-            out |= {kind: [dataclasses.asdict(r) for r in getattr(self, kind)] for kind in KINDS
-                    if kind not in OPTIONAL_KINDS or len(getattr(self, kind))}
-        if self.pinned:  # an empty pin list is left out, so registries without pins read as before
-            out["pinned"] = list(self.pinned)
-        return out
 
 
 def _log(kind: str, data: Any) -> Log[Any]:
@@ -199,12 +128,13 @@ class Registry:
                     stable=body.get("stable"),
                     canary=body.get("canary"),
                     checkpoints=[CheckpointRecord(**c) for c in body.get("checkpoints") or []],
-                    versions=[VersionRecord(**v) for v in body.get("versions") or []],
+                    versions=Versions(VersionRecord(**v) for v in body.get("versions") or []),
                     attempts=_log("attempts", body.get("attempts")),
                     history=_log("history", body.get("history")),
                     approvals=_log("approvals", body.get("approvals")),
                     pinned=[int(v) for v in body.get("pinned") or []],
                     pages=pages.parse_refs(str(name), body.get("pages"), str(source)),
+                    stored=body if data.get("schema") == SCHEMA else None,
                 )
             except (TypeError, AttributeError, ValueError) as e:
                 raise RegistryError(f"malformed registry {source}: model {name!r}: {e}") from e
@@ -223,11 +153,14 @@ def source(paths: Paths) -> str:
     return f"{paths.store.url}/{KEY}"
 
 
-def load(paths: Paths, versions: bool = True) -> Registry:
+def load(paths: Paths, versions: bool = True, lazy: bool = False) -> Registry:
     """Read the registry without the lease; a missing document is an empty registry.
 
     ``versions=False`` reads only the head: each model's ``pages`` say which versions exist,
-    :func:`select` reads the ones wanted, and such a registry cannot be saved.
+    :func:`select` reads the ones wanted, and such a registry cannot be saved. ``lazy=True``
+    reads the head, and each version page only when a caller looks at its versions (a
+    transaction, or a promote's commit): such a registry can be saved, and writes only the pages
+    it changed; its ``checkpoints`` are the head's until :meth:`ModelRecord.all_checkpoints`.
     """
     for _ in range(pages.READ_ATTEMPTS):
         registry = _load_head(paths)
@@ -237,12 +170,20 @@ def load(paths: Paths, versions: bool = True) -> Registry:
         try:
             for rec in registry.models.values():
                 if rec.pages:
-                    rec.versions, own = pages.read_versions(paths.store, rec.name, rec.pages, None, source(paths))
-                    rec.checkpoints = own + rec.checkpoints
+                    rec.versions = Versions(refs=rec.pages, loader=_page_loader(paths), model=rec.name,
+                                            where=source(paths))
+                    if not lazy:
+                        rec.checkpoints = rec.versions.read_all() + rec.checkpoints
+                rec.mark_clean()
             return registry
         except PageMissing:
             continue  # a writer replaced a page after we read the head: read the new head
     raise RegistryError(f"registry {source(paths)} kept changing while it was read; try again")
+
+
+def _page_loader(paths: Paths) -> Callable[[list[PageRef]], list[dict[str, Any]]]:
+    """How a model's versions read their pages (several at once)."""
+    return lambda refs: pages.read_pages(paths.store, refs, source(paths))
 
 
 def _load_head(paths: Paths) -> Registry:
@@ -313,7 +254,7 @@ def select(paths: Paths, rec: ModelRecord, numbers: set[int], newest: int | None
     raise RegistryError(f"registry {source(paths)} kept changing while it was read; try again")
 
 
-def _pick(versions: list[VersionRecord], numbers: set[int], newest: int | None) -> list[VersionRecord]:
+def _pick(versions: Iterable[VersionRecord], numbers: set[int], newest: int | None) -> list[VersionRecord]:
     """``versions`` in ``numbers`` or among the ``newest`` highest (None: all), ascending."""
     ordered = sorted(versions, key=lambda v: v.version)
     if newest is None:
@@ -335,12 +276,18 @@ def save(paths: Paths, registry: Registry, leftovers: set[str] | frozenset[str] 
     store = paths.store
     head: dict[str, Any] = {"schema": SCHEMA, "models": {}}
     old = registry.page_keys()
-    refs: dict[str, list[PageRef]] = {}
+    layouts: dict[str, Layout] = {}
     logs: dict[tuple[str, str], Written] = {}
     try:
         for name, rec in sorted(registry.models.items()):
-            refs[name], loose = pages.write_pages(store, name, rec.versions, rec.checkpoints, rec.pages)
-            body = _head_body(rec, loose, refs[name])
+            layout = rec.versions.layout(name, rec.checkpoints)
+            if rec.stored is not None and not layout.changed and not rec.head_changed():
+                head["models"][name] = rec.stored  # untouched: its entry as read, nothing re-encoded
+                continue
+            layouts[name] = layout
+            for key, data in layout.create.items():
+                store.write(key, data, None)
+            body = _head_body(rec, layout.loose, layout.refs)
             for kind in KINDS:
                 logs[name, kind] = getattr(rec, kind).write(store, name)
                 if kind not in OPTIONAL_KINDS or logs[name, kind].state.count:
@@ -354,13 +301,17 @@ def save(paths: Paths, registry: Registry, leftovers: set[str] | frozenset[str] 
         # Certainly not committed: our new pages go. (After any other failure the head may have
         # been written all the same, say a timeout on S3: the pages stay, and a later write
         # removes them if no head names them.)
-        created = {r.key for rs in refs.values() for r in rs} | {k for w in logs.values() for k in w.created}
+        created = {k for lay in layouts.values() for k in lay.create} | {k for w in logs.values() for k in w.created}
         pages.remove(store, created - old)
         raise
-    for name, rs in refs.items():
-        registry.models[name].pages = rs
+    for name, layout in layouts.items():
+        registry.models[name].pages = layout.refs
+        registry.models[name].versions.written(layout)
     for (name, kind), done in logs.items():
         getattr(registry.models[name], kind).written(done)
+    for name in layouts:
+        registry.models[name].stored = head["models"][name]
+        registry.models[name].mark_clean()
     pages.remove(store, (old | set(leftovers)) - registry.page_keys())
     # The one place history events, failed attempts and approvals are recorded: queue their webhooks.
     outbox.emit_records(paths, {key: list(done.added) for key, done in logs.items()})
@@ -384,12 +335,12 @@ def lease(paths: Paths, timeout: float | None = None) -> AbstractContextManager[
 def transaction(paths: Paths, timeout: float | None = None) -> Iterator[Registry]:
     """Hold the lease, load, yield the registry for mutation, then save it if the body did not raise."""
     with lease(paths, timeout):
-        registry = load(paths)
-        before = registry.to_dict(logs=False)
+        registry = load(paths, lazy=True)  # pages are read as the body looks at them, and only changed ones written
+        names = set(registry.models)
         leftovers = pages.page_keys(paths.store) - registry.page_keys()
         adopt_orphans(paths, registry)
         yield registry
-        if registry.to_dict(logs=False) != before or registry.logs_changed() or leftovers:
+        if set(registry.models) != names or any(rec.changed() for rec in registry.models.values()) or leftovers:
             save(paths, registry, leftovers)
 
 
@@ -404,8 +355,7 @@ def allocate_version(paths: Paths, record: ModelRecord) -> int:
     Numbers above every published and registered one are tried in turn; a number another writer
     claimed (even one that died before publishing) is skipped, never handed out twice.
     """
-    taken = set(versions_on_disk(paths, record.name)) | {v.version for v in record.versions}
-    number = max(taken, default=0) + 1
+    number = max(max(versions_on_disk(paths, record.name), default=0), record.latest_version() or 0) + 1
     owner = f"{current_user()}@{os.uname().nodename} pid {os.getpid()} at {now_iso()}"
     while not paths.store.claim_version(record.name, number, owner):
         number += 1
@@ -424,8 +374,9 @@ def adopt_orphans(paths: Paths, registry: Registry) -> list[tuple[str, int]]:
     store = paths.store
     for model in store.iter_models():
         record = registry.models.get(model)
-        known = {v.version for v in record.versions} if record else set()
-        for number in store.version_numbers(model):
+        on_disk = store.version_numbers(model)
+        known = record.versions.registered(on_disk) if record else set()  # reads only pages that may not hold them
+        for number in on_disk:
             if number in known:
                 continue
             try:
@@ -440,6 +391,6 @@ def adopt_orphans(paths: Paths, registry: Registry) -> list[tuple[str, int]]:
             if record.checkpoint_for_digest(checkpoint.digest) is None:
                 record.checkpoints.append(checkpoint)
             record.versions.append(dataclasses.replace(version, report=report_summary(version.report)))
-            record.versions.sort(key=lambda v: v.version)
+            record.versions.sort()  # in number order (pages read are already)
             adopted.append((model, number))
     return adopted

@@ -17,7 +17,8 @@ number and a random id, ``registry/deeplab/3-1f2e....json``) and never replaced,
 - **Reading costs what you ask for.** ``mlc status`` reads the head and only the pages of the
   versions it shows (stable, canary, configured, loaded and the newest), so its time does not
   grow with the number of versions; ``registry.load`` reads every page, up to
-  :data:`PAGE_READERS` at once (on object storage each page is a round trip).
+  :data:`PAGE_READERS` at once (on object storage each page is a round trip), and a
+  transaction only those it looks at (:mod:`lifecycle.store.registry_versions`).
 
 JSON, not YAML, because the pages are machine data and the standard library parses JSON about
 a hundred times faster than libyaml does YAML.
@@ -32,9 +33,7 @@ This module must not import TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -122,57 +121,6 @@ def read_versions(
             raise RegistryError(f"malformed registry page {source}/{ref.key}: model {model!r}: {e}") from e
     versions.sort(key=lambda v: v.version)
     return versions, checkpoints
-
-
-def split(
-    model: str, versions: list[VersionRecord], checkpoints: list[CheckpointRecord]
-) -> tuple[dict[int, tuple[bytes, list[int]]], list[CheckpointRecord]]:
-    """``model``'s versions as page bytes and version numbers by page, and the checkpoints no version was built from.
-
-    A checkpoint goes to the page of the first version built from it; one that no version came
-    from (a failed attempt's) stays in the head.
-    """
-    pages: dict[int, dict[str, list[dict[str, Any]]]] = {}
-    numbers: dict[int, list[int]] = {}
-    first_page: dict[str, int] = {}
-    for v in sorted(versions, key=lambda v: v.version):
-        n = page_of(v.version)
-        pages.setdefault(n, {"versions": [], "checkpoints": []})["versions"].append(dataclasses.asdict(v))
-        numbers.setdefault(n, []).append(v.version)
-        first_page.setdefault(v.checkpoint_digest, n)
-    loose = []
-    for c in checkpoints:
-        if c.digest in first_page:
-            pages[first_page[c.digest]]["checkpoints"].append(dataclasses.asdict(c))
-        else:
-            loose.append(c)
-    encoded = {
-        n: (json.dumps({"schema": 2, "model": model, "page": n, **body}, sort_keys=True,
-                       separators=(",", ":")).encode("utf-8"), numbers[n])
-        for n, body in sorted(pages.items())
-    }
-    return encoded, loose
-
-
-def write_pages(
-    store: Store, model: str, versions: list[VersionRecord], checkpoints: list[CheckpointRecord], known: list[PageRef]
-) -> tuple[list[PageRef], list[CheckpointRecord]]:
-    """Create the version pages of ``model`` that differ from ``known``; their refs and the head's loose checkpoints.
-
-    Nothing is replaced: a changed page is a new document under a new name, so until the head
-    names it no reader sees it.
-    """
-    encoded, loose = split(model, versions, checkpoints)
-    same = {(r.page, r.digest): r.key for r in known}
-    refs = []
-    for n, (data, numbers) in encoded.items():
-        digest = hashlib.sha256(data).hexdigest()
-        key = same.get((n, digest))
-        if key is None:
-            key = f"{PREFIX}/{model}/{n}-{uuid.uuid4().hex}.json"
-            store.write(key, data, None)
-        refs.append(PageRef(page=n, key=key, digest=digest, first=numbers[0], last=numbers[-1], count=len(numbers)))
-    return refs, loose
 
 
 def page_keys(store: Store) -> set[str]:

@@ -174,8 +174,8 @@ def verify(paths: Paths, model: str | None = None) -> VerifyReport:
         found = _version_pages(paths, rec, where)
         if not found:
             try:
-                rec.versions, _ = pages.read_versions(paths.store, name, rec.pages, None, where) if rec.pages \
-                    else (rec.versions, [])
+                if rec.pages:
+                    rec.versions.replace(pages.read_versions(paths.store, name, rec.pages, None, where)[0])
             except LifecycleError as e:
                 found = [f"{name}: {e.message}"]
         for kind in KINDS:
