@@ -26,6 +26,8 @@ from typing import Any
 MODEL = "deeplab"
 OPS = ("register", "move", "resolve", "list")
 GOALS = {"register": 1.0, "move": 5.0, "resolve": 2.0, "list": 2.0}  # mlc speed-up over MLflow wanted
+# Goals that apply only at the run's largest size (issue 25: the move "at 10,000 versions").
+AT_LARGEST = {"move"}
 
 
 class MlflowChild:
@@ -165,12 +167,16 @@ def report(rows: list[dict[str, Any]]) -> float:
     """Print the table and each side's growth; the smallest (speed-up / goal) over the rows."""
     print(f"{'registry op':<10} {'versions':>8} {'mlc ms':>8} {'MLflow ms':>9} {'mlc speed-up':>12} {'goal':>5} {'/goal':>6}")
     worst = float("inf")
+    sizes = sorted({r["size"] for r in rows})
     for row in rows:
         speedup = row["mlflow"] / row["mlc"]
+        if row["op"] in AT_LARGEST and row["size"] != sizes[-1]:
+            print(f"{row['op']:<10} {row['size']:>8} {row['mlc']:>8.2f} {row['mlflow']:>9.2f} {speedup:>12.2f}"
+                  f" {'-':>5} {'-':>6}")
+            continue
         worst = min(worst, speedup / GOALS[row["op"]])
         print(f"{row['op']:<10} {row['size']:>8} {row['mlc']:>8.2f} {row['mlflow']:>9.2f} {speedup:>12.2f}"
               f" {GOALS[row['op']]:>5.1f} {speedup / GOALS[row['op']]:>6.2f}")
-    sizes = sorted({r["size"] for r in rows})
     if len(sizes) > 1:
         small, big = sizes[0], sizes[-1]
         by = {(r["op"], r["size"]): r for r in rows}
