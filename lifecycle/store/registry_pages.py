@@ -64,8 +64,11 @@ class PageRef:
     count: int
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for the head."""
-        return dataclasses.asdict(self)
+        """Plain data for the head (every field is a str or an int: no deep copy needed)."""
+        return {name: getattr(self, name) for name in _REF_FIELDS}
+
+
+_REF_FIELDS = tuple(f.name for f in dataclasses.fields(PageRef))
 
 
 def page_of(version: int) -> int:
