@@ -133,8 +133,14 @@ def test_a_polling_replica_slow_to_take_the_new_label_misses_its_own_deadline(
         rest = f"127.0.0.1:{server.rest_port}"
         (paths.configs / "servers.yaml").write_text(
             f"reload: poll\nreplica_timeout: 6\nservers:\n  - {{grpc: '{server.grpc_address}', rest: '{rest}'}}\n")
+        log = tmp_path / "failpoints.log"
         monkeypatch.setenv(failpoints.ENV, f"server:label:{MODEL}:stable:2=pause:15")
+        monkeypatch.setenv(failpoints.LOG_ENV, str(log))
         result = runner.invoke(app, ["promote", MODEL, "2", "--timeout", "120"], env={"MLC_HOME": str(paths.home)})
+        # The promote is over (failed at the 6 s deadline, reverted): the replica's pause ends now,
+        # not at 15 s.
+        assert log.exists() and f"server:label:{MODEL}:stable:2" in log.read_text(), "the replica never paused"
+        Path(f"{log}.release").touch()
         assert result.exit_code == 1, result.output
         line = result.stderr.strip()
         assert "\n" not in line, line
