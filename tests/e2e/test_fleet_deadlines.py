@@ -139,7 +139,6 @@ def test_a_polling_replica_slow_to_take_the_new_label_misses_its_own_deadline(
         result = runner.invoke(app, ["promote", MODEL, "2", "--timeout", "120"], env={"MLC_HOME": str(paths.home)})
         # The promote is over (failed at the 6 s deadline, reverted): the replica's pause ends now,
         # not at 15 s.
-        assert log.exists() and f"server:label:{MODEL}:stable:2" in log.read_text(), "the replica never paused"
         Path(f"{log}.release").touch()
         assert result.exit_code == 1, result.output
         line = result.stderr.strip()
