@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +40,7 @@ SLOW_PAUSE_S = 600  # far beyond anything the test waits for; the processes are 
 class Replica:
     grpc: str
     rest: str
-    proc: subprocess.Popen[bytes]
+    stop: Callable[[], object]
 
     def state(self, version: int) -> str | None:
         s = rest_model_status(self.rest, MODEL, timeout=5).get(version)
@@ -55,25 +55,36 @@ class Replica:
 
 @pytest.fixture
 def fleet3(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[tuple[Paths, list[Replica]]]:
-    """Three replicas on 127.0.0.1 serving stable 1; the last one loads version 2 very slowly."""
+    """Three replicas on 127.0.0.1 serving stable 1; the last one loads version 2 very slowly.
+
+    The two prompt replicas are in-process servers; the slow one is an ``mlc-model-server``
+    process, so that only its environment holds the failpoint that stalls its load.
+    """
+    from lifecycle.server import ServerOptions, create_server
+
     built = build_versions(tmp_path / "built", [1, 2])
     paths = make_home(tmp_path / "home", built, [1, 2], stable=1)
     startup = tmp_path / "startup.config"  # versions only: labels may point only at AVAILABLE versions
     startup.write_text(tfs_config.render(tfs_config.build(paths, {MODEL: ModelServing((1,), {})})))
-    ports = free_ports(6)
     replicas: list[Replica] = []
     try:
-        for i in range(3):
-            grpc, rest = f"127.0.0.1:{ports[2 * i]}", f"127.0.0.1:{ports[2 * i + 1]}"
-            env = dict(subprocess_env)
-            if i == 2:
-                env["MLC_FAILPOINTS"] = f"server:load:{MODEL}:2=pause:{SLOW_PAUSE_S}"
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "lifecycle.server.main", f"--port={ports[2 * i]}", f"--rest_api_port={ports[2 * i + 1]}",
-                 f"--model_config_file={startup}", "--max_num_load_retries=0"],
-                env=env, stdout=(tmp_path / f"r{i}.log").open("wb"), stderr=subprocess.STDOUT,
-            )
-            replicas.append(Replica(grpc, rest, proc))
+        for _ in range(2):
+            server = create_server(ServerOptions(grpc_port=0, rest_api_port=0, model_config_file=str(startup),
+                                                 max_num_load_retries=0))
+            replicas.append(Replica(server.grpc_address, f"127.0.0.1:{server.rest_port}", server.stop))
+        grpc_port, rest_port = free_ports(2)
+        env = dict(subprocess_env, MLC_FAILPOINTS=f"server:load:{MODEL}:2=pause:{SLOW_PAUSE_S}")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lifecycle.server.main", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+             f"--model_config_file={startup}", "--max_num_load_retries=0"],
+            env=env, stdout=(tmp_path / "r2.log").open("wb"), stderr=subprocess.STDOUT,
+        )
+
+        def stop_slow(proc: subprocess.Popen[bytes] = proc) -> int:
+            proc.kill()
+            return proc.wait(timeout=30)
+
+        replicas.append(Replica(f"127.0.0.1:{grpc_port}", f"127.0.0.1:{rest_port}", stop_slow))
         # servers.yaml gives every replica a generous deadline; --replica-timeout overrides it.
         (paths.configs / "servers.yaml").write_text(
             "replica_timeout: 900\nservers:\n" + "".join(f"  - {{grpc: '{r.grpc}', rest: '{r.rest}'}}\n" for r in replicas)
@@ -84,8 +95,7 @@ def fleet3(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[tuple[Pat
         yield paths, replicas
     finally:
         for r in replicas:
-            r.proc.kill()
-            r.proc.wait(timeout=30)
+            r.stop()
 
 
 def _quiet(fn):  # noqa: ANN001, ANN202 - a probe that may fail while a server starts
@@ -133,8 +143,13 @@ def test_a_polling_replica_slow_to_take_the_new_label_misses_its_own_deadline(
         rest = f"127.0.0.1:{server.rest_port}"
         (paths.configs / "servers.yaml").write_text(
             f"reload: poll\nreplica_timeout: 6\nservers:\n  - {{grpc: '{server.grpc_address}', rest: '{rest}'}}\n")
+        log = tmp_path / "failpoints.log"
         monkeypatch.setenv(failpoints.ENV, f"server:label:{MODEL}:stable:2=pause:15")
+        monkeypatch.setenv(failpoints.LOG_ENV, str(log))
         result = runner.invoke(app, ["promote", MODEL, "2", "--timeout", "120"], env={"MLC_HOME": str(paths.home)})
+        # The promote is over (failed at the 6 s deadline, reverted): the replica's pause ends now,
+        # not at 15 s.
+        Path(f"{log}.release").touch()
         assert result.exit_code == 1, result.output
         line = result.stderr.strip()
         assert "\n" not in line, line

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -37,11 +36,10 @@ def test_register_names_the_candidates_when_no_definition_fits(tmp_path: Path, s
     home = tmp_path / "mlc"
     subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(home)], check=True, timeout=120)
     env = {k: v for k, v in subprocess_env.items() if k != "MLC_HOME"}
-    script = (
-        "import tensorflow as tf\n"
-        "tf.train.Checkpoint(model=tf.Module()).write('ckpt/odd/ckpt-1')\n"
-    )
-    subprocess.run([sys.executable, "-c", script], cwd=home, env=env, check=True, timeout=120)
+    # Written in this process (TensorFlow is loaded here already), not in a child that imports it again.
+    import tensorflow as tf
+
+    tf.train.Checkpoint(model=tf.Module()).write(str(home / "ckpt" / "odd" / "ckpt-1"))
     before = tree_state(home / "model_repo")
     result = mlc(home, env, "mlc register ckpt/odd/ckpt-1")
     assert result.returncode == 2, result.stderr

@@ -81,9 +81,13 @@ def test_promote_and_rollback_import_no_tensorflow(served: Paths, subprocess_env
         wait_until(emptied, what="the sandbox empty again")
 
 
-def test_the_candidate_is_invisible_on_the_public_ports_while_checked(served: Paths) -> None:
+def test_the_candidate_is_invisible_on_the_public_ports_while_checked(served: Paths, tmp_path: Path) -> None:
     grpc, rest, sandbox = _server(served)
-    env = dict(os.environ, MLC_HOME=str(served.home), **{failpoints.ENV: "sandbox:available=pause:6"})
+    # The promote pauses with the candidate AVAILABLE in the sandbox until the public ports are read
+    # (the test then releases it) or 60 s pass.
+    log = tmp_path / "failpoints.log"
+    env = dict(os.environ, MLC_HOME=str(served.home),
+               **{failpoints.ENV: "sandbox:available=pause:60", failpoints.LOG_ENV: str(log)})
     promote = subprocess.Popen(MLC + ["promote", MODEL, "3"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -101,6 +105,7 @@ def test_the_candidate_is_invisible_on_the_public_ports_while_checked(served: Pa
             assert set(rest_model_status(rest, MODEL)) == {1}  # REST model status
             assert public.serving_version(MODEL) == 1  # unversioned requests: still stable
             assert in_sandbox(), "the check moved on before the public ports were read"
+        Path(f"{log}.release").touch()
         _, err = promote.communicate(timeout=120)
         assert promote.returncode == 0, err
     finally:

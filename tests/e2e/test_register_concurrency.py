@@ -31,18 +31,39 @@ def start_register(python: str, env: dict[str, str], paths: Paths, checkpoint: P
     )
 
 
-def registers_at_once(paths: Paths, checkpoints: list[Path], tmp_path: Path, env: dict[str, str] | None = None) -> list[str]:
+def registers_at_once(paths: Paths, checkpoints: list[Path], tmp_path: Path, env: dict[str, str] | None = None,
+                      release_when_all_reach: str | None = None) -> list[str]:
     """One ``mlc register`` per checkpoint, all started at once (forked from a process that
-    imported TensorFlow once); each must exit 0. Returns what each printed."""
+    imported TensorFlow once); each must exit 0. Returns what each printed.
+
+    With ``release_when_all_reach`` (a failpoint that ``env`` pauses), the pauses end as soon as
+    every register has reached that failpoint (the failpoint log says so), not when they time out.
+    """
+    from lifecycle import failpoints
     from tests.support import forked_cli
 
     ctx = forked_cli.context()
     env = {"MLC_HOME": str(paths.home), "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", **(env or {})}
+    log = tmp_path / "failpoints.log"
+    if release_when_all_reach is not None:
+        env[failpoints.LOG_ENV] = str(log)
     outputs = [tmp_path / f"register-{i}.out" for i in range(len(checkpoints))]
     procs = [ctx.Process(target=forked_cli.run_cli, args=(["register", str(c)], env, str(out)))
              for c, out in zip(checkpoints, outputs, strict=True)]
     for p in procs:
         p.start()
+    if release_when_all_reach is not None:
+        def all_reached() -> bool:
+            lines = log.read_text().splitlines() if log.exists() else []
+            if sum(line.split()[0] == release_when_all_reach for line in lines if line) >= len(procs):
+                return True
+            ended = [out for p, out in zip(procs, outputs, strict=True) if p.exitcode is not None]
+            assert not ended, f"a register ended before {release_when_all_reach}: " + "".join(
+                out.read_text() + Path(str(out) + ".err").read_text() for out in ended)
+            return False
+
+        wait_until(all_reached, 300, f"every register at failpoint {release_when_all_reach}")
+        Path(f"{log}.release").touch()
     for p in procs:
         p.join(timeout=300)
     texts = [out.read_text() for out in outputs]
@@ -76,8 +97,11 @@ def test_eight_concurrent_registers_get_versions_1_to_8(make_home, variant_check
 
 
 def test_sigkill_at_any_moment_leaves_a_consistent_tree(
-    registered_home: Paths, variant_checkpoints: list[Path], python: str, subprocess_env: dict[str, str]
+    registered_home: Paths, variant_checkpoints: list[Path], python: str, subprocess_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
+    from tests.support import forked_cli
+
     paths = registered_home
     model_dir = paths.model_dir("deeplab")
     rng = random.Random(1234)
@@ -87,20 +111,32 @@ def test_sigkill_at_any_moment_leaves_a_consistent_tree(
 
     # Kill points: during start-up, while exporting/validating in staging, and the moment a new
     # version folder appears (between the rename and the registry save, if we are quick enough).
+    # Start-up is a fresh ``python -m lifecycle`` (killed while it imports); the later moments are
+    # ``mlc register`` children forked from a process that imported TensorFlow once, so they do
+    # not pay that import again before reaching their moment.
     moments = ["startup", "staging", "published"]
+    env = {"MLC_HOME": str(paths.home), "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
     for i, moment in enumerate(moments):
         before = set(registry.versions_on_disk(paths, "deeplab"))
-        proc = start_register(python, subprocess_env, paths, variant_checkpoints[i])
         if moment == "startup":
+            proc = start_register(python, subprocess_env, paths, variant_checkpoints[i])
             time.sleep(rng.uniform(0.5, 3.0))
-        elif moment == "staging":
-            wait_until(staging, 60, "a staging folder", interval=0.005, details=lambda proc=proc: proc.communicate()[1])
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            assert_consistent(paths)
+            continue
+        out = tmp_path / f"{moment}.out"
+        child = forked_cli.start(["register", str(variant_checkpoints[i])], env, out)
+        err = Path(f"{out}.err")
+        if moment == "staging":
+            wait_until(staging, 60, "a staging folder", interval=0.005, details=err.read_text)
             time.sleep(rng.uniform(0.0, 1.5))
         else:
             wait_until(lambda before=before: set(registry.versions_on_disk(paths, "deeplab")) - before, 120,
-                       "a new version folder", interval=0.005, details=lambda proc=proc: proc.communicate()[1])
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+                       "a new version folder", interval=0.005, details=err.read_text)
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(30)
         assert_consistent(paths)
 
     # The next register cleans up stale staging folders and adopts any orphaned version.
@@ -184,7 +220,9 @@ def test_two_registers_of_the_same_checkpoint_record_one_version(
     paths = registered_home
     claims = paths.model_repo / ".claims" / "deeplab"
     claimed_before = set(claims.iterdir()) if claims.is_dir() else set()
-    texts = registers_at_once(paths, [variant_checkpoints[0]] * 2, tmp_path, {failpoints.ENV: "register:claimed=pause:15"})
+    # Each pauses after its claim until both have claimed (at most 120 s), then both record.
+    texts = registers_at_once(paths, [variant_checkpoints[0]] * 2, tmp_path, {failpoints.ENV: "register:claimed=pause:120"},
+                              release_when_all_reach="register:claimed")
     # The race happened: both claimed a number (4 and 5) before either recorded.
     assert sorted(int(c.name) for c in set(claims.iterdir()) - claimed_before) == [4, 5]
     printed = [int(text.strip().splitlines()[-1]) for text in texts]
