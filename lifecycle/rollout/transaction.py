@@ -241,7 +241,9 @@ def revert(
         tfs_config.write(paths, config)
         results = parallel(
             list(driver.targets),
-            lambda t: t.client.reload(config, timeout=RPC_TIMEOUT_S) if t.spec.reload == "request" else None,
+            # Each within its own replica deadline: a frozen server delays the revert by no more.
+            lambda t: t.client.reload(config, timeout=min(RPC_TIMEOUT_S, t.spec.replica_timeout))
+            if t.spec.reload == "request" else None,
         )
         for t, e in results:
             if e is not None:
