@@ -263,7 +263,9 @@ def plan_rollout(
     if drop:
         steps.append(f"drop: serve {_listed(a.versions)} only and reload")
         steps.append(f"unloaded: wait for {', '.join(map(str, drop))} to unload on every server")
-    steps.append(f"commit: record stable={after['stable']} canary={after['canary']} in the registry and the history")
+    recorded = _labelled({k: v for k, v in after.items() if v is not None})
+    steps.append(f"commit: record {'labels ' + recorded if after['stable'] or after['canary'] else 'no labels'}"
+                 " in the registry and the history")
     current = tfs_config.read_text(paths)
     new_text = tfs_config.render(tfs_config.build(paths, serving_with(reg, model, a)))
     return Plan(

@@ -57,7 +57,7 @@ def test_dry_run_prints_the_plan_from_the_definition_and_changes_nothing(paths: 
     assert "1. shadow: shadow (every stable answer compared with the candidate's), hold 2 s" in result.output
     assert "2. 10%: 10% of default-route requests to the candidate, hold 3 s" in result.output
     assert "at least 5 requests (fewer: wait up to 120 s)" in result.output
-    assert "commit: record stable=2 canary=None" in result.output
+    assert "commit: record labels stable=2 in the registry" in result.output
     result = runner.invoke(app, ["rollout", "hpt", "2", "--dry-run", "--json", "--steps", "5%:1s,25%:1s",
                                  "--max-error-rate", "0.05"])
     assert result.exit_code == 0, result.output

@@ -50,7 +50,7 @@ def test_dry_run_prints_plan_and_diff_and_changes_nothing(served_home: Paths) ->
     assert result.exit_code == 0, result.output
     assert "sandbox: load m 2 alone" in result.output
     assert "-        versions: 1\n+        versions: 2" in result.output
-    assert "commit: record stable=2 canary=None" in result.output
+    assert "commit: record labels stable=2 in the registry" in result.output
     assert served_home.serving_config.read_bytes() == config
     result = runner.invoke(app, ["promote", "m", "2", "--dry-run", "--json"])
     plan = json.loads(result.output)["plan"]
