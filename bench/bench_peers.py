@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench_server import free_port, measure_child, wait_for_port  # noqa: E402
+from bench_server import build_bench_models, free_port, measure_child, wait_for_port  # noqa: E402
 
 KSERVE_PY = REPO / ".bench-venv-kserve" / "bin" / "python"
 MLFLOW_PY = REPO / ".bench-venv-mlflow" / "bin" / "python"
@@ -106,18 +106,11 @@ def serving(args: argparse.Namespace, work: Path) -> float:
     from lifecycle.tf_import import import_tensorflow
 
     tf = import_tensorflow()
-    from google.protobuf import text_format
     from tensorflow_serving.apis import predict_pb2
 
-    from tests.support.savedmodels import build_half_plus_two_tf1, build_segmenter
-    from tests.support.server_support import model_config, server_config
 
     v2 = v2_messages()
-    build_half_plus_two_tf1(work / "half_plus_two" / "1")
-    build_segmenter(work / "segmenter" / "1", num_classes=21, width=16)
-    config_file = work / "models.config"
-    config_file.write_text(text_format.MessageToString(server_config(
-        model_config("half_plus_two", work / "half_plus_two"), model_config("segmenter", work / "segmenter"))))
+    config_file = build_bench_models(work)
     mlc_grpc, mlc_rest, ks_http, ks_grpc = (free_port() for _ in range(4))
     env = dict(os.environ, PYTHONPATH=str(REPO))
     mlc = subprocess.Popen([sys.executable, "-m", "lifecycle.server.main", f"--port={mlc_grpc}", f"--rest_api_port={mlc_rest}",

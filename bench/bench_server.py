@@ -85,6 +85,21 @@ def run_echo_server(port: int, threads: int) -> None:
 # --- measurement -------------------------------------------------------------------------------
 
 
+def build_bench_models(work: Path) -> Path:
+    """half_plus_two and the 513x513 segmenter under ``work``, and the models.config naming both."""
+    from google.protobuf import text_format
+
+    from tests.support.savedmodels import build_half_plus_two_tf1, build_segmenter
+    from tests.support.server_support import model_config, server_config
+
+    build_half_plus_two_tf1(work / "half_plus_two" / "1")
+    build_segmenter(work / "segmenter" / "1", num_classes=21, width=16)
+    config_file = work / "models.config"
+    config_file.write_text(text_format.MessageToString(server_config(
+        model_config("half_plus_two", work / "half_plus_two"), model_config("segmenter", work / "segmenter"))))
+    return config_file
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -191,23 +206,16 @@ def main() -> None:
     from lifecycle.tf_import import import_tensorflow
 
     tf = import_tensorflow()
-    from google.protobuf import text_format
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     from lifecycle.server.models.loader import Servable
-    from tests.support.savedmodels import build_half_plus_two_tf1, build_segmenter
-    from tests.support.server_support import model_config, server_config
 
     concurrency = [int(c) for c in args.concurrency.split(",")]
     spy_dir = Path(args.py_spy) if args.py_spy else None
     if spy_dir is not None:
         spy_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="mlc-bench-"))
-    build_half_plus_two_tf1(work / "half_plus_two" / "1")
-    build_segmenter(work / "segmenter" / "1", num_classes=21, width=16)
-    config_file = work / "models.config"
-    config_file.write_text(text_format.MessageToString(server_config(
-        model_config("half_plus_two", work / "half_plus_two"), model_config("segmenter", work / "segmenter"))))
+    config_file = build_bench_models(work)
 
     grpc_port, echo_port = free_port(), free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench_server import ECHO_METHOD, free_port, measure, measure_child, wait_for_port  # noqa: E402
+from bench_server import ECHO_METHOD, build_bench_models, free_port, measure, measure_child, wait_for_port  # noqa: E402
 
 TRANSPORTS = ("threads", "asyncio")
 ADOPT_GEOMEAN, ADOPT_FLOOR = 1.10, 0.95  # issue 25's rule
@@ -84,7 +84,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import numpy as np
-    from google.protobuf import text_format
 
     from lifecycle.tf_import import import_tensorflow
 
@@ -92,16 +91,10 @@ def main() -> None:
     from tensorflow_serving.apis import predict_pb2
 
     from lifecycle.server.models.loader import Servable
-    from tests.support.savedmodels import build_half_plus_two_tf1, build_segmenter
-    from tests.support.server_support import model_config, server_config
 
     concurrency = [int(c) for c in args.concurrency.split(",")]
     work = Path(tempfile.mkdtemp(prefix="mlc-bench-transport-"))
-    build_half_plus_two_tf1(work / "half_plus_two" / "1")
-    build_segmenter(work / "segmenter" / "1", num_classes=21, width=16)
-    config_file = work / "models.config"
-    config_file.write_text(text_format.MessageToString(server_config(
-        model_config("half_plus_two", work / "half_plus_two"), model_config("segmenter", work / "segmenter"))))
+    config_file = build_bench_models(work)
     ports = {t: free_port() for t in TRANSPORTS}
     servers = {t: start_server(t, ports[t], config_file, args.grpc_max_threads) for t in TRANSPORTS}
     echo_port = free_port()
