@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -98,6 +99,19 @@ def build_bench_models(work: Path) -> Path:
     config_file.write_text(text_format.MessageToString(server_config(
         model_config("half_plus_two", work / "half_plus_two"), model_config("segmenter", work / "segmenter"))))
     return config_file
+
+
+def predict_request(name: str, inputs: dict[str, Any], output_filter: list[str]) -> Any:
+    """A PredictRequest of model ``name`` on ``inputs`` (arrays, by tf.make_tensor_proto), asking for ``output_filter``."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.output_filter.extend(output_filter)
+    for alias, value in inputs.items():
+        request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
+    return request
 
 
 def free_port() -> int:
@@ -205,7 +219,7 @@ def main() -> None:
 
     from lifecycle.tf_import import import_tensorflow
 
-    tf = import_tensorflow()
+    import_tensorflow()
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     from lifecycle.server.models.loader import Servable
@@ -245,11 +259,7 @@ def main() -> None:
             if name not in wanted:
                 continue
             servable = Servable(name, 1, work / name / "1", ["serve"])
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name = name
-            request.output_filter.extend(output_filter)
-            for alias, value in inputs.items():
-                request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
+            request = predict_request(name, inputs, output_filter)
             probe = prediction_service_pb2_grpc.PredictionServiceStub(
                 grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=channel_options)).Predict(request, timeout=60)
             request_size, response_size = request.ByteSize(), probe.ByteSize()

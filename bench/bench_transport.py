@@ -39,7 +39,15 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench_server import ECHO_METHOD, build_bench_models, free_port, measure, measure_child, wait_for_port  # noqa: E402
+from bench_server import (  # noqa: E402
+    ECHO_METHOD,
+    build_bench_models,
+    free_port,
+    measure,
+    measure_child,
+    predict_request,
+    wait_for_port,
+)
 
 TRANSPORTS = ("threads", "asyncio")
 ADOPT_GEOMEAN, ADOPT_FLOOR = 1.10, 0.95  # issue 25's rule
@@ -87,7 +95,7 @@ def main() -> None:
 
     from lifecycle.tf_import import import_tensorflow
 
-    tf = import_tensorflow()
+    import_tensorflow()
     from tensorflow_serving.apis import predict_pb2
 
     from lifecycle.server.models.loader import Servable
@@ -119,11 +127,7 @@ def main() -> None:
         for name in [m for m in cases if m in wanted]:
             inputs, output_filter = cases[name]
             servable = Servable(name, 1, work / name / "1", ["serve"])
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name = name
-            request.output_filter.extend(output_filter)
-            for alias, array in inputs.items():
-                request.inputs[alias].CopyFrom(tf.make_tensor_proto(array))
+            request = predict_request(name, inputs, output_filter)
             payload = request.SerializeToString()
             probe = predict_pb2.PredictResponse.FromString(
                 raw_caller(ports["threads"], "/tensorflow.serving.PredictionService/Predict", payload)()())
